@@ -1,0 +1,103 @@
+//! Handlers of `/ngsi-ld/v1/entities/{entityId}/attrs[/{attrId}]` (GS CIM 009 §6.6, §6.7).
+
+use actix_web::web::{Path, Payload};
+use actix_web::{HttpRequest, HttpResponse};
+
+use super::error::ApiError;
+use super::extract::{Params, body_context, body_media, header_context, read_json, tenant};
+use super::{State, respond};
+use crate::ops::{append_attrs, delete_attr, replace_attr, update_attr, update_attrs};
+
+/// Append Entity Attributes (§5.6.3): 204 or 207.
+pub async fn append(
+    req: HttpRequest,
+    path: Path<String>,
+    payload: Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(&req, &["options", "type"])?;
+    let no_overwrite = p
+        .options(&["noOverwrite"])?
+        .iter()
+        .any(|o| o == "noOverwrite");
+    let media = body_media(&req, false)?;
+    let t = tenant(&req, &state)?;
+    let body = read_json(payload, state.settings.max_body_bytes).await?;
+    let ctx = body_context(&req, &state, media, &body).await?;
+    let out = append_attrs::run(&state.broker, &t, &path, &body, &ctx, no_overwrite).await?;
+    Ok(respond::attr_outcome(&out, &ctx))
+}
+
+/// Update Entity Attributes (§5.6.2): 204 or 207.
+pub async fn update(
+    req: HttpRequest,
+    path: Path<String>,
+    payload: Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    Params::parse(&req, &["type"])?;
+    let media = body_media(&req, true)?;
+    let t = tenant(&req, &state)?;
+    let body = read_json(payload, state.settings.max_body_bytes).await?;
+    let ctx = body_context(&req, &state, media, &body).await?;
+    let out = update_attrs::run(&state.broker, &t, &path, &body, &ctx).await?;
+    Ok(respond::attr_outcome(&out, &ctx))
+}
+
+/// Partial Attribute Update (§5.6.4): 204.
+pub async fn partial_update(
+    req: HttpRequest,
+    path: Path<(String, String)>,
+    payload: Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    Params::parse(&req, &["type"])?;
+    let media = body_media(&req, true)?;
+    let t = tenant(&req, &state)?;
+    let body = read_json(payload, state.settings.max_body_bytes).await?;
+    let ctx = body_context(&req, &state, media, &body).await?;
+    let (id, attr) = path.into_inner();
+    update_attr::run(&state.broker, &t, &id, &attr, &body, &ctx).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Replace Attribute (§5.6.19): 204.
+pub async fn replace(
+    req: HttpRequest,
+    path: Path<(String, String)>,
+    payload: Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    Params::parse(&req, &["type"])?;
+    let media = body_media(&req, false)?;
+    let t = tenant(&req, &state)?;
+    let body = read_json(payload, state.settings.max_body_bytes).await?;
+    let ctx = body_context(&req, &state, media, &body).await?;
+    let (id, attr) = path.into_inner();
+    replace_attr::run(&state.broker, &t, &id, &attr, &body, &ctx).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Delete Attribute (§5.6.5): 204.
+pub async fn delete(
+    req: HttpRequest,
+    path: Path<(String, String)>,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(&req, &["datasetId", "deleteAll", "type"])?;
+    let t = tenant(&req, &state)?;
+    let ctx = header_context(&req, &state).await?;
+    let (id, attr) = path.into_inner();
+    let dataset_id = p.get("datasetId").map(str::to_owned);
+    delete_attr::run(
+        &state.broker,
+        &t,
+        &id,
+        &attr,
+        &ctx,
+        dataset_id,
+        p.bool("deleteAll")?,
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,111 @@
+//! Handlers of `/ngsi-ld/v1/entityOperations/*` (GS CIM 009 §6.14–§6.18, §6.31).
+
+use actix_web::web::Payload;
+use actix_web::{HttpRequest, HttpResponse};
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::extract::{Params, batch_contexts, body_media, read_json, tenant};
+use super::{State, respond};
+use crate::ops::{batch_create, batch_delete, batch_merge, batch_update, batch_upsert};
+
+async fn input(
+    req: &HttpRequest,
+    payload: Payload,
+    state: &State,
+) -> Result<(String, Value, Vec<std::sync::Arc<crate::jsonld::Context>>), ApiError> {
+    let media = body_media(req, false)?;
+    let t = tenant(req, state)?;
+    let body = read_json(payload, state.settings.max_body_bytes).await?;
+    let ctxs = batch_contexts(req, state, media, &body).await?;
+    Ok((t, body, ctxs))
+}
+
+fn no_content_or_207(out: &crate::ops::BatchOutcome) -> HttpResponse {
+    if out.errors.is_empty() {
+        HttpResponse::NoContent().finish()
+    } else {
+        respond::batch_207(out)
+    }
+}
+
+/// Batch create: 201 with the ids, or 207.
+pub async fn create(
+    req: HttpRequest,
+    payload: Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    Params::parse(&req, &[])?;
+    let (t, body, ctxs) = input(&req, payload, &state).await?;
+    let out = batch_create::run(&state.broker, &t, &body, &ctxs).await?;
+    if out.errors.is_empty() {
+        return Ok(HttpResponse::Created()
+            .content_type("application/json")
+            .body(serde_json::to_string(&out.success).unwrap_or_default()));
+    }
+    Ok(respond::batch_207(&out))
+}
+
+/// Batch upsert: 201 with the created ids, 204 when all existed, or 207.
+pub async fn upsert(
+    req: HttpRequest,
+    payload: Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(&req, &["options"])?;
+    let opts = p.options(&["update", "replace"])?;
+    let update = opts.iter().any(|o| o == "update");
+    let (t, body, ctxs) = input(&req, payload, &state).await?;
+    let out = batch_upsert::run(&state.broker, &t, &body, &ctxs, update).await?;
+    if !out.errors.is_empty() {
+        return Ok(respond::batch_207(&out));
+    }
+    if out.created.is_empty() {
+        return Ok(HttpResponse::NoContent().finish());
+    }
+    Ok(HttpResponse::Created()
+        .content_type("application/json")
+        .body(serde_json::to_string(&out.created).unwrap_or_default()))
+}
+
+/// Batch update: 204 or 207.
+pub async fn update(
+    req: HttpRequest,
+    payload: Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(&req, &["options"])?;
+    let no_overwrite = p
+        .options(&["noOverwrite", "update", "replace"])?
+        .iter()
+        .any(|o| o == "noOverwrite");
+    let (t, body, ctxs) = input(&req, payload, &state).await?;
+    let out = batch_update::run(&state.broker, &t, &body, &ctxs, no_overwrite).await?;
+    Ok(no_content_or_207(&out))
+}
+
+/// Batch delete: 204 or 207.
+pub async fn delete(
+    req: HttpRequest,
+    payload: Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    Params::parse(&req, &[])?;
+    body_media(&req, false)?;
+    let t = tenant(&req, &state)?;
+    let body = read_json(payload, state.settings.max_body_bytes).await?;
+    let out = batch_delete::run(&state.broker, &t, &body).await?;
+    Ok(no_content_or_207(&out))
+}
+
+/// Batch merge: 204 or 207.
+pub async fn merge(
+    req: HttpRequest,
+    payload: Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    Params::parse(&req, &[])?;
+    let (t, body, ctxs) = input(&req, payload, &state).await?;
+    let out = batch_merge::run(&state.broker, &t, &body, &ctxs).await?;
+    Ok(no_content_or_207(&out))
+}

@@ -1,0 +1,118 @@
+//! Handlers of `/ngsi-ld/v1/jsonldContexts` (GS CIM 009 §6.29, §6.30): add, list, serve and
+//! delete `@context` documents. Contexts are global: tenant headers are ignored.
+
+use actix_web::web::{Path, Payload};
+use actix_web::{HttpRequest, HttpResponse, http::header};
+use serde_json::{Value, json};
+
+use super::State;
+use super::error::ApiError;
+use super::extract::{Params, body_media, read_json};
+use crate::error::NgsiError;
+use crate::jsonld::core;
+use crate::jsonld::resolver::{ContextEntry, ContextKind};
+use crate::model::format_millis;
+use crate::ops::contexts;
+
+fn details(e: &ContextEntry) -> Value {
+    let mut v = json!({
+        "URL": e.url,
+        "localId": e.id,
+        "kind": e.kind.as_str(),
+        "createdAt": format_millis(e.created_at),
+        "numberOfHits": e.hits,
+    });
+    if let Some(t) = e.last_usage {
+        v["lastUsage"] = json!(format_millis(t));
+    }
+    v
+}
+
+/// List @contexts (§5.13.3).
+pub async fn list(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(&req, &["details", "kind"])?;
+    let with_details = p.bool("details")?;
+    let kind = match p.get("kind") {
+        None => None,
+        Some(k) => Some(
+            ContextKind::parse(k)
+                .ok_or_else(|| NgsiError::bad_data(format!("unknown kind {k:?}")))?,
+        ),
+    };
+    let list = contexts::list(&state.broker, kind);
+    let body: Vec<Value> = if with_details {
+        list.iter().map(details).collect()
+    } else {
+        list.iter().map(|e| json!(e.url)).collect()
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(Value::Array(body).to_string()))
+}
+
+/// Add @context (§5.13.2): 201 with Location.
+pub async fn add(
+    req: HttpRequest,
+    payload: Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    Params::parse(&req, &[])?;
+    body_media(&req, false)?;
+    let body = read_json(payload, state.settings.max_body_bytes).await?;
+    if !body.is_object() {
+        return Err(
+            NgsiError::bad_data("the body must be a JSON object with an @context member").into(),
+        );
+    }
+    let entry = contexts::add(&state.broker, body, &state.settings.public_base()).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            header::LOCATION,
+            format!("/ngsi-ld/v1/jsonldContexts/{}", entry.id),
+        ))
+        .finish())
+}
+
+/// Serve @context (§5.13.4): the document, or its details.
+pub async fn serve(
+    req: HttpRequest,
+    path: Path<String>,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(&req, &["details"])?;
+    let id = path.into_inner();
+    if core::is_core_url(&id) {
+        let body = if p.bool("details")? {
+            json!({"URL": id, "localId": "core", "kind": "Cached"})
+        } else {
+            core::DOCUMENT.clone()
+        };
+        return Ok(HttpResponse::Ok()
+            .content_type("application/ld+json")
+            .body(body.to_string()));
+    }
+    let entry = contexts::get(&state.broker, &id)?;
+    if p.bool("details")? {
+        return Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body(details(&entry).to_string()));
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("application/ld+json")
+        .body(entry.document.to_string()))
+}
+
+/// Delete @context (§5.13.5): 204; `reload=true` re-downloads a cached one.
+pub async fn delete(
+    req: HttpRequest,
+    path: Path<String>,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(&req, &["reload"])?;
+    let id = path.into_inner();
+    if core::is_core_url(&id) {
+        return Err(NgsiError::bad_data("the core @context cannot be deleted").into());
+    }
+    contexts::delete(&state.broker, &id, p.bool("reload")?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,164 @@
+//! The HTTP edge: the only module that imports actix-web or knows status codes. Routes map to
+//! handlers grouped by resource (`entities`, `attrs`, `batch`, `contexts`, `admin`); each
+//! handler parses and checks the request with `extract`, calls one operation in `ops`, and
+//! answers through `respond`/`render`. Errors of every layer become ProblemDetails in `error`.
+
+pub mod admin;
+pub mod attrs;
+pub mod batch;
+pub mod contexts;
+pub mod entities;
+pub mod error;
+pub mod extract;
+pub mod render;
+pub mod respond;
+
+use std::time::Instant;
+
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, Resource, Route, web};
+
+use crate::config::Settings;
+use crate::error::NgsiError;
+use crate::ops::Broker;
+use error::ApiError;
+
+/// Shared state of every handler.
+pub struct AppState {
+    pub broker: Broker,
+    pub settings: Settings,
+    pub started: Instant,
+}
+
+pub type State = web::Data<AppState>;
+
+/// A resource with its routes; other methods get 405 with `Allow` (OPTIONS gets 204 + `Allow`).
+fn resource(path: &str, routes: Vec<(Method, Route)>) -> Resource {
+    let allowed: Vec<&'static str> = routes.iter().map(|(m, _)| method_name(m)).collect();
+    let mut r = web::resource(path);
+    for (_, route) in routes {
+        r = r.route(route);
+    }
+    r.default_service(web::to(move |req: HttpRequest| {
+        let allowed = allowed.clone();
+        async move {
+            if req.method() == Method::OPTIONS {
+                let mut resp = HttpResponse::NoContent();
+                if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+                    resp.insert_header((header::ALLOW, v));
+                }
+                return Ok(resp.finish());
+            }
+            Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allowed))
+        }
+    }))
+}
+
+fn method_name(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        _ => "OPTIONS",
+    }
+}
+
+/// Answers paths no resource serves.
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(NgsiError::not_found(format!("no service at {} {}", req.method(), req.path())).into())
+}
+
+/// Registers every route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    use Method as M;
+    let v1 = "/ngsi-ld/v1";
+    cfg.service(resource(
+        &format!("{v1}/entities"),
+        vec![
+            (M::POST, web::post().to(entities::create)),
+            (M::GET, web::get().to(entities::query)),
+        ],
+    ))
+    .service(resource(
+        &format!("{v1}/entities/{{entityId}}"),
+        vec![
+            (M::GET, web::get().to(entities::retrieve)),
+            (M::PUT, web::put().to(entities::replace)),
+            (M::PATCH, web::patch().to(entities::merge)),
+            (M::DELETE, web::delete().to(entities::delete)),
+        ],
+    ))
+    .service(resource(
+        &format!("{v1}/entities/{{entityId}}/attrs"),
+        vec![
+            (M::POST, web::post().to(attrs::append)),
+            (M::PATCH, web::patch().to(attrs::update)),
+        ],
+    ))
+    .service(resource(
+        &format!("{v1}/entities/{{entityId}}/attrs/{{attrId}}"),
+        vec![
+            (M::PATCH, web::patch().to(attrs::partial_update)),
+            (M::PUT, web::put().to(attrs::replace)),
+            (M::DELETE, web::delete().to(attrs::delete)),
+        ],
+    ))
+    .service(resource(
+        &format!("{v1}/entityOperations/create"),
+        vec![(M::POST, web::post().to(batch::create))],
+    ))
+    .service(resource(
+        &format!("{v1}/entityOperations/upsert"),
+        vec![(M::POST, web::post().to(batch::upsert))],
+    ))
+    .service(resource(
+        &format!("{v1}/entityOperations/update"),
+        vec![(M::POST, web::post().to(batch::update))],
+    ))
+    .service(resource(
+        &format!("{v1}/entityOperations/delete"),
+        vec![(M::POST, web::post().to(batch::delete))],
+    ))
+    .service(resource(
+        &format!("{v1}/entityOperations/merge"),
+        vec![(M::POST, web::post().to(batch::merge))],
+    ))
+    .service(resource(
+        &format!("{v1}/jsonldContexts"),
+        vec![
+            (M::GET, web::get().to(contexts::list)),
+            (M::POST, web::post().to(contexts::add)),
+        ],
+    ))
+    .service(resource(
+        &format!("{v1}/jsonldContexts/{{contextId}}"),
+        vec![
+            (M::GET, web::get().to(contexts::serve)),
+            (M::DELETE, web::delete().to(contexts::delete)),
+        ],
+    ))
+    .service(resource(
+        "/version",
+        vec![(M::GET, web::get().to(admin::version))],
+    ))
+    .service(resource(
+        "/ngsi-ld/ex/v1/version",
+        vec![(M::GET, web::get().to(admin::ex_version))],
+    ))
+    .service(resource(
+        "/ngsi-ld/ex/v1/ping",
+        vec![(M::GET, web::get().to(admin::ping))],
+    ))
+    .service(resource(
+        "/ngsi-ld/ex/v1/tenants",
+        vec![(M::GET, web::get().to(admin::tenants))],
+    ))
+    .service(resource(
+        "/openapi.json",
+        vec![(M::GET, web::get().to(admin::openapi))],
+    ))
+    .default_service(web::to(not_found));
+}

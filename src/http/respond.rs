@@ -1,0 +1,178 @@
+//! Response building shared by handlers: where the `@context` goes (Link header or body
+//! member), content types, and the render options common to retrieve and query.
+
+use std::collections::HashSet;
+
+use actix_web::HttpResponse;
+use actix_web::http::header;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::extract::{Accept, LD_CONTEXT_REL, Params};
+use super::render::{self, RenderOpts, parse_lang};
+use crate::error::NgsiError;
+use crate::jsonld::{Context, core};
+use crate::model::Entity;
+
+/// The `options` values the read operations know.
+pub const READ_OPTIONS: &[&str] = &[
+    "keyValues",
+    "simplified",
+    "concise",
+    "normalized",
+    "sysAttrs",
+];
+
+/// Builds render options from the common query parameters.
+pub fn render_opts(p: &Params, ctx: &Context) -> Result<RenderOpts, ApiError> {
+    let mut o = RenderOpts::default();
+    let options = p.options(READ_OPTIONS)?;
+    o.apply_options(&options, p.get("format"))?;
+    if let Some(l) = p.get("lang") {
+        o.lang = Some(parse_lang(l)?);
+    }
+    let names = |list: Vec<String>| -> HashSet<String> {
+        list.into_iter()
+            .map(|n| {
+                if n == "id" || n == "type" || n == "scope" {
+                    n
+                } else {
+                    ctx.expand(&n)
+                }
+            })
+            .collect()
+    };
+    let mut pick = p.list("pick").map(names);
+    if let Some(attrs) = p.list("attrs") {
+        let mut set = names(attrs);
+        set.insert("id".into());
+        set.insert("type".into());
+        set.insert("scope".into());
+        pick = Some(match pick {
+            Some(existing) => existing.intersection(&set).cloned().collect(),
+            None => set,
+        });
+    }
+    let omit = p.list("omit").map(names);
+    if pick.is_some() && p.get("pick").is_some() && omit.is_some() {
+        return Err(NgsiError::bad_data("pick and omit cannot be used together").into());
+    }
+    o.pick = pick;
+    o.omit = omit;
+    o.dataset_ids = p.list("datasetId");
+    o.geometry_property = p.get("geometryProperty").map(|g| ctx.expand(g));
+    Ok(o)
+}
+
+/// The Link header value announcing a context.
+pub fn link_value(ctx: &Context) -> String {
+    let url = ctx.link_url().unwrap_or(core::CORE_CONTEXT_URL);
+    format!("<{url}>; rel=\"{LD_CONTEXT_REL}\"; type=\"application/ld+json\"")
+}
+
+fn context_member(ctx: &Context) -> Value {
+    match &ctx.original {
+        Value::Null => json!(core::CORE_CONTEXT_URL),
+        other => other.clone(),
+    }
+}
+
+/// A 200 with one rendered entity (or Feature) in the negotiated media type.
+pub fn entity(e: &Entity, ctx: &Context, accept: Accept, o: &RenderOpts) -> HttpResponse {
+    let mut body = render::entity(e, ctx, o);
+    match accept {
+        Accept::GeoJson => {
+            body = render::feature(e, body, o);
+            HttpResponse::Ok()
+                .content_type("application/geo+json")
+                .insert_header((header::LINK, link_value(ctx)))
+                .body(body.to_string())
+        }
+        Accept::LdJson => {
+            if let Value::Object(m) = &mut body {
+                m.insert("@context".into(), context_member(ctx));
+            }
+            HttpResponse::Ok()
+                .content_type("application/ld+json")
+                .body(body.to_string())
+        }
+        Accept::Json => HttpResponse::Ok()
+            .content_type("application/json")
+            .insert_header((header::LINK, link_value(ctx)))
+            .body(body.to_string()),
+    }
+}
+
+/// A 200 with a list of rendered entities (or a FeatureCollection).
+pub fn entities(
+    list: &[std::sync::Arc<Entity>],
+    ctx: &Context,
+    accept: Accept,
+    o: &RenderOpts,
+    count: Option<usize>,
+) -> HttpResponse {
+    let mut resp = HttpResponse::Ok();
+    if let Some(n) = count {
+        resp.insert_header(("NGSILD-Results-Count", n.to_string()));
+    }
+    match accept {
+        Accept::GeoJson => {
+            let features: Vec<Value> = list
+                .iter()
+                .map(|e| render::feature(e, render::entity(e, ctx, o), o))
+                .collect();
+            resp.content_type("application/geo+json")
+                .insert_header((header::LINK, link_value(ctx)))
+                .body(json!({"type": "FeatureCollection", "features": features}).to_string())
+        }
+        Accept::LdJson => {
+            let c = context_member(ctx);
+            let items: Vec<Value> = list
+                .iter()
+                .map(|e| {
+                    let mut v = render::entity(e, ctx, o);
+                    if let Value::Object(m) = &mut v {
+                        m.insert("@context".into(), c.clone());
+                    }
+                    v
+                })
+                .collect();
+            resp.content_type("application/ld+json")
+                .body(Value::Array(items).to_string())
+        }
+        Accept::Json => {
+            let items: Vec<Value> = list.iter().map(|e| render::entity(e, ctx, o)).collect();
+            resp.content_type("application/json")
+                .insert_header((header::LINK, link_value(ctx)))
+                .body(Value::Array(items).to_string())
+        }
+    }
+}
+
+/// 204, or 207 with `{updated, notUpdated}` when some attributes were not written.
+pub fn attr_outcome(out: &crate::ops::AttrOutcome, ctx: &Context) -> HttpResponse {
+    if out.not_updated.is_empty() {
+        return HttpResponse::NoContent().finish();
+    }
+    let updated: Vec<Value> = out.updated.iter().map(|n| json!(ctx.compact(n))).collect();
+    let not_updated: Vec<Value> = out
+        .not_updated
+        .iter()
+        .map(|(n, reason)| json!({"attributeName": ctx.compact(n), "reason": reason}))
+        .collect();
+    HttpResponse::MultiStatus()
+        .content_type("application/json")
+        .body(json!({"updated": updated, "notUpdated": not_updated}).to_string())
+}
+
+/// A 207 BatchOperationResult.
+pub fn batch_207(out: &crate::ops::BatchOutcome) -> HttpResponse {
+    let errors: Vec<Value> = out
+        .errors
+        .iter()
+        .map(|(id, e)| json!({"entityId": id, "error": super::error::problem(e)}))
+        .collect();
+    HttpResponse::MultiStatus()
+        .content_type("application/json")
+        .body(json!({"success": out.success, "errors": errors}).to_string())
+}

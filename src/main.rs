@@ -1,0 +1,89 @@
+//! The `orbis` binary: loads settings (Orion-LD flags and variables included), sets up logging
+//! and runs the broker until SIGINT/SIGTERM.
+
+use mimalloc::MiMalloc;
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+fn main() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args
+        .iter()
+        .any(|a| a == "--help" || a == "-h" || a == "-help")
+    {
+        println!("{}", orbis::config::HELP);
+        return;
+    }
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let loaded = match orbis::config::load(&args, &env) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("orbis: {e}");
+            std::process::exit(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&loaded.settings.log_level));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    for i in &loaded.ignored {
+        tracing::warn!("accepted but not implemented by Orbis, ignored: {i}");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("orbis: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = rt.block_on(async move {
+        let app = match orbis::startup::Application::build(loaded.settings.clone()).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("{e}");
+                return 1;
+            }
+        };
+        tracing::info!(port = app.port(), data_dir = %loaded.settings.data_dir.display(), "orbis is listening");
+        let handle = app.handle();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            handle.stop(true).await;
+        });
+        match app.run_until_stopped().await {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::error!("server failed: {e}");
+                1
+            }
+        }
+    });
+    std::process::exit(code);
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

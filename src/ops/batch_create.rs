@@ -1,0 +1,59 @@
+//! Batch Entity Creation (GS CIM 009 §5.6.7): each entity is created or reported on its own;
+//! all valid ones are written in one store call.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::create_entity::create_write;
+use super::{BatchOutcome, Broker, batch_items, element_id};
+use crate::error::{NgsiError, NgsiResult};
+use crate::jsonld::Context;
+use crate::model::now_millis;
+use crate::model::parse::{Purpose, parse_entity};
+
+/// `contexts` holds one context per element (each element may carry its own `@context`).
+pub async fn run(
+    b: &Broker,
+    tenant: &str,
+    body: &Value,
+    contexts: &[Arc<Context>],
+) -> NgsiResult<BatchOutcome> {
+    let items = batch_items(body)?;
+    let now = now_millis();
+    let mut out = BatchOutcome::default();
+    let mut writes = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match parse_entity(
+            item,
+            &contexts[i.min(contexts.len() - 1)],
+            Purpose::Create,
+            now,
+        ) {
+            Ok(input) => match input.id.clone() {
+                Some(id) => writes.push(create_write(input.into_entity(id, now))),
+                None => out.errors.push((
+                    element_id(item),
+                    NgsiError::bad_data("an entity needs an id"),
+                )),
+            },
+            Err(e) => out.errors.push((element_id(item), e)),
+        }
+    }
+    if !writes.is_empty() {
+        let ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
+        for (id, r) in ids
+            .into_iter()
+            .zip(b.store.write(tenant, true, writes).await?)
+        {
+            match r {
+                Ok(_) => {
+                    out.created.push(id.clone());
+                    out.success.push(id);
+                }
+                Err(e) => out.errors.push((id, e)),
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,67 @@
+//! Batch Entity Merge (GS CIM 009 §5.6.20): Merge Entity applied to each element.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::merge_entity::merge_write;
+use super::{BatchOutcome, Broker, batch_items, element_id};
+use crate::error::{NgsiError, NgsiResult};
+use crate::jsonld::Context;
+use crate::model::now_millis;
+use crate::model::parse::{Purpose, parse_entity};
+use crate::store::Write;
+
+pub async fn run(
+    b: &Broker,
+    tenant: &str,
+    body: &Value,
+    contexts: &[Arc<Context>],
+) -> NgsiResult<BatchOutcome> {
+    let items = batch_items(body)?;
+    b.require_tenant(tenant).await?;
+    let now = now_millis();
+    let mut out = BatchOutcome::default();
+    let mut writes = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match parse_entity(
+            item,
+            &contexts[i.min(contexts.len() - 1)],
+            Purpose::Fragment,
+            now,
+        ) {
+            Ok(input) => match input.id.clone() {
+                Some(id) => writes.push(merge_write(&id, input, now)),
+                None => out.errors.push((
+                    element_id(item),
+                    NgsiError::bad_data("an entity needs an id"),
+                )),
+            },
+            Err(e) => out.errors.push((element_id(item), e)),
+        }
+    }
+    collect(b, tenant, writes, out).await
+}
+
+/// Writes a batch and sorts the results into successes and errors.
+pub async fn collect(
+    b: &Broker,
+    tenant: &str,
+    writes: Vec<Write>,
+    mut out: BatchOutcome,
+) -> NgsiResult<BatchOutcome> {
+    if writes.is_empty() {
+        return Ok(out);
+    }
+    let ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
+    for (id, r) in ids
+        .into_iter()
+        .zip(b.store.write(tenant, false, writes).await?)
+    {
+        match r {
+            Ok(_) => out.success.push(id),
+            Err(e) => out.errors.push((id, e)),
+        }
+    }
+    Ok(out)
+}

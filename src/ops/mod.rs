@@ -1,0 +1,113 @@
+//! Domain operations, one file per NGSI-LD API operation. They take validated request inputs
+//! (tenant, compiled context, JSON body, parsed options), talk to the store, and return
+//! domain values or [`NgsiError`]s. No HTTP types here.
+
+pub mod append_attrs;
+pub mod batch_create;
+pub mod batch_delete;
+pub mod batch_merge;
+pub mod batch_update;
+pub mod batch_upsert;
+pub mod contexts;
+pub mod create_entity;
+pub mod delete_attr;
+pub mod delete_entity;
+pub mod merge_entity;
+pub mod query_entities;
+pub mod replace_attr;
+pub mod replace_entity;
+pub mod retrieve_entity;
+pub mod update_attr;
+pub mod update_attrs;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::error::{ErrorKind, NgsiError, NgsiResult};
+use crate::jsonld::resolver::Resolver;
+use crate::model::parse::is_uri;
+use crate::store::{Change, Store, Write};
+
+/// What every operation needs: the store and the context resolver.
+pub struct Broker {
+    pub store: Arc<dyn Store>,
+    pub resolver: Arc<Resolver>,
+}
+
+impl Broker {
+    /// Fails with NonexistentTenant unless the tenant exists.
+    pub async fn require_tenant(&self, tenant: &str) -> NgsiResult<()> {
+        if self.store.tenant_exists(tenant).await? {
+            Ok(())
+        } else {
+            Err(NgsiError::new(
+                ErrorKind::NonexistentTenant,
+                format!("tenant {tenant:?} does not exist"),
+            ))
+        }
+    }
+
+    /// Runs one write and returns its own result.
+    pub async fn write_one(
+        &self,
+        tenant: &str,
+        create_tenant: bool,
+        w: Write,
+    ) -> NgsiResult<Change> {
+        let mut results = self.store.write(tenant, create_tenant, vec![w]).await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(NgsiError::internal("the store returned no result")))
+    }
+}
+
+/// Checks an entity id taken from a path or a list.
+pub fn check_entity_id(id: &str) -> NgsiResult<()> {
+    if is_uri(id) {
+        Ok(())
+    } else {
+        Err(NgsiError::bad_data(format!(
+            "entity id {id:?} is not a URI"
+        )))
+    }
+}
+
+/// The outcome of append/update attribute operations (204 when `not_updated` is empty, else 207).
+#[derive(Debug, Default, Clone)]
+pub struct AttrOutcome {
+    /// Expanded names of the attributes written.
+    pub updated: Vec<String>,
+    /// Expanded names with the reason they were not written.
+    pub not_updated: Vec<(String, String)>,
+}
+
+/// The outcome of a batch operation, entity by entity.
+#[derive(Debug, Default, Clone)]
+pub struct BatchOutcome {
+    pub success: Vec<String>,
+    /// Entities the operation created (batch upsert answers 201 with these).
+    pub created: Vec<String>,
+    pub errors: Vec<(String, NgsiError)>,
+}
+
+/// Reads the `id` of a batch element for error reports, whatever else is wrong with it.
+pub fn element_id(v: &Value) -> String {
+    v.get("id").and_then(Value::as_str).unwrap_or("").to_owned()
+}
+
+/// Parses a batch body: a non-empty JSON array.
+pub fn batch_items(body: &Value) -> NgsiResult<&Vec<Value>> {
+    match body.as_array() {
+        Some(a) if !a.is_empty() => Ok(a),
+        Some(_) => Err(NgsiError::bad_data(
+            "a batch must contain at least one element",
+        )),
+        None => Err(NgsiError::bad_data("a batch body must be a JSON array")),
+    }
+}
+
+/// An entity not found error for `id`.
+pub fn entity_not_found(id: &str) -> NgsiError {
+    NgsiError::not_found(format!("entity {id} not found"))
+}

@@ -1,0 +1,46 @@
+//! Replace Attribute (GS CIM 009 §5.6.19, PUT /entities/{id}/attrs/{attrId}): the instance is
+//! replaced as a whole; it must exist.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{Broker, check_entity_id, entity_not_found};
+use crate::error::{NgsiError, NgsiResult};
+use crate::jsonld::Context;
+use crate::model::now_millis;
+use crate::model::parse::parse_attribute;
+use crate::store::{Mutation, Write};
+
+pub async fn run(
+    b: &Broker,
+    tenant: &str,
+    id: &str,
+    attr: &str,
+    body: &Value,
+    ctx: &Arc<Context>,
+) -> NgsiResult<()> {
+    check_entity_id(id)?;
+    b.require_tenant(tenant).await?;
+    let now = now_millis();
+    let parsed = parse_attribute(attr, body, ctx, now)?;
+    let name = ctx.expand(attr);
+    let (owned, attr) = (id.to_owned(), attr.to_owned());
+    b.write_one(
+        tenant,
+        false,
+        Write::new(id, move |cur| {
+            let mut e = cur.ok_or_else(|| entity_not_found(&owned))?.clone();
+            if e.instance(&name, parsed.dataset_id.as_deref()).is_none() {
+                return Err(NgsiError::not_found(format!(
+                    "attribute {attr} not found in {owned}"
+                )));
+            }
+            e.put_instance(&name, parsed.clone());
+            e.modified_at = now;
+            Ok(Mutation::Put(e))
+        }),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! Replace Entity (GS CIM 009 §5.6.18): the entity's types and attributes become the body's;
+//! `createdAt` is kept.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{Broker, check_entity_id, entity_not_found};
+use crate::error::{NgsiError, NgsiResult};
+use crate::jsonld::Context;
+use crate::model::now_millis;
+use crate::model::parse::{Purpose, parse_entity};
+use crate::store::{Mutation, Write};
+
+pub async fn run(
+    b: &Broker,
+    tenant: &str,
+    id: &str,
+    body: &Value,
+    ctx: &Arc<Context>,
+) -> NgsiResult<()> {
+    check_entity_id(id)?;
+    b.require_tenant(tenant).await?;
+    let now = now_millis();
+    let input = parse_entity(body, ctx, Purpose::Fragment, now)?;
+    if input.id.as_deref().is_some_and(|given| given != id) {
+        return Err(NgsiError::bad_data(
+            "the body's id differs from the id in the path",
+        ));
+    }
+    let owned = id.to_owned();
+    b.write_one(
+        tenant,
+        false,
+        Write::new(id, move |cur| {
+            let cur = cur.ok_or_else(|| entity_not_found(&owned))?;
+            let mut e = input.clone().into_entity(owned.clone(), now);
+            if e.types.is_empty() {
+                e.types = cur.types.clone();
+            }
+            e.created_at = cur.created_at;
+            Ok(Mutation::Put(e))
+        }),
+    )
+    .await?;
+    Ok(())
+}

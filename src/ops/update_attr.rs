@@ -1,0 +1,68 @@
+//! Partial Attribute Update (GS CIM 009 §5.6.4, PATCH /entities/{id}/attrs/{attrId}): merges
+//! the fragment into one existing instance (chosen by `datasetId`).
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::{Broker, check_entity_id, entity_not_found};
+use crate::error::{NgsiError, NgsiResult};
+use crate::jsonld::Context;
+use crate::model::now_millis;
+use crate::model::parse::parse_attribute;
+use crate::store::{Mutation, Write};
+
+pub async fn run(
+    b: &Broker,
+    tenant: &str,
+    id: &str,
+    attr: &str,
+    body: &Value,
+    ctx: &Arc<Context>,
+) -> NgsiResult<()> {
+    check_entity_id(id)?;
+    b.require_tenant(tenant).await?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| NgsiError::bad_data("an attribute fragment must be a JSON object"))?;
+    let dataset_id = match obj.get("datasetId") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(NgsiError::bad_data("datasetId must be a URI")),
+    };
+    let name = ctx.expand(attr);
+    let now = now_millis();
+    let (owned, body, ctx, attr) = (id.to_owned(), body.clone(), ctx.clone(), attr.to_owned());
+    b.write_one(
+        tenant,
+        false,
+        Write::new(id, move |cur| {
+            let mut e = cur.ok_or_else(|| entity_not_found(&owned))?.clone();
+            let existing = e
+                .instance_mut(&name, dataset_id.as_deref())
+                .ok_or_else(|| {
+                    NgsiError::not_found(format!("attribute {attr} not found in {owned}"))
+                })?;
+            // A fragment without a type keeps the attribute's kind.
+            let mut fragment = body.clone();
+            if let Some(o) = fragment.as_object_mut() {
+                if !o.contains_key("type") {
+                    let key = existing.kind.value_key();
+                    if o.contains_key(key) {
+                        o.insert("type".into(), json!(existing.kind.name()));
+                    } else if !o.contains_key("value") {
+                        // Only sub-attributes or metadata change: keep the value.
+                        o.insert("type".into(), json!(existing.kind.name()));
+                        o.insert(key.into(), existing.value_for_patch());
+                    }
+                }
+            }
+            let patch = parse_attribute(&attr, &fragment, &ctx, now)?;
+            existing.merge_from(patch, now);
+            e.modified_at = now;
+            Ok(Mutation::Put(e))
+        }),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! Builds the broker from settings: opens the store, loads hosted contexts, binds the listener
+//! and assembles the HTTP server. Tests use the same entry point on port 0.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::Server;
+use actix_web::middleware::{Condition, DefaultHeaders, NormalizePath};
+use actix_web::{App, HttpServer, web};
+
+use crate::config::Settings;
+use crate::http::{self, AppState};
+use crate::jsonld::resolver::{Resolver, ResolverSettings};
+use crate::ops::{Broker, contexts};
+use crate::store::embedded::EmbeddedStore;
+
+/// A built broker: its bound port and the server future.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Opens everything and binds the listener (port 0 picks a free port).
+    pub async fn build(mut settings: Settings) -> Result<Application, String> {
+        let store = EmbeddedStore::open(&settings.data_dir).map_err(|e| {
+            format!(
+                "cannot open the store in {}: {e}",
+                settings.data_dir.display()
+            )
+        })?;
+        let resolver = Resolver::new(ResolverSettings {
+            fetch_timeout: Duration::from_millis(settings.context_timeout_ms.max(1)),
+            ..Default::default()
+        });
+        let broker = Broker {
+            store: Arc::new(store),
+            resolver: Arc::new(resolver),
+        };
+        contexts::load(&broker)
+            .await
+            .map_err(|e| format!("cannot load hosted contexts: {e}"))?;
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+            .map_err(|e| format!("cannot listen on {}:{}: {e}", settings.host, settings.port))?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        settings.port = port;
+        let workers = settings.workers;
+        let cors = cors_headers(&settings);
+        let state = web::Data::new(AppState {
+            broker,
+            settings,
+            started: Instant::now(),
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(Condition::new(
+                    cors.is_some(),
+                    cors_middleware(cors.as_deref().unwrap_or_default()),
+                ))
+                .wrap(NormalizePath::trim())
+                .configure(http::routes)
+        })
+        .listen(listener)
+        .map_err(|e| e.to_string())?;
+        if workers > 0 {
+            server = server.workers(workers);
+        }
+        Ok(Application {
+            port,
+            server: server.disable_signals().run(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs until the server stops.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    /// The server handle, to stop it.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+}
+
+/// The CORS headers to add, when `cors_origin` is set.
+fn cors_headers(s: &Settings) -> Option<Vec<(&'static str, String)>> {
+    if s.cors_origin.is_empty() {
+        return None;
+    }
+    let origin = if s.cors_origin == "__ALL" {
+        "*".to_owned()
+    } else {
+        s.cors_origin.clone()
+    };
+    Some(vec![
+        ("Access-Control-Allow-Origin", origin),
+        ("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS".into()),
+        (
+            "Access-Control-Allow-Headers",
+            "Content-Type, Accept, Link, NGSILD-Tenant, Fiware-Service, Fiware-ServicePath, NGSILD-Path".into(),
+        ),
+        ("Access-Control-Expose-Headers", "Location, Link, NGSILD-Results-Count, NGSILD-Tenant".into()),
+        ("Access-Control-Max-Age", s.cors_max_age.to_string()),
+    ])
+}
+
+fn cors_middleware(headers: &[(&'static str, String)]) -> DefaultHeaders {
+    headers
+        .iter()
+        .fold(DefaultHeaders::new(), |d, (k, v)| d.add((*k, v.clone())))
+}

@@ -1,0 +1,603 @@
+//! The default store: all current state in memory with indexes, every acknowledged write first
+//! made durable in a redb file.
+//!
+//! One writer thread owns the database. It takes every write waiting in its (bounded) queue,
+//! runs their mutations in order against the current state, commits them in *one* redb
+//! transaction with immediate durability, then publishes the new state and answers all the
+//! callers: concurrent writers share one fsync (group commit). Readers never wait for the disk:
+//! they read the in-memory state, which only ever shows committed data. Indexes (by creation
+//! order, by type) are rebuilt from the file at start.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use parking_lot::RwLock;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::{Change, DEFAULT_TENANT, EntityFilter, Mutation, Page, Store, StoreError, Write};
+use crate::error::{ErrorKind, NgsiError};
+use crate::model::Entity;
+
+const ENTITIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entities");
+const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// How many queued jobs one commit may take.
+const MAX_GROUP: usize = 1024;
+/// The writer queue bound: callers wait (back-pressure) when it is full.
+const QUEUE: usize = 4096;
+
+type OrderKey = (i64, Arc<str>);
+
+#[derive(Default)]
+struct TenantState {
+    entities: HashMap<Arc<str>, Arc<Entity>>,
+    order: BTreeSet<OrderKey>,
+    by_type: HashMap<String, BTreeSet<OrderKey>>,
+}
+
+impl TenantState {
+    fn insert(&mut self, e: Arc<Entity>) {
+        self.remove(&e.id);
+        let id: Arc<str> = Arc::from(e.id.as_str());
+        let key = (e.created_at, id.clone());
+        self.order.insert(key.clone());
+        for t in &e.types {
+            self.by_type
+                .entry(t.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.entities.insert(id, e);
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(old) = self.entities.remove(id) {
+            let key = (old.created_at, Arc::from(id));
+            self.order.remove(&key);
+            for t in &old.types {
+                if let Some(set) = self.by_type.get_mut(t) {
+                    set.remove(&key);
+                    if set.is_empty() {
+                        self.by_type.remove(t);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    tenants: HashMap<String, TenantState>,
+    meta: HashMap<String, IndexMap<String, Value>>,
+}
+
+type WriteReply = oneshot::Sender<Result<Vec<Result<Change, NgsiError>>, StoreError>>;
+
+enum Job {
+    Write {
+        tenant: String,
+        create_tenant: bool,
+        writes: Vec<Write>,
+        reply: WriteReply,
+    },
+    PutMeta {
+        key: String,
+        collection: String,
+        doc: Value,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    DeleteMeta {
+        key: String,
+        collection: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+}
+
+/// The embedded store. Cheap to clone handles are not needed: share it in an `Arc`.
+pub struct EmbeddedStore {
+    state: Arc<RwLock<State>>,
+    jobs: mpsc::Sender<Job>,
+    changes: broadcast::Sender<Change>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for EmbeddedStore {
+    /// Closes the queue and waits for the writer, so the file is released when this returns.
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.jobs, closed));
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn io<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+fn entity_key(tenant: &str, id: &str) -> String {
+    format!("{tenant}\u{0}{id}")
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `dir`, loading every entity into memory.
+    pub fn open(dir: &Path) -> Result<EmbeddedStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let db = Database::create(dir.join("orbis.redb")).map_err(io)?;
+        let mut state = State::default();
+        state
+            .tenants
+            .insert(DEFAULT_TENANT.to_owned(), TenantState::default());
+        {
+            let txn = db.begin_write().map_err(io)?;
+            txn.open_table(ENTITIES).map_err(io)?;
+            txn.open_table(TENANTS).map_err(io)?;
+            txn.open_table(META).map_err(io)?;
+            txn.commit().map_err(io)?;
+        }
+        {
+            let read = db.begin_read().map_err(io)?;
+            let tenants = read.open_table(TENANTS).map_err(io)?;
+            for item in tenants.iter().map_err(io)? {
+                let (k, _) = item.map_err(io)?;
+                state.tenants.entry(k.value().to_owned()).or_default();
+            }
+            let entities = read.open_table(ENTITIES).map_err(io)?;
+            for item in entities.iter().map_err(io)? {
+                let (k, v) = item.map_err(io)?;
+                let key = k.value();
+                let tenant = key.split('\u{0}').next().unwrap_or_default().to_owned();
+                let e: Entity = serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Corrupt(format!("entity {key:?}: {e}")))?;
+                state.tenants.entry(tenant).or_default().insert(Arc::new(e));
+            }
+            let meta = read.open_table(META).map_err(io)?;
+            for item in meta.iter().map_err(io)? {
+                let (k, v) = item.map_err(io)?;
+                let (coll, key) = k.value().split_once('\u{0}').unwrap_or(("", k.value()));
+                let doc: Value = serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Corrupt(format!("meta {key:?}: {e}")))?;
+                state
+                    .meta
+                    .entry(coll.to_owned())
+                    .or_default()
+                    .insert(key.to_owned(), doc);
+            }
+        }
+        let state = Arc::new(RwLock::new(state));
+        let (jobs, rx) = mpsc::channel(QUEUE);
+        let (changes, _) = broadcast::channel(16_384);
+        let writer_state = state.clone();
+        let writer_changes = changes.clone();
+        let handle = std::thread::Builder::new()
+            .name("orbis-store-writer".into())
+            .spawn(move || writer(db, rx, writer_state, writer_changes))
+            .map_err(io)?;
+        Ok(EmbeddedStore {
+            state,
+            jobs,
+            changes,
+            writer: Some(handle),
+        })
+    }
+
+    async fn submit<T>(
+        &self,
+        job: Job,
+        rx: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// The writer loop: group commit of everything queued.
+fn writer(
+    db: Database,
+    mut rx: mpsc::Receiver<Job>,
+    state: Arc<RwLock<State>>,
+    changes: broadcast::Sender<Change>,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        commit_group(&db, jobs, &state, &changes);
+    }
+}
+
+enum Outcome {
+    Write(
+        WriteReply,
+        Result<Vec<Result<Change, NgsiError>>, StoreError>,
+    ),
+    Meta(oneshot::Sender<Result<(), StoreError>>),
+    MetaDelete(oneshot::Sender<Result<bool, StoreError>>, bool),
+}
+
+fn commit_group(
+    db: &Database,
+    jobs: Vec<Job>,
+    state: &RwLock<State>,
+    changes: &broadcast::Sender<Change>,
+) {
+    // Entity states decided in this group, by (tenant, id); None = deleted.
+    let mut overlay: HashMap<(String, String), Option<Arc<Entity>>> = HashMap::new();
+    let mut new_tenants: HashSet<String> = HashSet::new();
+    let mut meta_ops: Vec<(String, String, Option<Value>)> = Vec::new();
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(jobs.len());
+    let mut published: Vec<Change> = Vec::new();
+
+    let result: Result<(), StoreError> = (|| {
+        let txn = db.begin_write().map_err(io)?;
+        {
+            let mut table = txn.open_table(ENTITIES).map_err(io)?;
+            let mut tenants = txn.open_table(TENANTS).map_err(io)?;
+            let mut meta = txn.open_table(META).map_err(io)?;
+            let snapshot = state.read();
+            for job in jobs {
+                match job {
+                    Job::Write {
+                        tenant,
+                        create_tenant,
+                        writes,
+                        reply,
+                    } => {
+                        let exists =
+                            snapshot.tenants.contains_key(&tenant) || new_tenants.contains(&tenant);
+                        if !exists && !create_tenant {
+                            let err = NgsiError::new(
+                                ErrorKind::NonexistentTenant,
+                                format!("tenant {tenant} does not exist"),
+                            );
+                            outcomes.push(Outcome::Write(
+                                reply,
+                                Ok(writes.iter().map(|_| Err(err.clone())).collect()),
+                            ));
+                            continue;
+                        }
+                        let mut results = Vec::with_capacity(writes.len());
+                        let mut changed_any = false;
+                        for w in writes {
+                            let okey = (tenant.clone(), w.id.clone());
+                            let current: Option<Arc<Entity>> = match overlay.get(&okey) {
+                                Some(v) => v.clone(),
+                                None => snapshot
+                                    .tenants
+                                    .get(&tenant)
+                                    .and_then(|t| t.entities.get(w.id.as_str()).cloned()),
+                            };
+                            match (w.mutate)(current.as_deref()) {
+                                Err(e) => results.push(Err(e)),
+                                Ok(Mutation::Keep) => results.push(Ok(Change {
+                                    tenant: tenant.clone(),
+                                    id: w.id.clone(),
+                                    old: current.clone(),
+                                    new: current,
+                                })),
+                                Ok(Mutation::Put(e)) => {
+                                    let bytes = serde_json::to_vec(&e).map_err(io)?;
+                                    table
+                                        .insert(
+                                            entity_key(&tenant, &w.id).as_str(),
+                                            bytes.as_slice(),
+                                        )
+                                        .map_err(io)?;
+                                    let new = Arc::new(e);
+                                    overlay.insert(okey, Some(new.clone()));
+                                    changed_any = true;
+                                    results.push(Ok(Change {
+                                        tenant: tenant.clone(),
+                                        id: w.id,
+                                        old: current,
+                                        new: Some(new),
+                                    }));
+                                }
+                                Ok(Mutation::Delete) => {
+                                    table
+                                        .remove(entity_key(&tenant, &w.id).as_str())
+                                        .map_err(io)?;
+                                    overlay.insert(okey, None);
+                                    changed_any = true;
+                                    results.push(Ok(Change {
+                                        tenant: tenant.clone(),
+                                        id: w.id,
+                                        old: current,
+                                        new: None,
+                                    }));
+                                }
+                            }
+                        }
+                        if !exists && changed_any && tenant != DEFAULT_TENANT {
+                            tenants.insert(tenant.as_str(), &[][..]).map_err(io)?;
+                            new_tenants.insert(tenant);
+                        }
+                        outcomes.push(Outcome::Write(reply, Ok(results)));
+                    }
+                    Job::PutMeta {
+                        key,
+                        collection,
+                        doc,
+                        reply,
+                    } => {
+                        let bytes = serde_json::to_vec(&doc).map_err(io)?;
+                        meta.insert(format!("{collection}\u{0}{key}").as_str(), bytes.as_slice())
+                            .map_err(io)?;
+                        meta_ops.push((collection, key, Some(doc)));
+                        outcomes.push(Outcome::Meta(reply));
+                    }
+                    Job::DeleteMeta {
+                        key,
+                        collection,
+                        reply,
+                    } => {
+                        let existed = meta
+                            .remove(format!("{collection}\u{0}{key}").as_str())
+                            .map_err(io)?
+                            .is_some();
+                        meta_ops.push((collection, key, None));
+                        outcomes.push(Outcome::MetaDelete(reply, existed));
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(io)?;
+        Ok(())
+    })();
+
+    if let Err(e) = result {
+        tracing::error!(error = %e, "store commit failed; the group's writes are rejected");
+        for o in outcomes {
+            match o {
+                Outcome::Write(reply, _) => drop(reply.send(Err(StoreError::Io(e.to_string())))),
+                Outcome::Meta(reply) => drop(reply.send(Err(StoreError::Io(e.to_string())))),
+                Outcome::MetaDelete(reply, _) => {
+                    drop(reply.send(Err(StoreError::Io(e.to_string()))))
+                }
+            }
+        }
+        return;
+    }
+    {
+        let mut st = state.write();
+        for t in new_tenants {
+            st.tenants.entry(t).or_default();
+        }
+        for ((tenant, id), e) in overlay {
+            let ts = st.tenants.entry(tenant).or_default();
+            match e {
+                Some(e) => ts.insert(e),
+                None => ts.remove(&id),
+            }
+        }
+        for (coll, key, doc) in meta_ops {
+            let m = st.meta.entry(coll).or_default();
+            match doc {
+                Some(d) => {
+                    m.insert(key, d);
+                }
+                None => {
+                    m.shift_remove(&key);
+                }
+            }
+        }
+    }
+    for o in outcomes {
+        match o {
+            Outcome::Write(reply, res) => {
+                if let Ok(results) = &res {
+                    for c in results.iter().flatten() {
+                        let unchanged = match (&c.old, &c.new) {
+                            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                            (None, None) => true,
+                            _ => false,
+                        };
+                        if !unchanged {
+                            published.push(c.clone());
+                        }
+                    }
+                }
+                let _ = reply.send(res);
+            }
+            Outcome::Meta(reply) => drop(reply.send(Ok(()))),
+            Outcome::MetaDelete(reply, existed) => drop(reply.send(Ok(existed))),
+        }
+    }
+    for c in published {
+        // No receiver yet is fine; receivers that lag are told by the channel.
+        let _ = changes.send(c);
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn tenant_exists(&self, tenant: &str) -> Result<bool, StoreError> {
+        Ok(self.state.read().tenants.contains_key(tenant))
+    }
+
+    async fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        let mut t: Vec<String> = self
+            .state
+            .read()
+            .tenants
+            .keys()
+            .filter(|k| !k.is_empty())
+            .cloned()
+            .collect();
+        t.sort();
+        Ok(t)
+    }
+
+    async fn get(&self, tenant: &str, id: &str) -> Result<Option<Arc<Entity>>, StoreError> {
+        Ok(self
+            .state
+            .read()
+            .tenants
+            .get(tenant)
+            .and_then(|t| t.entities.get(id).cloned()))
+    }
+
+    async fn query(
+        &self,
+        tenant: &str,
+        filter: &EntityFilter,
+        offset: usize,
+        limit: usize,
+        count: bool,
+    ) -> Result<Page, StoreError> {
+        let st = self.state.read();
+        let Some(ts) = st.tenants.get(tenant) else {
+            return Ok(Page {
+                entities: Vec::new(),
+                total: count.then_some(0),
+            });
+        };
+        let mut page = Vec::with_capacity(limit.min(1024));
+        let mut matched = 0usize;
+        let mut visit = |e: &Arc<Entity>| -> bool {
+            if !filter.matches(e) {
+                return true;
+            }
+            if matched >= offset && page.len() < limit {
+                page.push(e.clone());
+            }
+            matched += 1;
+            // Keep going only while counting or while the page is not full.
+            count || page.len() < limit
+        };
+        if let Some(ids) = &filter.ids {
+            let mut found: Vec<&Arc<Entity>> = ids
+                .iter()
+                .filter_map(|i| ts.entities.get(i.as_str()))
+                .collect();
+            found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            found.dedup_by(|a, b| a.id == b.id);
+            for e in found {
+                if !visit(e) {
+                    break;
+                }
+            }
+        } else if let Some(types) = &filter.types {
+            let keys: Box<dyn Iterator<Item = &OrderKey>> = if types.len() == 1 {
+                match ts.by_type.get(&types[0]) {
+                    Some(set) => Box::new(set.iter()),
+                    None => Box::new(std::iter::empty()),
+                }
+            } else {
+                let union: BTreeSet<&OrderKey> = types
+                    .iter()
+                    .filter_map(|t| ts.by_type.get(t))
+                    .flatten()
+                    .collect();
+                Box::new(union.into_iter())
+            };
+            for (_, id) in keys {
+                if let Some(e) = ts.entities.get(id) {
+                    if !visit(e) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            for (_, id) in &ts.order {
+                if let Some(e) = ts.entities.get(id) {
+                    if !visit(e) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(Page {
+            entities: page,
+            total: count.then_some(matched),
+        })
+    }
+
+    async fn write(
+        &self,
+        tenant: &str,
+        create_tenant: bool,
+        writes: Vec<Write>,
+    ) -> Result<Vec<Result<Change, NgsiError>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(
+            Job::Write {
+                tenant: tenant.to_owned(),
+                create_tenant,
+                writes,
+                reply,
+            },
+            rx,
+        )
+        .await
+    }
+
+    async fn put_meta(&self, collection: &str, key: &str, doc: Value) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(
+            Job::PutMeta {
+                key: key.to_owned(),
+                collection: collection.to_owned(),
+                doc,
+                reply,
+            },
+            rx,
+        )
+        .await
+    }
+
+    async fn delete_meta(&self, collection: &str, key: &str) -> Result<bool, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(
+            Job::DeleteMeta {
+                key: key.to_owned(),
+                collection: collection.to_owned(),
+                reply,
+            },
+            rx,
+        )
+        .await
+    }
+
+    async fn list_meta(&self, collection: &str) -> Result<Vec<(String, Value)>, StoreError> {
+        Ok(self
+            .state
+            .read()
+            .meta
+            .get(collection)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default())
+    }
+
+    fn changes(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded_store_passes_the_shared_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        crate::store::suite::run(move || {
+            let s: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&path).unwrap());
+            s
+        })
+        .await;
+    }
+}

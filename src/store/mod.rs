@@ -1,0 +1,170 @@
+//! The storage boundary: a narrow async trait every backend implements, and the change events
+//! every successful write publishes.
+//!
+//! Writes are expressed as *mutations*: a function from the current state of one entity to its
+//! new state, applied atomically by the backend. The embedded backend runs them on its single
+//! writer thread; a MongoDB backend can run them as read + conditional replace with retry. The
+//! store holds expanded IRIs only and knows nothing of HTTP or of the operations above it.
+
+pub mod embedded;
+#[cfg(test)]
+pub mod suite;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::error::{ErrorKind, NgsiError};
+use crate::model::Entity;
+
+/// The default tenant (no `NGSILD-Tenant` header).
+pub const DEFAULT_TENANT: &str = "";
+
+/// What a mutation decided.
+#[derive(Debug)]
+pub enum Mutation {
+    Put(Entity),
+    Delete,
+    /// Nothing changes; the write still succeeds.
+    Keep,
+}
+
+/// A mutation function: gets the current entity (if any), returns the new state or a rejection.
+pub type MutateFn = Box<dyn Fn(Option<&Entity>) -> Result<Mutation, NgsiError> + Send + Sync>;
+
+/// One write on one entity.
+pub struct Write {
+    pub id: String,
+    pub mutate: MutateFn,
+}
+
+impl Write {
+    pub fn new(
+        id: impl Into<String>,
+        f: impl Fn(Option<&Entity>) -> Result<Mutation, NgsiError> + Send + Sync + 'static,
+    ) -> Write {
+        Write {
+            id: id.into(),
+            mutate: Box::new(f),
+        }
+    }
+}
+
+/// A change published after a write is durable: side effects (notifications, history) hang off these.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub tenant: String,
+    pub id: String,
+    pub old: Option<Arc<Entity>>,
+    pub new: Option<Arc<Entity>>,
+}
+
+/// A filter the backend evaluates (and pushes down where it can).
+#[derive(Clone, Default)]
+pub struct EntityFilter {
+    pub ids: Option<Vec<String>>,
+    pub id_pattern: Option<regex::Regex>,
+    /// Any of these expanded types.
+    pub types: Option<Vec<String>>,
+    /// Entities having any of these expanded attributes.
+    pub attrs: Option<Vec<String>>,
+    /// A refinement evaluated in memory on candidates.
+    pub predicate: Option<Arc<dyn Fn(&Entity) -> bool + Send + Sync>>,
+}
+
+impl fmt::Debug for EntityFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EntityFilter")
+            .field("ids", &self.ids)
+            .field("id_pattern", &self.id_pattern)
+            .field("types", &self.types)
+            .field("attrs", &self.attrs)
+            .field("predicate", &self.predicate.is_some())
+            .finish()
+    }
+}
+
+impl EntityFilter {
+    /// Whether an entity passes every part of the filter.
+    pub fn matches(&self, e: &Entity) -> bool {
+        if let Some(ids) = &self.ids {
+            if !ids.iter().any(|i| i == &e.id) {
+                return false;
+            }
+        }
+        if let Some(p) = &self.id_pattern {
+            if !p.is_match(&e.id) {
+                return false;
+            }
+        }
+        if let Some(types) = &self.types {
+            if !e.types.iter().any(|t| types.contains(t)) {
+                return false;
+            }
+        }
+        if let Some(attrs) = &self.attrs {
+            if !attrs.iter().any(|a| e.attrs.contains_key(a)) {
+                return false;
+            }
+        }
+        self.predicate.as_ref().is_none_or(|p| p(e))
+    }
+}
+
+/// One page of a query, in the store's stable order (creation time, then id).
+#[derive(Debug, Default)]
+pub struct Page {
+    pub entities: Vec<Arc<Entity>>,
+    /// The number of matches, when asked for.
+    pub total: Option<usize>,
+}
+
+/// Failures of the storage layer itself (not rejections of a write).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+impl From<StoreError> for NgsiError {
+    fn from(e: StoreError) -> Self {
+        NgsiError::new(ErrorKind::InternalError, e.to_string())
+    }
+}
+
+/// The storage trait. Tenants are created by writes that allow it and by nothing else.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Whether a tenant exists (the default tenant always does).
+    async fn tenant_exists(&self, tenant: &str) -> Result<bool, StoreError>;
+    async fn tenants(&self) -> Result<Vec<String>, StoreError>;
+    async fn get(&self, tenant: &str, id: &str) -> Result<Option<Arc<Entity>>, StoreError>;
+    async fn query(
+        &self,
+        tenant: &str,
+        filter: &EntityFilter,
+        offset: usize,
+        limit: usize,
+        count: bool,
+    ) -> Result<Page, StoreError>;
+    /// Applies writes in order, each atomically; one result per write. With `create_tenant`
+    /// the tenant springs into existence, otherwise writes to an unknown tenant are rejected.
+    async fn write(
+        &self,
+        tenant: &str,
+        create_tenant: bool,
+        writes: Vec<Write>,
+    ) -> Result<Vec<Result<Change, NgsiError>>, StoreError>;
+    /// Tenant-independent documents (hosted contexts, later subscriptions and registrations).
+    async fn put_meta(&self, collection: &str, key: &str, doc: Value) -> Result<(), StoreError>;
+    async fn delete_meta(&self, collection: &str, key: &str) -> Result<bool, StoreError>;
+    async fn list_meta(&self, collection: &str) -> Result<Vec<(String, Value)>, StoreError>;
+    /// A receiver of change events (bounded; a slow receiver misses events and is told so).
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Change>;
+}
