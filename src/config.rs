@@ -145,30 +145,20 @@ const ORION_ENV: &[(&str, &str)] = &[
 impl Settings {
     /// Sets one key from its string form.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let num = |v: &str| {
-            v.trim()
-                .parse::<u64>()
-                .map_err(|_| format!("{key}: {v:?} is not a number"))
-        };
+        let num = |v: &str| v.trim().parse::<u64>().map_err(|_| format!("{key}: {v:?} is not a number"));
         match key {
             "host" => self.host = value.to_owned(),
-            "port" => {
-                self.port = u16::try_from(num(value)?)
-                    .map_err(|_| format!("port {value} is out of range"))?
-            }
+            "port" => self.port = u16::try_from(num(value)?).map_err(|_| format!("port {value} is out of range"))?,
             "data_dir" => self.data_dir = PathBuf::from(value),
             "multiservice" => {
-                self.multiservice =
-                    parse_bool(value).ok_or(format!("{key}: {value:?} is not a boolean"))?
+                self.multiservice = parse_bool(value).ok_or(format!("{key}: {value:?} is not a boolean"))?
             }
             "log_level" => {
-                self.log_level =
-                    normalize_log_level(value).ok_or(format!("{key}: unknown level {value:?}"))?
+                self.log_level = normalize_log_level(value).ok_or(format!("{key}: unknown level {value:?}"))?
             }
             "page_size" => self.page_size = num(value)? as usize,
             "max_body_bytes" => {
-                self.max_body_bytes =
-                    parse_size(value).ok_or(format!("{key}: {value:?} is not a size"))?
+                self.max_body_bytes = parse_size(value).ok_or(format!("{key}: {value:?} is not a size"))?
             }
             "cors_origin" => self.cors_origin = value.to_owned(),
             "cors_max_age" => self.cors_max_age = num(value)?,
@@ -231,17 +221,11 @@ fn normalize_log_level(v: &str) -> Option<String> {
 pub fn load(args: &[String], env: &[(String, String)]) -> Result<Loaded, String> {
     let mut ignored = Vec::new();
     // Pass 1: find a config file.
-    let mut config_file = env
-        .iter()
-        .find(|(k, _)| k == "ORBIS_CONFIG")
-        .map(|(_, v)| v.clone());
+    let mut config_file = env.iter().find(|(k, _)| k == "ORBIS_CONFIG").map(|(_, v)| v.clone());
     let mut i = 0;
     while i < args.len() {
         let a = args[i].trim_start_matches('-');
-        if let Some(v) = a
-            .strip_prefix("config=")
-            .or_else(|| a.strip_prefix("configFile="))
-        {
+        if let Some(v) = a.strip_prefix("config=").or_else(|| a.strip_prefix("configFile=")) {
             config_file = Some(v.to_owned());
         } else if (a == "config" || a == "configFile") && i + 1 < args.len() {
             config_file = Some(args[i + 1].clone());
@@ -250,18 +234,14 @@ pub fn load(args: &[String], env: &[(String, String)]) -> Result<Loaded, String>
     }
     let mut settings = Settings::default();
     if let Some(path) = &config_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read config file {path}: {e}"))?;
-        let table: toml::Table =
-            toml::from_str(&text).map_err(|e| format!("config file {path}: {e}"))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {path}: {e}"))?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| format!("config file {path}: {e}"))?;
         for (k, v) in table {
             let s = match v {
                 toml::Value::String(s) => s,
                 other => other.to_string(),
             };
-            settings
-                .set(&k, &s)
-                .map_err(|e| format!("config file {path}: {e}"))?;
+            settings.set(&k, &s).map_err(|e| format!("config file {path}: {e}"))?;
         }
     }
     // Environment: Orion-LD names first, ours override.
@@ -297,32 +277,20 @@ pub fn load(args: &[String], env: &[(String, String)]) -> Result<Loaded, String>
                 return Ok(v.clone());
             }
             *i += 1;
-            args.get(*i)
-                .cloned()
-                .ok_or_else(|| format!("flag {arg} needs a value"))
+            args.get(*i).cloned().ok_or_else(|| format!("flag {arg} needs a value"))
         };
         if let Some((_, key, has_value)) = ORION_FLAGS.iter().find(|(f, _, _)| *f == name) {
-            let value = if *has_value {
-                take_value(&mut i)?
-            } else {
-                inline.clone().unwrap_or_else(|| "true".into())
-            };
+            let value = if *has_value { take_value(&mut i)? } else { inline.clone().unwrap_or_else(|| "true".into()) };
             if *key != "config" {
                 settings.set(key, &value)?;
             }
         } else if let Some((_, has_value)) = ORION_IGNORED.iter().find(|(f, _)| *f == name) {
-            let value = if *has_value {
-                take_value(&mut i)?
-            } else {
-                String::new()
-            };
+            let value = if *has_value { take_value(&mut i)? } else { String::new() };
             ignored.push(format!("-{name} {value}").trim_end().to_owned());
         } else {
             let key = name.replace('-', "_");
             let value = take_value(&mut i)?;
-            settings
-                .set(&key, &value)
-                .map_err(|e| format!("{e} (from {arg})"))?;
+            settings.set(&key, &value).map_err(|e| format!("{e} (from {arg})"))?;
         }
         i += 1;
     }
@@ -353,16 +321,7 @@ mod tests {
             ("ORBIS_DATA_DIR".to_string(), "/tmp/x".to_string()),
         ];
         let l = load(
-            &args(&[
-                "-port",
-                "1234",
-                "-fg",
-                "-dbhost",
-                "mongo",
-                "-logLevel",
-                "DEBUG",
-                "--max-body-bytes=2MB",
-            ]),
+            &args(&["-port", "1234", "-fg", "-dbhost", "mongo", "-logLevel", "DEBUG", "--max-body-bytes=2MB"]),
             &env,
         )
         .unwrap();
@@ -382,11 +341,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("orbis.toml");
         std::fs::write(&path, "port = 4000\npage_size = 7\n").unwrap();
-        let l = load(
-            &args(&["-configFile", path.to_str().unwrap(), "-pageSize", "9"]),
-            &[],
-        )
-        .unwrap();
+        let l = load(&args(&["-configFile", path.to_str().unwrap(), "-pageSize", "9"]), &[]).unwrap();
         assert_eq!(l.settings.port, 4000);
         assert_eq!(l.settings.page_size, 9);
     }

@@ -70,10 +70,7 @@ pub struct NgsiError {
 
 impl NgsiError {
     pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
-        NgsiError {
-            kind,
-            detail: detail.into(),
-        }
+        NgsiError { kind, detail: detail.into() }
     }
     pub fn bad_data(detail: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadRequestData, detail)

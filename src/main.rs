@@ -9,10 +9,7 @@ static GLOBAL: MiMalloc = MiMalloc;
 fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args
-        .iter()
-        .any(|a| a == "--help" || a == "-h" || a == "-help")
-    {
+    if args.iter().any(|a| a == "--help" || a == "-h" || a == "-help") {
         println!("{}", orbis::config::HELP);
         return;
     }
@@ -30,10 +27,7 @@ fn main() {
     for i in &loaded.ignored {
         tracing::warn!("accepted but not implemented by Orbis, ignored: {i}");
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("orbis: cannot start the runtime: {e}");

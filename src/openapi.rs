@@ -13,7 +13,5 @@ pub struct ApiDoc;
 
 /// The document as pretty JSON.
 pub fn document() -> String {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|_| "{}".into())
+    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|_| "{}".into())
 }

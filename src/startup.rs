@@ -24,41 +24,25 @@ pub struct Application {
 impl Application {
     /// Opens everything and binds the listener (port 0 picks a free port).
     pub async fn build(mut settings: Settings) -> Result<Application, String> {
-        let store = EmbeddedStore::open(&settings.data_dir).map_err(|e| {
-            format!(
-                "cannot open the store in {}: {e}",
-                settings.data_dir.display()
-            )
-        })?;
+        let store = EmbeddedStore::open(&settings.data_dir)
+            .map_err(|e| format!("cannot open the store in {}: {e}", settings.data_dir.display()))?;
         let resolver = Resolver::new(ResolverSettings {
             fetch_timeout: Duration::from_millis(settings.context_timeout_ms.max(1)),
             ..Default::default()
         });
-        let broker = Broker {
-            store: Arc::new(store),
-            resolver: Arc::new(resolver),
-        };
-        contexts::load(&broker)
-            .await
-            .map_err(|e| format!("cannot load hosted contexts: {e}"))?;
+        let broker = Broker { store: Arc::new(store), resolver: Arc::new(resolver) };
+        contexts::load(&broker).await.map_err(|e| format!("cannot load hosted contexts: {e}"))?;
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .map_err(|e| format!("cannot listen on {}:{}: {e}", settings.host, settings.port))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         settings.port = port;
         let workers = settings.workers;
         let cors = cors_headers(&settings);
-        let state = web::Data::new(AppState {
-            broker,
-            settings,
-            started: Instant::now(),
-        });
+        let state = web::Data::new(AppState { broker, settings, started: Instant::now() });
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .wrap(Condition::new(
-                    cors.is_some(),
-                    cors_middleware(cors.as_deref().unwrap_or_default()),
-                ))
+                .wrap(Condition::new(cors.is_some(), cors_middleware(cors.as_deref().unwrap_or_default())))
                 .wrap(NormalizePath::trim())
                 .configure(http::routes)
         })
@@ -67,10 +51,7 @@ impl Application {
         if workers > 0 {
             server = server.workers(workers);
         }
-        Ok(Application {
-            port,
-            server: server.disable_signals().run(),
-        })
+        Ok(Application { port, server: server.disable_signals().run() })
     }
 
     pub fn port(&self) -> u16 {
@@ -93,11 +74,7 @@ fn cors_headers(s: &Settings) -> Option<Vec<(&'static str, String)>> {
     if s.cors_origin.is_empty() {
         return None;
     }
-    let origin = if s.cors_origin == "__ALL" {
-        "*".to_owned()
-    } else {
-        s.cors_origin.clone()
-    };
+    let origin = if s.cors_origin == "__ALL" { "*".to_owned() } else { s.cors_origin.clone() };
     Some(vec![
         ("Access-Control-Allow-Origin", origin),
         ("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS".into()),
@@ -111,7 +88,5 @@ fn cors_headers(s: &Settings) -> Option<Vec<(&'static str, String)>> {
 }
 
 fn cors_middleware(headers: &[(&'static str, String)]) -> DefaultHeaders {
-    headers
-        .iter()
-        .fold(DefaultHeaders::new(), |d, (k, v)| d.add((*k, v.clone())))
+    headers.iter().fold(DefaultHeaders::new(), |d, (k, v)| d.add((*k, v.clone())))
 }

@@ -14,13 +14,7 @@ const ORION_LD_COMPAT: &str = "1.6.0";
 
 fn uptime(state: &State) -> String {
     let s = state.started.elapsed().as_secs();
-    format!(
-        "{} d, {} h, {} m, {} s",
-        s / 86400,
-        (s / 3600) % 24,
-        (s / 60) % 60,
-        s % 60
-    )
+    format!("{} d, {} h, {} m, {} s", s / 86400, (s / 3600) % 24, (s / 60) % 60, s % 60)
 }
 
 /// `GET /version` in Orion-LD's shape.
@@ -37,9 +31,7 @@ pub async fn version(state: State) -> HttpResponse {
         "doc": "https://github.com/orbis",
         "orbis version": env!("CARGO_PKG_VERSION"),
     });
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(serde_json::to_string_pretty(&body).unwrap_or_default())
+    HttpResponse::Ok().content_type("application/json").body(serde_json::to_string_pretty(&body).unwrap_or_default())
 }
 
 /// `GET /ngsi-ld/ex/v1/version`: keys sorted, pretty-printed.
@@ -59,22 +51,16 @@ pub async fn ex_version(state: State) -> Result<HttpResponse, ApiError> {
 }
 
 pub async fn ping() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body("{\"pong\":true}")
+    HttpResponse::Ok().content_type("application/json").body("{\"pong\":true}")
 }
 
 /// `GET /ngsi-ld/ex/v1/tenants`.
 pub async fn tenants(state: State) -> Result<HttpResponse, ApiError> {
     let t = state.broker.store.tenants().await?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(serde_json::to_string(&t).unwrap_or_default()))
+    Ok(HttpResponse::Ok().content_type("application/json").body(serde_json::to_string(&t).unwrap_or_default()))
 }
 
 /// `GET /openapi.json`: the OpenAPI document of this API.
 pub async fn openapi(_req: HttpRequest) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(crate::openapi::document())
+    HttpResponse::Ok().content_type("application/json").body(crate::openapi::document())
 }

@@ -16,10 +16,7 @@ pub async fn append(
     state: State,
 ) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, &["options", "type"])?;
-    let no_overwrite = p
-        .options(&["noOverwrite"])?
-        .iter()
-        .any(|o| o == "noOverwrite");
+    let no_overwrite = p.options(&["noOverwrite"])?.iter().any(|o| o == "noOverwrite");
     let media = body_media(&req, false)?;
     let t = tenant(&req, &state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
@@ -79,25 +76,12 @@ pub async fn replace(
 }
 
 /// Delete Attribute (§5.6.5): 204.
-pub async fn delete(
-    req: HttpRequest,
-    path: Path<(String, String)>,
-    state: State,
-) -> Result<HttpResponse, ApiError> {
+pub async fn delete(req: HttpRequest, path: Path<(String, String)>, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, &["datasetId", "deleteAll", "type"])?;
     let t = tenant(&req, &state)?;
     let ctx = header_context(&req, &state).await?;
     let (id, attr) = path.into_inner();
     let dataset_id = p.get("datasetId").map(str::to_owned);
-    delete_attr::run(
-        &state.broker,
-        &t,
-        &id,
-        &attr,
-        &ctx,
-        dataset_id,
-        p.bool("deleteAll")?,
-    )
-    .await?;
+    delete_attr::run(&state.broker, &t, &id, &attr, &ctx, dataset_id, p.bool("deleteAll")?).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -22,19 +22,11 @@ async fn input(
 }
 
 fn no_content_or_207(out: &crate::ops::BatchOutcome) -> HttpResponse {
-    if out.errors.is_empty() {
-        HttpResponse::NoContent().finish()
-    } else {
-        respond::batch_207(out)
-    }
+    if out.errors.is_empty() { HttpResponse::NoContent().finish() } else { respond::batch_207(out) }
 }
 
 /// Batch create: 201 with the ids, or 207.
-pub async fn create(
-    req: HttpRequest,
-    payload: Payload,
-    state: State,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     Params::parse(&req, &[])?;
     let (t, body, ctxs) = input(&req, payload, &state).await?;
     let out = batch_create::run(&state.broker, &t, &body, &ctxs).await?;
@@ -47,11 +39,7 @@ pub async fn create(
 }
 
 /// Batch upsert: 201 with the created ids, 204 when all existed, or 207.
-pub async fn upsert(
-    req: HttpRequest,
-    payload: Payload,
-    state: State,
-) -> Result<HttpResponse, ApiError> {
+pub async fn upsert(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, &["options"])?;
     let opts = p.options(&["update", "replace"])?;
     let update = opts.iter().any(|o| o == "update");
@@ -69,27 +57,16 @@ pub async fn upsert(
 }
 
 /// Batch update: 204 or 207.
-pub async fn update(
-    req: HttpRequest,
-    payload: Payload,
-    state: State,
-) -> Result<HttpResponse, ApiError> {
+pub async fn update(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, &["options"])?;
-    let no_overwrite = p
-        .options(&["noOverwrite", "update", "replace"])?
-        .iter()
-        .any(|o| o == "noOverwrite");
+    let no_overwrite = p.options(&["noOverwrite", "update", "replace"])?.iter().any(|o| o == "noOverwrite");
     let (t, body, ctxs) = input(&req, payload, &state).await?;
     let out = batch_update::run(&state.broker, &t, &body, &ctxs, no_overwrite).await?;
     Ok(no_content_or_207(&out))
 }
 
 /// Batch delete: 204 or 207.
-pub async fn delete(
-    req: HttpRequest,
-    payload: Payload,
-    state: State,
-) -> Result<HttpResponse, ApiError> {
+pub async fn delete(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     Params::parse(&req, &[])?;
     body_media(&req, false)?;
     let t = tenant(&req, &state)?;
@@ -99,11 +76,7 @@ pub async fn delete(
 }
 
 /// Batch merge: 204 or 207.
-pub async fn merge(
-    req: HttpRequest,
-    payload: Payload,
-    state: State,
-) -> Result<HttpResponse, ApiError> {
+pub async fn merge(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     Params::parse(&req, &[])?;
     let (t, body, ctxs) = input(&req, payload, &state).await?;
     let out = batch_merge::run(&state.broker, &t, &body, &ctxs).await?;

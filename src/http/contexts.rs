@@ -34,51 +34,30 @@ pub async fn list(req: HttpRequest, state: State) -> Result<HttpResponse, ApiErr
     let with_details = p.bool("details")?;
     let kind = match p.get("kind") {
         None => None,
-        Some(k) => Some(
-            ContextKind::parse(k)
-                .ok_or_else(|| NgsiError::bad_data(format!("unknown kind {k:?}")))?,
-        ),
+        Some(k) => Some(ContextKind::parse(k).ok_or_else(|| NgsiError::bad_data(format!("unknown kind {k:?}")))?),
     };
     let list = contexts::list(&state.broker, kind);
-    let body: Vec<Value> = if with_details {
-        list.iter().map(details).collect()
-    } else {
-        list.iter().map(|e| json!(e.url)).collect()
-    };
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(Value::Array(body).to_string()))
+    let body: Vec<Value> =
+        if with_details { list.iter().map(details).collect() } else { list.iter().map(|e| json!(e.url)).collect() };
+    Ok(HttpResponse::Ok().content_type("application/json").body(Value::Array(body).to_string()))
 }
 
 /// Add @context (§5.13.2): 201 with Location.
-pub async fn add(
-    req: HttpRequest,
-    payload: Payload,
-    state: State,
-) -> Result<HttpResponse, ApiError> {
+pub async fn add(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     Params::parse(&req, &[])?;
     body_media(&req, false)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
     if !body.is_object() {
-        return Err(
-            NgsiError::bad_data("the body must be a JSON object with an @context member").into(),
-        );
+        return Err(NgsiError::bad_data("the body must be a JSON object with an @context member").into());
     }
     let entry = contexts::add(&state.broker, body, &state.settings.public_base()).await?;
     Ok(HttpResponse::Created()
-        .insert_header((
-            header::LOCATION,
-            format!("/ngsi-ld/v1/jsonldContexts/{}", entry.id),
-        ))
+        .insert_header((header::LOCATION, format!("/ngsi-ld/v1/jsonldContexts/{}", entry.id)))
         .finish())
 }
 
 /// Serve @context (§5.13.4): the document, or its details.
-pub async fn serve(
-    req: HttpRequest,
-    path: Path<String>,
-    state: State,
-) -> Result<HttpResponse, ApiError> {
+pub async fn serve(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, &["details"])?;
     let id = path.into_inner();
     if core::is_core_url(&id) {
@@ -87,27 +66,17 @@ pub async fn serve(
         } else {
             core::DOCUMENT.clone()
         };
-        return Ok(HttpResponse::Ok()
-            .content_type("application/ld+json")
-            .body(body.to_string()));
+        return Ok(HttpResponse::Ok().content_type("application/ld+json").body(body.to_string()));
     }
     let entry = contexts::get(&state.broker, &id)?;
     if p.bool("details")? {
-        return Ok(HttpResponse::Ok()
-            .content_type("application/json")
-            .body(details(&entry).to_string()));
+        return Ok(HttpResponse::Ok().content_type("application/json").body(details(&entry).to_string()));
     }
-    Ok(HttpResponse::Ok()
-        .content_type("application/ld+json")
-        .body(entry.document.to_string()))
+    Ok(HttpResponse::Ok().content_type("application/ld+json").body(entry.document.to_string()))
 }
 
 /// Delete @context (§5.13.5): 204; `reload=true` re-downloads a cached one.
-pub async fn delete(
-    req: HttpRequest,
-    path: Path<String>,
-    state: State,
-) -> Result<HttpResponse, ApiError> {
+pub async fn delete(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, &["reload"])?;
     let id = path.into_inner();
     if core::is_core_url(&id) {

@@ -8,16 +8,10 @@ use super::error::ApiError;
 use super::extract::{Params, accept, body_context, body_media, header_context, read_json, tenant};
 use super::{State, respond};
 use crate::ops::query_entities::QueryParams;
-use crate::ops::{
-    create_entity, delete_entity, merge_entity, query_entities, replace_entity, retrieve_entity,
-};
+use crate::ops::{create_entity, delete_entity, merge_entity, query_entities, replace_entity, retrieve_entity};
 
 /// Create Entity (§5.6.1): 201 with Location.
-pub async fn create(
-    req: HttpRequest,
-    payload: Payload,
-    state: State,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     Params::parse(&req, &[])?;
     let media = body_media(&req, false)?;
     let t = tenant(&req, &state)?;
@@ -62,17 +56,12 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
         ids: p.list("id"),
         id_pattern: p.get("idPattern").map(str::to_owned),
         types: p.list("type").map(|t| {
-            t.iter()
-                .flat_map(|x| x.split('|'))
-                .map(|s| s.trim_matches(|c| c == '(' || c == ')').to_owned())
-                .collect()
+            t.iter().flat_map(|x| x.split('|')).map(|s| s.trim_matches(|c| c == '(' || c == ')').to_owned()).collect()
         }),
         attrs: p.list("attrs"),
         limit: p.usize("limit")?,
         offset: p.usize("offset")?.unwrap_or(0),
-        count: p.bool("count")?
-            || p.options(respond::READ_OPTIONS)
-                .is_ok_and(|o| o.iter().any(|x| x == "count")),
+        count: p.bool("count")? || p.options(respond::READ_OPTIONS).is_ok_and(|o| o.iter().any(|x| x == "count")),
         local: p.bool("local")?,
     };
     let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size).await?;
@@ -80,25 +69,10 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
 }
 
 /// Retrieve Entity (§5.7.1).
-pub async fn retrieve(
-    req: HttpRequest,
-    path: Path<String>,
-    state: State,
-) -> Result<HttpResponse, ApiError> {
+pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(
         &req,
-        &[
-            "attrs",
-            "pick",
-            "omit",
-            "options",
-            "format",
-            "lang",
-            "datasetId",
-            "geometryProperty",
-            "type",
-            "local",
-        ],
+        &["attrs", "pick", "omit", "options", "format", "lang", "datasetId", "geometryProperty", "type", "local"],
     )?;
     let acc = accept(&req, true)?;
     let t = tenant(&req, &state)?;
@@ -147,11 +121,7 @@ pub async fn merge(
 }
 
 /// Delete Entity (§5.6.6): 204.
-pub async fn delete(
-    req: HttpRequest,
-    path: Path<String>,
-    state: State,
-) -> Result<HttpResponse, ApiError> {
+pub async fn delete(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
     Params::parse(&req, &["type"])?;
     let t = tenant(&req, &state)?;
     delete_entity::run(&state.broker, &t, &path).await?;

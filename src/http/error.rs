@@ -73,14 +73,12 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, serde_json::Value) {
         match self {
             ApiError::Ngsi(e) => (status_of(e.kind), problem(e)),
-            ApiError::UnsupportedMediaType(d) => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                body(ErrorKind::InvalidRequest, "Unsupported media type", 415, d),
-            ),
-            ApiError::NotAcceptable(d) => (
-                StatusCode::NOT_ACCEPTABLE,
-                body(ErrorKind::InvalidRequest, "Not acceptable", 406, d),
-            ),
+            ApiError::UnsupportedMediaType(d) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, body(ErrorKind::InvalidRequest, "Unsupported media type", 415, d))
+            }
+            ApiError::NotAcceptable(d) => {
+                (StatusCode::NOT_ACCEPTABLE, body(ErrorKind::InvalidRequest, "Not acceptable", 406, d))
+            }
             ApiError::PayloadTooLarge(max) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 body(
@@ -92,12 +90,7 @@ impl ApiError {
             ),
             ApiError::MethodNotAllowed(allowed) => (
                 StatusCode::METHOD_NOT_ALLOWED,
-                body(
-                    ErrorKind::InvalidRequest,
-                    "Method not allowed",
-                    405,
-                    &format!("allowed: {}", allowed.join(", ")),
-                ),
+                body(ErrorKind::InvalidRequest, "Method not allowed", 405, &format!("allowed: {}", allowed.join(", "))),
             ),
         }
     }
@@ -127,10 +120,7 @@ impl ResponseError for ApiError {
             }
         }
         let mut resp = HttpResponse::build(status);
-        resp.insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        ));
+        resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json")));
         if let ApiError::MethodNotAllowed(allowed) = self {
             if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
                 resp.insert_header((header::ALLOW, v));

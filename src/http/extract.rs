@@ -26,10 +26,7 @@ pub fn tenant(req: &HttpRequest, state: &AppState) -> Result<String, ApiError> {
         match req.headers().get(name) {
             None => Ok(None),
             Some(v) => {
-                let s = v
-                    .to_str()
-                    .map_err(|_| NgsiError::bad_data(format!("{name} is not valid text")))?
-                    .trim();
+                let s = v.to_str().map_err(|_| NgsiError::bad_data(format!("{name} is not valid text")))?.trim();
                 Ok((!s.is_empty()).then(|| s.to_ascii_lowercase()))
             }
         }
@@ -38,10 +35,7 @@ pub fn tenant(req: &HttpRequest, state: &AppState) -> Result<String, ApiError> {
     let fiware = get("Fiware-Service")?;
     let t = match (ngsild, fiware) {
         (Some(a), Some(b)) if a != b => {
-            return Err(NgsiError::bad_data(format!(
-                "NGSILD-Tenant ({a}) and Fiware-Service ({b}) disagree"
-            ))
-            .into());
+            return Err(NgsiError::bad_data(format!("NGSILD-Tenant ({a}) and Fiware-Service ({b}) disagree")).into());
         }
         (Some(a), _) | (None, Some(a)) => a,
         (None, None) => return Ok(DEFAULT_TENANT.to_owned()),
@@ -53,15 +47,10 @@ pub fn tenant(req: &HttpRequest, state: &AppState) -> Result<String, ApiError> {
         )
         .into());
     }
-    if t.len() > 50
-        || !t
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        return Err(NgsiError::bad_data(format!(
-            "{t:?} is not a valid tenant name (at most 50 of A-Z a-z 0-9 _ -)"
-        ))
-        .into());
+    if t.len() > 50 || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(
+            NgsiError::bad_data(format!("{t:?} is not a valid tenant name (at most 50 of A-Z a-z 0-9 _ -)")).into()
+        );
     }
     Ok(t)
 }
@@ -77,13 +66,7 @@ fn media_type(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|s| {
-            s.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
+        .map(|s| s.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
 }
 
 /// Checks the request's Content-Type: JSON or JSON-LD, merge-patch where allowed.
@@ -92,12 +75,8 @@ pub fn body_media(req: &HttpRequest, merge_patch: bool) -> Result<BodyMedia, Api
         Some("application/json") => Ok(BodyMedia::Json),
         Some("application/ld+json") => Ok(BodyMedia::LdJson),
         Some("application/merge-patch+json") if merge_patch => Ok(BodyMedia::Json),
-        Some(other) => Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Type {other} is not supported here"
-        ))),
-        None => Err(ApiError::UnsupportedMediaType(
-            "a Content-Type header is required".into(),
-        )),
+        Some(other) => Err(ApiError::UnsupportedMediaType(format!("Content-Type {other} is not supported here"))),
+        None => Err(ApiError::UnsupportedMediaType("a Content-Type header is required".into())),
     }
 }
 
@@ -105,8 +84,7 @@ pub fn body_media(req: &HttpRequest, merge_patch: bool) -> Result<BodyMedia, Api
 pub async fn read_json(mut payload: Payload, limit: usize) -> Result<Value, ApiError> {
     let mut buf = BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk: Bytes =
-            chunk.map_err(|e| NgsiError::invalid(format!("reading the body failed: {e}")))?;
+        let chunk: Bytes = chunk.map_err(|e| NgsiError::invalid(format!("reading the body failed: {e}")))?;
         if buf.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge(limit));
         }
@@ -115,16 +93,13 @@ pub async fn read_json(mut payload: Payload, limit: usize) -> Result<Value, ApiE
     if buf.is_empty() {
         return Err(NgsiError::invalid("the request body is empty").into());
     }
-    serde_json::from_slice(&buf)
-        .map_err(|e| NgsiError::invalid(format!("the body is not valid JSON: {e}")).into())
+    serde_json::from_slice(&buf).map_err(|e| NgsiError::invalid(format!("the body is not valid JSON: {e}")).into())
 }
 
 /// The context URL from a `Link` header with the JSON-LD context relation.
 pub fn link_context(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     for v in req.headers().get_all(header::LINK) {
-        let s = v
-            .to_str()
-            .map_err(|_| NgsiError::bad_data("the Link header is not valid text"))?;
+        let s = v.to_str().map_err(|_| NgsiError::bad_data("the Link header is not valid text"))?;
         for part in split_links(s) {
             let part = part.trim();
             let Some(rest) = part.strip_prefix('<') else {
@@ -135,8 +110,7 @@ pub fn link_context(req: &HttpRequest) -> Result<Option<String>, ApiError> {
             };
             let is_ctx = params.split(';').any(|p| {
                 let p = p.trim();
-                p.strip_prefix("rel=")
-                    .is_some_and(|r| r.trim_matches('"') == LD_CONTEXT_REL)
+                p.strip_prefix("rel=").is_some_and(|r| r.trim_matches('"') == LD_CONTEXT_REL)
             });
             if is_ctx {
                 return Ok(Some(url.trim().to_owned()));
@@ -185,10 +159,7 @@ pub async fn body_context(
     match media {
         BodyMedia::Json => {
             if inline.is_some() {
-                return Err(NgsiError::bad_data(
-                    "a body with @context must be sent as application/ld+json",
-                )
-                .into());
+                return Err(NgsiError::bad_data("a body with @context must be sent as application/ld+json").into());
             }
             match link {
                 Some(url) => Ok(state.broker.resolver.from_url(&url).await?),
@@ -204,10 +175,7 @@ pub async fn body_context(
             }
             match inline {
                 Some(c) => Ok(state.broker.resolver.from_value(c).await?),
-                None => Err(NgsiError::bad_data(
-                    "an application/ld+json body needs an @context member",
-                )
-                .into()),
+                None => Err(NgsiError::bad_data("an application/ld+json body needs an @context member").into()),
             }
         }
     }
@@ -250,9 +218,7 @@ pub fn accept(req: &HttpRequest, allow_geo: bool) -> Result<Accept, ApiError> {
     let Some(raw) = req.headers().get(header::ACCEPT) else {
         return Ok(Accept::Json);
     };
-    let raw = raw
-        .to_str()
-        .map_err(|_| ApiError::NotAcceptable("the Accept header is not valid text".into()))?;
+    let raw = raw.to_str().map_err(|_| ApiError::NotAcceptable("the Accept header is not valid text".into()))?;
     if raw.trim().is_empty() {
         return Ok(Accept::Json);
     }
@@ -285,8 +251,7 @@ pub fn accept(req: &HttpRequest, allow_geo: bool) -> Result<Accept, ApiError> {
             }
         }
     }
-    best.map(|(_, _, a)| a)
-        .ok_or_else(|| ApiError::NotAcceptable(format!("none of {raw} can be produced")))
+    best.map(|(_, _, a)| a).ok_or_else(|| ApiError::NotAcceptable(format!("none of {raw} can be produced")))
 }
 
 /// Query parameters of a request, checked against what the operation accepts.
@@ -302,19 +267,14 @@ impl Params {
                 return Err(NgsiError::bad_data(format!("unsupported URI parameter {k}")).into());
             }
             if v.is_empty() {
-                return Err(
-                    NgsiError::bad_data(format!("URI parameter {k} has an empty value")).into(),
-                );
+                return Err(NgsiError::bad_data(format!("URI parameter {k} has an empty value")).into());
             }
         }
         Ok(Params(pairs))
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// A comma-separated list parameter (repeated parameters are joined).
@@ -335,19 +295,17 @@ impl Params {
             None => Ok(false),
             Some("true") => Ok(true),
             Some("false") => Ok(false),
-            Some(v) => {
-                Err(NgsiError::bad_data(format!("{name} must be true or false, not {v:?}")).into())
-            }
+            Some(v) => Err(NgsiError::bad_data(format!("{name} must be true or false, not {v:?}")).into()),
         }
     }
 
     pub fn usize(&self, name: &str) -> Result<Option<usize>, ApiError> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => v.parse::<usize>().map(Some).map_err(|_| {
-                NgsiError::bad_data(format!("{name} must be a non-negative integer, not {v:?}"))
-                    .into()
-            }),
+            Some(v) => v
+                .parse::<usize>()
+                .map(Some)
+                .map_err(|_| NgsiError::bad_data(format!("{name} must be a non-negative integer, not {v:?}")).into()),
         }
     }
 
@@ -371,38 +329,23 @@ mod tests {
     #[test]
     fn link_headers_are_parsed() {
         let req = TestRequest::default()
-            .insert_header((header::LINK, "<http://a/ctx.jsonld>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""))
+            .insert_header((
+                header::LINK,
+                "<http://a/ctx.jsonld>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"",
+            ))
             .to_http_request();
-        assert_eq!(
-            link_context(&req).unwrap().as_deref(),
-            Some("http://a/ctx.jsonld")
-        );
-        let req = TestRequest::default()
-            .insert_header((header::LINK, "<http://a/x>; rel=\"next\""))
-            .to_http_request();
+        assert_eq!(link_context(&req).unwrap().as_deref(), Some("http://a/ctx.jsonld"));
+        let req = TestRequest::default().insert_header((header::LINK, "<http://a/x>; rel=\"next\"")).to_http_request();
         assert_eq!(link_context(&req).unwrap(), None);
     }
 
     #[test]
     fn accept_negotiation() {
-        let r = |a: &str| {
-            TestRequest::default()
-                .insert_header((header::ACCEPT, a))
-                .to_http_request()
-        };
-        assert_eq!(
-            accept(&r("application/ld+json"), false).unwrap(),
-            Accept::LdJson
-        );
-        assert_eq!(
-            accept(&r("application/json;q=0.5, application/ld+json"), false).unwrap(),
-            Accept::LdJson
-        );
+        let r = |a: &str| TestRequest::default().insert_header((header::ACCEPT, a)).to_http_request();
+        assert_eq!(accept(&r("application/ld+json"), false).unwrap(), Accept::LdJson);
+        assert_eq!(accept(&r("application/json;q=0.5, application/ld+json"), false).unwrap(), Accept::LdJson);
         assert_eq!(accept(&r("*/*"), false).unwrap(), Accept::Json);
-        assert_eq!(
-            accept(&r("application/geo+json"), true).unwrap(),
-            Accept::GeoJson
-        );
+        assert_eq!(accept(&r("application/geo+json"), true).unwrap(), Accept::GeoJson);
         assert!(accept(&r("application/geo+json"), false).is_err());
         assert!(accept(&r("text/html"), false).is_err());
     }

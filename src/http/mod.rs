@@ -77,10 +77,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     let v1 = "/ngsi-ld/v1";
     cfg.service(resource(
         &format!("{v1}/entities"),
-        vec![
-            (M::POST, web::post().to(entities::create)),
-            (M::GET, web::get().to(entities::query)),
-        ],
+        vec![(M::POST, web::post().to(entities::create)), (M::GET, web::get().to(entities::query))],
     ))
     .service(resource(
         &format!("{v1}/entities/{{entityId}}"),
@@ -93,10 +90,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     ))
     .service(resource(
         &format!("{v1}/entities/{{entityId}}/attrs"),
-        vec![
-            (M::POST, web::post().to(attrs::append)),
-            (M::PATCH, web::patch().to(attrs::update)),
-        ],
+        vec![(M::POST, web::post().to(attrs::append)), (M::PATCH, web::patch().to(attrs::update))],
     ))
     .service(resource(
         &format!("{v1}/entities/{{entityId}}/attrs/{{attrId}}"),
@@ -106,59 +100,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             (M::DELETE, web::delete().to(attrs::delete)),
         ],
     ))
-    .service(resource(
-        &format!("{v1}/entityOperations/create"),
-        vec![(M::POST, web::post().to(batch::create))],
-    ))
-    .service(resource(
-        &format!("{v1}/entityOperations/upsert"),
-        vec![(M::POST, web::post().to(batch::upsert))],
-    ))
-    .service(resource(
-        &format!("{v1}/entityOperations/update"),
-        vec![(M::POST, web::post().to(batch::update))],
-    ))
-    .service(resource(
-        &format!("{v1}/entityOperations/delete"),
-        vec![(M::POST, web::post().to(batch::delete))],
-    ))
-    .service(resource(
-        &format!("{v1}/entityOperations/merge"),
-        vec![(M::POST, web::post().to(batch::merge))],
-    ))
+    .service(resource(&format!("{v1}/entityOperations/create"), vec![(M::POST, web::post().to(batch::create))]))
+    .service(resource(&format!("{v1}/entityOperations/upsert"), vec![(M::POST, web::post().to(batch::upsert))]))
+    .service(resource(&format!("{v1}/entityOperations/update"), vec![(M::POST, web::post().to(batch::update))]))
+    .service(resource(&format!("{v1}/entityOperations/delete"), vec![(M::POST, web::post().to(batch::delete))]))
+    .service(resource(&format!("{v1}/entityOperations/merge"), vec![(M::POST, web::post().to(batch::merge))]))
     .service(resource(
         &format!("{v1}/jsonldContexts"),
-        vec![
-            (M::GET, web::get().to(contexts::list)),
-            (M::POST, web::post().to(contexts::add)),
-        ],
+        vec![(M::GET, web::get().to(contexts::list)), (M::POST, web::post().to(contexts::add))],
     ))
     .service(resource(
         &format!("{v1}/jsonldContexts/{{contextId}}"),
-        vec![
-            (M::GET, web::get().to(contexts::serve)),
-            (M::DELETE, web::delete().to(contexts::delete)),
-        ],
+        vec![(M::GET, web::get().to(contexts::serve)), (M::DELETE, web::delete().to(contexts::delete))],
     ))
-    .service(resource(
-        "/version",
-        vec![(M::GET, web::get().to(admin::version))],
-    ))
-    .service(resource(
-        "/ngsi-ld/ex/v1/version",
-        vec![(M::GET, web::get().to(admin::ex_version))],
-    ))
-    .service(resource(
-        "/ngsi-ld/ex/v1/ping",
-        vec![(M::GET, web::get().to(admin::ping))],
-    ))
-    .service(resource(
-        "/ngsi-ld/ex/v1/tenants",
-        vec![(M::GET, web::get().to(admin::tenants))],
-    ))
-    .service(resource(
-        "/openapi.json",
-        vec![(M::GET, web::get().to(admin::openapi))],
-    ))
+    .service(resource("/version", vec![(M::GET, web::get().to(admin::version))]))
+    .service(resource("/ngsi-ld/ex/v1/version", vec![(M::GET, web::get().to(admin::ex_version))]))
+    .service(resource("/ngsi-ld/ex/v1/ping", vec![(M::GET, web::get().to(admin::ping))]))
+    .service(resource("/ngsi-ld/ex/v1/tenants", vec![(M::GET, web::get().to(admin::tenants))]))
+    .service(resource("/openapi.json", vec![(M::GET, web::get().to(admin::openapi))]))
     .default_service(web::to(not_found));
 }

@@ -78,28 +78,20 @@ pub fn parse_lang(v: &str) -> NgsiResult<Vec<String>> {
         let mut q = 1.0f32;
         for p in parts {
             if let Some(x) = p.trim().strip_prefix("q=") {
-                q = x
-                    .parse()
-                    .map_err(|_| NgsiError::bad_data(format!("invalid q value in lang: {item}")))?;
+                q = x.parse().map_err(|_| NgsiError::bad_data(format!("invalid q value in lang: {item}")))?;
             }
         }
         let ok = tag == "*"
             || (!tag.is_empty()
-                && tag.split('-').all(|p| {
-                    !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric())
-                }));
+                && tag
+                    .split('-')
+                    .all(|p| !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric())));
         if !ok {
-            return Err(NgsiError::bad_data(format!(
-                "{tag:?} is not a language tag"
-            )));
+            return Err(NgsiError::bad_data(format!("{tag:?} is not a language tag")));
         }
         prefs.push((q, i, tag.to_owned()));
     }
-    prefs.sort_by(|a, b| {
-        b.0.partial_cmp(&a.0)
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.1.cmp(&b.1))
-    });
+    prefs.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)));
     Ok(prefs.into_iter().map(|p| p.2).collect())
 }
 
@@ -112,16 +104,11 @@ fn choose_lang<'a>(map: &'a Map<String, Value>, prefs: &[String]) -> Option<(&'a
         if let Some((k, v)) = map.get_key_value(p.as_str()) {
             return Some((k.as_str(), v));
         }
-        if let Some((k, v)) = map
-            .iter()
-            .find(|(k, _)| k.split('-').next() == Some(p.as_str()))
-        {
+        if let Some((k, v)) = map.iter().find(|(k, _)| k.split('-').next() == Some(p.as_str())) {
             return Some((k.as_str(), v));
         }
     }
-    map.get_key_value("@none")
-        .or_else(|| map.iter().next())
-        .map(|(k, v)| (k.as_str(), v))
+    map.get_key_value("@none").or_else(|| map.iter().next()).map(|(k, v)| (k.as_str(), v))
 }
 
 /// Renders one entity.
@@ -131,30 +118,12 @@ pub fn entity(e: &Entity, ctx: &Context, o: &RenderOpts) -> Value {
         out.insert("id".into(), Value::String(e.id.clone()));
     }
     if o.keeps("type") {
-        let types: Vec<Value> = e
-            .types
-            .iter()
-            .map(|t| Value::String(ctx.compact(t)))
-            .collect();
-        out.insert(
-            "type".into(),
-            if types.len() == 1 {
-                types[0].clone()
-            } else {
-                Value::Array(types)
-            },
-        );
+        let types: Vec<Value> = e.types.iter().map(|t| Value::String(ctx.compact(t))).collect();
+        out.insert("type".into(), if types.len() == 1 { types[0].clone() } else { Value::Array(types) });
     }
     if let Some(scope) = &e.scope {
         if o.keeps("scope") {
-            out.insert(
-                "scope".into(),
-                if scope.len() == 1 {
-                    json!(scope[0])
-                } else {
-                    json!(scope)
-                },
-            );
+            out.insert("scope".into(), if scope.len() == 1 { json!(scope[0]) } else { json!(scope) });
         }
     }
     for (name, instances) in &e.attrs {
@@ -262,18 +231,11 @@ pub fn attribute(a: &Attribute, ctx: &Context, o: &RenderOpts) -> Value {
 
 /// Wraps a rendered entity as a GeoJSON Feature.
 pub fn feature(e: &Entity, rendered: Value, o: &RenderOpts) -> Value {
-    let geo_name = o
-        .geometry_property
-        .clone()
-        .unwrap_or_else(|| "https://uri.etsi.org/ngsi-ld/location".to_owned());
+    let geo_name = o.geometry_property.clone().unwrap_or_else(|| "https://uri.etsi.org/ngsi-ld/location".to_owned());
     let geometry = e
         .attrs
         .get(&geo_name)
-        .and_then(|list| {
-            list.iter()
-                .find(|a| a.dataset_id.is_none())
-                .or_else(|| list.first())
-        })
+        .and_then(|list| list.iter().find(|a| a.dataset_id.is_none()).or_else(|| list.first()))
         .filter(|a| a.kind == AttrKind::GeoProperty)
         .map(|a| a.value.clone())
         .unwrap_or(Value::Null);

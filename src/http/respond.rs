@@ -15,13 +15,7 @@ use crate::jsonld::{Context, core};
 use crate::model::Entity;
 
 /// The `options` values the read operations know.
-pub const READ_OPTIONS: &[&str] = &[
-    "keyValues",
-    "simplified",
-    "concise",
-    "normalized",
-    "sysAttrs",
-];
+pub const READ_OPTIONS: &[&str] = &["keyValues", "simplified", "concise", "normalized", "sysAttrs"];
 
 /// Builds render options from the common query parameters.
 pub fn render_opts(p: &Params, ctx: &Context) -> Result<RenderOpts, ApiError> {
@@ -32,15 +26,7 @@ pub fn render_opts(p: &Params, ctx: &Context) -> Result<RenderOpts, ApiError> {
         o.lang = Some(parse_lang(l)?);
     }
     let names = |list: Vec<String>| -> HashSet<String> {
-        list.into_iter()
-            .map(|n| {
-                if n == "id" || n == "type" || n == "scope" {
-                    n
-                } else {
-                    ctx.expand(&n)
-                }
-            })
-            .collect()
+        list.into_iter().map(|n| if n == "id" || n == "type" || n == "scope" { n } else { ctx.expand(&n) }).collect()
     };
     let mut pick = p.list("pick").map(names);
     if let Some(attrs) = p.list("attrs") {
@@ -92,9 +78,7 @@ pub fn entity(e: &Entity, ctx: &Context, accept: Accept, o: &RenderOpts) -> Http
             if let Value::Object(m) = &mut body {
                 m.insert("@context".into(), context_member(ctx));
             }
-            HttpResponse::Ok()
-                .content_type("application/ld+json")
-                .body(body.to_string())
+            HttpResponse::Ok().content_type("application/ld+json").body(body.to_string())
         }
         Accept::Json => HttpResponse::Ok()
             .content_type("application/json")
@@ -117,10 +101,7 @@ pub fn entities(
     }
     match accept {
         Accept::GeoJson => {
-            let features: Vec<Value> = list
-                .iter()
-                .map(|e| render::feature(e, render::entity(e, ctx, o), o))
-                .collect();
+            let features: Vec<Value> = list.iter().map(|e| render::feature(e, render::entity(e, ctx, o), o)).collect();
             resp.content_type("application/geo+json")
                 .insert_header((header::LINK, link_value(ctx)))
                 .body(json!({"type": "FeatureCollection", "features": features}).to_string())
@@ -137,8 +118,7 @@ pub fn entities(
                     v
                 })
                 .collect();
-            resp.content_type("application/ld+json")
-                .body(Value::Array(items).to_string())
+            resp.content_type("application/ld+json").body(Value::Array(items).to_string())
         }
         Accept::Json => {
             let items: Vec<Value> = list.iter().map(|e| render::entity(e, ctx, o)).collect();
@@ -155,11 +135,8 @@ pub fn attr_outcome(out: &crate::ops::AttrOutcome, ctx: &Context) -> HttpRespons
         return HttpResponse::NoContent().finish();
     }
     let updated: Vec<Value> = out.updated.iter().map(|n| json!(ctx.compact(n))).collect();
-    let not_updated: Vec<Value> = out
-        .not_updated
-        .iter()
-        .map(|(n, reason)| json!({"attributeName": ctx.compact(n), "reason": reason}))
-        .collect();
+    let not_updated: Vec<Value> =
+        out.not_updated.iter().map(|(n, reason)| json!({"attributeName": ctx.compact(n), "reason": reason})).collect();
     HttpResponse::MultiStatus()
         .content_type("application/json")
         .body(json!({"updated": updated, "notUpdated": not_updated}).to_string())
@@ -167,11 +144,8 @@ pub fn attr_outcome(out: &crate::ops::AttrOutcome, ctx: &Context) -> HttpRespons
 
 /// A 207 BatchOperationResult.
 pub fn batch_207(out: &crate::ops::BatchOutcome) -> HttpResponse {
-    let errors: Vec<Value> = out
-        .errors
-        .iter()
-        .map(|(id, e)| json!({"entityId": id, "error": super::error::problem(e)}))
-        .collect();
+    let errors: Vec<Value> =
+        out.errors.iter().map(|(id, e)| json!({"entityId": id, "error": super::error::problem(e)})).collect();
     HttpResponse::MultiStatus()
         .content_type("application/json")
         .body(json!({"success": out.success, "errors": errors}).to_string())

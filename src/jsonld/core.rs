@@ -12,27 +12,22 @@ use serde_json::Value;
 use super::TermMap;
 
 /// The core context document as shipped.
-pub const CORE_CONTEXT_V1_9: &str =
-    include_str!("../../ngsi-schemas/ngsi-ld-core-context-v1.9.jsonld");
+pub const CORE_CONTEXT_V1_9: &str = include_str!("../../ngsi-schemas/ngsi-ld-core-context-v1.9.jsonld");
 
 /// The core context URL responses advertise.
-pub const CORE_CONTEXT_URL: &str =
-    "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld";
+pub const CORE_CONTEXT_URL: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld";
 
 /// The versions whose URLs resolve to the built-in document.
 const KNOWN_VERSIONS: &[&str] = &["1.3", "1.4", "1.5", "1.6", "1.7", "1.8", "1.9"];
 
 /// The parsed core context document.
-pub static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
-    serde_json::from_str(CORE_CONTEXT_V1_9).expect("the built-in core context is valid JSON")
-});
+pub static DOCUMENT: LazyLock<Value> =
+    LazyLock::new(|| serde_json::from_str(CORE_CONTEXT_V1_9).expect("the built-in core context is valid JSON"));
 
 /// The compiled core terms.
 pub static TERMS: LazyLock<TermMap> = LazyLock::new(|| {
-    let obj = DOCUMENT
-        .get("@context")
-        .and_then(Value::as_object)
-        .expect("the built-in core context has an @context object");
+    let obj =
+        DOCUMENT.get("@context").and_then(Value::as_object).expect("the built-in core context has an @context object");
     TermMap::compile(&[obj]).expect("the built-in core context compiles")
 });
 
@@ -64,14 +59,8 @@ mod tests {
     #[test]
     fn core_context_compiles_and_expands_core_terms() {
         assert!(TERMS.len() > 50);
-        assert!(is_core_url(
-            "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.6.jsonld"
-        ));
-        assert!(is_core_url(
-            "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
-        ));
-        assert!(!is_core_url(
-            "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-non-existing.jsonld"
-        ));
+        assert!(is_core_url("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.6.jsonld"));
+        assert!(is_core_url("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"));
+        assert!(!is_core_url("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-non-existing.jsonld"));
     }
 }

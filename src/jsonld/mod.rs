@@ -60,9 +60,7 @@ impl TermMap {
                     "@vocab" => vocab = v.as_str().map(str::to_owned),
                     "@version" | "@protected" | "@language" | "@base" | "@direction" => {}
                     "@import" | "@propagate" => {
-                        return Err(NgsiError::bad_data(format!(
-                            "@context keyword {k} is not supported"
-                        )));
+                        return Err(NgsiError::bad_data(format!("@context keyword {k} is not supported")));
                     }
                     _ if k.starts_with('@') => {}
                     _ => {
@@ -81,9 +79,7 @@ impl TermMap {
                     let iri = match o.get("@id") {
                         Some(Value::String(s)) => s.clone(),
                         Some(_) => {
-                            return Err(NgsiError::bad_data(format!(
-                                "@context term {term} has an invalid @id"
-                            )));
+                            return Err(NgsiError::bad_data(format!("@context term {term} has an invalid @id")));
                         }
                         None => match &vocab {
                             Some(v) => format!("{v}{term}"),
@@ -99,21 +95,13 @@ impl TermMap {
                 }
                 Value::Null => continue,
                 _ => {
-                    return Err(NgsiError::bad_data(format!(
-                        "@context term {term} must map to a string or an object"
-                    )));
+                    return Err(NgsiError::bad_data(format!("@context term {term} must map to a string or an object")));
                 }
             };
             first.insert(term.clone(), TermDef { iri, coercion });
         }
-        let snapshot: HashMap<String, String> = first
-            .iter()
-            .map(|(k, d)| (k.clone(), d.iri.clone()))
-            .collect();
-        let mut map = TermMap {
-            vocab,
-            ..Default::default()
-        };
+        let snapshot: HashMap<String, String> = first.iter().map(|(k, d)| (k.clone(), d.iri.clone())).collect();
+        let mut map = TermMap { vocab, ..Default::default() };
         for (term, mut def) in first {
             if let Some(expanded) = expand_curie(&def.iri, &snapshot) {
                 def.iri = expanded;
@@ -139,8 +127,7 @@ impl TermMap {
                 map.prefixes.push((term.clone(), def.iri.clone()));
             }
         }
-        map.prefixes
-            .sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+        map.prefixes.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
         Ok(map)
     }
 
@@ -181,12 +168,8 @@ pub struct Context {
 }
 
 /// The core-only context, shared by every request that brings none.
-pub static CORE: LazyLock<Arc<Context>> = LazyLock::new(|| {
-    Arc::new(Context {
-        user: TermMap::default(),
-        original: Value::String(core::default_url()),
-    })
-});
+pub static CORE: LazyLock<Arc<Context>> =
+    LazyLock::new(|| Arc::new(Context { user: TermMap::default(), original: Value::String(core::default_url()) }));
 
 impl Context {
     pub fn new(user: TermMap, original: Value) -> Context {
@@ -229,9 +212,7 @@ impl Context {
 
     /// Whether a term's values are vocabulary terms (`@type: @vocab`).
     pub fn coercion(&self, term: &str) -> Coercion {
-        self.find(term)
-            .map(|d| d.coercion)
-            .unwrap_or(Coercion::None)
+        self.find(term).map(|d| d.coercion).unwrap_or(Coercion::None)
     }
 
     /// Compacts an IRI back to the shortest term the context offers.
@@ -276,9 +257,7 @@ impl Context {
     pub fn compact_vocab_value(&self, v: &Value) -> Value {
         match v {
             Value::String(s) => Value::String(self.compact(s)),
-            Value::Array(a) => {
-                Value::Array(a.iter().map(|x| self.compact_vocab_value(x)).collect())
-            }
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.compact_vocab_value(x)).collect()),
             other => other.clone(),
         }
     }
@@ -302,23 +281,14 @@ mod tests {
     #[test]
     fn unknown_terms_go_to_the_default_vocab_and_back() {
         let c = &**CORE;
-        assert_eq!(
-            c.expand("speed"),
-            "https://uri.etsi.org/ngsi-ld/default-context/speed"
-        );
-        assert_eq!(
-            c.compact("https://uri.etsi.org/ngsi-ld/default-context/speed"),
-            "speed"
-        );
+        assert_eq!(c.expand("speed"), "https://uri.etsi.org/ngsi-ld/default-context/speed");
+        assert_eq!(c.compact("https://uri.etsi.org/ngsi-ld/default-context/speed"), "speed");
     }
 
     #[test]
     fn core_terms_win_over_user_terms() {
         let c = ctx(json!({"location": "http://example.org/myLocation"}));
-        assert_eq!(
-            c.expand("location"),
-            "https://uri.etsi.org/ngsi-ld/location"
-        );
+        assert_eq!(c.expand("location"), "https://uri.etsi.org/ngsi-ld/location");
     }
 
     #[test]

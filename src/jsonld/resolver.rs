@@ -77,10 +77,7 @@ pub struct ResolverSettings {
 
 impl Default for ResolverSettings {
     fn default() -> Self {
-        ResolverSettings {
-            fetch_timeout: Duration::from_secs(5),
-            cache_entries: 1024,
-        }
+        ResolverSettings { fetch_timeout: Duration::from_secs(5), cache_entries: 1024 }
     }
 }
 
@@ -98,11 +95,7 @@ impl Resolver {
             .connect_timeout(settings.fetch_timeout)
             .build()
             .unwrap_or_default();
-        Resolver {
-            compiled: Cache::new(settings.cache_entries),
-            entries: RwLock::new(IndexMap::new()),
-            client,
-        }
+        Resolver { compiled: Cache::new(settings.cache_entries), entries: RwLock::new(IndexMap::new()), client }
     }
 
     /// Loads persisted hosted contexts at start-up.
@@ -156,9 +149,7 @@ impl Resolver {
     ) -> futures_util::future::BoxFuture<'a, NgsiResult<()>> {
         Box::pin(async move {
             if depth > MAX_DEPTH {
-                return Err(NgsiError::bad_data(
-                    "@context documents are nested too deeply",
-                ));
+                return Err(NgsiError::bad_data("@context documents are nested too deeply"));
             }
             match value {
                 Value::Null => Ok(()),
@@ -185,9 +176,7 @@ impl Resolver {
                     out.push(obj.clone());
                     Ok(())
                 }
-                _ => Err(NgsiError::bad_data(
-                    "@context must be a string, an object or an array",
-                )),
+                _ => Err(NgsiError::bad_data("@context must be a string, an object or an array")),
             }
         })
     }
@@ -198,10 +187,7 @@ impl Resolver {
             if let Some(e) = self.entries.read().get(id) {
                 return Ok(e.document.clone());
             }
-            return Err(NgsiError::new(
-                ErrorKind::LdContextNotAvailable,
-                format!("no hosted @context {id}"),
-            ));
+            return Err(NgsiError::new(ErrorKind::LdContextNotAvailable, format!("no hosted @context {id}")));
         }
         if let Some(e) = self.entries.read().values().find(|e| e.url == url) {
             return Ok(e.document.clone());
@@ -231,34 +217,22 @@ impl Resolver {
             ));
         }
         let unavailable = |e: String| {
-            NgsiError::new(
-                ErrorKind::LdContextNotAvailable,
-                format!("@context {url} could not be retrieved: {e}"),
-            )
+            NgsiError::new(ErrorKind::LdContextNotAvailable, format!("@context {url} could not be retrieved: {e}"))
         };
-        let resp = self
-            .client
-            .get(url)
-            .header("Accept", "application/ld+json, application/json")
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    NgsiError::new(
-                        ErrorKind::GatewayTimeout,
-                        format!("@context {url} did not arrive in time"),
-                    )
-                } else {
-                    unavailable(e.to_string())
-                }
-            })?;
+        let resp =
+            self.client.get(url).header("Accept", "application/ld+json, application/json").send().await.map_err(
+                |e| {
+                    if e.is_timeout() {
+                        NgsiError::new(ErrorKind::GatewayTimeout, format!("@context {url} did not arrive in time"))
+                    } else {
+                        unavailable(e.to_string())
+                    }
+                },
+            )?;
         if !resp.status().is_success() {
             return Err(unavailable(format!("status {}", resp.status())));
         }
-        if resp
-            .content_length()
-            .is_some_and(|l| l as usize > MAX_REMOTE_BYTES)
-        {
+        if resp.content_length().is_some_and(|l| l as usize > MAX_REMOTE_BYTES) {
             return Err(unavailable("document too large".into()));
         }
         let bytes = resp.bytes().await.map_err(|e| unavailable(e.to_string()))?;
@@ -270,15 +244,13 @@ impl Resolver {
 
     /// Registers a hosted context; the caller persists the returned entry.
     pub async fn host(&self, document: Value, base_url: &str) -> NgsiResult<ContextEntry> {
-        let inner = document.get("@context").ok_or_else(|| {
-            NgsiError::bad_data("a hosted @context document must have an @context member")
-        })?;
+        let inner = document
+            .get("@context")
+            .ok_or_else(|| NgsiError::bad_data("a hosted @context document must have an @context member"))?;
         match inner {
             Value::Object(_) | Value::Array(_) | Value::String(_) => {}
             _ => {
-                return Err(NgsiError::bad_data(
-                    "@context must be an object, array or URL",
-                ));
+                return Err(NgsiError::bad_data("@context must be an object, array or URL"));
             }
         }
         // Compiling now rejects broken contexts before they are stored.
@@ -321,17 +293,13 @@ impl Resolver {
 
     /// Re-downloads a cached context (DELETE with `reload=true`).
     pub async fn reload(&self, id: &str) -> NgsiResult<ContextEntry> {
-        let entry = self
-            .get(id)
-            .ok_or_else(|| NgsiError::not_found(format!("@context {id}")))?;
+        let entry = self.get(id).ok_or_else(|| NgsiError::not_found(format!("@context {id}")))?;
         if entry.kind == ContextKind::Hosted {
             return Err(NgsiError::bad_data("a hosted @context cannot be reloaded"));
         }
         let doc = self.download(&entry.url).await?;
         let mut map = self.entries.write();
-        let e = map
-            .get_mut(&entry.id)
-            .ok_or_else(|| NgsiError::not_found(id.to_owned()))?;
+        let e = map.get_mut(&entry.id).ok_or_else(|| NgsiError::not_found(id.to_owned()))?;
         e.document = doc;
         let out = e.clone();
         drop(map);
@@ -355,33 +323,18 @@ mod tests {
     #[tokio::test]
     async fn hosted_contexts_resolve_without_network() {
         let r = Resolver::new(ResolverSettings::default());
-        let e = r
-            .host(
-                json!({"@context": {"Car": "http://example.org/Car"}}),
-                "http://broker:1026",
-            )
-            .await
-            .unwrap();
+        let e = r.host(json!({"@context": {"Car": "http://example.org/Car"}}), "http://broker:1026").await.unwrap();
         let c = r.from_url(&e.url).await.unwrap();
         assert_eq!(c.expand("Car"), "http://example.org/Car");
         // Another host name for the same broker resolves locally too.
         let other = format!("http://127.0.0.1:9{HOSTED_PATH}{}", e.id);
-        assert_eq!(
-            r.from_url(&other).await.unwrap().expand("Car"),
-            "http://example.org/Car"
-        );
+        assert_eq!(r.from_url(&other).await.unwrap().expand("Car"), "http://example.org/Car");
     }
 
     #[tokio::test]
     async fn unreachable_urls_are_ld_context_not_available() {
-        let r = Resolver::new(ResolverSettings {
-            fetch_timeout: Duration::from_millis(500),
-            cache_entries: 8,
-        });
-        let err = r
-            .from_url("http://127.0.0.1:1/nothing.jsonld")
-            .await
-            .unwrap_err();
+        let r = Resolver::new(ResolverSettings { fetch_timeout: Duration::from_millis(500), cache_entries: 8 });
+        let err = r.from_url("http://127.0.0.1:1/nothing.jsonld").await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::LdContextNotAvailable);
     }
 }

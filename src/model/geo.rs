@@ -7,26 +7,17 @@ use serde_json::Value;
 
 /// Validates a GeoJSON geometry object; the error says what is wrong.
 pub fn validate_geometry(v: &Value) -> Result<(), String> {
-    let obj = v
-        .as_object()
-        .ok_or("a GeoJSON geometry must be a JSON object")?;
-    let ty = obj
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or("GeoJSON geometry without a type")?;
+    let obj = v.as_object().ok_or("a GeoJSON geometry must be a JSON object")?;
+    let ty = obj.get("type").and_then(Value::as_str).ok_or("GeoJSON geometry without a type")?;
     if ty == "GeometryCollection" {
-        let geoms = obj
-            .get("geometries")
-            .and_then(Value::as_array)
-            .ok_or("GeometryCollection without a geometries array")?;
+        let geoms =
+            obj.get("geometries").and_then(Value::as_array).ok_or("GeometryCollection without a geometries array")?;
         for g in geoms {
             validate_geometry(g)?;
         }
         return Ok(());
     }
-    let coords = obj
-        .get("coordinates")
-        .ok_or_else(|| format!("{ty} without coordinates"))?;
+    let coords = obj.get("coordinates").ok_or_else(|| format!("{ty} without coordinates"))?;
     match ty {
         "Point" => position(coords),
         "MultiPoint" => each(coords, position),
@@ -66,9 +57,7 @@ fn each(v: &Value, f: fn(&Value) -> Result<(), String>) -> Result<(), String> {
 }
 
 fn position(v: &Value) -> Result<(), String> {
-    let p = v
-        .as_array()
-        .ok_or("a position must be an array of numbers")?;
+    let p = v.as_array().ok_or("a position must be an array of numbers")?;
     if !(2..=3).contains(&p.len()) {
         return Err("a position has two or three numbers".into());
     }
@@ -77,18 +66,13 @@ fn position(v: &Value) -> Result<(), String> {
         return Err("a position must contain only numbers".into());
     }
     if !(-180.0..=180.0).contains(&nums[0]) || !(-90.0..=90.0).contains(&nums[1]) {
-        return Err(format!(
-            "position [{}, {}] is outside longitude/latitude range",
-            nums[0], nums[1]
-        ));
+        return Err(format!("position [{}, {}] is outside longitude/latitude range", nums[0], nums[1]));
     }
     Ok(())
 }
 
 fn line(v: &Value) -> Result<(), String> {
-    let pts = v
-        .as_array()
-        .ok_or("a LineString must be an array of positions")?;
+    let pts = v.as_array().ok_or("a LineString must be an array of positions")?;
     if pts.len() < 2 {
         return Err("a LineString needs at least two positions".into());
     }
@@ -96,16 +80,12 @@ fn line(v: &Value) -> Result<(), String> {
 }
 
 fn polygon(v: &Value) -> Result<(), String> {
-    let rings = v
-        .as_array()
-        .ok_or("a Polygon must be an array of linear rings")?;
+    let rings = v.as_array().ok_or("a Polygon must be an array of linear rings")?;
     if rings.is_empty() {
         return Err("a Polygon needs at least one linear ring".into());
     }
     for ring in rings {
-        let pts = ring
-            .as_array()
-            .ok_or("a linear ring must be an array of positions")?;
+        let pts = ring.as_array().ok_or("a linear ring must be an array of positions")?;
         if pts.len() < 4 {
             return Err("a linear ring needs at least four positions".into());
         }
@@ -127,17 +107,13 @@ mod tests {
         assert!(validate_geometry(&json!({"type": "Point", "coordinates": [1.0, 2.0]})).is_ok());
         assert!(validate_geometry(&json!({"type": "Point", "coordinates": [1.0]})).is_err());
         assert!(validate_geometry(&json!({"type": "Point", "coordinates": [200, 2]})).is_err());
-        assert!(
-            validate_geometry(&json!({"type": "LineString", "coordinates": [[1, 2]]})).is_err()
-        );
+        assert!(validate_geometry(&json!({"type": "LineString", "coordinates": [[1, 2]]})).is_err());
         let square = json!([[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]);
         assert!(validate_geometry(&json!({"type": "Polygon", "coordinates": square})).is_ok());
         let open = json!([[[0, 0], [1, 0], [1, 1], [0, 1]]]);
         assert!(validate_geometry(&json!({"type": "Polygon", "coordinates": open})).is_err());
         assert!(validate_geometry(&json!({"type": "Circle", "coordinates": [1, 2]})).is_err());
-        assert!(
-            validate_geometry(&json!({"type": "MultiPolygon", "coordinates": [square]})).is_ok()
-        );
+        assert!(validate_geometry(&json!({"type": "MultiPolygon", "coordinates": [square]})).is_ok());
         assert!(
             validate_geometry(&json!({"type": "GeometryCollection", "geometries": [
             {"type": "Point", "coordinates": [1, 2]}]}))

@@ -30,11 +30,7 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_millis());
     }
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-    ] {
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s.trim_end_matches('Z'), fmt) {
             return Some(t.and_utc().timestamp_millis());
         }
@@ -61,17 +57,11 @@ impl AttrKind {
             "Property" | "https://uri.etsi.org/ngsi-ld/Property" => AttrKind::Property,
             "Relationship" | "https://uri.etsi.org/ngsi-ld/Relationship" => AttrKind::Relationship,
             "GeoProperty" | "https://uri.etsi.org/ngsi-ld/GeoProperty" => AttrKind::GeoProperty,
-            "LanguageProperty" | "https://uri.etsi.org/ngsi-ld/LanguageProperty" => {
-                AttrKind::LanguageProperty
-            }
-            "VocabProperty" | "https://uri.etsi.org/ngsi-ld/VocabProperty" => {
-                AttrKind::VocabProperty
-            }
+            "LanguageProperty" | "https://uri.etsi.org/ngsi-ld/LanguageProperty" => AttrKind::LanguageProperty,
+            "VocabProperty" | "https://uri.etsi.org/ngsi-ld/VocabProperty" => AttrKind::VocabProperty,
             "JsonProperty" | "https://uri.etsi.org/ngsi-ld/JsonProperty" => AttrKind::JsonProperty,
             "ListProperty" | "https://uri.etsi.org/ngsi-ld/ListProperty" => AttrKind::ListProperty,
-            "ListRelationship" | "https://uri.etsi.org/ngsi-ld/ListRelationship" => {
-                AttrKind::ListRelationship
-            }
+            "ListRelationship" | "https://uri.etsi.org/ngsi-ld/ListRelationship" => AttrKind::ListRelationship,
             _ => return None,
         })
     }
@@ -203,17 +193,11 @@ impl Entity {
 
     /// The instance of `name` with `dataset_id`.
     pub fn instance(&self, name: &str, dataset_id: Option<&str>) -> Option<&Attribute> {
-        self.attrs
-            .get(name)?
-            .iter()
-            .find(|a| a.dataset_id.as_deref() == dataset_id)
+        self.attrs.get(name)?.iter().find(|a| a.dataset_id.as_deref() == dataset_id)
     }
 
     pub fn instance_mut(&mut self, name: &str, dataset_id: Option<&str>) -> Option<&mut Attribute> {
-        self.attrs
-            .get_mut(name)?
-            .iter_mut()
-            .find(|a| a.dataset_id.as_deref() == dataset_id)
+        self.attrs.get_mut(name)?.iter_mut().find(|a| a.dataset_id.as_deref() == dataset_id)
     }
 
     /// Removes one instance (or all with `all`); returns whether anything was removed.

@@ -10,15 +10,7 @@ use crate::error::{NgsiError, NgsiResult};
 use crate::jsonld::{Coercion, Context};
 
 /// Members of an entity that are never attributes.
-const ENTITY_RESERVED: &[&str] = &[
-    "id",
-    "type",
-    "@context",
-    "scope",
-    "createdAt",
-    "modifiedAt",
-    "deletedAt",
-];
+const ENTITY_RESERVED: &[&str] = &["id", "type", "@context", "scope", "createdAt", "modifiedAt", "deletedAt"];
 
 /// Members of an attribute that are never sub-attributes.
 const ATTR_RESERVED: &[&str] = &[
@@ -56,10 +48,7 @@ fn valid_name(name: &str) -> bool {
         && !name.chars().any(|c| {
             c.is_whitespace()
                 || c.is_control()
-                || matches!(
-                    c,
-                    '<' | '>' | '"' | '\'' | '=' | ';' | '(' | ')' | '\\' | '&' | '?'
-                )
+                || matches!(c, '<' | '>' | '"' | '\'' | '=' | ';' | '(' | ')' | '\\' | '&' | '?')
         })
 }
 
@@ -73,9 +62,7 @@ pub fn is_uri(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
         && !rest.is_empty()
         && !s.chars().any(|c| {
-            c.is_whitespace()
-                || c.is_control()
-                || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '^' | '`' | '\\')
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '^' | '`' | '\\')
         })
 }
 
@@ -102,27 +89,13 @@ pub struct EntityInput {
 impl EntityInput {
     /// Builds a full entity (create/replace).
     pub fn into_entity(self, id: String, now: i64) -> Entity {
-        Entity {
-            id,
-            types: self.types,
-            scope: self.scope,
-            attrs: self.attrs,
-            created_at: now,
-            modified_at: now,
-        }
+        Entity { id, types: self.types, scope: self.scope, attrs: self.attrs, created_at: now, modified_at: now }
     }
 }
 
 /// Validates and expands an entity payload.
-pub fn parse_entity(
-    v: &Value,
-    ctx: &Context,
-    purpose: Purpose,
-    now: i64,
-) -> NgsiResult<EntityInput> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| NgsiError::bad_data("an entity must be a JSON object"))?;
+pub fn parse_entity(v: &Value, ctx: &Context, purpose: Purpose, now: i64) -> NgsiResult<EntityInput> {
+    let obj = v.as_object().ok_or_else(|| NgsiError::bad_data("an entity must be a JSON object"))?;
     let id = match obj.get("id").or_else(|| obj.get("@id")) {
         None => None,
         Some(Value::String(s)) if is_uri(s) => Some(s.clone()),
@@ -152,21 +125,13 @@ pub fn parse_entity(
             continue;
         }
         if !valid_name(key) {
-            return Err(NgsiError::bad_data(format!(
-                "{key:?} is not a valid attribute name"
-            )));
+            return Err(NgsiError::bad_data(format!("{key:?} is not a valid attribute name")));
         }
         let name = ctx.expand(key);
         let instances = parse_attribute_instances(key, value, ctx, now)?;
         attrs.insert(name, instances);
     }
-    Ok(EntityInput {
-        id,
-        types,
-        scope,
-        scope_null,
-        attrs,
-    })
+    Ok(EntityInput { id, types, scope, scope_null, attrs })
 }
 
 /// Parses an entity `type` member: a name or a non-empty list of names.
@@ -175,23 +140,16 @@ pub fn parse_types(t: &Value, ctx: &Context) -> NgsiResult<Vec<String>> {
         Value::String(s) => vec![s.as_str()],
         Value::Array(a) if !a.is_empty() => a
             .iter()
-            .map(|x| {
-                x.as_str()
-                    .ok_or_else(|| NgsiError::bad_data("entity types must be strings"))
-            })
+            .map(|x| x.as_str().ok_or_else(|| NgsiError::bad_data("entity types must be strings")))
             .collect::<NgsiResult<_>>()?,
         _ => {
-            return Err(NgsiError::bad_data(
-                "entity type must be a string or a list of strings",
-            ));
+            return Err(NgsiError::bad_data("entity type must be a string or a list of strings"));
         }
     };
     let mut out = Vec::with_capacity(names.len());
     for n in names {
         if !valid_name(n) {
-            return Err(NgsiError::bad_data(format!(
-                "{n:?} is not a valid entity type"
-            )));
+            return Err(NgsiError::bad_data(format!("{n:?} is not a valid entity type")));
         }
         let iri = ctx.expand(n);
         if !out.contains(&iri) {
@@ -209,17 +167,12 @@ pub fn parse_scope(v: &Value) -> NgsiResult<Vec<String>> {
     };
     let mut out = Vec::new();
     for i in items {
-        let s = i
-            .as_str()
-            .ok_or_else(|| NgsiError::bad_data("scope values must be strings"))?;
+        let s = i.as_str().ok_or_else(|| NgsiError::bad_data("scope values must be strings"))?;
         let ok = s.starts_with('/')
             && s.len() > 1
-            && s[1..].split('/').all(|seg| {
-                !seg.is_empty()
-                    && seg
-                        .chars()
-                        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
-            });
+            && s[1..]
+                .split('/')
+                .all(|seg| !seg.is_empty() && seg.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.')));
         if !ok {
             return Err(NgsiError::bad_data(format!("{s:?} is not a valid scope")));
         }
@@ -229,12 +182,7 @@ pub fn parse_scope(v: &Value) -> NgsiResult<Vec<String>> {
 }
 
 /// Parses an attribute member: one instance, or an array of instances (multi-attribute).
-pub fn parse_attribute_instances(
-    key: &str,
-    v: &Value,
-    ctx: &Context,
-    now: i64,
-) -> NgsiResult<Vec<Attribute>> {
+pub fn parse_attribute_instances(key: &str, v: &Value, ctx: &Context, now: i64) -> NgsiResult<Vec<Attribute>> {
     if let Value::Array(items) = v {
         if !items.is_empty() && items.iter().all(Value::is_object) {
             let mut out: Vec<Attribute> = Vec::with_capacity(items.len());
@@ -250,9 +198,7 @@ pub fn parse_attribute_instances(
             return Ok(out);
         }
         if items.is_empty() {
-            return Err(NgsiError::bad_data(format!(
-                "attribute {key} is an empty array"
-            )));
+            return Err(NgsiError::bad_data(format!("attribute {key} is an empty array")));
         }
     }
     Ok(vec![parse_attribute(key, v, ctx, now)?])
@@ -272,11 +218,7 @@ fn infer_kind(obj: &Map<String, Value>) -> Option<AttrKind> {
     } else if obj.contains_key("objectList") {
         Some(AttrKind::ListRelationship)
     } else if let Some(v) = obj.get("value") {
-        Some(if looks_like_geometry(v) {
-            AttrKind::GeoProperty
-        } else {
-            AttrKind::Property
-        })
+        Some(if looks_like_geometry(v) { AttrKind::GeoProperty } else { AttrKind::Property })
     } else {
         None
     }
@@ -307,12 +249,7 @@ pub fn parse_attribute(key: &str, v: &Value, ctx: &Context, now: i64) -> NgsiRes
         Some(Value::String(t)) => match AttrKind::parse(t) {
             Some(k) => k,
             None if looks_like_geometry(v) => {
-                return parse_attribute(
-                    key,
-                    &serde_json::json!({"type": "GeoProperty", "value": v}),
-                    ctx,
-                    now,
-                );
+                return parse_attribute(key, &serde_json::json!({"type": "GeoProperty", "value": v}), ctx, now);
             }
             None => return Err(bad(&format!("{t:?} is not an attribute type"))),
         },
@@ -334,10 +271,7 @@ pub fn parse_attribute(key: &str, v: &Value, ctx: &Context, now: i64) -> NgsiRes
         Some(v) => v.clone(),
         None if obj.get("type").is_none() && infer_kind(obj).is_none() => v.clone(),
         None => {
-            return Err(bad(&format!(
-                "a {} needs a {value_key} member",
-                kind.name()
-            )));
+            return Err(bad(&format!("a {} needs a {value_key} member", kind.name())));
         }
     };
     let value = validate_value(kind, raw, ctx).map_err(|m| bad(&m))?;
@@ -361,18 +295,10 @@ pub fn parse_attribute(key: &str, v: &Value, ctx: &Context, now: i64) -> NgsiRes
             _ if k == value_key => {}
             "observedAt" => {
                 let s = member.as_str().filter(|s| parse_datetime(s).is_some());
-                attr.observed_at = Some(
-                    s.ok_or_else(|| bad("observedAt must be a DateTime"))?
-                        .to_owned(),
-                );
+                attr.observed_at = Some(s.ok_or_else(|| bad("observedAt must be a DateTime"))?.to_owned());
             }
             "unitCode" => {
-                attr.unit_code = Some(
-                    member
-                        .as_str()
-                        .ok_or_else(|| bad("unitCode must be a string"))?
-                        .to_owned(),
-                );
+                attr.unit_code = Some(member.as_str().ok_or_else(|| bad("unitCode must be a string"))?.to_owned());
             }
             "datasetId" => match member.as_str() {
                 Some(s) if is_uri(s) => attr.dataset_id = Some(s.to_owned()),
@@ -415,11 +341,7 @@ fn validate_value(kind: AttrKind, v: Value, ctx: &Context) -> Result<Value, Stri
         }
         AttrKind::Relationship => match &v {
             Value::String(s) if is_uri(s) => Ok(v),
-            Value::Array(a)
-                if !a.is_empty() && a.iter().all(|x| x.as_str().is_some_and(is_uri)) =>
-            {
-                Ok(v)
-            }
+            Value::Array(a) if !a.is_empty() && a.iter().all(|x| x.as_str().is_some_and(is_uri)) => Ok(v),
             _ => Err("object must be a URI".into()),
         },
         AttrKind::LanguageProperty => {
@@ -427,18 +349,14 @@ fn validate_value(kind: AttrKind, v: Value, ctx: &Context) -> Result<Value, Stri
             for (lang, text) in m {
                 let ok_lang = lang == "@none"
                     || (!lang.is_empty()
-                        && lang.split('-').all(|p| {
-                            !p.is_empty()
-                                && p.len() <= 8
-                                && p.chars().all(|c| c.is_ascii_alphanumeric())
-                        }));
+                        && lang
+                            .split('-')
+                            .all(|p| !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric())));
                 if !ok_lang {
                     return Err(format!("{lang:?} is not a language tag"));
                 }
                 let ok_text = text.is_string()
-                    || text
-                        .as_array()
-                        .is_some_and(|a| a.iter().all(Value::is_string))
+                    || text.as_array().is_some_and(|a| a.iter().all(Value::is_string))
                     || text.as_str() == Some(NULL_URN);
                 if !ok_text {
                     return Err("languageMap values must be strings".into());
@@ -447,9 +365,7 @@ fn validate_value(kind: AttrKind, v: Value, ctx: &Context) -> Result<Value, Stri
             Ok(v)
         }
         AttrKind::VocabProperty => {
-            let ok = v.is_string()
-                || v.as_array()
-                    .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_string));
+            let ok = v.is_string() || v.as_array().is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_string));
             if !ok {
                 return Err("vocab must be a string or a list of strings".into());
             }
@@ -479,11 +395,7 @@ fn validate_value(kind: AttrKind, v: Value, ctx: &Context) -> Result<Value, Stri
 
 /// Expands a value given for a `@vocab`-coerced term, used by `q` later on.
 pub fn expand_if_vocab(term: &str, v: &Value, ctx: &Context) -> Value {
-    if ctx.coercion(term) == Coercion::Vocab {
-        ctx.expand_vocab_value(v)
-    } else {
-        v.clone()
-    }
+    if ctx.coercion(term) == Coercion::Vocab { ctx.expand_vocab_value(v) } else { v.clone() }
 }
 
 #[cfg(test)]
@@ -519,15 +431,9 @@ mod tests {
         assert_eq!(get("speed")[0].sub.len(), 1);
         assert_eq!(get("brand")[0].value, json!("Mercedes"));
         assert_eq!(get("isParked")[0].kind, AttrKind::Relationship);
-        assert_eq!(
-            e.attrs["https://uri.etsi.org/ngsi-ld/location"][0].kind,
-            AttrKind::GeoProperty
-        );
+        assert_eq!(e.attrs["https://uri.etsi.org/ngsi-ld/location"][0].kind, AttrKind::GeoProperty);
         assert_eq!(get("name")[0].kind, AttrKind::LanguageProperty);
-        assert_eq!(
-            get("category")[0].value,
-            json!("https://uri.etsi.org/ngsi-ld/default-context/sedan")
-        );
+        assert_eq!(get("category")[0].value, json!("https://uri.etsi.org/ngsi-ld/default-context/sedan"));
         assert_eq!(get("cfg")[0].kind, AttrKind::JsonProperty);
         assert_eq!(get("list")[0].kind, AttrKind::ListProperty);
         assert_eq!(get("friends")[0].kind, AttrKind::ListRelationship);
@@ -541,21 +447,14 @@ mod tests {
         assert!(parse(json!({"id": "urn:a:b", "type": 3})).is_err());
         assert!(parse(json!({"id": "urn:a:b", "type": "T", "p": {"type": "Property"}})).is_err());
         assert!(parse(json!({"id": "urn:a:b", "type": "T", "p": {"type": "Relationship", "object": "x y"}})).is_err());
-        assert!(parse(json!({"id": "urn:a:b", "type": "T", "p": {"type": "GeoProperty", "value": {"type": "Point"}}})).is_err());
-        assert!(parse(json!({"id": "urn:a:b", "type": "T", "bad<name": 1})).is_err());
         assert!(
-            parse(json!({"id": "urn:a:b", "type": "T", "p": {"type": "Foo", "value": 1}})).is_err()
-        );
-        assert!(
-            parse(json!({"id": "urn:a:b", "type": "T", "p": [{"value": 1}, {"value": 2}]}))
+            parse(json!({"id": "urn:a:b", "type": "T", "p": {"type": "GeoProperty", "value": {"type": "Point"}}}))
                 .is_err()
         );
-        assert!(
-            parse(
-                json!({"id": "urn:a:b", "type": "T", "p": {"value": 1, "observedAt": "yesterday"}})
-            )
-            .is_err()
-        );
+        assert!(parse(json!({"id": "urn:a:b", "type": "T", "bad<name": 1})).is_err());
+        assert!(parse(json!({"id": "urn:a:b", "type": "T", "p": {"type": "Foo", "value": 1}})).is_err());
+        assert!(parse(json!({"id": "urn:a:b", "type": "T", "p": [{"value": 1}, {"value": 2}]})).is_err());
+        assert!(parse(json!({"id": "urn:a:b", "type": "T", "p": {"value": 1, "observedAt": "yesterday"}})).is_err());
         assert!(parse(json!({"id": "urn:a:b", "type": "T", "scope": "noslash"})).is_err());
         assert!(parse(json!([1])).is_err());
     }

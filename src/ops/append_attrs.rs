@@ -26,9 +26,7 @@ pub async fn run(
     let now = now_millis();
     let input = parse_entity(body, ctx, Purpose::Fragment, now)?;
     if input.id.as_deref().is_some_and(|given| given != id) {
-        return Err(NgsiError::bad_data(
-            "the body's id differs from the id in the path",
-        ));
+        return Err(NgsiError::bad_data("the body's id differs from the id in the path"));
     }
     let outcome = Arc::new(Mutex::new(AttrOutcome::default()));
     let out = outcome.clone();
@@ -55,10 +53,7 @@ pub async fn run(
                 if wrote {
                     result.updated.push(name.clone());
                 } else {
-                    result.not_updated.push((
-                        name.clone(),
-                        "attribute exists and noOverwrite was given".into(),
-                    ));
+                    result.not_updated.push((name.clone(), "attribute exists and noOverwrite was given".into()));
                 }
             }
             e.modified_at = now;

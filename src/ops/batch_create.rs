@@ -13,39 +13,23 @@ use crate::model::now_millis;
 use crate::model::parse::{Purpose, parse_entity};
 
 /// `contexts` holds one context per element (each element may carry its own `@context`).
-pub async fn run(
-    b: &Broker,
-    tenant: &str,
-    body: &Value,
-    contexts: &[Arc<Context>],
-) -> NgsiResult<BatchOutcome> {
+pub async fn run(b: &Broker, tenant: &str, body: &Value, contexts: &[Arc<Context>]) -> NgsiResult<BatchOutcome> {
     let items = batch_items(body)?;
     let now = now_millis();
     let mut out = BatchOutcome::default();
     let mut writes = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        match parse_entity(
-            item,
-            &contexts[i.min(contexts.len() - 1)],
-            Purpose::Create,
-            now,
-        ) {
+        match parse_entity(item, &contexts[i.min(contexts.len() - 1)], Purpose::Create, now) {
             Ok(input) => match input.id.clone() {
                 Some(id) => writes.push(create_write(input.into_entity(id, now))),
-                None => out.errors.push((
-                    element_id(item),
-                    NgsiError::bad_data("an entity needs an id"),
-                )),
+                None => out.errors.push((element_id(item), NgsiError::bad_data("an entity needs an id"))),
             },
             Err(e) => out.errors.push((element_id(item), e)),
         }
     }
     if !writes.is_empty() {
         let ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
-        for (id, r) in ids
-            .into_iter()
-            .zip(b.store.write(tenant, true, writes).await?)
-        {
+        for (id, r) in ids.into_iter().zip(b.store.write(tenant, true, writes).await?) {
             match r {
                 Ok(_) => {
                     out.created.push(id.clone());

@@ -15,14 +15,8 @@ pub async fn run(b: &Broker, tenant: &str, body: &Value) -> NgsiResult<BatchOutc
     for item in items {
         match item.as_str() {
             Some(id) if is_uri(id) => writes.push(delete_write(id)),
-            Some(id) => out.errors.push((
-                id.to_owned(),
-                NgsiError::bad_data(format!("{id:?} is not a URI")),
-            )),
-            None => out.errors.push((
-                String::new(),
-                NgsiError::bad_data("batch delete takes a list of entity ids"),
-            )),
+            Some(id) => out.errors.push((id.to_owned(), NgsiError::bad_data(format!("{id:?} is not a URI")))),
+            None => out.errors.push((String::new(), NgsiError::bad_data("batch delete takes a list of entity ids"))),
         }
     }
     super::batch_merge::collect(b, tenant, writes, out).await

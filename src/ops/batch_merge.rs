@@ -12,30 +12,17 @@ use crate::model::now_millis;
 use crate::model::parse::{Purpose, parse_entity};
 use crate::store::Write;
 
-pub async fn run(
-    b: &Broker,
-    tenant: &str,
-    body: &Value,
-    contexts: &[Arc<Context>],
-) -> NgsiResult<BatchOutcome> {
+pub async fn run(b: &Broker, tenant: &str, body: &Value, contexts: &[Arc<Context>]) -> NgsiResult<BatchOutcome> {
     let items = batch_items(body)?;
     b.require_tenant(tenant).await?;
     let now = now_millis();
     let mut out = BatchOutcome::default();
     let mut writes = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        match parse_entity(
-            item,
-            &contexts[i.min(contexts.len() - 1)],
-            Purpose::Fragment,
-            now,
-        ) {
+        match parse_entity(item, &contexts[i.min(contexts.len() - 1)], Purpose::Fragment, now) {
             Ok(input) => match input.id.clone() {
                 Some(id) => writes.push(merge_write(&id, input, now)),
-                None => out.errors.push((
-                    element_id(item),
-                    NgsiError::bad_data("an entity needs an id"),
-                )),
+                None => out.errors.push((element_id(item), NgsiError::bad_data("an entity needs an id"))),
             },
             Err(e) => out.errors.push((element_id(item), e)),
         }
@@ -44,20 +31,12 @@ pub async fn run(
 }
 
 /// Writes a batch and sorts the results into successes and errors.
-pub async fn collect(
-    b: &Broker,
-    tenant: &str,
-    writes: Vec<Write>,
-    mut out: BatchOutcome,
-) -> NgsiResult<BatchOutcome> {
+pub async fn collect(b: &Broker, tenant: &str, writes: Vec<Write>, mut out: BatchOutcome) -> NgsiResult<BatchOutcome> {
     if writes.is_empty() {
         return Ok(out);
     }
     let ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
-    for (id, r) in ids
-        .into_iter()
-        .zip(b.store.write(tenant, false, writes).await?)
-    {
+    for (id, r) in ids.into_iter().zip(b.store.write(tenant, false, writes).await?) {
         match r {
             Ok(_) => out.success.push(id),
             Err(e) => out.errors.push((id, e)),

@@ -25,12 +25,7 @@ pub async fn run(
     let mut out = BatchOutcome::default();
     let mut writes = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let input = match parse_entity(
-            item,
-            &contexts[i.min(contexts.len() - 1)],
-            Purpose::Create,
-            now,
-        ) {
+        let input = match parse_entity(item, &contexts[i.min(contexts.len() - 1)], Purpose::Create, now) {
             Ok(input) => input,
             Err(e) => {
                 out.errors.push((element_id(item), e));
@@ -38,10 +33,7 @@ pub async fn run(
             }
         };
         let Some(id) = input.id.clone() else {
-            out.errors.push((
-                element_id(item),
-                NgsiError::bad_data("an entity needs an id"),
-            ));
+            out.errors.push((element_id(item), NgsiError::bad_data("an entity needs an id")));
             continue;
         };
         let owned = id.clone();
@@ -70,10 +62,7 @@ pub async fn run(
     }
     if !writes.is_empty() {
         let ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
-        for (id, r) in ids
-            .into_iter()
-            .zip(b.store.write(tenant, true, writes).await?)
-        {
+        for (id, r) in ids.into_iter().zip(b.store.write(tenant, true, writes).await?) {
             match r {
                 Ok(change) => {
                     if change.old.is_none() && !out.created.contains(&id) {

@@ -35,18 +35,12 @@ pub async fn add(b: &Broker, document: Value, base_url: &str) -> NgsiResult<Cont
 
 /// List @contexts, optionally of one kind.
 pub fn list(b: &Broker, kind: Option<ContextKind>) -> Vec<ContextEntry> {
-    b.resolver
-        .list()
-        .into_iter()
-        .filter(|e| kind.is_none_or(|k| e.kind == k))
-        .collect()
+    b.resolver.list().into_iter().filter(|e| kind.is_none_or(|k| e.kind == k)).collect()
 }
 
 /// Serve @context: one entry by local id or URL.
 pub fn get(b: &Broker, id: &str) -> NgsiResult<ContextEntry> {
-    b.resolver
-        .get(id)
-        .ok_or_else(|| NgsiError::not_found(format!("@context {id} not found")))
+    b.resolver.get(id).ok_or_else(|| NgsiError::not_found(format!("@context {id} not found")))
 }
 
 /// Delete @context, or with `reload` re-download a cached one.

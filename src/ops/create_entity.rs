@@ -16,10 +16,7 @@ use crate::store::{Mutation, Write};
 pub async fn run(b: &Broker, tenant: &str, body: &Value, ctx: &Arc<Context>) -> NgsiResult<String> {
     let now = now_millis();
     let input = parse_entity(body, ctx, Purpose::Create, now)?;
-    let id = input
-        .id
-        .clone()
-        .ok_or_else(|| NgsiError::bad_data("an entity needs an id"))?;
+    let id = input.id.clone().ok_or_else(|| NgsiError::bad_data("an entity needs an id"))?;
     let entity = input.into_entity(id.clone(), now);
     b.write_one(tenant, true, create_write(entity)).await?;
     Ok(id)
@@ -28,10 +25,7 @@ pub async fn run(b: &Broker, tenant: &str, body: &Value, ctx: &Arc<Context>) -> 
 /// The write that creates `entity` unless its id exists.
 pub fn create_write(entity: crate::model::Entity) -> Write {
     Write::new(entity.id.clone(), move |cur| match cur {
-        Some(_) => Err(NgsiError::new(
-            ErrorKind::AlreadyExists,
-            format!("entity {} already exists", entity.id),
-        )),
+        Some(_) => Err(NgsiError::new(ErrorKind::AlreadyExists, format!("entity {} already exists", entity.id))),
         None => Ok(Mutation::Put(entity.clone())),
     })
 }

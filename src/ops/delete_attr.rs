@@ -29,9 +29,7 @@ pub async fn run(
         Write::new(id, move |cur| {
             let mut e = cur.ok_or_else(|| entity_not_found(&owned))?.clone();
             if !e.remove_instance(&name, dataset_id.as_deref(), delete_all) {
-                return Err(NgsiError::not_found(format!(
-                    "attribute {attr} not found in {owned}"
-                )));
+                return Err(NgsiError::not_found(format!("attribute {attr} not found in {owned}")));
             }
             e.modified_at = now;
             Ok(Mutation::Put(e))

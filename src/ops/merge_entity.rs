@@ -13,24 +13,15 @@ use crate::model::parse::{EntityInput, Purpose, parse_entity};
 use crate::model::{Entity, now_millis};
 use crate::store::{Mutation, Write};
 
-pub async fn run(
-    b: &Broker,
-    tenant: &str,
-    id: &str,
-    body: &Value,
-    ctx: &Arc<Context>,
-) -> NgsiResult<()> {
+pub async fn run(b: &Broker, tenant: &str, id: &str, body: &Value, ctx: &Arc<Context>) -> NgsiResult<()> {
     check_entity_id(id)?;
     b.require_tenant(tenant).await?;
     let now = now_millis();
     let input = parse_entity(body, ctx, Purpose::Fragment, now)?;
     if input.id.as_deref().is_some_and(|given| given != id) {
-        return Err(NgsiError::bad_data(
-            "the body's id differs from the id in the path",
-        ));
+        return Err(NgsiError::bad_data("the body's id differs from the id in the path"));
     }
-    b.write_one(tenant, false, merge_write(id, input, now))
-        .await?;
+    b.write_one(tenant, false, merge_write(id, input, now)).await?;
     Ok(())
 }
 

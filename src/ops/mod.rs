@@ -41,36 +41,20 @@ impl Broker {
         if self.store.tenant_exists(tenant).await? {
             Ok(())
         } else {
-            Err(NgsiError::new(
-                ErrorKind::NonexistentTenant,
-                format!("tenant {tenant:?} does not exist"),
-            ))
+            Err(NgsiError::new(ErrorKind::NonexistentTenant, format!("tenant {tenant:?} does not exist")))
         }
     }
 
     /// Runs one write and returns its own result.
-    pub async fn write_one(
-        &self,
-        tenant: &str,
-        create_tenant: bool,
-        w: Write,
-    ) -> NgsiResult<Change> {
+    pub async fn write_one(&self, tenant: &str, create_tenant: bool, w: Write) -> NgsiResult<Change> {
         let mut results = self.store.write(tenant, create_tenant, vec![w]).await?;
-        results
-            .pop()
-            .unwrap_or_else(|| Err(NgsiError::internal("the store returned no result")))
+        results.pop().unwrap_or_else(|| Err(NgsiError::internal("the store returned no result")))
     }
 }
 
 /// Checks an entity id taken from a path or a list.
 pub fn check_entity_id(id: &str) -> NgsiResult<()> {
-    if is_uri(id) {
-        Ok(())
-    } else {
-        Err(NgsiError::bad_data(format!(
-            "entity id {id:?} is not a URI"
-        )))
-    }
+    if is_uri(id) { Ok(()) } else { Err(NgsiError::bad_data(format!("entity id {id:?} is not a URI"))) }
 }
 
 /// The outcome of append/update attribute operations (204 when `not_updated` is empty, else 207).
@@ -100,9 +84,7 @@ pub fn element_id(v: &Value) -> String {
 pub fn batch_items(body: &Value) -> NgsiResult<&Vec<Value>> {
     match body.as_array() {
         Some(a) if !a.is_empty() => Ok(a),
-        Some(_) => Err(NgsiError::bad_data(
-            "a batch must contain at least one element",
-        )),
+        Some(_) => Err(NgsiError::bad_data("a batch must contain at least one element")),
         None => Err(NgsiError::bad_data("a batch body must be a JSON array")),
     }
 }

@@ -38,12 +38,7 @@ pub async fn run(
     ctx: &Context,
     default_limit: usize,
 ) -> NgsiResult<QueryResult> {
-    if p.ids.is_none()
-        && p.id_pattern.is_none()
-        && p.types.is_none()
-        && p.attrs.is_none()
-        && !p.local
-    {
+    if p.ids.is_none() && p.id_pattern.is_none() && p.types.is_none() && p.attrs.is_none() && !p.local {
         return Err(NgsiError::bad_data(
             "too broad query: give at least one of id, idPattern, type, attrs, q or a geo-query",
         ));
@@ -56,18 +51,14 @@ pub async fn run(
         ));
     }
     if limit == 0 && !p.count {
-        return Err(NgsiError::bad_data(
-            "limit=0 is only allowed together with count=true",
-        ));
+        return Err(NgsiError::bad_data("limit=0 is only allowed together with count=true"));
     }
     let id_pattern = match &p.id_pattern {
         Some(re) => Some(
             regex::RegexBuilder::new(re)
                 .size_limit(1 << 20)
                 .build()
-                .map_err(|e| {
-                    NgsiError::bad_data(format!("idPattern is not a valid regular expression: {e}"))
-                })?,
+                .map_err(|e| NgsiError::bad_data(format!("idPattern is not a valid regular expression: {e}")))?,
         ),
         None => None,
     };
@@ -80,22 +71,10 @@ pub async fn run(
     let filter = EntityFilter {
         ids: p.ids.clone(),
         id_pattern,
-        types: p
-            .types
-            .as_ref()
-            .map(|t| t.iter().map(|x| ctx.expand(x)).collect()),
-        attrs: p
-            .attrs
-            .as_ref()
-            .map(|a| a.iter().map(|x| ctx.expand(x)).collect()),
+        types: p.types.as_ref().map(|t| t.iter().map(|x| ctx.expand(x)).collect()),
+        attrs: p.attrs.as_ref().map(|a| a.iter().map(|x| ctx.expand(x)).collect()),
         predicate: None,
     };
-    let page = b
-        .store
-        .query(tenant, &filter, p.offset, limit, p.count)
-        .await?;
-    Ok(QueryResult {
-        entities: page.entities,
-        total: page.total,
-    })
+    let page = b.store.query(tenant, &filter, p.offset, limit, p.count).await?;
+    Ok(QueryResult { entities: page.entities, total: page.total })
 }

@@ -12,14 +12,7 @@ use crate::model::now_millis;
 use crate::model::parse::parse_attribute;
 use crate::store::{Mutation, Write};
 
-pub async fn run(
-    b: &Broker,
-    tenant: &str,
-    id: &str,
-    attr: &str,
-    body: &Value,
-    ctx: &Arc<Context>,
-) -> NgsiResult<()> {
+pub async fn run(b: &Broker, tenant: &str, id: &str, attr: &str, body: &Value, ctx: &Arc<Context>) -> NgsiResult<()> {
     check_entity_id(id)?;
     b.require_tenant(tenant).await?;
     let now = now_millis();
@@ -32,9 +25,7 @@ pub async fn run(
         Write::new(id, move |cur| {
             let mut e = cur.ok_or_else(|| entity_not_found(&owned))?.clone();
             if e.instance(&name, parsed.dataset_id.as_deref()).is_none() {
-                return Err(NgsiError::not_found(format!(
-                    "attribute {attr} not found in {owned}"
-                )));
+                return Err(NgsiError::not_found(format!("attribute {attr} not found in {owned}")));
             }
             e.put_instance(&name, parsed.clone());
             e.modified_at = now;

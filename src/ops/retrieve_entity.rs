@@ -10,8 +10,5 @@ use crate::model::Entity;
 pub async fn run(b: &Broker, tenant: &str, id: &str) -> NgsiResult<Arc<Entity>> {
     check_entity_id(id)?;
     b.require_tenant(tenant).await?;
-    b.store
-        .get(tenant, id)
-        .await?
-        .ok_or_else(|| entity_not_found(id))
+    b.store.get(tenant, id).await?.ok_or_else(|| entity_not_found(id))
 }

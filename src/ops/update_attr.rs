@@ -12,19 +12,10 @@ use crate::model::now_millis;
 use crate::model::parse::parse_attribute;
 use crate::store::{Mutation, Write};
 
-pub async fn run(
-    b: &Broker,
-    tenant: &str,
-    id: &str,
-    attr: &str,
-    body: &Value,
-    ctx: &Arc<Context>,
-) -> NgsiResult<()> {
+pub async fn run(b: &Broker, tenant: &str, id: &str, attr: &str, body: &Value, ctx: &Arc<Context>) -> NgsiResult<()> {
     check_entity_id(id)?;
     b.require_tenant(tenant).await?;
-    let obj = body
-        .as_object()
-        .ok_or_else(|| NgsiError::bad_data("an attribute fragment must be a JSON object"))?;
+    let obj = body.as_object().ok_or_else(|| NgsiError::bad_data("an attribute fragment must be a JSON object"))?;
     let dataset_id = match obj.get("datasetId") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -40,9 +31,7 @@ pub async fn run(
             let mut e = cur.ok_or_else(|| entity_not_found(&owned))?.clone();
             let existing = e
                 .instance_mut(&name, dataset_id.as_deref())
-                .ok_or_else(|| {
-                    NgsiError::not_found(format!("attribute {attr} not found in {owned}"))
-                })?;
+                .ok_or_else(|| NgsiError::not_found(format!("attribute {attr} not found in {owned}")))?;
             // A fragment without a type keeps the attribute's kind.
             let mut fragment = body.clone();
             if let Some(o) = fragment.as_object_mut() {

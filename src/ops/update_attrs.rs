@@ -13,21 +13,13 @@ use crate::model::now_millis;
 use crate::model::parse::{Purpose, parse_entity};
 use crate::store::{Mutation, Write};
 
-pub async fn run(
-    b: &Broker,
-    tenant: &str,
-    id: &str,
-    body: &Value,
-    ctx: &Arc<Context>,
-) -> NgsiResult<AttrOutcome> {
+pub async fn run(b: &Broker, tenant: &str, id: &str, body: &Value, ctx: &Arc<Context>) -> NgsiResult<AttrOutcome> {
     check_entity_id(id)?;
     b.require_tenant(tenant).await?;
     let now = now_millis();
     let input = parse_entity(body, ctx, Purpose::Fragment, now)?;
     if input.id.as_deref().is_some_and(|given| given != id) {
-        return Err(NgsiError::bad_data(
-            "the body's id differs from the id in the path",
-        ));
+        return Err(NgsiError::bad_data("the body's id differs from the id in the path"));
     }
     if input.attrs.is_empty() {
         return Err(NgsiError::bad_data("no attribute to update"));
@@ -52,10 +44,7 @@ pub async fn run(
                 if wrote {
                     result.updated.push(name.clone());
                 } else {
-                    result.not_updated.push((
-                        name.clone(),
-                        "attribute (or datasetId) does not exist".into(),
-                    ));
+                    result.not_updated.push((name.clone(), "attribute (or datasetId) does not exist".into()));
                 }
             }
             if result.updated.is_empty() {

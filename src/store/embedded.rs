@@ -48,10 +48,7 @@ impl TenantState {
         let key = (e.created_at, id.clone());
         self.order.insert(key.clone());
         for t in &e.types {
-            self.by_type
-                .entry(t.clone())
-                .or_default()
-                .insert(key.clone());
+            self.by_type.entry(t.clone()).or_default().insert(key.clone());
         }
         self.entities.insert(id, e);
     }
@@ -81,23 +78,9 @@ struct State {
 type WriteReply = oneshot::Sender<Result<Vec<Result<Change, NgsiError>>, StoreError>>;
 
 enum Job {
-    Write {
-        tenant: String,
-        create_tenant: bool,
-        writes: Vec<Write>,
-        reply: WriteReply,
-    },
-    PutMeta {
-        key: String,
-        collection: String,
-        doc: Value,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    DeleteMeta {
-        key: String,
-        collection: String,
-        reply: oneshot::Sender<Result<bool, StoreError>>,
-    },
+    Write { tenant: String, create_tenant: bool, writes: Vec<Write>, reply: WriteReply },
+    PutMeta { key: String, collection: String, doc: Value, reply: oneshot::Sender<Result<(), StoreError>> },
+    DeleteMeta { key: String, collection: String, reply: oneshot::Sender<Result<bool, StoreError>> },
 }
 
 /// The embedded store. Cheap to clone handles are not needed: share it in an `Arc`.
@@ -133,9 +116,7 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir).map_err(io)?;
         let db = Database::create(dir.join("orbis.redb")).map_err(io)?;
         let mut state = State::default();
-        state
-            .tenants
-            .insert(DEFAULT_TENANT.to_owned(), TenantState::default());
+        state.tenants.insert(DEFAULT_TENANT.to_owned(), TenantState::default());
         {
             let txn = db.begin_write().map_err(io)?;
             txn.open_table(ENTITIES).map_err(io)?;
@@ -163,13 +144,9 @@ impl EmbeddedStore {
             for item in meta.iter().map_err(io)? {
                 let (k, v) = item.map_err(io)?;
                 let (coll, key) = k.value().split_once('\u{0}').unwrap_or(("", k.value()));
-                let doc: Value = serde_json::from_slice(v.value())
-                    .map_err(|e| StoreError::Corrupt(format!("meta {key:?}: {e}")))?;
-                state
-                    .meta
-                    .entry(coll.to_owned())
-                    .or_default()
-                    .insert(key.to_owned(), doc);
+                let doc: Value =
+                    serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt(format!("meta {key:?}: {e}")))?;
+                state.meta.entry(coll.to_owned()).or_default().insert(key.to_owned(), doc);
             }
         }
         let state = Arc::new(RwLock::new(state));
@@ -181,31 +158,17 @@ impl EmbeddedStore {
             .name("orbis-store-writer".into())
             .spawn(move || writer(db, rx, writer_state, writer_changes))
             .map_err(io)?;
-        Ok(EmbeddedStore {
-            state,
-            jobs,
-            changes,
-            writer: Some(handle),
-        })
+        Ok(EmbeddedStore { state, jobs, changes, writer: Some(handle) })
     }
 
-    async fn submit<T>(
-        &self,
-        job: Job,
-        rx: oneshot::Receiver<Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
+    async fn submit<T>(&self, job: Job, rx: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
         self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
 
 /// The writer loop: group commit of everything queued.
-fn writer(
-    db: Database,
-    mut rx: mpsc::Receiver<Job>,
-    state: Arc<RwLock<State>>,
-    changes: broadcast::Sender<Change>,
-) {
+fn writer(db: Database, mut rx: mpsc::Receiver<Job>, state: Arc<RwLock<State>>, changes: broadcast::Sender<Change>) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -219,20 +182,12 @@ fn writer(
 }
 
 enum Outcome {
-    Write(
-        WriteReply,
-        Result<Vec<Result<Change, NgsiError>>, StoreError>,
-    ),
+    Write(WriteReply, Result<Vec<Result<Change, NgsiError>>, StoreError>),
     Meta(oneshot::Sender<Result<(), StoreError>>),
     MetaDelete(oneshot::Sender<Result<bool, StoreError>>, bool),
 }
 
-fn commit_group(
-    db: &Database,
-    jobs: Vec<Job>,
-    state: &RwLock<State>,
-    changes: &broadcast::Sender<Change>,
-) {
+fn commit_group(db: &Database, jobs: Vec<Job>, state: &RwLock<State>, changes: &broadcast::Sender<Change>) {
     // Entity states decided in this group, by (tenant, id); None = deleted.
     let mut overlay: HashMap<(String, String), Option<Arc<Entity>>> = HashMap::new();
     let mut new_tenants: HashSet<String> = HashSet::new();
@@ -249,23 +204,12 @@ fn commit_group(
             let snapshot = state.read();
             for job in jobs {
                 match job {
-                    Job::Write {
-                        tenant,
-                        create_tenant,
-                        writes,
-                        reply,
-                    } => {
-                        let exists =
-                            snapshot.tenants.contains_key(&tenant) || new_tenants.contains(&tenant);
+                    Job::Write { tenant, create_tenant, writes, reply } => {
+                        let exists = snapshot.tenants.contains_key(&tenant) || new_tenants.contains(&tenant);
                         if !exists && !create_tenant {
-                            let err = NgsiError::new(
-                                ErrorKind::NonexistentTenant,
-                                format!("tenant {tenant} does not exist"),
-                            );
-                            outcomes.push(Outcome::Write(
-                                reply,
-                                Ok(writes.iter().map(|_| Err(err.clone())).collect()),
-                            ));
+                            let err =
+                                NgsiError::new(ErrorKind::NonexistentTenant, format!("tenant {tenant} does not exist"));
+                            outcomes.push(Outcome::Write(reply, Ok(writes.iter().map(|_| Err(err.clone())).collect())));
                             continue;
                         }
                         let mut results = Vec::with_capacity(writes.len());
@@ -274,10 +218,9 @@ fn commit_group(
                             let okey = (tenant.clone(), w.id.clone());
                             let current: Option<Arc<Entity>> = match overlay.get(&okey) {
                                 Some(v) => v.clone(),
-                                None => snapshot
-                                    .tenants
-                                    .get(&tenant)
-                                    .and_then(|t| t.entities.get(w.id.as_str()).cloned()),
+                                None => {
+                                    snapshot.tenants.get(&tenant).and_then(|t| t.entities.get(w.id.as_str()).cloned())
+                                }
                             };
                             match (w.mutate)(current.as_deref()) {
                                 Err(e) => results.push(Err(e)),
@@ -289,12 +232,7 @@ fn commit_group(
                                 })),
                                 Ok(Mutation::Put(e)) => {
                                     let bytes = serde_json::to_vec(&e).map_err(io)?;
-                                    table
-                                        .insert(
-                                            entity_key(&tenant, &w.id).as_str(),
-                                            bytes.as_slice(),
-                                        )
-                                        .map_err(io)?;
+                                    table.insert(entity_key(&tenant, &w.id).as_str(), bytes.as_slice()).map_err(io)?;
                                     let new = Arc::new(e);
                                     overlay.insert(okey, Some(new.clone()));
                                     changed_any = true;
@@ -306,9 +244,7 @@ fn commit_group(
                                     }));
                                 }
                                 Ok(Mutation::Delete) => {
-                                    table
-                                        .remove(entity_key(&tenant, &w.id).as_str())
-                                        .map_err(io)?;
+                                    table.remove(entity_key(&tenant, &w.id).as_str()).map_err(io)?;
                                     overlay.insert(okey, None);
                                     changed_any = true;
                                     results.push(Ok(Change {
@@ -326,27 +262,14 @@ fn commit_group(
                         }
                         outcomes.push(Outcome::Write(reply, Ok(results)));
                     }
-                    Job::PutMeta {
-                        key,
-                        collection,
-                        doc,
-                        reply,
-                    } => {
+                    Job::PutMeta { key, collection, doc, reply } => {
                         let bytes = serde_json::to_vec(&doc).map_err(io)?;
-                        meta.insert(format!("{collection}\u{0}{key}").as_str(), bytes.as_slice())
-                            .map_err(io)?;
+                        meta.insert(format!("{collection}\u{0}{key}").as_str(), bytes.as_slice()).map_err(io)?;
                         meta_ops.push((collection, key, Some(doc)));
                         outcomes.push(Outcome::Meta(reply));
                     }
-                    Job::DeleteMeta {
-                        key,
-                        collection,
-                        reply,
-                    } => {
-                        let existed = meta
-                            .remove(format!("{collection}\u{0}{key}").as_str())
-                            .map_err(io)?
-                            .is_some();
+                    Job::DeleteMeta { key, collection, reply } => {
+                        let existed = meta.remove(format!("{collection}\u{0}{key}").as_str()).map_err(io)?.is_some();
                         meta_ops.push((collection, key, None));
                         outcomes.push(Outcome::MetaDelete(reply, existed));
                     }
@@ -363,9 +286,7 @@ fn commit_group(
             match o {
                 Outcome::Write(reply, _) => drop(reply.send(Err(StoreError::Io(e.to_string())))),
                 Outcome::Meta(reply) => drop(reply.send(Err(StoreError::Io(e.to_string())))),
-                Outcome::MetaDelete(reply, _) => {
-                    drop(reply.send(Err(StoreError::Io(e.to_string()))))
-                }
+                Outcome::MetaDelete(reply, _) => drop(reply.send(Err(StoreError::Io(e.to_string())))),
             }
         }
         return;
@@ -428,25 +349,13 @@ impl Store for EmbeddedStore {
     }
 
     async fn tenants(&self) -> Result<Vec<String>, StoreError> {
-        let mut t: Vec<String> = self
-            .state
-            .read()
-            .tenants
-            .keys()
-            .filter(|k| !k.is_empty())
-            .cloned()
-            .collect();
+        let mut t: Vec<String> = self.state.read().tenants.keys().filter(|k| !k.is_empty()).cloned().collect();
         t.sort();
         Ok(t)
     }
 
     async fn get(&self, tenant: &str, id: &str) -> Result<Option<Arc<Entity>>, StoreError> {
-        Ok(self
-            .state
-            .read()
-            .tenants
-            .get(tenant)
-            .and_then(|t| t.entities.get(id).cloned()))
+        Ok(self.state.read().tenants.get(tenant).and_then(|t| t.entities.get(id).cloned()))
     }
 
     async fn query(
@@ -459,10 +368,7 @@ impl Store for EmbeddedStore {
     ) -> Result<Page, StoreError> {
         let st = self.state.read();
         let Some(ts) = st.tenants.get(tenant) else {
-            return Ok(Page {
-                entities: Vec::new(),
-                total: count.then_some(0),
-            });
+            return Ok(Page { entities: Vec::new(), total: count.then_some(0) });
         };
         let mut page = Vec::with_capacity(limit.min(1024));
         let mut matched = 0usize;
@@ -478,10 +384,7 @@ impl Store for EmbeddedStore {
             count || page.len() < limit
         };
         if let Some(ids) = &filter.ids {
-            let mut found: Vec<&Arc<Entity>> = ids
-                .iter()
-                .filter_map(|i| ts.entities.get(i.as_str()))
-                .collect();
+            let mut found: Vec<&Arc<Entity>> = ids.iter().filter_map(|i| ts.entities.get(i.as_str())).collect();
             found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
             found.dedup_by(|a, b| a.id == b.id);
             for e in found {
@@ -496,11 +399,7 @@ impl Store for EmbeddedStore {
                     None => Box::new(std::iter::empty()),
                 }
             } else {
-                let union: BTreeSet<&OrderKey> = types
-                    .iter()
-                    .filter_map(|t| ts.by_type.get(t))
-                    .flatten()
-                    .collect();
+                let union: BTreeSet<&OrderKey> = types.iter().filter_map(|t| ts.by_type.get(t)).flatten().collect();
                 Box::new(union.into_iter())
             };
             for (_, id) in keys {
@@ -519,10 +418,7 @@ impl Store for EmbeddedStore {
                 }
             }
         }
-        Ok(Page {
-            entities: page,
-            total: count.then_some(matched),
-        })
+        Ok(Page { entities: page, total: count.then_some(matched) })
     }
 
     async fn write(
@@ -532,43 +428,17 @@ impl Store for EmbeddedStore {
         writes: Vec<Write>,
     ) -> Result<Vec<Result<Change, NgsiError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.submit(
-            Job::Write {
-                tenant: tenant.to_owned(),
-                create_tenant,
-                writes,
-                reply,
-            },
-            rx,
-        )
-        .await
+        self.submit(Job::Write { tenant: tenant.to_owned(), create_tenant, writes, reply }, rx).await
     }
 
     async fn put_meta(&self, collection: &str, key: &str, doc: Value) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.submit(
-            Job::PutMeta {
-                key: key.to_owned(),
-                collection: collection.to_owned(),
-                doc,
-                reply,
-            },
-            rx,
-        )
-        .await
+        self.submit(Job::PutMeta { key: key.to_owned(), collection: collection.to_owned(), doc, reply }, rx).await
     }
 
     async fn delete_meta(&self, collection: &str, key: &str) -> Result<bool, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.submit(
-            Job::DeleteMeta {
-                key: key.to_owned(),
-                collection: collection.to_owned(),
-                reply,
-            },
-            rx,
-        )
-        .await
+        self.submit(Job::DeleteMeta { key: key.to_owned(), collection: collection.to_owned(), reply }, rx).await
     }
 
     async fn list_meta(&self, collection: &str) -> Result<Vec<(String, Value)>, StoreError> {

@@ -45,10 +45,7 @@ impl Write {
         id: impl Into<String>,
         f: impl Fn(Option<&Entity>) -> Result<Mutation, NgsiError> + Send + Sync + 'static,
     ) -> Write {
-        Write {
-            id: id.into(),
-            mutate: Box::new(f),
-        }
+        Write { id: id.into(), mutate: Box::new(f) }
     }
 }
 

@@ -35,14 +35,7 @@ pub async fn run<F: Fn() -> Arc<dyn Store>>(open: F) {
 
     // Creating, conflicting, reading back.
     let r = store
-        .write(
-            "",
-            false,
-            vec![
-                create(entity("urn:e:1", "T", 1)),
-                create(entity("urn:e:1", "T", 2)),
-            ],
-        )
+        .write("", false, vec![create(entity("urn:e:1", "T", 1)), create(entity("urn:e:1", "T", 2))])
         .await
         .unwrap();
     assert!(r[0].is_ok());
@@ -55,24 +48,12 @@ pub async fn run<F: Fn() -> Arc<dyn Store>>(open: F) {
 
     // Tenants: unknown tenants reject non-creating writes and spring up on creating ones.
     assert!(!store.tenant_exists("t1").await.unwrap());
-    let r = store
-        .write("t1", false, vec![create(entity("urn:e:2", "T", 3))])
-        .await
-        .unwrap();
-    assert_eq!(
-        r[0].as_ref().unwrap_err().kind,
-        ErrorKind::NonexistentTenant
-    );
-    let r = store
-        .write("t1", true, vec![create(entity("urn:e:2", "T", 3))])
-        .await
-        .unwrap();
+    let r = store.write("t1", false, vec![create(entity("urn:e:2", "T", 3))]).await.unwrap();
+    assert_eq!(r[0].as_ref().unwrap_err().kind, ErrorKind::NonexistentTenant);
+    let r = store.write("t1", true, vec![create(entity("urn:e:2", "T", 3))]).await.unwrap();
     assert!(r[0].is_ok());
     assert!(store.tenant_exists("t1").await.unwrap());
-    assert!(
-        store.get("", "urn:e:2").await.unwrap().is_none(),
-        "tenants are isolated"
-    );
+    assert!(store.get("", "urn:e:2").await.unwrap().is_none(), "tenants are isolated");
 
     // Queries: order, types, paging, counting.
     let mut writes = Vec::new();
@@ -81,46 +62,24 @@ pub async fn run<F: Fn() -> Arc<dyn Store>>(open: F) {
         writes.push(create(entity(&format!("urn:q:{i:02}"), ty, 100 + i)));
     }
     store.write("q", true, writes).await.unwrap();
-    let all = store
-        .query("q", &EntityFilter::default(), 0, 1000, true)
-        .await
-        .unwrap();
+    let all = store.query("q", &EntityFilter::default(), 0, 1000, true).await.unwrap();
     assert_eq!(all.total, Some(30));
     let ids: Vec<&str> = all.entities.iter().map(|e| e.id.as_str()).collect();
     let mut sorted = ids.clone();
     sorted.sort();
     assert_eq!(ids, sorted, "creation order");
-    let f = EntityFilter {
-        types: Some(vec!["A".into()]),
-        ..Default::default()
-    };
+    let f = EntityFilter { types: Some(vec!["A".into()]), ..Default::default() };
     let p1 = store.query("q", &f, 0, 4, true).await.unwrap();
     let p2 = store.query("q", &f, 4, 4, false).await.unwrap();
     assert_eq!(p1.total, Some(10));
     assert_eq!(p1.entities.len(), 4);
     assert_eq!(p2.entities.len(), 4);
-    assert!(
-        p1.entities
-            .iter()
-            .all(|e| !p2.entities.iter().any(|x| x.id == e.id))
-    );
-    let f = EntityFilter {
-        ids: Some(vec!["urn:q:05".into(), "urn:q:01".into()]),
-        ..Default::default()
-    };
+    assert!(p1.entities.iter().all(|e| !p2.entities.iter().any(|x| x.id == e.id)));
+    let f = EntityFilter { ids: Some(vec!["urn:q:05".into(), "urn:q:01".into()]), ..Default::default() };
     let p = store.query("q", &f, 0, 10, false).await.unwrap();
-    assert_eq!(
-        p.entities.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
-        vec!["urn:q:01", "urn:q:05"]
-    );
-    let f = EntityFilter {
-        id_pattern: Some(regex::Regex::new("0[0-3]$").unwrap()),
-        ..Default::default()
-    };
-    assert_eq!(
-        store.query("q", &f, 0, 10, true).await.unwrap().total,
-        Some(4)
-    );
+    assert_eq!(p.entities.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["urn:q:01", "urn:q:05"]);
+    let f = EntityFilter { id_pattern: Some(regex::Regex::new("0[0-3]$").unwrap()), ..Default::default() };
+    assert_eq!(store.query("q", &f, 0, 10, true).await.unwrap().total, Some(4));
 
     // Read-modify-write and delete.
     let r = store
@@ -136,29 +95,13 @@ pub async fn run<F: Fn() -> Arc<dyn Store>>(open: F) {
         .await
         .unwrap();
     assert!(r[0].is_ok());
-    let f = EntityFilter {
-        types: Some(vec!["U".into()]),
-        ..Default::default()
-    };
-    assert_eq!(
-        store.query("", &f, 0, 10, true).await.unwrap().total,
-        Some(1)
-    );
-    store
-        .write(
-            "q",
-            false,
-            vec![Write::new("urn:q:00", |_| Ok(Mutation::Delete))],
-        )
-        .await
-        .unwrap();
+    let f = EntityFilter { types: Some(vec!["U".into()]), ..Default::default() };
+    assert_eq!(store.query("", &f, 0, 10, true).await.unwrap().total, Some(1));
+    store.write("q", false, vec![Write::new("urn:q:00", |_| Ok(Mutation::Delete))]).await.unwrap();
     assert!(store.get("q", "urn:q:00").await.unwrap().is_none());
 
     // Meta documents.
-    store
-        .put_meta("contexts", "k1", serde_json::json!({"a": 1}))
-        .await
-        .unwrap();
+    store.put_meta("contexts", "k1", serde_json::json!({"a": 1})).await.unwrap();
     assert_eq!(store.list_meta("contexts").await.unwrap().len(), 1);
 
     // Concurrent writers all land.
@@ -166,13 +109,7 @@ pub async fn run<F: Fn() -> Arc<dyn Store>>(open: F) {
     for i in 0..50 {
         let s = store.clone();
         handles.push(tokio::spawn(async move {
-            s.write(
-                "c",
-                true,
-                vec![create(entity(&format!("urn:c:{i}"), "C", i))],
-            )
-            .await
-            .unwrap()
+            s.write("c", true, vec![create(entity(&format!("urn:c:{i}"), "C", i))]).await.unwrap()
         }));
     }
     for h in handles {
@@ -183,27 +120,10 @@ pub async fn run<F: Fn() -> Arc<dyn Store>>(open: F) {
     drop(changes);
     drop(store);
     let store = open();
-    assert_eq!(
-        store.get("", "urn:e:1").await.unwrap().unwrap().types,
-        vec!["T", "U"]
-    );
+    assert_eq!(store.get("", "urn:e:1").await.unwrap().unwrap().types, vec!["T", "U"]);
     assert!(store.tenant_exists("t1").await.unwrap());
-    assert_eq!(
-        store
-            .query("q", &EntityFilter::default(), 0, 100, true)
-            .await
-            .unwrap()
-            .total,
-        Some(29)
-    );
-    assert_eq!(
-        store
-            .query("c", &EntityFilter::default(), 0, 100, true)
-            .await
-            .unwrap()
-            .total,
-        Some(50)
-    );
+    assert_eq!(store.query("q", &EntityFilter::default(), 0, 100, true).await.unwrap().total, Some(29));
+    assert_eq!(store.query("c", &EntityFilter::default(), 0, 100, true).await.unwrap().total, Some(50));
     assert!(store.delete_meta("contexts", "k1").await.unwrap());
     assert!(store.list_meta("contexts").await.unwrap().is_empty());
 }
