@@ -297,6 +297,19 @@ pub fn load(args: &[String], env: &[(String, String)]) -> Result<Loaded, String>
     Ok(Loaded { settings, ignored })
 }
 
+/// Usage text for `--help`.
+pub const HELP: &str = "orbis — NGSI-LD context broker (drop-in for Orion-LD)
+
+Settings (defaults in config/default.toml), lowest precedence first:
+  config file      -configFile FILE | --config FILE | ORBIS_CONFIG=FILE (TOML, same keys)
+  environment      ORIONLD_PORT, ORIONLD_PAGE_SIZE, ... and ORBIS_<KEY> (ORBIS_DATA_DIR, ...)
+  flags            --<key> VALUE | --<key>=VALUE, or Orion-LD's -port, -localIp, -multiservice,
+                   -logLevel, -pageSize, -inReqPayloadMaxSize, -corsOrigin, -corsMaxAge, -ctxTimeout
+
+Keys: host, port, data_dir, multiservice, log_level, page_size, max_body_bytes, cors_origin,
+      cors_max_age, context_timeout_ms, public_url, workers
+Other Orion-LD flags (-dbhost, -db, -fg, -experimental, ...) are accepted with a warning.";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,16 +359,3 @@ mod tests {
         assert_eq!(l.settings.page_size, 9);
     }
 }
-
-/// Usage text for `--help`.
-pub const HELP: &str = "orbis — NGSI-LD context broker (drop-in for Orion-LD)
-
-Settings (defaults in config/default.toml), lowest precedence first:
-  config file      -configFile FILE | --config FILE | ORBIS_CONFIG=FILE (TOML, same keys)
-  environment      ORIONLD_PORT, ORIONLD_PAGE_SIZE, ... and ORBIS_<KEY> (ORBIS_DATA_DIR, ...)
-  flags            --<key> VALUE | --<key>=VALUE, or Orion-LD's -port, -localIp, -multiservice,
-                   -logLevel, -pageSize, -inReqPayloadMaxSize, -corsOrigin, -corsMaxAge, -ctxTimeout
-
-Keys: host, port, data_dir, multiservice, log_level, page_size, max_body_bytes, cors_origin,
-      cors_max_age, context_timeout_ms, public_url, workers
-Other Orion-LD flags (-dbhost, -db, -fg, -experimental, ...) are accepted with a warning.";

@@ -223,23 +223,25 @@ impl Context {
         if let Some(t) = core::TERMS.reverse.get(iri) {
             return t.clone();
         }
-        if let Some(v) = &self.user.vocab {
-            if let Some(rest) = iri.strip_prefix(v.as_str()) {
-                if !rest.is_empty() && !rest.contains(':') {
-                    return rest.to_owned();
-                }
-            }
+        if let Some(v) = &self.user.vocab
+            && let Some(rest) = iri.strip_prefix(v.as_str())
+            && !rest.is_empty()
+            && !rest.contains(':')
+        {
+            return rest.to_owned();
         }
-        if let Some(rest) = iri.strip_prefix(DEFAULT_VOCAB) {
-            if !rest.is_empty() && self.user.vocab.is_none() && !rest.contains(':') {
-                return rest.to_owned();
-            }
+        if let Some(rest) = iri.strip_prefix(DEFAULT_VOCAB)
+            && !rest.is_empty()
+            && self.user.vocab.is_none()
+            && !rest.contains(':')
+        {
+            return rest.to_owned();
         }
         for (term, prefix) in &self.user.prefixes {
-            if let Some(rest) = iri.strip_prefix(prefix.as_str()) {
-                if !rest.is_empty() {
-                    return format!("{term}:{rest}");
-                }
+            if let Some(rest) = iri.strip_prefix(prefix.as_str())
+                && !rest.is_empty()
+            {
+                return format!("{term}:{rest}");
             }
         }
         iri.to_owned()

@@ -403,18 +403,18 @@ impl Store for EmbeddedStore {
                 Box::new(union.into_iter())
             };
             for (_, id) in keys {
-                if let Some(e) = ts.entities.get(id) {
-                    if !visit(e) {
-                        break;
-                    }
+                if let Some(e) = ts.entities.get(id)
+                    && !visit(e)
+                {
+                    break;
                 }
             }
         } else {
             for (_, id) in &ts.order {
-                if let Some(e) = ts.entities.get(id) {
-                    if !visit(e) {
-                        break;
-                    }
+                if let Some(e) = ts.entities.get(id)
+                    && !visit(e)
+                {
+                    break;
                 }
             }
         }

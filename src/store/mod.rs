@@ -58,6 +58,9 @@ pub struct Change {
     pub new: Option<Arc<Entity>>,
 }
 
+/// An in-memory refinement of a filter.
+pub type Predicate = Arc<dyn Fn(&Entity) -> bool + Send + Sync>;
+
 /// A filter the backend evaluates (and pushes down where it can).
 #[derive(Clone, Default)]
 pub struct EntityFilter {
@@ -68,7 +71,7 @@ pub struct EntityFilter {
     /// Entities having any of these expanded attributes.
     pub attrs: Option<Vec<String>>,
     /// A refinement evaluated in memory on candidates.
-    pub predicate: Option<Arc<dyn Fn(&Entity) -> bool + Send + Sync>>,
+    pub predicate: Option<Predicate>,
 }
 
 impl fmt::Debug for EntityFilter {
@@ -86,25 +89,25 @@ impl fmt::Debug for EntityFilter {
 impl EntityFilter {
     /// Whether an entity passes every part of the filter.
     pub fn matches(&self, e: &Entity) -> bool {
-        if let Some(ids) = &self.ids {
-            if !ids.iter().any(|i| i == &e.id) {
-                return false;
-            }
+        if let Some(ids) = &self.ids
+            && !ids.iter().any(|i| i == &e.id)
+        {
+            return false;
         }
-        if let Some(p) = &self.id_pattern {
-            if !p.is_match(&e.id) {
-                return false;
-            }
+        if let Some(p) = &self.id_pattern
+            && !p.is_match(&e.id)
+        {
+            return false;
         }
-        if let Some(types) = &self.types {
-            if !e.types.iter().any(|t| types.contains(t)) {
-                return false;
-            }
+        if let Some(types) = &self.types
+            && !e.types.iter().any(|t| types.contains(t))
+        {
+            return false;
         }
-        if let Some(attrs) = &self.attrs {
-            if !attrs.iter().any(|a| e.attrs.contains_key(a)) {
-                return false;
-            }
+        if let Some(attrs) = &self.attrs
+            && !attrs.iter().any(|a| e.attrs.contains_key(a))
+        {
+            return false;
         }
         self.predicate.as_ref().is_none_or(|p| p(e))
     }

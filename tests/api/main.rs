@@ -1,3 +1,11 @@
 //! Black-box HTTP tests against an in-process broker on port 0 (one test binary).
 
+mod admin;
+mod attrs;
+mod batch;
+mod contexts;
+mod entities;
+mod errors;
 mod helpers;
+mod persistence;
+mod tenants;
