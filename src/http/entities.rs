@@ -11,6 +11,7 @@ use crate::ops::query_entities::QueryParams;
 use crate::ops::{create_entity, delete_entity, merge_entity, query_entities, replace_entity, retrieve_entity};
 
 /// Create Entity (§5.6.1): 201 with Location.
+#[utoipa::path(post, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "NGSI-LD entity (normalized or concise)"), responses((status = 201, description = "Created; Location header names the entity"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 409, description = "Already exists", body = crate::http::error::ProblemDetails), (status = 415, description = "Unsupported media type")))]
 pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     Params::parse(&req, &[])?;
     let media = body_media(&req, false)?;
@@ -27,6 +28,7 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
 }
 
 /// Query Entities (§5.7.2).
+#[utoipa::path(get, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("id" = Option<String>, Query, description = "Entity ids"), ("idPattern" = Option<String>, Query, description = "Id regular expression"), ("type" = Option<String>, Query, description = "Entity types"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("local" = Option<String>, Query, description = "true: no selector needed"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("datasetId" = Option<String>, Query, description = "Instances to return"), ("geometryProperty" = Option<String>, Query, description = "GeoProperty used as GeoJSON geometry")), responses((status = 200, description = "Entities", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 403, description = "Too many results", body = crate::http::error::ProblemDetails)))]
 pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(
         &req,
@@ -69,6 +71,7 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
 }
 
 /// Retrieve Entity (§5.7.1).
+#[utoipa::path(get, path = "/ngsi-ld/v1/entities/{entityId}", tag = "Entities", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("datasetId" = Option<String>, Query, description = "Instances to return"), ("geometryProperty" = Option<String>, Query, description = "GeoProperty used as GeoJSON geometry")), responses((status = 200, description = "The entity", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails), (status = 406, description = "Not acceptable")))]
 pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(
         &req,
@@ -89,6 +92,7 @@ pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Res
 }
 
 /// Replace Entity (§5.6.18): 204.
+#[utoipa::path(put, path = "/ngsi-ld/v1/entities/{entityId}", tag = "Entities", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "NGSI-LD entity (normalized or concise)"), responses((status = 204, description = "Replaced"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails)))]
 pub async fn replace(
     req: HttpRequest,
     path: Path<String>,
@@ -105,6 +109,7 @@ pub async fn replace(
 }
 
 /// Merge Entity (§5.6.17): 204; accepts application/merge-patch+json.
+#[utoipa::path(patch, path = "/ngsi-ld/v1/entities/{entityId}", tag = "Entities", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json"), (serde_json::Value = "application/merge-patch+json")), description = "Entity fragment"), responses((status = 204, description = "Merged"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails)))]
 pub async fn merge(
     req: HttpRequest,
     path: Path<String>,
@@ -121,6 +126,7 @@ pub async fn merge(
 }
 
 /// Delete Entity (§5.6.6): 204.
+#[utoipa::path(delete, path = "/ngsi-ld/v1/entities/{entityId}", tag = "Entities", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)")), responses((status = 204, description = "Deleted"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails)))]
 pub async fn delete(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
     Params::parse(&req, &["type"])?;
     let t = tenant(&req, &state)?;

@@ -145,3 +145,15 @@ mod tests {
         assert!(!p["detail"].as_str().unwrap().contains("secret"));
     }
 }
+
+/// The ProblemDetails body (RFC 7807) every error answer carries, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ProblemDetails {
+    /// `https://uri.etsi.org/ngsi-ld/errors/<Kind>`.
+    #[schema(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+}
