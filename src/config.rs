@@ -55,11 +55,12 @@ const ORION_FLAGS: &[(&str, &str, bool)] = &[
     ("corsMaxAge", "cors_max_age", true),
     ("ctxTimeout", "context_timeout_ms", true),
     ("configFile", "config", true),
+    // Orbis always runs in the foreground: -fg changes nothing and needs no warning.
+    ("fg", "foreground", false),
 ];
 
 /// Orion-LD flags accepted and ignored; the bool says whether it takes a value.
 const ORION_IGNORED: &[(&str, bool)] = &[
-    ("fg", false),
     ("ipv4", false),
     ("ipv6", false),
     ("dbhost", true),
@@ -281,7 +282,7 @@ pub fn load(args: &[String], env: &[(String, String)]) -> Result<Loaded, String>
         };
         if let Some((_, key, has_value)) = ORION_FLAGS.iter().find(|(f, _, _)| *f == name) {
             let value = if *has_value { take_value(&mut i)? } else { inline.clone().unwrap_or_else(|| "true".into()) };
-            if *key != "config" {
+            if *key != "config" && *key != "foreground" {
                 settings.set(key, &value)?;
             }
         } else if let Some((_, has_value)) = ORION_IGNORED.iter().find(|(f, _)| *f == name) {
@@ -308,7 +309,7 @@ Settings (defaults in config/default.toml), lowest precedence first:
 
 Keys: host, port, data_dir, multiservice, log_level, page_size, max_body_bytes, cors_origin,
       cors_max_age, context_timeout_ms, public_url, workers
-Other Orion-LD flags (-dbhost, -db, -fg, -experimental, ...) are accepted with a warning.";
+Other Orion-LD flags (-dbhost, -db, -experimental, ...) are accepted with a warning.";
 
 #[cfg(test)]
 mod tests {

@@ -114,7 +114,8 @@ impl EmbeddedStore {
     /// Opens (or creates) the store in `dir`, loading every entity into memory.
     pub fn open(dir: &Path) -> Result<EmbeddedStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(io)?;
-        let db = Database::create(dir.join("orbis.redb")).map_err(io)?;
+        // The page cache only serves the writer (reads come from memory), so it stays small.
+        let db = redb::Builder::new().set_cache_size(8 * 1024 * 1024).create(dir.join("orbis.redb")).map_err(io)?;
         let mut state = State::default();
         state.tenants.insert(DEFAULT_TENANT.to_owned(), TenantState::default());
         {
