@@ -295,10 +295,10 @@ fn literal(raw: &str, pos: usize) -> NgsiResult<Literal> {
     if t == "true" || t == "false" {
         return Ok(Literal::Bool(t == "true"));
     }
-    if let Ok(n) = t.parse::<f64>() {
-        if n.is_finite() {
-            return Ok(Literal::Num(n));
-        }
+    if let Ok(n) = t.parse::<f64>()
+        && n.is_finite()
+    {
+        return Ok(Literal::Num(n));
     }
     if let Some(ms) = datetime(t) {
         return Ok(Literal::Time(ms, t.to_owned()));
