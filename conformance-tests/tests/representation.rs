@@ -181,8 +181,26 @@ async fn lang_selects_language_property_string() {
     assert_eq!(e["description"], json!({"type": "Property", "value": "Une voiture", "lang": "fr"}));
     let e = b.must_retrieve(None, &id, "?lang=fr&options=keyValues").await;
     assert_eq!(e["description"], json!("Une voiture"));
+    // Ranked preferences (ETSI TP 018_07_04): fr-CH is absent, fr is next.
+    let e = b.must_retrieve(None, &id, "?lang=fr-CH,fr;q=0.9,en;q=0.8,*;q=0.5").await;
+    assert_eq!(e["description"], json!({"type": "Property", "value": "Une voiture", "lang": "fr"}));
+}
+
+/// §4.15, §5.7.1 (ETSI TP 018_07_03 / 018_07_06): `lang=*` accepts any language: the
+/// LanguageProperty is rendered as a Property with one of its strings and its `lang`.
+#[tokio::test]
+#[ignore = "orbis gap: lang=* returns the whole languageMap instead of one language as a Property"]
+async fn lang_any_picks_one_language() {
+    let b = Broker::get();
+    let id = car(&b).await;
     let e = b.must_retrieve(None, &id, "?lang=*").await;
-    assert_eq!(e["description"]["languageMap"], json!({"en": "A car", "fr": "Une voiture"}), "lang=* keeps all");
+    let d = &e["description"];
+    assert_eq!(d["type"], json!("Property"), "{e}");
+    let ok = (d["lang"] == json!("en") && d["value"] == json!("A car"))
+        || (d["lang"] == json!("fr") && d["value"] == json!("Une voiture"));
+    assert!(ok, "one language with its lang: {e}");
+    let e = b.must_retrieve(None, &id, "?lang=*&options=keyValues").await;
+    assert!(e["description"] == json!("A car") || e["description"] == json!("Une voiture"), "{e}");
 }
 
 /// §5.7.1 / §4.5.5 (v1.8+): `datasetId` keeps only the instances with the listed datasetIds.
@@ -278,6 +296,38 @@ async fn geo_json_geometry_property() {
         .await;
     r.expect(200);
     assert_eq!(r.json()["geometry"], json!({"type": "Point", "coordinates": [2.30, 48.80]}));
+}
+
+/// §6.3.15 (ETSI TP 018_05_04): a `geometryProperty` the entity lacks gives `geometry: null`.
+#[tokio::test]
+async fn geo_json_missing_geometry_property_is_null() {
+    let b = Broker::get();
+    let id = car(&b).await;
+    let r = b
+        .send(b.request(Method::GET, &entity_path(&id, "?geometryProperty=nowhere")).header("Accept", "application/geo+json"))
+        .await;
+    r.expect(200);
+    let f = r.json();
+    assert!(f.get("geometry").is_some_and(Value::is_null), "geometry member, null: {f}");
+}
+
+/// §4.5.16, §6.3.15 (ETSI TP 018_05 and 019_05 expectations): a GeoJSON Feature or
+/// FeatureCollection carries the JSON-LD `@context` as a top-level member.
+#[tokio::test]
+#[ignore = "orbis gap: GeoJSON responses put the @context in a Link header, not as a top-level @context member"]
+async fn geo_json_carries_context_member() {
+    let b = Broker::get();
+    let id = car(&b).await;
+    let r = b.send(b.request(Method::GET, &entity_path(&id, "")).header("Accept", "application/geo+json")).await;
+    r.expect(200);
+    assert!(r.json().get("@context").is_some(), "Feature @context: {}", r.text);
+    let r = b
+        .send(
+            b.request(Method::GET, &format!("{API}/entities?type=Car&id={}", encode(&id))).header("Accept", "application/geo+json"),
+        )
+        .await;
+    r.expect(200);
+    assert!(r.json().get("@context").is_some(), "FeatureCollection @context: {}", r.text);
 }
 
 /// §6.3.15: GeoJSON with keyValues gives Feature properties as plain values.
