@@ -3,3 +3,5 @@
 //! stored entity; nothing here does I/O, so subscriptions and registrations reuse it.
 
 pub mod q;
+pub mod scope;
+pub mod types;
