@@ -40,7 +40,11 @@ async fn inline_context_expands_and_link_compacts() {
 
     let (url, _) = b.host_context(&ctx).await;
     let r = b
-        .send(b.request(Method::GET, &entity_path(&id, "")).header("Accept", "application/json").header("Link", link_header(&url)))
+        .send(
+            b.request(Method::GET, &entity_path(&id, ""))
+                .header("Accept", "application/json")
+                .header("Link", link_header(&url)),
+        )
         .await;
     r.expect(200);
     let e = r.json();
@@ -103,7 +107,11 @@ async fn redefined_term_is_not_compacted_to_vocab_suffix() {
     b.must_create(None, &json!({"id": id, "type": "Thing", "someAttr": {"type": "Property", "value": 1}})).await;
     let (url, _) = b.host_context(&json!({"someAttr": "https://example.org/other/someAttr"})).await;
     let r = b
-        .send(b.request(Method::GET, &entity_path(&id, "")).header("Accept", "application/json").header("Link", link_header(&url)))
+        .send(
+            b.request(Method::GET, &entity_path(&id, ""))
+                .header("Accept", "application/json")
+                .header("Link", link_header(&url)),
+        )
         .await;
     r.expect(200);
     assert_eq!(r.json()[format!("{DEFAULT_VOCAB}someAttr")]["value"], json!(1), "{}", r.text);
@@ -181,9 +189,8 @@ async fn unsupported_accept_is_406() {
     b.must_create(None, &lamp(&id)).await;
     let r = b.send(b.request(Method::GET, &entity_path(&id, "")).header("Accept", "text/html")).await;
     assert_eq!(r.status, 406, "{}", r.text);
-    let r = b
-        .send(b.request(Method::GET, &format!("{API}/entities?type=Lamp")).header("Accept", "application/xml"))
-        .await;
+    let r =
+        b.send(b.request(Method::GET, &format!("{API}/entities?type=Lamp")).header("Accept", "application/xml")).await;
     assert_eq!(r.status, 406, "{}", r.text);
 }
 

@@ -101,9 +101,12 @@ async fn create_entity_with_property_without_value_is_400() {
 async fn create_entity_with_relationship_object_not_uri_is_400() {
     let b = Broker::get();
     let id = unique_id("Vehicle");
-    b.create_entity(None, &json!({"id": id, "type": "Vehicle", "owner": {"type": "Relationship", "object": "not a uri"}}))
-        .await
-        .expect_problem(400, "BadRequestData");
+    b.create_entity(
+        None,
+        &json!({"id": id, "type": "Vehicle", "owner": {"type": "Relationship", "object": "not a uri"}}),
+    )
+    .await
+    .expect_problem(400, "BadRequestData");
 }
 
 /// §5.6.1.4, §4.7: a GeoProperty whose value is not valid GeoJSON is 400 BadRequestData.
@@ -166,9 +169,14 @@ async fn replace_entity_replaces_all_attributes() {
 async fn replace_unknown_entity_is_404() {
     let b = Broker::get();
     let id = unique_id("Vehicle");
-    b.json(Method::PUT, &entity_path(&id, ""), None, &json!({"type": "Vehicle", "a": {"type": "Property", "value": 1}}))
-        .await
-        .expect_problem(404, "ResourceNotFound");
+    b.json(
+        Method::PUT,
+        &entity_path(&id, ""),
+        None,
+        &json!({"type": "Vehicle", "a": {"type": "Property", "value": 1}}),
+    )
+    .await
+    .expect_problem(404, "ResourceNotFound");
 }
 
 /// §5.6.17: Merge Entity answers 204; given attributes are merged, others are kept.
@@ -199,9 +207,14 @@ async fn merge_entity_with_ngsi_ld_null_deletes_attribute() {
     let b = Broker::get();
     let id = unique_id("Vehicle");
     b.must_create(None, &vehicle(&id)).await;
-    b.json(Method::PATCH, &entity_path(&id, ""), None, &json!({"brandName": {"type": "Property", "value": "urn:ngsi-ld:null"}}))
-        .await
-        .expect(204);
+    b.json(
+        Method::PATCH,
+        &entity_path(&id, ""),
+        None,
+        &json!({"brandName": {"type": "Property", "value": "urn:ngsi-ld:null"}}),
+    )
+    .await
+    .expect(204);
     let e = b.must_retrieve(None, &id, "").await;
     assert!(e.get("brandName").is_none(), "brandName should be deleted: {e}");
     assert_eq!(e["speed"]["value"], json!(80));
@@ -228,9 +241,14 @@ async fn merge_entity_accepts_merge_patch_json() {
 #[tokio::test]
 async fn merge_unknown_entity_is_404() {
     let b = Broker::get();
-    b.json(Method::PATCH, &entity_path(&unique_id("Vehicle"), ""), None, &json!({"a": {"type": "Property", "value": 1}}))
-        .await
-        .expect_problem(404, "ResourceNotFound");
+    b.json(
+        Method::PATCH,
+        &entity_path(&unique_id("Vehicle"), ""),
+        None,
+        &json!({"a": {"type": "Property", "value": 1}}),
+    )
+    .await
+    .expect_problem(404, "ResourceNotFound");
 }
 
 /// §5.6.6: Delete Entity answers 204; the entity is gone afterwards (404).

@@ -99,9 +99,12 @@ async fn unknown_attribute_type_is_400() {
 #[tokio::test]
 async fn invalid_attribute_name_is_400() {
     let b = Broker::get();
-    b.create_entity(None, &json!({"id": unique_id("Thing"), "type": "T", "bad<name>": {"type": "Property", "value": 1}}))
-        .await
-        .expect_problem(400, "BadRequestData");
+    b.create_entity(
+        None,
+        &json!({"id": unique_id("Thing"), "type": "T", "bad<name>": {"type": "Property", "value": 1}}),
+    )
+    .await
+    .expect_problem(400, "BadRequestData");
 }
 
 /// §5.7.2.4: Query Entities without any selector (type, id, idPattern, attrs, q, geo) is 400
@@ -131,10 +134,7 @@ async fn empty_body_is_400() {
         .await;
     assert_eq!(r.status, 400, "{}", r.text);
     let t = r.json()["type"].as_str().unwrap_or("").to_owned();
-    assert!(
-        t == format!("{ERROR_PREFIX}InvalidRequest") || t == format!("{ERROR_PREFIX}BadRequestData"),
-        "type {t}"
-    );
+    assert!(t == format!("{ERROR_PREFIX}InvalidRequest") || t == format!("{ERROR_PREFIX}BadRequestData"), "type {t}");
 }
 
 /// §5.5.3: every error body has the same ProblemDetails members, whatever the operation.
@@ -144,8 +144,13 @@ async fn problem_details_shape_is_uniform() {
     let id = unique_id("Ghost");
     let cases = [
         b.delete(&entity_path(&id, ""), None).await,
-        b.json(Method::PATCH, &format!("{API}/entities/{}/attrs", encode(&id)), None, &json!({"a": {"type": "Property", "value": 1}}))
-            .await,
+        b.json(
+            Method::PATCH,
+            &format!("{API}/entities/{}/attrs", encode(&id)),
+            None,
+            &json!({"a": {"type": "Property", "value": 1}}),
+        )
+        .await,
         b.delete(&format!("{API}/entities/{}/attrs/a", encode(&id)), None).await,
     ];
     for r in &cases {

@@ -292,7 +292,10 @@ async fn geo_json_geometry_property() {
     let b = Broker::get();
     let id = car(&b).await;
     let r = b
-        .send(b.request(Method::GET, &entity_path(&id, "?geometryProperty=parking")).header("Accept", "application/geo+json"))
+        .send(
+            b.request(Method::GET, &entity_path(&id, "?geometryProperty=parking"))
+                .header("Accept", "application/geo+json"),
+        )
         .await;
     r.expect(200);
     assert_eq!(r.json()["geometry"], json!({"type": "Point", "coordinates": [2.30, 48.80]}));
@@ -304,7 +307,10 @@ async fn geo_json_missing_geometry_property_is_null() {
     let b = Broker::get();
     let id = car(&b).await;
     let r = b
-        .send(b.request(Method::GET, &entity_path(&id, "?geometryProperty=nowhere")).header("Accept", "application/geo+json"))
+        .send(
+            b.request(Method::GET, &entity_path(&id, "?geometryProperty=nowhere"))
+                .header("Accept", "application/geo+json"),
+        )
         .await;
     r.expect(200);
     let f = r.json();
@@ -323,7 +329,8 @@ async fn geo_json_carries_context_member() {
     assert!(r.json().get("@context").is_some(), "Feature @context: {}", r.text);
     let r = b
         .send(
-            b.request(Method::GET, &format!("{API}/entities?type=Car&id={}", encode(&id))).header("Accept", "application/geo+json"),
+            b.request(Method::GET, &format!("{API}/entities?type=Car&id={}", encode(&id)))
+                .header("Accept", "application/geo+json"),
         )
         .await;
     r.expect(200);
@@ -352,7 +359,8 @@ async fn geo_json_query_is_feature_collection() {
     let id = car(&b).await;
     let r = b
         .send(
-            b.request(Method::GET, &format!("{API}/entities?type=Car&id={}", encode(&id))).header("Accept", "application/geo+json"),
+            b.request(Method::GET, &format!("{API}/entities?type=Car&id={}", encode(&id)))
+                .header("Accept", "application/geo+json"),
         )
         .await;
     r.expect(200);
@@ -370,7 +378,8 @@ async fn geo_json_query_is_feature_collection() {
 async fn query_applies_key_values_and_attrs() {
     let b = Broker::get();
     let id = car(&b).await;
-    let r = b.get_json(&format!("{API}/entities?type=Car&id={}&options=keyValues&attrs=speed", encode(&id)), None).await;
+    let r =
+        b.get_json(&format!("{API}/entities?type=Car&id={}&options=keyValues&attrs=speed", encode(&id)), None).await;
     r.expect(200);
     assert_eq!(r.json(), json!([{"id": id, "type": "Car", "speed": 55}]));
 }

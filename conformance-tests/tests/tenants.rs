@@ -69,9 +69,14 @@ async fn unknown_tenant_update_is_404_nonexistent_tenant() {
     let b = Broker::get();
     let t = unique_tenant();
     let id = unique_id("Thing");
-    b.json(Method::PATCH, &format!("{API}/entities/{}/attrs", encode(&id)), Some(&t), &json!({"v": {"type": "Property", "value": 3}}))
-        .await
-        .expect_problem(404, "NonexistentTenant");
+    b.json(
+        Method::PATCH,
+        &format!("{API}/entities/{}/attrs", encode(&id)),
+        Some(&t),
+        &json!({"v": {"type": "Property", "value": 3}}),
+    )
+    .await
+    .expect_problem(404, "NonexistentTenant");
     b.delete(&entity_path(&id, ""), Some(&t)).await.expect_problem(404, "NonexistentTenant");
     // Still not created.
     b.get_json(&format!("{API}/entities?type=Thing"), Some(&t)).await.expect_problem(404, "NonexistentTenant");
@@ -86,7 +91,11 @@ async fn fiware_service_is_equivalent_to_ngsild_tenant() {
     let id = unique_id("Thing");
     b.must_create(Some(&t), &thing(&id, 5)).await;
     let r = b
-        .send(b.request(Method::GET, &entity_path(&id, "")).header("Fiware-Service", &t).header("Accept", "application/json"))
+        .send(
+            b.request(Method::GET, &entity_path(&id, ""))
+                .header("Fiware-Service", &t)
+                .header("Accept", "application/json"),
+        )
         .await;
     r.expect(200);
     assert_eq!(r.json()["v"]["value"], json!(5));
@@ -144,11 +153,18 @@ async fn batch_and_attribute_operations_honour_the_tenant() {
     // The default tenant does not see it: batch update reports it not found.
     let r = b.json(Method::POST, &format!("{API}/entityOperations/update"), None, &json!([thing(&id, 9)])).await;
     r.expect(207);
-    b.json(Method::POST, &format!("{API}/entityOperations/update"), Some(&t), &json!([thing(&id, 9)])).await.expect(204);
-    assert_eq!(b.must_retrieve(Some(&t), &id, "").await["v"]["value"], json!(9));
-    b.json(Method::POST, &format!("{API}/entities/{}/attrs", encode(&id)), Some(&t), &json!({"w": {"type": "Property", "value": 1}}))
+    b.json(Method::POST, &format!("{API}/entityOperations/update"), Some(&t), &json!([thing(&id, 9)]))
         .await
         .expect(204);
+    assert_eq!(b.must_retrieve(Some(&t), &id, "").await["v"]["value"], json!(9));
+    b.json(
+        Method::POST,
+        &format!("{API}/entities/{}/attrs", encode(&id)),
+        Some(&t),
+        &json!({"w": {"type": "Property", "value": 1}}),
+    )
+    .await
+    .expect(204);
     b.json(Method::POST, &format!("{API}/entityOperations/delete"), Some(&t), &json!([id])).await.expect(204);
     b.retrieve(Some(&t), &id, "").await.expect_problem(404, "ResourceNotFound");
 }
@@ -157,5 +173,7 @@ async fn batch_and_attribute_operations_honour_the_tenant() {
 #[tokio::test]
 async fn invalid_tenant_name_is_400() {
     let b = Broker::get();
-    b.create_entity(Some("bad tenant/name"), &thing(&unique_id("Thing"), 1)).await.expect_problem(400, "BadRequestData");
+    b.create_entity(Some("bad tenant/name"), &thing(&unique_id("Thing"), 1))
+        .await
+        .expect_problem(400, "BadRequestData");
 }
