@@ -14,6 +14,7 @@ use utoipa::OpenApi;
     paths(
         crate::http::entities::create,
         crate::http::entities::query,
+        crate::http::entities::query_post,
         crate::http::entities::retrieve,
         crate::http::entities::replace,
         crate::http::entities::merge,

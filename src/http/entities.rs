@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, http::header};
 use super::error::ApiError;
 use super::extract::{Params, accept, body_context, body_media, header_context, read_json, tenant};
 use super::{State, respond};
-use crate::ops::query_entities::QueryParams;
+use crate::ops::query_entities::{QueryParams, RawSelector};
 use crate::ops::{create_entity, delete_entity, merge_entity, query_entities, replace_entity, retrieve_entity};
 
 /// Create Entity (§5.6.1): 201 with Location.
@@ -28,7 +28,7 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
 }
 
 /// Query Entities (§5.7.2).
-#[utoipa::path(get, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("id" = Option<String>, Query, description = "Entity ids"), ("idPattern" = Option<String>, Query, description = "Id regular expression"), ("type" = Option<String>, Query, description = "Entity types"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("local" = Option<String>, Query, description = "true: no selector needed"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("datasetId" = Option<String>, Query, description = "Instances to return"), ("geometryProperty" = Option<String>, Query, description = "GeoProperty used as GeoJSON geometry")), responses((status = 200, description = "Entities", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 403, description = "Too many results", body = crate::http::error::ProblemDetails)))]
+#[utoipa::path(get, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("id" = Option<String>, Query, description = "Entity ids"), ("idPattern" = Option<String>, Query, description = "Id regular expression"), ("type" = Option<String>, Query, description = "Entity types"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("local" = Option<String>, Query, description = "true: no selector needed"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("datasetId" = Option<String>, Query, description = "Instances to return"), ("geometryProperty" = Option<String>, Query, description = "GeoProperty used as GeoJSON geometry"), ("q" = Option<String>, Query, description = "NGSI-LD query language filter"), ("scopeQ" = Option<String>, Query, description = "Scope filter")), responses((status = 200, description = "Entities", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 403, description = "Too many results", body = crate::http::error::ProblemDetails)))]
 pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(
         &req,
@@ -48,6 +48,8 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
             "local",
             "geometryProperty",
             "datasetId",
+            "q",
+            "scopeQ",
         ],
     )?;
     let acc = accept(&req, true)?;
@@ -55,15 +57,21 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
     let ctx = header_context(&req, &state).await?;
     let opts = respond::render_opts(&p, &ctx)?;
     let params = QueryParams {
-        ids: p.list("id"),
-        id_pattern: p.get("idPattern").map(str::to_owned),
-        types: p.list("type").map(|t| {
-            t.iter().flat_map(|x| x.split('|')).map(|s| s.trim_matches(|c| c == '(' || c == ')').to_owned()).collect()
-        }),
+        selectors: if p.get("id").is_some() || p.get("idPattern").is_some() || p.get("type").is_some() {
+            vec![RawSelector {
+                ids: p.list("id"),
+                id_pattern: p.get("idPattern").map(str::to_owned),
+                types: p.get("type").map(str::to_owned),
+            }]
+        } else {
+            Vec::new()
+        },
         attrs: p.list("attrs"),
+        q: p.get("q").map(str::to_owned),
+        scope_q: p.get("scopeQ").map(str::to_owned),
         limit: p.usize("limit")?,
         offset: p.usize("offset")?.unwrap_or(0),
-        count: p.bool("count")? || p.options(respond::READ_OPTIONS).is_ok_and(|o| o.iter().any(|x| x == "count")),
+        count: p.bool("count")?,
         local: p.bool("local")?,
     };
     let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size).await?;
@@ -132,4 +140,35 @@ pub async fn delete(req: HttpRequest, path: Path<String>, state: State) -> Resul
     let t = tenant(&req, &state)?;
     delete_entity::run(&state.broker, &t, &path).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Query Entities via POST (§5.7.4): the Query body carries selectors, attrs, q and scopeQ;
+/// paging and rendering options stay in the URL.
+#[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/query", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "A Query"), responses((status = 200, description = "Entities", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
+pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(
+        &req,
+        &["limit", "offset", "count", "options", "format", "local", "geometryProperty", "pick", "omit"],
+    )?;
+    let media = body_media(&req, false)?;
+    let acc = accept(&req, true)?;
+    let t = tenant(&req, &state)?;
+    let body = read_json(payload, state.settings.max_body_bytes).await?;
+    let ctx = body_context(&req, &state, media, &body).await?;
+    let mut opts = respond::render_opts(&p, &ctx)?;
+    let (mut params, lang) = query_entities::from_body(&body)?;
+    if let Some(l) = lang {
+        opts.lang = Some(super::render::parse_lang(&l)?);
+    }
+    if let Some(attrs) = &params.attrs {
+        let mut keep: std::collections::HashSet<String> = attrs.iter().map(|a| ctx.expand(a)).collect();
+        keep.extend(["id".to_owned(), "type".to_owned(), "scope".to_owned()]);
+        opts.pick = Some(keep);
+    }
+    params.limit = p.usize("limit")?;
+    params.offset = p.usize("offset")?.unwrap_or(0);
+    params.count = p.bool("count")?;
+    params.local = true;
+    let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size).await?;
+    Ok(respond::entities(&r.entities, &ctx, acc, &opts, r.total))
 }

@@ -105,6 +105,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource(&format!("{v1}/entityOperations/update"), vec![(M::POST, web::post().to(batch::update))]))
     .service(resource(&format!("{v1}/entityOperations/delete"), vec![(M::POST, web::post().to(batch::delete))]))
     .service(resource(&format!("{v1}/entityOperations/merge"), vec![(M::POST, web::post().to(batch::merge))]))
+    .service(resource(&format!("{v1}/entityOperations/query"), vec![(M::POST, web::post().to(entities::query_post))]))
     .service(resource(
         &format!("{v1}/jsonldContexts"),
         vec![(M::GET, web::get().to(contexts::list)), (M::POST, web::post().to(contexts::add))],

@@ -8,4 +8,5 @@ mod entities;
 mod errors;
 mod helpers;
 mod persistence;
+mod query;
 mod tenants;
