@@ -100,7 +100,6 @@ async fn core_context_default_vocabulary() {
 /// read through a context that maps the same short name to another IRI, must come back as
 /// the full default-vocabulary IRI (the short name would mean something else).
 #[tokio::test]
-#[ignore = "orbis gap: compaction strips the @vocab prefix even when the user context redefines the term"]
 async fn redefined_term_is_not_compacted_to_vocab_suffix() {
     let b = Broker::get();
     let id = unique_id("Thing");
