@@ -7,8 +7,11 @@ use actix_web::{HttpRequest, HttpResponse, http::header};
 use super::error::ApiError;
 use super::extract::{Params, accept, body_context, body_media, header_context, read_json, tenant};
 use super::{State, respond};
+use crate::ops::purge_entities::Purge;
 use crate::ops::query_entities::{QueryParams, RawSelector};
-use crate::ops::{create_entity, delete_entity, merge_entity, query_entities, replace_entity, retrieve_entity};
+use crate::ops::{
+    create_entity, delete_entity, merge_entity, purge_entities, query_entities, replace_entity, retrieve_entity,
+};
 
 /// Create Entity (§5.6.1): 201 with Location.
 #[utoipa::path(post, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "NGSI-LD entity (normalized or concise)"), responses((status = 201, description = "Created; Location header names the entity"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 409, description = "Already exists", body = crate::http::error::ProblemDetails), (status = 415, description = "Unsupported media type")))]
@@ -171,4 +174,44 @@ pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Res
     params.local = true;
     let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size).await?;
     Ok(respond::entities(&r.entities, &ctx, acc, &opts, r.total))
+}
+
+/// Purge Entities (§5.6.21): deletes what the query matches, or drops/keeps attributes.
+#[utoipa::path(delete, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant"), ("id" = Option<String>, Query, description = "Entity ids"), ("idPattern" = Option<String>, Query, description = "Id regular expression"), ("type" = Option<String>, Query, description = "Entity types"), ("q" = Option<String>, Query, description = "Query language filter"), ("scopeQ" = Option<String>, Query, description = "Scope filter"), ("drop" = Option<String>, Query, description = "Attributes to remove instead of deleting entities"), ("keep" = Option<String>, Query, description = "Attributes to keep (others are removed)"), ("local" = Option<String>, Query, description = "true: purge without a selector")), responses((status = 204, description = "Purged"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
+pub async fn purge(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(&req, &["id", "idPattern", "type", "attrs", "q", "scopeQ", "keep", "drop", "local"])?;
+    let t = tenant(&req, &state)?;
+    let ctx = header_context(&req, &state).await?;
+    let expand = |l: Vec<String>| l.iter().map(|a| ctx.expand(a)).collect::<Vec<_>>();
+    let what = match (p.list("drop"), p.list("keep")) {
+        (Some(_), Some(_)) => {
+            return Err(crate::error::NgsiError::bad_data("keep and drop cannot be used together").into());
+        }
+        (Some(d), None) => Purge::Drop(expand(d)),
+        (None, Some(k)) => Purge::Keep(expand(k)),
+        (None, None) => Purge::Delete,
+    };
+    let params = QueryParams {
+        selectors: url_selectors(&p),
+        attrs: p.list("attrs"),
+        q: p.get("q").map(str::to_owned),
+        scope_q: p.get("scopeQ").map(str::to_owned),
+        local: p.bool("local")?,
+        ..Default::default()
+    };
+    let n = purge_entities::run(&state.broker, &t, &params, &ctx, what).await?;
+    tracing::info!(tenant = %t, entities = n, "purged");
+    Ok(HttpResponse::NoContent().insert_header(("NGSILD-Results-Count", n.to_string())).finish())
+}
+
+/// The entity selector of a GET/DELETE query string (id, idPattern, type), if any.
+fn url_selectors(p: &Params) -> Vec<RawSelector> {
+    if p.get("id").is_none() && p.get("idPattern").is_none() && p.get("type").is_none() {
+        return Vec::new();
+    }
+    vec![RawSelector {
+        ids: p.list("id"),
+        id_pattern: p.get("idPattern").map(str::to_owned),
+        types: p.get("type").map(str::to_owned),
+    }]
 }

@@ -121,6 +121,28 @@ pub struct Page {
     pub total: Option<usize>,
 }
 
+/// What a tenant holds, for discovery (`/types`, `/attributes`): entity counts per type and,
+/// per attribute, how many entities have it and with which attribute kinds.
+#[derive(Debug, Default, Clone)]
+pub struct Catalogue {
+    pub types: std::collections::BTreeMap<String, TypeStat>,
+    pub attrs: std::collections::BTreeMap<String, AttrStat>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct TypeStat {
+    pub entities: usize,
+    /// Attribute name → kinds seen in entities of this type.
+    pub attrs: std::collections::BTreeMap<String, std::collections::BTreeSet<crate::model::AttrKind>>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct AttrStat {
+    pub entities: usize,
+    pub kinds: std::collections::BTreeSet<crate::model::AttrKind>,
+    pub types: std::collections::BTreeSet<String>,
+}
+
 /// Failures of the storage layer itself (not rejections of a write).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -161,6 +183,8 @@ pub trait Store: Send + Sync {
         create_tenant: bool,
         writes: Vec<Write>,
     ) -> Result<Vec<Result<Change, NgsiError>>, StoreError>;
+    /// Types and attributes present in a tenant.
+    async fn catalogue(&self, tenant: &str) -> Result<Catalogue, StoreError>;
     /// Tenant-independent documents (hosted contexts, later subscriptions and registrations).
     async fn put_meta(&self, collection: &str, key: &str, doc: Value) -> Result<(), StoreError>;
     async fn delete_meta(&self, collection: &str, key: &str) -> Result<bool, StoreError>;
