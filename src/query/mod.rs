@@ -2,6 +2,7 @@
 //! type selection language. Parsers keep positions for their errors; evaluators work on a
 //! stored entity; nothing here does I/O, so subscriptions and registrations reuse it.
 
+pub mod geo;
 pub mod q;
 pub mod scope;
 pub mod types;
