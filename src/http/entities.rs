@@ -31,7 +31,7 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
 }
 
 /// Query Entities (§5.7.2).
-#[utoipa::path(get, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("id" = Option<String>, Query, description = "Entity ids"), ("idPattern" = Option<String>, Query, description = "Id regular expression"), ("type" = Option<String>, Query, description = "Entity types"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("local" = Option<String>, Query, description = "true: no selector needed"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("datasetId" = Option<String>, Query, description = "Instances to return"), ("geometryProperty" = Option<String>, Query, description = "GeoProperty used as GeoJSON geometry"), ("q" = Option<String>, Query, description = "NGSI-LD query language filter"), ("scopeQ" = Option<String>, Query, description = "Scope filter")), responses((status = 200, description = "Entities", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 403, description = "Too many results", body = crate::http::error::ProblemDetails)))]
+#[utoipa::path(get, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("id" = Option<String>, Query, description = "Entity ids"), ("idPattern" = Option<String>, Query, description = "Id regular expression"), ("type" = Option<String>, Query, description = "Entity types"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("local" = Option<String>, Query, description = "true: no selector needed"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("datasetId" = Option<String>, Query, description = "Instances to return"), ("geometryProperty" = Option<String>, Query, description = "GeoProperty used as GeoJSON geometry"), ("q" = Option<String>, Query, description = "NGSI-LD query language filter"), ("scopeQ" = Option<String>, Query, description = "Scope filter"), ("orderBy" = Option<String>, Query, description = "Sort: member[;asc|;desc],..."), ("georel" = Option<String>, Query, description = "near;maxDistance==d, within, contains, intersects, overlaps, equals, disjoint"), ("geometry" = Option<String>, Query, description = "Point, MultiPoint, LineString, MultiLineString, Polygon, MultiPolygon"), ("coordinates" = Option<String>, Query, description = "GeoJSON coordinates (JSON)"), ("geoproperty" = Option<String>, Query, description = "GeoProperty to test (default location)")), responses((status = 200, description = "Entities", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 403, description = "Too many results", body = crate::http::error::ProblemDetails)))]
 pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(
         &req,
@@ -53,6 +53,11 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
             "datasetId",
             "q",
             "scopeQ",
+            "orderBy",
+            "georel",
+            "geometry",
+            "coordinates",
+            "geoproperty",
         ],
     )?;
     let acc = accept(&req, true)?;
@@ -72,6 +77,8 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
         attrs: p.list("attrs"),
         q: p.get("q").map(str::to_owned),
         scope_q: p.get("scopeQ").map(str::to_owned),
+        order_by: p.get("orderBy").map(str::to_owned),
+        geo: url_geo(&p)?,
         limit: p.usize("limit")?,
         offset: p.usize("offset")?.unwrap_or(0),
         count: p.bool("count")?,
@@ -171,6 +178,7 @@ pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Res
     params.limit = p.usize("limit")?;
     params.offset = p.usize("offset")?.unwrap_or(0);
     params.count = p.bool("count")?;
+    params.order_by = p.get("orderBy").map(str::to_owned);
     params.local = true;
     let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size).await?;
     Ok(respond::entities(&r.entities, &ctx, acc, &opts, r.total))
@@ -179,7 +187,24 @@ pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Res
 /// Purge Entities (§5.6.21): deletes what the query matches, or drops/keeps attributes.
 #[utoipa::path(delete, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant"), ("id" = Option<String>, Query, description = "Entity ids"), ("idPattern" = Option<String>, Query, description = "Id regular expression"), ("type" = Option<String>, Query, description = "Entity types"), ("q" = Option<String>, Query, description = "Query language filter"), ("scopeQ" = Option<String>, Query, description = "Scope filter"), ("drop" = Option<String>, Query, description = "Attributes to remove instead of deleting entities"), ("keep" = Option<String>, Query, description = "Attributes to keep (others are removed)"), ("local" = Option<String>, Query, description = "true: purge without a selector")), responses((status = 204, description = "Purged"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
 pub async fn purge(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
-    let p = Params::parse(&req, &["id", "idPattern", "type", "attrs", "q", "scopeQ", "keep", "drop", "local"])?;
+    let p = Params::parse(
+        &req,
+        &[
+            "id",
+            "idPattern",
+            "type",
+            "attrs",
+            "q",
+            "scopeQ",
+            "keep",
+            "drop",
+            "local",
+            "georel",
+            "geometry",
+            "coordinates",
+            "geoproperty",
+        ],
+    )?;
     let t = tenant(&req, &state)?;
     let ctx = header_context(&req, &state).await?;
     let expand = |l: Vec<String>| l.iter().map(|a| ctx.expand(a)).collect::<Vec<_>>();
@@ -196,6 +221,7 @@ pub async fn purge(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
         attrs: p.list("attrs"),
         q: p.get("q").map(str::to_owned),
         scope_q: p.get("scopeQ").map(str::to_owned),
+        geo: url_geo(&p)?,
         local: p.bool("local")?,
         ..Default::default()
     };
@@ -214,4 +240,8 @@ fn url_selectors(p: &Params) -> Vec<RawSelector> {
         id_pattern: p.get("idPattern").map(str::to_owned),
         types: p.get("type").map(str::to_owned),
     }]
+}
+
+fn url_geo(p: &Params) -> Result<Option<crate::query::geo::GeoQuery>, ApiError> {
+    Ok(query_entities::geo_from_params(p.get("georel"), p.get("geometry"), p.get("coordinates"), p.get("geoproperty"))?)
 }

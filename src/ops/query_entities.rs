@@ -11,7 +11,7 @@ use super::Broker;
 use crate::error::{ErrorKind, NgsiError, NgsiResult};
 use crate::jsonld::Context;
 use crate::model::Entity;
-use crate::query::{EntityQuery, Selector, q, scope, types};
+use crate::query::{EntityQuery, Selector, order, q, scope, types};
 
 /// The largest page a client may ask for.
 pub const MAX_LIMIT: usize = 1000;
@@ -31,6 +31,8 @@ pub struct QueryParams {
     pub attrs: Option<Vec<String>>,
     pub q: Option<String>,
     pub scope_q: Option<String>,
+    pub order_by: Option<String>,
+    pub geo: Option<crate::query::geo::GeoQuery>,
     pub limit: Option<usize>,
     pub offset: usize,
     pub count: bool,
@@ -70,6 +72,8 @@ pub fn compile(p: &QueryParams, ctx: &Context) -> NgsiResult<EntityQuery> {
         attrs: p.attrs.as_ref().map(|a| a.iter().map(|x| ctx.expand(x)).collect()),
         q: p.q.as_deref().map(|src| q::compile(src, ctx)).transpose()?,
         scope: p.scope_q.as_deref().map(scope::parse).transpose()?,
+        order: p.order_by.as_deref().map(|o| order::parse(o, ctx)).transpose()?,
+        geo: p.geo.as_ref().map(|g| g.resolve(ctx)),
     })
 }
 
@@ -149,8 +153,22 @@ pub fn from_body(body: &Value) -> NgsiResult<(QueryParams, Option<String>)> {
     p.q = text("q")?;
     p.scope_q = text("scopeQ")?;
     let lang = text("lang")?;
-    if obj.contains_key("geoQ") {
-        return Err(NgsiError::new(ErrorKind::OperationNotSupported, "geoQ in a Query body is not supported yet"));
+    if let Some(g) = obj.get("geoQ") {
+        p.geo = Some(crate::query::geo::from_json(g)?);
     }
     Ok((p, lang))
+}
+
+/// Reads the URL geo-query parameters: all of georel, geometry and coordinates, or none.
+pub fn geo_from_params(
+    georel: Option<&str>,
+    geometry: Option<&str>,
+    coordinates: Option<&str>,
+    geoproperty: Option<&str>,
+) -> NgsiResult<Option<crate::query::geo::GeoQuery>> {
+    match (georel, geometry, coordinates) {
+        (None, None, None) => Ok(None),
+        (Some(r), Some(g), Some(c)) => Ok(Some(crate::query::geo::parse(r, g, c, geoproperty)?)),
+        _ => Err(NgsiError::bad_data("a geo-query needs georel, geometry and coordinates together")),
+    }
 }

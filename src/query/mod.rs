@@ -3,6 +3,7 @@
 //! stored entity; nothing here does I/O, so subscriptions and registrations reuse it.
 
 pub mod geo;
+pub mod order;
 pub mod q;
 pub mod scope;
 pub mod types;
@@ -38,6 +39,8 @@ pub struct EntityQuery {
     pub attrs: Option<Vec<String>>,
     pub q: Option<q::Query>,
     pub scope: Option<scope::ScopeQ>,
+    pub order: Option<order::OrderBy>,
+    pub geo: Option<geo::ResolvedGeo>,
 }
 
 impl EntityQuery {
@@ -47,11 +50,16 @@ impl EntityQuery {
             && self.attrs.as_ref().is_none_or(|a| a.iter().any(|n| e.attrs.contains_key(n)))
             && self.q.as_ref().is_none_or(|q| q.matches(e))
             && self.scope.as_ref().is_none_or(|s| s.matches(e.scope.as_deref()))
+            && self.geo.as_ref().is_none_or(|g| g.matches(e))
     }
 
     /// True when nothing restricts the query.
     pub fn is_unrestricted(&self) -> bool {
-        self.selectors.is_empty() && self.attrs.is_none() && self.q.is_none() && self.scope.is_none()
+        self.selectors.is_empty()
+            && self.attrs.is_none()
+            && self.q.is_none()
+            && self.scope.is_none()
+            && self.geo.is_none()
     }
 
     /// The store filter: what the store can use from its indexes, plus this query as the
@@ -81,6 +89,18 @@ impl EntityQuery {
             }
         }
         f.attrs = self.attrs.clone();
+        if let Some(order) = self.order.clone() {
+            f.sort = Some(Arc::new(move |a: &Entity, b: &Entity| order.compare(a, b)));
+        } else if let Some(g) = self.geo.clone().filter(|g| matches!(g.rel(), geo::GeoRel::Near { .. })) {
+            // Near-queries answer nearest first, as MongoDB's $nearSphere does.
+            f.sort = Some(Arc::new(move |a: &Entity, b: &Entity| {
+                let (da, db) = (g.distance(a).unwrap_or(f64::MAX), g.distance(b).unwrap_or(f64::MAX));
+                da.partial_cmp(&db).unwrap_or(std::cmp::Ordering::Equal)
+            }));
+        }
+        if let Some(g) = &self.geo {
+            f.geo_box = g.search_box().map(|b| (g.geoproperty().to_owned(), b));
+        }
         let q = Arc::new(self);
         f.predicate = Some(Arc::new(move |e: &Entity| q.matches(e)));
         f

@@ -449,7 +449,7 @@ impl Query {
 }
 
 /// The values a path designates in an entity, each flagged when it is a vocabulary value.
-fn collect(e: &Entity, p: &ResolvedPath) -> Vec<(Value, bool)> {
+pub(crate) fn collect(e: &Entity, p: &ResolvedPath) -> Vec<(Value, bool)> {
     if p.system {
         return match p.attr.as_str() {
             "id" => vec![(Value::String(e.id.clone()), false)],

@@ -450,8 +450,14 @@ impl Store for EmbeddedStore {
         };
         let mut page = Vec::with_capacity(limit.min(1024));
         let mut matched = 0usize;
+        let sorting = filter.sort.is_some();
         let mut visit = |e: &Arc<Entity>| -> bool {
             if !filter.matches(e) {
+                return true;
+            }
+            if sorting {
+                // Sorting needs every match; the page is cut after the sort.
+                page.push(e.clone());
                 return true;
             }
             if matched >= offset && page.len() < limit {
@@ -495,6 +501,12 @@ impl Store for EmbeddedStore {
                     break;
                 }
             }
+        }
+        if let Some(sort) = &filter.sort {
+            page.sort_by(|a, b| sort(a, b));
+            let total = page.len();
+            let entities = page.into_iter().skip(offset).take(limit).collect();
+            return Ok(Page { entities, total: count.then_some(total) });
         }
         Ok(Page { entities: page, total: count.then_some(matched) })
     }

@@ -61,6 +61,9 @@ pub struct Change {
 /// An in-memory refinement of a filter.
 pub type Predicate = Arc<dyn Fn(&Entity) -> bool + Send + Sync>;
 
+/// An ordering of results (orderBy); ties keep the store's own order.
+pub type Comparator = Arc<dyn Fn(&Entity, &Entity) -> std::cmp::Ordering + Send + Sync>;
+
 /// A filter the backend evaluates (and pushes down where it can).
 #[derive(Clone, Default)]
 pub struct EntityFilter {
@@ -72,6 +75,11 @@ pub struct EntityFilter {
     pub attrs: Option<Vec<String>>,
     /// A refinement evaluated in memory on candidates.
     pub predicate: Option<Predicate>,
+    /// Results sorted by this instead of creation order.
+    pub sort: Option<Comparator>,
+    /// A GeoProperty (expanded) and a lon/lat box every match's geometry intersects: lets a
+    /// backend use its spatial index; the predicate still decides.
+    pub geo_box: Option<(String, [f64; 4])>,
 }
 
 impl fmt::Debug for EntityFilter {
@@ -82,6 +90,8 @@ impl fmt::Debug for EntityFilter {
             .field("types", &self.types)
             .field("attrs", &self.attrs)
             .field("predicate", &self.predicate.is_some())
+            .field("sort", &self.sort.is_some())
+            .field("geo_box", &self.geo_box)
             .finish()
     }
 }
