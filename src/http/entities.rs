@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, http::header};
 use super::error::ApiError;
 use super::extract::{Params, accept, body_context, body_media, header_context, read_json, tenant};
 use super::{State, respond};
+use crate::error::NgsiError;
 use crate::ops::query_entities::QueryParams;
 use crate::ops::{create_entity, delete_entity, merge_entity, query_entities, replace_entity, retrieve_entity};
 
@@ -16,6 +17,9 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
     let media = body_media(&req, false)?;
     let t = tenant(&req, &state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
+    if !body.is_object() {
+        return Err(NgsiError::invalid("the body of Create Entity must be a JSON object").into());
+    }
     let ctx = body_context(&req, &state, media, &body).await?;
     let id = create_entity::run(&state.broker, &t, &body, &ctx).await?;
     let mut resp = HttpResponse::Created();

@@ -53,7 +53,7 @@ impl RenderOpts {
                 "keyValues" | "simplified" => Format::KeyValues,
                 "concise" => Format::Concise,
                 "normalized" => Format::Normalized,
-                other => return Err(NgsiError::bad_data(format!("unknown format {other:?}"))),
+                other => return Err(NgsiError::invalid(format!("unknown format {other:?}"))),
             };
         }
         Ok(())
