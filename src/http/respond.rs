@@ -68,7 +68,12 @@ pub fn entity(e: &Entity, ctx: &Context, accept: Accept, o: &RenderOpts) -> Http
     let mut body = render::entity(e, ctx, o);
     match accept {
         Accept::GeoJson => {
+            // GeoJSON has no Link convention of its own: like JSON-LD, the Feature carries its
+            // @context as a member (GS CIM 009 §6.3.15), the Link header stays for JSON clients.
             body = render::feature(e, body, o);
+            if let Value::Object(m) = &mut body {
+                m.insert("@context".into(), context_member(ctx));
+            }
             HttpResponse::Ok()
                 .content_type("application/geo+json")
                 .insert_header((header::LINK, link_value(ctx)))
@@ -102,9 +107,9 @@ pub fn entities(
     match accept {
         Accept::GeoJson => {
             let features: Vec<Value> = list.iter().map(|e| render::feature(e, render::entity(e, ctx, o), o)).collect();
-            resp.content_type("application/geo+json")
-                .insert_header((header::LINK, link_value(ctx)))
-                .body(json!({"type": "FeatureCollection", "features": features}).to_string())
+            resp.content_type("application/geo+json").insert_header((header::LINK, link_value(ctx))).body(
+                json!({"type": "FeatureCollection", "features": features, "@context": context_member(ctx)}).to_string(),
+            )
         }
         Accept::LdJson => {
             let c = context_member(ctx);
