@@ -55,11 +55,12 @@ const ORION_FLAGS: &[(&str, &str, bool)] = &[
     ("corsMaxAge", "cors_max_age", true),
     ("ctxTimeout", "context_timeout_ms", true),
     ("configFile", "config", true),
+    // Orbis always runs in the foreground: -fg changes nothing and needs no warning.
+    ("fg", "foreground", false),
 ];
 
 /// Orion-LD flags accepted and ignored; the bool says whether it takes a value.
 const ORION_IGNORED: &[(&str, bool)] = &[
-    ("fg", false),
     ("ipv4", false),
     ("ipv6", false),
     ("dbhost", true),
@@ -281,7 +282,7 @@ pub fn load(args: &[String], env: &[(String, String)]) -> Result<Loaded, String>
         };
         if let Some((_, key, has_value)) = ORION_FLAGS.iter().find(|(f, _, _)| *f == name) {
             let value = if *has_value { take_value(&mut i)? } else { inline.clone().unwrap_or_else(|| "true".into()) };
-            if *key != "config" {
+            if *key != "config" && *key != "foreground" {
                 settings.set(key, &value)?;
             }
         } else if let Some((_, has_value)) = ORION_IGNORED.iter().find(|(f, _)| *f == name) {
@@ -296,6 +297,19 @@ pub fn load(args: &[String], env: &[(String, String)]) -> Result<Loaded, String>
     }
     Ok(Loaded { settings, ignored })
 }
+
+/// Usage text for `--help`.
+pub const HELP: &str = "orbis — NGSI-LD context broker (drop-in for Orion-LD)
+
+Settings (defaults in config/default.toml), lowest precedence first:
+  config file      -configFile FILE | --config FILE | ORBIS_CONFIG=FILE (TOML, same keys)
+  environment      ORIONLD_PORT, ORIONLD_PAGE_SIZE, ... and ORBIS_<KEY> (ORBIS_DATA_DIR, ...)
+  flags            --<key> VALUE | --<key>=VALUE, or Orion-LD's -port, -localIp, -multiservice,
+                   -logLevel, -pageSize, -inReqPayloadMaxSize, -corsOrigin, -corsMaxAge, -ctxTimeout
+
+Keys: host, port, data_dir, multiservice, log_level, page_size, max_body_bytes, cors_origin,
+      cors_max_age, context_timeout_ms, public_url, workers
+Other Orion-LD flags (-dbhost, -db, -experimental, ...) are accepted with a warning.";
 
 #[cfg(test)]
 mod tests {
@@ -346,16 +360,3 @@ mod tests {
         assert_eq!(l.settings.page_size, 9);
     }
 }
-
-/// Usage text for `--help`.
-pub const HELP: &str = "orbis — NGSI-LD context broker (drop-in for Orion-LD)
-
-Settings (defaults in config/default.toml), lowest precedence first:
-  config file      -configFile FILE | --config FILE | ORBIS_CONFIG=FILE (TOML, same keys)
-  environment      ORIONLD_PORT, ORIONLD_PAGE_SIZE, ... and ORBIS_<KEY> (ORBIS_DATA_DIR, ...)
-  flags            --<key> VALUE | --<key>=VALUE, or Orion-LD's -port, -localIp, -multiservice,
-                   -logLevel, -pageSize, -inReqPayloadMaxSize, -corsOrigin, -corsMaxAge, -ctxTimeout
-
-Keys: host, port, data_dir, multiservice, log_level, page_size, max_body_bytes, cors_origin,
-      cors_max_age, context_timeout_ms, public_url, workers
-Other Orion-LD flags (-dbhost, -db, -fg, -experimental, ...) are accepted with a warning.";

@@ -8,5 +8,6 @@ pub mod jsonld;
 pub mod model;
 pub mod openapi;
 pub mod ops;
+pub mod query;
 pub mod startup;
 pub mod store;

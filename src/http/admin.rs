@@ -18,6 +18,7 @@ fn uptime(state: &State) -> String {
 }
 
 /// `GET /version` in Orion-LD's shape.
+#[utoipa::path(get, path = "/version", tag = "Admin", responses((status = 200, description = "Orion-LD style version document", body = serde_json::Value)))]
 pub async fn version(state: State) -> HttpResponse {
     let body = json!({
         "orionld version": ORION_LD_COMPAT,
@@ -35,6 +36,7 @@ pub async fn version(state: State) -> HttpResponse {
 }
 
 /// `GET /ngsi-ld/ex/v1/version`: keys sorted, pretty-printed.
+#[utoipa::path(get, path = "/ngsi-ld/ex/v1/version", tag = "Admin", responses((status = 200, description = "Extended version document", body = serde_json::Value)))]
 pub async fn ex_version(state: State) -> Result<HttpResponse, ApiError> {
     let tenants = state.broker.store.tenants().await?;
     let body = json!({
@@ -50,17 +52,20 @@ pub async fn ex_version(state: State) -> Result<HttpResponse, ApiError> {
         .body(serde_json::to_string_pretty(&body).unwrap_or_default()))
 }
 
+#[utoipa::path(get, path = "/ngsi-ld/ex/v1/ping", tag = "Admin", responses((status = 200, description = "Liveness")))]
 pub async fn ping() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body("{\"pong\":true}")
 }
 
 /// `GET /ngsi-ld/ex/v1/tenants`.
+#[utoipa::path(get, path = "/ngsi-ld/ex/v1/tenants", tag = "Admin", responses((status = 200, description = "Tenant names", body = Vec<String>)))]
 pub async fn tenants(state: State) -> Result<HttpResponse, ApiError> {
     let t = state.broker.store.tenants().await?;
     Ok(HttpResponse::Ok().content_type("application/json").body(serde_json::to_string(&t).unwrap_or_default()))
 }
 
 /// `GET /openapi.json`: the OpenAPI document of this API.
+#[utoipa::path(get, path = "/openapi.json", tag = "Admin", responses((status = 200, description = "This document", body = serde_json::Value)))]
 pub async fn openapi(_req: HttpRequest) -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(crate::openapi::document())
 }

@@ -9,6 +9,7 @@ use super::{State, respond};
 use crate::ops::{append_attrs, delete_attr, replace_attr, update_attr, update_attrs};
 
 /// Append Entity Attributes (§5.6.3): 204 or 207.
+#[utoipa::path(post, path = "/ngsi-ld/v1/entities/{entityId}/attrs", tag = "Attributes", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("options" = Option<String>, Query, description = "noOverwrite")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json"), (serde_json::Value = "application/merge-patch+json")), description = "Entity fragment"), responses((status = 204, description = "All appended"), (status = 207, description = "Some not appended", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails)))]
 pub async fn append(
     req: HttpRequest,
     path: Path<String>,
@@ -26,6 +27,7 @@ pub async fn append(
 }
 
 /// Update Entity Attributes (§5.6.2): 204 or 207.
+#[utoipa::path(patch, path = "/ngsi-ld/v1/entities/{entityId}/attrs", tag = "Attributes", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json"), (serde_json::Value = "application/merge-patch+json")), description = "Entity fragment"), responses((status = 204, description = "All updated"), (status = 207, description = "Some not updated", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails)))]
 pub async fn update(
     req: HttpRequest,
     path: Path<String>,
@@ -42,6 +44,7 @@ pub async fn update(
 }
 
 /// Partial Attribute Update (§5.6.4): 204.
+#[utoipa::path(patch, path = "/ngsi-ld/v1/entities/{entityId}/attrs/{attrId}", tag = "Attributes", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("attrId" = String, Path, description = "Attribute name (compacted with the request context)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json"), (serde_json::Value = "application/merge-patch+json")), description = "Entity fragment"), responses((status = 204, description = "Updated"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails)))]
 pub async fn partial_update(
     req: HttpRequest,
     path: Path<(String, String)>,
@@ -59,6 +62,7 @@ pub async fn partial_update(
 }
 
 /// Replace Attribute (§5.6.19): 204.
+#[utoipa::path(put, path = "/ngsi-ld/v1/entities/{entityId}/attrs/{attrId}", tag = "Attributes", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("attrId" = String, Path, description = "Attribute name (compacted with the request context)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json"), (serde_json::Value = "application/merge-patch+json")), description = "Entity fragment"), responses((status = 204, description = "Replaced"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails)))]
 pub async fn replace(
     req: HttpRequest,
     path: Path<(String, String)>,
@@ -76,6 +80,7 @@ pub async fn replace(
 }
 
 /// Delete Attribute (§5.6.5): 204.
+#[utoipa::path(delete, path = "/ngsi-ld/v1/entities/{entityId}/attrs/{attrId}", tag = "Attributes", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("attrId" = String, Path, description = "Attribute name (compacted with the request context)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("datasetId" = Option<String>, Query, description = "Instance to delete"), ("deleteAll" = Option<String>, Query, description = "true: all instances")), responses((status = 204, description = "Deleted"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails)))]
 pub async fn delete(req: HttpRequest, path: Path<(String, String)>, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, &["datasetId", "deleteAll", "type"])?;
     let t = tenant(&req, &state)?;

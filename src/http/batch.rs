@@ -26,6 +26,7 @@ fn no_content_or_207(out: &crate::ops::BatchOutcome) -> HttpResponse {
 }
 
 /// Batch create: 201 with the ids, or 207.
+#[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/create", tag = "Batch", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "Array of entities (or ids for delete)"), responses((status = 201, description = "All created: array of ids", body = Vec<String>), (status = 207, description = "BatchOperationResult", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
 pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     Params::parse(&req, &[])?;
     let (t, body, ctxs) = input(&req, payload, &state).await?;
@@ -39,6 +40,7 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
 }
 
 /// Batch upsert: 201 with the created ids, 204 when all existed, or 207.
+#[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/upsert", tag = "Batch", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("options" = Option<String>, Query, description = "update or replace (default)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "Array of entities (or ids for delete)"), responses((status = 201, description = "Some created: their ids", body = Vec<String>), (status = 204, description = "All updated"), (status = 207, description = "BatchOperationResult", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
 pub async fn upsert(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, &["options"])?;
     let opts = p.options(&["update", "replace"])?;
@@ -57,6 +59,7 @@ pub async fn upsert(req: HttpRequest, payload: Payload, state: State) -> Result<
 }
 
 /// Batch update: 204 or 207.
+#[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/update", tag = "Batch", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("options" = Option<String>, Query, description = "noOverwrite")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "Array of entities (or ids for delete)"), responses((status = 204, description = "All updated"), (status = 207, description = "BatchOperationResult", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
 pub async fn update(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, &["options"])?;
     let no_overwrite = p.options(&["noOverwrite", "update", "replace"])?.iter().any(|o| o == "noOverwrite");
@@ -66,6 +69,7 @@ pub async fn update(req: HttpRequest, payload: Payload, state: State) -> Result<
 }
 
 /// Batch delete: 204 or 207.
+#[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/delete", tag = "Batch", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "Array of entities (or ids for delete)"), responses((status = 204, description = "All deleted"), (status = 207, description = "BatchOperationResult", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
 pub async fn delete(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     Params::parse(&req, &[])?;
     body_media(&req, false)?;
@@ -76,6 +80,7 @@ pub async fn delete(req: HttpRequest, payload: Payload, state: State) -> Result<
 }
 
 /// Batch merge: 204 or 207.
+#[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/merge", tag = "Batch", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "Array of entities (or ids for delete)"), responses((status = 204, description = "All merged"), (status = 207, description = "BatchOperationResult", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
 pub async fn merge(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     Params::parse(&req, &[])?;
     let (t, body, ctxs) = input(&req, payload, &state).await?;

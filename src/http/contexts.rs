@@ -29,6 +29,7 @@ fn details(e: &ContextEntry) -> Value {
 }
 
 /// List @contexts (§5.13.3).
+#[utoipa::path(get, path = "/ngsi-ld/v1/jsonldContexts", tag = "Contexts", params(("details" = Option<String>, Query, description = "true: ContextInfo objects"), ("kind" = Option<String>, Query, description = "Hosted, Cached or ImplicitlyCreated")), responses((status = 200, description = "URLs or details", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
 pub async fn list(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, &["details", "kind"])?;
     let with_details = p.bool("details")?;
@@ -43,6 +44,7 @@ pub async fn list(req: HttpRequest, state: State) -> Result<HttpResponse, ApiErr
 }
 
 /// Add @context (§5.13.2): 201 with Location.
+#[utoipa::path(post, path = "/ngsi-ld/v1/jsonldContexts", tag = "Contexts", request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "A document with an @context member"), responses((status = 201, description = "Hosted; Location names it"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
 pub async fn add(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     Params::parse(&req, &[])?;
     body_media(&req, false)?;
@@ -57,6 +59,7 @@ pub async fn add(req: HttpRequest, payload: Payload, state: State) -> Result<Htt
 }
 
 /// Serve @context (§5.13.4): the document, or its details.
+#[utoipa::path(get, path = "/ngsi-ld/v1/jsonldContexts/{contextId}", tag = "Contexts", params(("contextId" = String, Path, description = "Local id or URL"), ("details" = Option<String>, Query, description = "true: ContextInfo")), responses((status = 200, description = "The @context document", body = serde_json::Value), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails)))]
 pub async fn serve(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, &["details"])?;
     let id = path.into_inner();
@@ -76,6 +79,7 @@ pub async fn serve(req: HttpRequest, path: Path<String>, state: State) -> Result
 }
 
 /// Delete @context (§5.13.5): 204; `reload=true` re-downloads a cached one.
+#[utoipa::path(delete, path = "/ngsi-ld/v1/jsonldContexts/{contextId}", tag = "Contexts", params(("contextId" = String, Path, description = "Local id or URL"), ("reload" = Option<String>, Query, description = "true: re-download a cached context")), responses((status = 204, description = "Deleted"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails)))]
 pub async fn delete(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, &["reload"])?;
     let id = path.into_inner();

@@ -8,10 +8,14 @@ use super::error::ApiError;
 use super::extract::{Params, accept, body_context, body_media, header_context, read_json, tenant};
 use super::{State, respond};
 use crate::error::NgsiError;
-use crate::ops::query_entities::QueryParams;
-use crate::ops::{create_entity, delete_entity, merge_entity, query_entities, replace_entity, retrieve_entity};
+use crate::ops::purge_entities::Purge;
+use crate::ops::query_entities::{QueryParams, RawSelector};
+use crate::ops::{
+    create_entity, delete_entity, merge_entity, purge_entities, query_entities, replace_entity, retrieve_entity,
+};
 
 /// Create Entity (§5.6.1): 201 with Location.
+#[utoipa::path(post, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "NGSI-LD entity (normalized or concise)"), responses((status = 201, description = "Created; Location header names the entity"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 409, description = "Already exists", body = crate::http::error::ProblemDetails), (status = 415, description = "Unsupported media type")))]
 pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     Params::parse(&req, &[])?;
     let media = body_media(&req, false)?;
@@ -31,6 +35,7 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
 }
 
 /// Query Entities (§5.7.2).
+#[utoipa::path(get, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("id" = Option<String>, Query, description = "Entity ids"), ("idPattern" = Option<String>, Query, description = "Id regular expression"), ("type" = Option<String>, Query, description = "Entity types"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("local" = Option<String>, Query, description = "true: no selector needed"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("datasetId" = Option<String>, Query, description = "Instances to return"), ("geometryProperty" = Option<String>, Query, description = "GeoProperty used as GeoJSON geometry"), ("q" = Option<String>, Query, description = "NGSI-LD query language filter"), ("scopeQ" = Option<String>, Query, description = "Scope filter"), ("orderBy" = Option<String>, Query, description = "Sort: member[;asc|;desc],..."), ("georel" = Option<String>, Query, description = "near;maxDistance==d, within, contains, intersects, overlaps, equals, disjoint"), ("geometry" = Option<String>, Query, description = "Point, MultiPoint, LineString, MultiLineString, Polygon, MultiPolygon"), ("coordinates" = Option<String>, Query, description = "GeoJSON coordinates (JSON)"), ("geoproperty" = Option<String>, Query, description = "GeoProperty to test (default location)")), responses((status = 200, description = "Entities", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 403, description = "Too many results", body = crate::http::error::ProblemDetails)))]
 pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(
         &req,
@@ -50,6 +55,13 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
             "local",
             "geometryProperty",
             "datasetId",
+            "q",
+            "scopeQ",
+            "orderBy",
+            "georel",
+            "geometry",
+            "coordinates",
+            "geoproperty",
         ],
     )?;
     let acc = accept(&req, true)?;
@@ -57,15 +69,23 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
     let ctx = header_context(&req, &state).await?;
     let opts = respond::render_opts(&p, &ctx)?;
     let params = QueryParams {
-        ids: p.list("id"),
-        id_pattern: p.get("idPattern").map(str::to_owned),
-        types: p.list("type").map(|t| {
-            t.iter().flat_map(|x| x.split('|')).map(|s| s.trim_matches(|c| c == '(' || c == ')').to_owned()).collect()
-        }),
+        selectors: if p.get("id").is_some() || p.get("idPattern").is_some() || p.get("type").is_some() {
+            vec![RawSelector {
+                ids: p.list("id"),
+                id_pattern: p.get("idPattern").map(str::to_owned),
+                types: p.get("type").map(str::to_owned),
+            }]
+        } else {
+            Vec::new()
+        },
         attrs: p.list("attrs"),
+        q: p.get("q").map(str::to_owned),
+        scope_q: p.get("scopeQ").map(str::to_owned),
+        order_by: p.get("orderBy").map(str::to_owned),
+        geo: url_geo(&p)?,
         limit: p.usize("limit")?,
         offset: p.usize("offset")?.unwrap_or(0),
-        count: p.bool("count")? || p.options(respond::READ_OPTIONS).is_ok_and(|o| o.iter().any(|x| x == "count")),
+        count: p.bool("count")?,
         local: p.bool("local")?,
     };
     let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size).await?;
@@ -73,6 +93,7 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
 }
 
 /// Retrieve Entity (§5.7.1).
+#[utoipa::path(get, path = "/ngsi-ld/v1/entities/{entityId}", tag = "Entities", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("datasetId" = Option<String>, Query, description = "Instances to return"), ("geometryProperty" = Option<String>, Query, description = "GeoProperty used as GeoJSON geometry")), responses((status = 200, description = "The entity", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails), (status = 406, description = "Not acceptable")))]
 pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(
         &req,
@@ -93,6 +114,7 @@ pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Res
 }
 
 /// Replace Entity (§5.6.18): 204.
+#[utoipa::path(put, path = "/ngsi-ld/v1/entities/{entityId}", tag = "Entities", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "NGSI-LD entity (normalized or concise)"), responses((status = 204, description = "Replaced"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails)))]
 pub async fn replace(
     req: HttpRequest,
     path: Path<String>,
@@ -109,6 +131,7 @@ pub async fn replace(
 }
 
 /// Merge Entity (§5.6.17): 204; accepts application/merge-patch+json.
+#[utoipa::path(patch, path = "/ngsi-ld/v1/entities/{entityId}", tag = "Entities", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json"), (serde_json::Value = "application/merge-patch+json")), description = "Entity fragment"), responses((status = 204, description = "Merged"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails)))]
 pub async fn merge(
     req: HttpRequest,
     path: Path<String>,
@@ -125,9 +148,104 @@ pub async fn merge(
 }
 
 /// Delete Entity (§5.6.6): 204.
+#[utoipa::path(delete, path = "/ngsi-ld/v1/entities/{entityId}", tag = "Entities", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)")), responses((status = 204, description = "Deleted"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails)))]
 pub async fn delete(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
     Params::parse(&req, &["type"])?;
     let t = tenant(&req, &state)?;
     delete_entity::run(&state.broker, &t, &path).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Query Entities via POST (§5.7.4): the Query body carries selectors, attrs, q and scopeQ;
+/// paging and rendering options stay in the URL.
+#[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/query", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "A Query"), responses((status = 200, description = "Entities", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
+pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(
+        &req,
+        &["limit", "offset", "count", "options", "format", "local", "geometryProperty", "pick", "omit"],
+    )?;
+    let media = body_media(&req, false)?;
+    let acc = accept(&req, true)?;
+    let t = tenant(&req, &state)?;
+    let body = read_json(payload, state.settings.max_body_bytes).await?;
+    let ctx = body_context(&req, &state, media, &body).await?;
+    let mut opts = respond::render_opts(&p, &ctx)?;
+    let (mut params, lang) = query_entities::from_body(&body)?;
+    if let Some(l) = lang {
+        opts.lang = Some(super::render::parse_lang(&l)?);
+    }
+    if let Some(attrs) = &params.attrs {
+        let mut keep: std::collections::HashSet<String> = attrs.iter().map(|a| ctx.expand(a)).collect();
+        keep.extend(["id".to_owned(), "type".to_owned(), "scope".to_owned()]);
+        opts.pick = Some(keep);
+    }
+    params.limit = p.usize("limit")?;
+    params.offset = p.usize("offset")?.unwrap_or(0);
+    params.count = p.bool("count")?;
+    params.order_by = p.get("orderBy").map(str::to_owned);
+    params.local = true;
+    let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size).await?;
+    Ok(respond::entities(&r.entities, &ctx, acc, &opts, r.total))
+}
+
+/// Purge Entities (§5.6.21): deletes what the query matches, or drops/keeps attributes.
+#[utoipa::path(delete, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant"), ("id" = Option<String>, Query, description = "Entity ids"), ("idPattern" = Option<String>, Query, description = "Id regular expression"), ("type" = Option<String>, Query, description = "Entity types"), ("q" = Option<String>, Query, description = "Query language filter"), ("scopeQ" = Option<String>, Query, description = "Scope filter"), ("drop" = Option<String>, Query, description = "Attributes to remove instead of deleting entities"), ("keep" = Option<String>, Query, description = "Attributes to keep (others are removed)"), ("local" = Option<String>, Query, description = "true: purge without a selector")), responses((status = 204, description = "Purged"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
+pub async fn purge(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(
+        &req,
+        &[
+            "id",
+            "idPattern",
+            "type",
+            "attrs",
+            "q",
+            "scopeQ",
+            "keep",
+            "drop",
+            "local",
+            "georel",
+            "geometry",
+            "coordinates",
+            "geoproperty",
+        ],
+    )?;
+    let t = tenant(&req, &state)?;
+    let ctx = header_context(&req, &state).await?;
+    let expand = |l: Vec<String>| l.iter().map(|a| ctx.expand(a)).collect::<Vec<_>>();
+    let what = match (p.list("drop"), p.list("keep")) {
+        (Some(_), Some(_)) => {
+            return Err(crate::error::NgsiError::bad_data("keep and drop cannot be used together").into());
+        }
+        (Some(d), None) => Purge::Drop(expand(d)),
+        (None, Some(k)) => Purge::Keep(expand(k)),
+        (None, None) => Purge::Delete,
+    };
+    let params = QueryParams {
+        selectors: url_selectors(&p),
+        attrs: p.list("attrs"),
+        q: p.get("q").map(str::to_owned),
+        scope_q: p.get("scopeQ").map(str::to_owned),
+        geo: url_geo(&p)?,
+        local: p.bool("local")?,
+        ..Default::default()
+    };
+    let n = purge_entities::run(&state.broker, &t, &params, &ctx, what).await?;
+    tracing::info!(tenant = %t, entities = n, "purged");
+    Ok(HttpResponse::NoContent().insert_header(("NGSILD-Results-Count", n.to_string())).finish())
+}
+
+/// The entity selector of a GET/DELETE query string (id, idPattern, type), if any.
+fn url_selectors(p: &Params) -> Vec<RawSelector> {
+    if p.get("id").is_none() && p.get("idPattern").is_none() && p.get("type").is_none() {
+        return Vec::new();
+    }
+    vec![RawSelector {
+        ids: p.list("id"),
+        id_pattern: p.get("idPattern").map(str::to_owned),
+        types: p.get("type").map(str::to_owned),
+    }]
+}
+
+fn url_geo(p: &Params) -> Result<Option<crate::query::geo::GeoQuery>, ApiError> {
+    Ok(query_entities::geo_from_params(p.get("georel"), p.get("geometry"), p.get("coordinates"), p.get("geoproperty"))?)
 }

@@ -114,17 +114,17 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let (status, body) = self.parts();
-        if let ApiError::Ngsi(e) = self {
-            if e.kind == ErrorKind::InternalError {
-                tracing::error!(cause = %e.detail, "internal error");
-            }
+        if let ApiError::Ngsi(e) = self
+            && e.kind == ErrorKind::InternalError
+        {
+            tracing::error!(cause = %e.detail, "internal error");
         }
         let mut resp = HttpResponse::build(status);
         resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json")));
-        if let ApiError::MethodNotAllowed(allowed) = self {
-            if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
-                resp.insert_header((header::ALLOW, v));
-            }
+        if let ApiError::MethodNotAllowed(allowed) = self
+            && let Ok(v) = HeaderValue::from_str(&allowed.join(", "))
+        {
+            resp.insert_header((header::ALLOW, v));
         }
         resp.body(body.to_string())
     }
@@ -144,4 +144,16 @@ mod tests {
         let p = problem(&NgsiError::internal("secret path /var/x"));
         assert!(!p["detail"].as_str().unwrap().contains("secret"));
     }
+}
+
+/// The ProblemDetails body (RFC 7807) every error answer carries, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ProblemDetails {
+    /// `https://uri.etsi.org/ngsi-ld/errors/<Kind>`.
+    #[schema(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
 }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod attrs;
 pub mod batch;
 pub mod contexts;
+pub mod discovery;
 pub mod entities;
 pub mod error;
 pub mod extract;
@@ -96,7 +97,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     let v1 = "/ngsi-ld/v1";
     cfg.service(resource(
         &format!("{v1}/entities"),
-        vec![(M::POST, web::post().to(entities::create)), (M::GET, web::get().to(entities::query))],
+        vec![
+            (M::POST, web::post().to(entities::create)),
+            (M::GET, web::get().to(entities::query)),
+            (M::DELETE, web::delete().to(entities::purge)),
+        ],
     ))
     .service(resource(
         &format!("{v1}/entities/{{entityId}}"),
@@ -124,6 +129,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource(&format!("{v1}/entityOperations/update"), vec![(M::POST, web::post().to(batch::update))]))
     .service(resource(&format!("{v1}/entityOperations/delete"), vec![(M::POST, web::post().to(batch::delete))]))
     .service(resource(&format!("{v1}/entityOperations/merge"), vec![(M::POST, web::post().to(batch::merge))]))
+    .service(resource(&format!("{v1}/entityOperations/query"), vec![(M::POST, web::post().to(entities::query_post))]))
     .service(resource(
         &format!("{v1}/jsonldContexts"),
         vec![(M::GET, web::get().to(contexts::list)), (M::POST, web::post().to(contexts::add))],
@@ -132,6 +138,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         &format!("{v1}/jsonldContexts/{{contextId}}"),
         vec![(M::GET, web::get().to(contexts::serve)), (M::DELETE, web::delete().to(contexts::delete))],
     ))
+    .service(resource(&format!("{v1}/types"), vec![(M::GET, web::get().to(discovery::types))]))
+    .service(resource(&format!("{v1}/types/{{type}}"), vec![(M::GET, web::get().to(discovery::one_type))]))
+    .service(resource(&format!("{v1}/attributes"), vec![(M::GET, web::get().to(discovery::attributes))]))
+    .service(resource(&format!("{v1}/attributes/{{attrId}}"), vec![(M::GET, web::get().to(discovery::one_attribute))]))
     .service(resource("/version", vec![(M::GET, web::get().to(admin::version))]))
     .service(resource("/ngsi-ld/ex/v1/version", vec![(M::GET, web::get().to(admin::ex_version))]))
     .service(resource("/ngsi-ld/ex/v1/ping", vec![(M::GET, web::get().to(admin::ping))]))

@@ -60,10 +60,10 @@ impl RenderOpts {
     }
 
     fn keeps(&self, member: &str) -> bool {
-        if let Some(p) = &self.pick {
-            if !p.contains(member) {
-                return false;
-            }
+        if let Some(p) = &self.pick
+            && !p.contains(member)
+        {
+            return false;
         }
         self.omit.as_ref().is_none_or(|o| !o.contains(member))
     }
@@ -121,10 +121,10 @@ pub fn entity(e: &Entity, ctx: &Context, o: &RenderOpts) -> Value {
         let types: Vec<Value> = e.types.iter().map(|t| Value::String(ctx.compact(t))).collect();
         out.insert("type".into(), if types.len() == 1 { types[0].clone() } else { Value::Array(types) });
     }
-    if let Some(scope) = &e.scope {
-        if o.keeps("scope") {
-            out.insert("scope".into(), if scope.len() == 1 { json!(scope[0]) } else { json!(scope) });
-        }
+    if let Some(scope) = &e.scope
+        && o.keeps("scope")
+    {
+        out.insert("scope".into(), if scope.len() == 1 { json!(scope[0]) } else { json!(scope) });
     }
     for (name, instances) in &e.attrs {
         if !o.keeps(name) {

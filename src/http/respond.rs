@@ -155,3 +155,30 @@ pub fn batch_207(out: &crate::ops::BatchOutcome) -> HttpResponse {
         .content_type("application/json")
         .body(json!({"success": out.success, "errors": errors}).to_string())
 }
+
+/// A 200 with any JSON document, its context in a Link header (JSON) or `@context` (JSON-LD).
+pub fn document(mut body: Value, ctx: &Context, accept: Accept) -> HttpResponse {
+    match accept {
+        Accept::LdJson => {
+            let c = context_member(ctx);
+            match &mut body {
+                Value::Object(m) => {
+                    m.insert("@context".into(), c);
+                }
+                Value::Array(items) => {
+                    for i in items {
+                        if let Value::Object(m) = i {
+                            m.insert("@context".into(), c.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+            HttpResponse::Ok().content_type("application/ld+json").body(body.to_string())
+        }
+        _ => HttpResponse::Ok()
+            .content_type("application/json")
+            .insert_header((header::LINK, link_value(ctx)))
+            .body(body.to_string()),
+    }
+}

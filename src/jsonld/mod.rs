@@ -218,28 +218,31 @@ impl Context {
 
     /// Compacts an IRI back to the shortest term the context offers.
     pub fn compact(&self, iri: &str) -> String {
-        if let Some(t) = self.user.reverse.get(iri) {
+        // Every candidate must expand back to the same IRI, or the client would read another term.
+        let round_trips = |term: &str| self.expand(term) == iri;
+        if let Some(t) = self.user.reverse.get(iri)
+            && round_trips(t)
+        {
             return t.clone();
         }
         if let Some(t) = core::TERMS.reverse.get(iri) {
             return t.clone();
         }
-        if let Some(v) = &self.user.vocab {
-            if let Some(rest) = iri.strip_prefix(v.as_str()) {
-                if !rest.is_empty() && !rest.contains(':') {
-                    return rest.to_owned();
-                }
-            }
-        }
-        if let Some(rest) = iri.strip_prefix(DEFAULT_VOCAB) {
-            if !rest.is_empty() && self.user.vocab.is_none() && !rest.contains(':') {
-                return rest.to_owned();
-            }
+        let vocab = self.user.vocab.as_deref().unwrap_or(DEFAULT_VOCAB);
+        if let Some(rest) = iri.strip_prefix(vocab)
+            && !rest.is_empty()
+            && !rest.contains(':')
+            && round_trips(rest)
+        {
+            return rest.to_owned();
         }
         for (term, prefix) in &self.user.prefixes {
-            if let Some(rest) = iri.strip_prefix(prefix.as_str()) {
-                if !rest.is_empty() {
-                    return format!("{term}:{rest}");
+            if let Some(rest) = iri.strip_prefix(prefix.as_str())
+                && !rest.is_empty()
+            {
+                let curie = format!("{term}:{rest}");
+                if round_trips(&curie) {
+                    return curie;
                 }
             }
         }
@@ -255,6 +258,7 @@ impl Context {
         }
     }
 
+    /// Compacts a value of a `@vocab`-typed term.
     pub fn compact_vocab_value(&self, v: &Value) -> Value {
         match v {
             Value::String(s) => Value::String(self.compact(s)),
@@ -311,6 +315,14 @@ mod tests {
         let v = ctx(json!({"@vocab": "http://v.org/"}));
         assert_eq!(v.expand("thing"), "http://v.org/thing");
         assert_eq!(v.compact("http://v.org/thing"), "thing");
+    }
+
+    #[test]
+    fn compaction_never_yields_a_term_meaning_something_else() {
+        let c = ctx(json!({"name": "http://example.org/name"}));
+        let default_name = "https://uri.etsi.org/ngsi-ld/default-context/name";
+        assert_eq!(c.compact(default_name), default_name);
+        assert_eq!(c.compact("http://example.org/name"), "name");
     }
 
     #[test]

@@ -131,13 +131,12 @@ impl Resolver {
     }
 
     fn touch(&self, value: &Value) {
-        if let Value::String(url) = value {
-            if let Some(id) = hosted_id(url) {
-                if let Some(e) = self.entries.write().get_mut(id) {
-                    e.hits += 1;
-                    e.last_usage = Some(crate::model::now_millis());
-                }
-            }
+        if let Value::String(url) = value
+            && let Some(id) = hosted_id(url)
+            && let Some(e) = self.entries.write().get_mut(id)
+        {
+            e.hits += 1;
+            e.last_usage = Some(crate::model::now_millis());
         }
     }
 

@@ -39,7 +39,7 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
 }
 
 /// The attribute kinds of NGSI-LD 1.8+.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
 pub enum AttrKind {
     Property,
     Relationship,

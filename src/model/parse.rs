@@ -223,10 +223,8 @@ fn infer_kind(obj: &Map<String, Value>) -> Option<AttrKind> {
         Some(AttrKind::ListProperty)
     } else if obj.contains_key("objectList") {
         Some(AttrKind::ListRelationship)
-    } else if let Some(v) = obj.get("value") {
-        Some(if looks_like_geometry(v) { AttrKind::GeoProperty } else { AttrKind::Property })
     } else {
-        None
+        obj.get("value").map(|v| if looks_like_geometry(v) { AttrKind::GeoProperty } else { AttrKind::Property })
     }
 }
 
@@ -337,10 +335,10 @@ fn validate_value(kind: AttrKind, v: Value, ctx: &Context) -> Result<Value, Stri
             Ok(v)
         }
         AttrKind::GeoProperty => {
-            if let Value::String(s) = &v {
-                if s == NULL_URN {
-                    return Ok(v);
-                }
+            if let Value::String(s) = &v
+                && s == NULL_URN
+            {
+                return Ok(v);
             }
             validate_geometry(&v)?;
             Ok(v)

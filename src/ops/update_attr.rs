@@ -45,16 +45,16 @@ pub async fn run(b: &Broker, tenant: &str, id: &str, attr: &str, body: &Value, c
             }
             // A fragment without a type keeps the attribute's kind.
             let mut fragment = body.clone();
-            if let Some(o) = fragment.as_object_mut() {
-                if !o.contains_key("type") {
-                    let key = existing.kind.value_key();
-                    if o.contains_key(key) {
-                        o.insert("type".into(), json!(existing.kind.name()));
-                    } else if !o.contains_key("value") {
-                        // Only sub-attributes or metadata change: keep the value.
-                        o.insert("type".into(), json!(existing.kind.name()));
-                        o.insert(key.into(), existing.value_for_patch());
-                    }
+            if let Some(o) = fragment.as_object_mut()
+                && !o.contains_key("type")
+            {
+                let key = existing.kind.value_key();
+                if o.contains_key(key) {
+                    o.insert("type".into(), json!(existing.kind.name()));
+                } else if !o.contains_key("value") {
+                    // Only sub-attributes or metadata change: keep the value.
+                    o.insert("type".into(), json!(existing.kind.name()));
+                    o.insert(key.into(), existing.value_for_patch());
                 }
             }
             let patch = parse_attribute(&attr, &fragment, &ctx, now)?;

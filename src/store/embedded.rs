@@ -19,9 +19,11 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{Change, DEFAULT_TENANT, EntityFilter, Mutation, Page, Store, StoreError, Write};
+use super::{
+    AttrStat, Catalogue, Change, DEFAULT_TENANT, EntityFilter, Mutation, Page, Store, StoreError, TypeStat, Write,
+};
 use crate::error::{ErrorKind, NgsiError};
-use crate::model::Entity;
+use crate::model::{AttrKind, Entity};
 
 const ENTITIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entities");
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -34,11 +36,84 @@ const QUEUE: usize = 4096;
 
 type OrderKey = (i64, Arc<str>);
 
+/// Entities per attribute kind.
+type KindCounts = HashMap<AttrKind, usize>;
+
+/// Counters behind discovery, kept up to date on every insert and removal.
+#[derive(Default)]
+struct Counters {
+    /// Type → (entities, attribute → kind → entities).
+    types: HashMap<String, (usize, HashMap<String, KindCounts>)>,
+    /// Attribute → (entities, kind → entities).
+    attrs: HashMap<String, (usize, KindCounts)>,
+}
+
+fn bump<K: std::hash::Hash + Eq + Clone>(m: &mut HashMap<K, usize>, k: &K, up: bool) {
+    if up {
+        *m.entry(k.clone()).or_default() += 1;
+    } else if let Some(n) = m.get_mut(k) {
+        *n -= 1;
+        if *n == 0 {
+            m.remove(k);
+        }
+    }
+}
+
+impl Counters {
+    fn apply(&mut self, e: &Entity, up: bool) {
+        let kinds: Vec<(&String, Vec<AttrKind>)> = e
+            .attrs
+            .iter()
+            .map(|(name, list)| {
+                let mut k: Vec<AttrKind> = list.iter().map(|a| a.kind).collect();
+                k.sort();
+                k.dedup();
+                (name, k)
+            })
+            .collect();
+        for t in &e.types {
+            let entry = self.types.entry(t.clone()).or_default();
+            if up {
+                entry.0 += 1;
+            } else {
+                entry.0 = entry.0.saturating_sub(1);
+            }
+            for (name, ks) in &kinds {
+                let per = entry.1.entry((*name).clone()).or_default();
+                for k in ks {
+                    bump(per, k, up);
+                }
+                if per.is_empty() {
+                    entry.1.remove(*name);
+                }
+            }
+            if entry.0 == 0 {
+                self.types.remove(t);
+            }
+        }
+        for (name, ks) in &kinds {
+            let entry = self.attrs.entry((*name).clone()).or_default();
+            if up {
+                entry.0 += 1;
+            } else {
+                entry.0 = entry.0.saturating_sub(1);
+            }
+            for k in ks {
+                bump(&mut entry.1, k, up);
+            }
+            if entry.0 == 0 {
+                self.attrs.remove(*name);
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct TenantState {
     entities: HashMap<Arc<str>, Arc<Entity>>,
     order: BTreeSet<OrderKey>,
     by_type: HashMap<String, BTreeSet<OrderKey>>,
+    counters: Counters,
 }
 
 impl TenantState {
@@ -50,11 +125,13 @@ impl TenantState {
         for t in &e.types {
             self.by_type.entry(t.clone()).or_default().insert(key.clone());
         }
+        self.counters.apply(&e, true);
         self.entities.insert(id, e);
     }
 
     fn remove(&mut self, id: &str) {
         if let Some(old) = self.entities.remove(id) {
+            self.counters.apply(&old, false);
             let key = (old.created_at, Arc::from(id));
             self.order.remove(&key);
             for t in &old.types {
@@ -114,7 +191,8 @@ impl EmbeddedStore {
     /// Opens (or creates) the store in `dir`, loading every entity into memory.
     pub fn open(dir: &Path) -> Result<EmbeddedStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(io)?;
-        let db = Database::create(dir.join("orbis.redb")).map_err(io)?;
+        // The page cache only serves the writer (reads come from memory), so it stays small.
+        let db = redb::Builder::new().set_cache_size(8 * 1024 * 1024).create(dir.join("orbis.redb")).map_err(io)?;
         let mut state = State::default();
         state.tenants.insert(DEFAULT_TENANT.to_owned(), TenantState::default());
         {
@@ -372,8 +450,14 @@ impl Store for EmbeddedStore {
         };
         let mut page = Vec::with_capacity(limit.min(1024));
         let mut matched = 0usize;
+        let sorting = filter.sort.is_some();
         let mut visit = |e: &Arc<Entity>| -> bool {
             if !filter.matches(e) {
+                return true;
+            }
+            if sorting {
+                // Sorting needs every match; the page is cut after the sort.
+                page.push(e.clone());
                 return true;
             }
             if matched >= offset && page.len() < limit {
@@ -403,20 +487,26 @@ impl Store for EmbeddedStore {
                 Box::new(union.into_iter())
             };
             for (_, id) in keys {
-                if let Some(e) = ts.entities.get(id) {
-                    if !visit(e) {
-                        break;
-                    }
+                if let Some(e) = ts.entities.get(id)
+                    && !visit(e)
+                {
+                    break;
                 }
             }
         } else {
             for (_, id) in &ts.order {
-                if let Some(e) = ts.entities.get(id) {
-                    if !visit(e) {
-                        break;
-                    }
+                if let Some(e) = ts.entities.get(id)
+                    && !visit(e)
+                {
+                    break;
                 }
             }
+        }
+        if let Some(sort) = &filter.sort {
+            page.sort_by(|a, b| sort(a, b));
+            let total = page.len();
+            let entities = page.into_iter().skip(offset).take(limit).collect();
+            return Ok(Page { entities, total: count.then_some(total) });
         }
         Ok(Page { entities: page, total: count.then_some(matched) })
     }
@@ -429,6 +519,28 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<Result<Change, NgsiError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.submit(Job::Write { tenant: tenant.to_owned(), create_tenant, writes, reply }, rx).await
+    }
+
+    async fn catalogue(&self, tenant: &str) -> Result<Catalogue, StoreError> {
+        let st = self.state.read();
+        let mut cat = Catalogue::default();
+        let Some(ts) = st.tenants.get(tenant) else { return Ok(cat) };
+        for (t, (n, attrs)) in &ts.counters.types {
+            let stat = TypeStat {
+                entities: *n,
+                attrs: attrs.iter().map(|(a, kinds)| (a.clone(), kinds.keys().copied().collect())).collect(),
+            };
+            for a in attrs.keys() {
+                cat.attrs.entry(a.clone()).or_insert_with(AttrStat::default).types.insert(t.clone());
+            }
+            cat.types.insert(t.clone(), stat);
+        }
+        for (a, (n, kinds)) in &ts.counters.attrs {
+            let stat = cat.attrs.entry(a.clone()).or_default();
+            stat.entities = *n;
+            stat.kinds = kinds.keys().copied().collect();
+        }
+        Ok(cat)
     }
 
     async fn put_meta(&self, collection: &str, key: &str, doc: Value) -> Result<(), StoreError> {

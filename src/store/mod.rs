@@ -58,6 +58,12 @@ pub struct Change {
     pub new: Option<Arc<Entity>>,
 }
 
+/// An in-memory refinement of a filter.
+pub type Predicate = Arc<dyn Fn(&Entity) -> bool + Send + Sync>;
+
+/// An ordering of results (orderBy); ties keep the store's own order.
+pub type Comparator = Arc<dyn Fn(&Entity, &Entity) -> std::cmp::Ordering + Send + Sync>;
+
 /// A filter the backend evaluates (and pushes down where it can).
 #[derive(Clone, Default)]
 pub struct EntityFilter {
@@ -68,7 +74,12 @@ pub struct EntityFilter {
     /// Entities having any of these expanded attributes.
     pub attrs: Option<Vec<String>>,
     /// A refinement evaluated in memory on candidates.
-    pub predicate: Option<Arc<dyn Fn(&Entity) -> bool + Send + Sync>>,
+    pub predicate: Option<Predicate>,
+    /// Results sorted by this instead of creation order.
+    pub sort: Option<Comparator>,
+    /// A GeoProperty (expanded) and a lon/lat box every match's geometry intersects: lets a
+    /// backend use its spatial index; the predicate still decides.
+    pub geo_box: Option<(String, [f64; 4])>,
 }
 
 impl fmt::Debug for EntityFilter {
@@ -79,6 +90,8 @@ impl fmt::Debug for EntityFilter {
             .field("types", &self.types)
             .field("attrs", &self.attrs)
             .field("predicate", &self.predicate.is_some())
+            .field("sort", &self.sort.is_some())
+            .field("geo_box", &self.geo_box)
             .finish()
     }
 }
@@ -86,25 +99,25 @@ impl fmt::Debug for EntityFilter {
 impl EntityFilter {
     /// Whether an entity passes every part of the filter.
     pub fn matches(&self, e: &Entity) -> bool {
-        if let Some(ids) = &self.ids {
-            if !ids.iter().any(|i| i == &e.id) {
-                return false;
-            }
+        if let Some(ids) = &self.ids
+            && !ids.iter().any(|i| i == &e.id)
+        {
+            return false;
         }
-        if let Some(p) = &self.id_pattern {
-            if !p.is_match(&e.id) {
-                return false;
-            }
+        if let Some(p) = &self.id_pattern
+            && !p.is_match(&e.id)
+        {
+            return false;
         }
-        if let Some(types) = &self.types {
-            if !e.types.iter().any(|t| types.contains(t)) {
-                return false;
-            }
+        if let Some(types) = &self.types
+            && !e.types.iter().any(|t| types.contains(t))
+        {
+            return false;
         }
-        if let Some(attrs) = &self.attrs {
-            if !attrs.iter().any(|a| e.attrs.contains_key(a)) {
-                return false;
-            }
+        if let Some(attrs) = &self.attrs
+            && !attrs.iter().any(|a| e.attrs.contains_key(a))
+        {
+            return false;
         }
         self.predicate.as_ref().is_none_or(|p| p(e))
     }
@@ -116,6 +129,28 @@ pub struct Page {
     pub entities: Vec<Arc<Entity>>,
     /// The number of matches, when asked for.
     pub total: Option<usize>,
+}
+
+/// What a tenant holds, for discovery (`/types`, `/attributes`): entity counts per type and,
+/// per attribute, how many entities have it and with which attribute kinds.
+#[derive(Debug, Default, Clone)]
+pub struct Catalogue {
+    pub types: std::collections::BTreeMap<String, TypeStat>,
+    pub attrs: std::collections::BTreeMap<String, AttrStat>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct TypeStat {
+    pub entities: usize,
+    /// Attribute name → kinds seen in entities of this type.
+    pub attrs: std::collections::BTreeMap<String, std::collections::BTreeSet<crate::model::AttrKind>>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct AttrStat {
+    pub entities: usize,
+    pub kinds: std::collections::BTreeSet<crate::model::AttrKind>,
+    pub types: std::collections::BTreeSet<String>,
 }
 
 /// Failures of the storage layer itself (not rejections of a write).
@@ -158,6 +193,8 @@ pub trait Store: Send + Sync {
         create_tenant: bool,
         writes: Vec<Write>,
     ) -> Result<Vec<Result<Change, NgsiError>>, StoreError>;
+    /// Types and attributes present in a tenant.
+    async fn catalogue(&self, tenant: &str) -> Result<Catalogue, StoreError>;
     /// Tenant-independent documents (hosted contexts, later subscriptions and registrations).
     async fn put_meta(&self, collection: &str, key: &str, doc: Value) -> Result<(), StoreError>;
     async fn delete_meta(&self, collection: &str, key: &str) -> Result<bool, StoreError>;

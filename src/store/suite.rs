@@ -81,6 +81,35 @@ pub async fn run<F: Fn() -> Arc<dyn Store>>(open: F) {
     let f = EntityFilter { id_pattern: Some(regex::Regex::new("0[0-3]$").unwrap()), ..Default::default() };
     assert_eq!(store.query("q", &f, 0, 10, true).await.unwrap().total, Some(4));
 
+    // The catalogue counts types and attributes and forgets them when they go.
+    let cat = store.catalogue("q").await.unwrap();
+    assert_eq!(cat.types["A"].entities, 10);
+    assert_eq!(cat.types["B"].entities, 20);
+    let mut with_attr = entity("urn:q:attr", "A", 999);
+    with_attr.attrs.insert(
+        "p".into(),
+        vec![crate::model::Attribute {
+            kind: crate::model::AttrKind::Property,
+            value: serde_json::json!(1),
+            dataset_id: None,
+            observed_at: None,
+            unit_code: None,
+            extra: Default::default(),
+            sub: Default::default(),
+            created_at: 0,
+            modified_at: 0,
+        }],
+    );
+    store.write("q", false, vec![create(with_attr)]).await.unwrap();
+    let cat = store.catalogue("q").await.unwrap();
+    assert_eq!(cat.attrs["p"].entities, 1);
+    assert!(cat.attrs["p"].types.contains("A"));
+    assert!(cat.types["A"].attrs.contains_key("p"));
+    store.write("q", false, vec![Write::new("urn:q:attr", |_| Ok(Mutation::Delete))]).await.unwrap();
+    let cat = store.catalogue("q").await.unwrap();
+    assert!(!cat.attrs.contains_key("p"));
+    assert!(!cat.types["A"].attrs.contains_key("p"));
+
     // Read-modify-write and delete.
     let r = store
         .write(

@@ -9,11 +9,8 @@ pub const LD_CONTEXT_REL: &str = "http://www.w3.org/ns/json-ld#context";
 
 pub struct TestApp {
     pub address: String,
-    pub port: u16,
     pub client: Client,
-    pub data_dir: std::path::PathBuf,
     _dir: Option<tempfile::TempDir>,
-    handle: actix_web::dev::ServerHandle,
 }
 
 impl TestApp {
@@ -34,20 +31,17 @@ impl TestApp {
         let r = self.post_json("/ngsi-ld/v1/entities", &body).await;
         assert_eq!(r.status(), 201, "create failed: {:?}", r.text().await);
     }
-
-    pub async fn stop(&self) {
-        self.handle.stop(true).await;
-    }
 }
 
 pub fn settings(dir: &std::path::Path) -> Settings {
-    let mut s = Settings::default();
-    s.host = "127.0.0.1".into();
-    s.port = 0;
-    s.data_dir = dir.to_owned();
-    s.workers = 2;
-    s.context_timeout_ms = 1000;
-    s
+    Settings {
+        host: "127.0.0.1".into(),
+        port: 0,
+        data_dir: dir.to_owned(),
+        workers: 2,
+        context_timeout_ms: 1000,
+        ..Default::default()
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -57,19 +51,10 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with(s: Settings, dir: Option<tempfile::TempDir>) -> TestApp {
-    let data_dir = s.data_dir.clone();
     let app = Application::build(s).await.expect("broker builds");
     let port = app.port();
-    let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        port,
-        client: Client::new(),
-        data_dir,
-        _dir: dir,
-        handle,
-    }
+    TestApp { address: format!("http://127.0.0.1:{port}"), client: Client::new(), _dir: dir }
 }
 
 /// Asserts a ProblemDetails body with the given status and ETSI type name.

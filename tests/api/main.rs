@@ -1,3 +1,13 @@
 //! Black-box HTTP tests against an in-process broker on port 0 (one test binary).
 
+mod admin;
+mod attrs;
+mod batch;
+mod contexts;
+mod discovery;
+mod entities;
+mod errors;
 mod helpers;
+mod persistence;
+mod query;
+mod tenants;

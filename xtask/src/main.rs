@@ -2,6 +2,11 @@
 //!
 //! * `ci`      — everything CI runs: format check, clippy with warnings denied, every test.
 //! * `codegen` — regenerates `openapi/openapi.json` from the broker's annotations.
+//! * `bench`   — release build, broker pinned to core 0, `wrk` workloads on core 1, RSS and
+//!   create flatness; prints a table with the targets (see BENCHMARKS.md).
+
+mod bench;
+mod httpc;
 
 use std::process::{Command, ExitCode};
 
@@ -10,8 +15,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("codegen") => run("cargo", &["run", "--quiet", "--bin", "gen-openapi"]),
+        Some("bench") => bench::bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|codegen>");
+            eprintln!("usage: cargo xtask <ci|codegen|bench [--help]>");
             return ExitCode::from(2);
         }
     };

@@ -1,0 +1,108 @@
+//! The query engine's pure parts: the `q` language, and later `scopeQ`, geo-queries and the
+//! type selection language. Parsers keep positions for their errors; evaluators work on a
+//! stored entity; nothing here does I/O, so subscriptions and registrations reuse it.
+
+pub mod geo;
+pub mod order;
+pub mod q;
+pub mod scope;
+pub mod types;
+
+use std::sync::Arc;
+
+use regex::Regex;
+
+use crate::model::Entity;
+use crate::store::EntityFilter;
+
+/// One entity selector: ids, an id pattern and a type selection, all of which must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Selector {
+    pub ids: Option<Vec<String>>,
+    pub id_pattern: Option<Regex>,
+    pub types: Option<types::TypeSel>,
+}
+
+impl Selector {
+    fn matches(&self, e: &Entity) -> bool {
+        self.ids.as_ref().is_none_or(|ids| ids.iter().any(|i| i == &e.id))
+            && self.id_pattern.as_ref().is_none_or(|p| p.is_match(&e.id))
+            && self.types.as_ref().is_none_or(|t| t.matches(&e.types))
+    }
+}
+
+/// A compiled entity query: selectors (any of), attribute presence, `q`, `scopeQ`.
+#[derive(Debug, Clone, Default)]
+pub struct EntityQuery {
+    pub selectors: Vec<Selector>,
+    /// Entities having any of these expanded attributes.
+    pub attrs: Option<Vec<String>>,
+    pub q: Option<q::Query>,
+    pub scope: Option<scope::ScopeQ>,
+    pub order: Option<order::OrderBy>,
+    pub geo: Option<geo::ResolvedGeo>,
+}
+
+impl EntityQuery {
+    /// Whether the entity satisfies every part of the query.
+    pub fn matches(&self, e: &Entity) -> bool {
+        (self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches(e)))
+            && self.attrs.as_ref().is_none_or(|a| a.iter().any(|n| e.attrs.contains_key(n)))
+            && self.q.as_ref().is_none_or(|q| q.matches(e))
+            && self.scope.as_ref().is_none_or(|s| s.matches(e.scope.as_deref()))
+            && self.geo.as_ref().is_none_or(|g| g.matches(e))
+    }
+
+    /// True when nothing restricts the query.
+    pub fn is_unrestricted(&self) -> bool {
+        self.selectors.is_empty()
+            && self.attrs.is_none()
+            && self.q.is_none()
+            && self.scope.is_none()
+            && self.geo.is_none()
+    }
+
+    /// The store filter: what the store can use from its indexes, plus this query as the
+    /// in-memory refinement.
+    pub fn into_filter(self) -> EntityFilter {
+        let mut f = EntityFilter::default();
+        if let [only] = self.selectors.as_slice() {
+            f.ids = only.ids.clone();
+            f.id_pattern = only.id_pattern.clone();
+            f.types = only.types.as_ref().and_then(|t| t.candidates());
+        } else if !self.selectors.is_empty() {
+            let mut types = Vec::new();
+            let mut all_typed = true;
+            for s in &self.selectors {
+                match s.types.as_ref().and_then(|t| t.candidates()) {
+                    Some(c) => types.extend(c),
+                    None => all_typed = false,
+                }
+            }
+            if all_typed {
+                types.sort();
+                types.dedup();
+                f.types = Some(types);
+            }
+            if self.selectors.iter().all(|s| s.ids.is_some()) {
+                f.ids = Some(self.selectors.iter().flat_map(|s| s.ids.clone().unwrap_or_default()).collect());
+            }
+        }
+        f.attrs = self.attrs.clone();
+        if let Some(order) = self.order.clone() {
+            f.sort = Some(Arc::new(move |a: &Entity, b: &Entity| order.compare(a, b)));
+        } else if let Some(g) = self.geo.clone().filter(|g| matches!(g.rel(), geo::GeoRel::Near { .. })) {
+            // Near-queries answer nearest first, as MongoDB's $nearSphere does.
+            f.sort = Some(Arc::new(move |a: &Entity, b: &Entity| {
+                let (da, db) = (g.distance(a).unwrap_or(f64::MAX), g.distance(b).unwrap_or(f64::MAX));
+                da.partial_cmp(&db).unwrap_or(std::cmp::Ordering::Equal)
+            }));
+        }
+        if let Some(g) = &self.geo {
+            f.geo_box = g.search_box().map(|b| (g.geoproperty().to_owned(), b));
+        }
+        let q = Arc::new(self);
+        f.predicate = Some(Arc::new(move |e: &Entity| q.matches(e)));
+        f
+    }
+}

@@ -1,0 +1,131 @@
+//! Durability of the embedded store, through the real `orbis` binary: data survives a restart,
+//! and every acknowledged write survives `kill -9` in the middle of concurrent writes.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+struct Broker {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start(dir: &std::path::Path) -> Broker {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_orbis"))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--log-level", "warn"])
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("orbis starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if client.get(format!("{url}/version")).send().await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "orbis did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Broker { child, url }
+}
+
+#[tokio::test]
+async fn data_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let b = start(dir.path()).await;
+    let r = client
+        .post(format!("{}/ngsi-ld/v1/entities", b.url))
+        .header("NGSILD-Tenant", "city")
+        .json(&json!({"id": "urn:s:1", "type": "T", "a": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = client
+        .post(format!("{}/ngsi-ld/v1/jsonldContexts", b.url))
+        .json(&json!({"@context": {"X": "http://x.org/X"}}))
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    drop(b);
+    let b = start(dir.path()).await;
+    let e: Value = client
+        .get(format!("{}/ngsi-ld/v1/entities/urn:s:1", b.url))
+        .header("NGSILD-Tenant", "city")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(e["a"]["value"], 1);
+    let r = client.get(format!("{}{location}", b.url)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "hosted contexts persist");
+    let t: Value = client.get(format!("{}/ngsi-ld/ex/v1/tenants", b.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(t, json!(["city"]));
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = start(dir.path()).await;
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let mut writers = Vec::new();
+    for w in 0..16 {
+        let (client, url, acked) = (client.clone(), b.url.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0..100_000 {
+                let id = format!("urn:k:{w}:{i}");
+                let r = client
+                    .post(format!("{url}/ngsi-ld/v1/entities"))
+                    .json(&json!({"id": id, "type": "K", "n": i}))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 201 => acked.lock().push(id),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    // Let the writers run, then kill the broker without warning.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    b.child.kill().expect("SIGKILL");
+    b.child.wait().unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().clone();
+    assert!(acked.len() > 50, "the writers got going ({} acknowledged)", acked.len());
+    eprintln!("kill -9 after {} acknowledged creates", acked.len());
+    drop(b);
+    let b = start(dir.path()).await;
+    let r = client.get(format!("{}/ngsi-ld/v1/entities?type=K&limit=0&count=true", b.url)).send().await.unwrap();
+    let count: usize = r.headers()["ngsild-results-count"].to_str().unwrap().parse().unwrap();
+    assert!(count >= acked.len(), "{count} stored < {} acknowledged", acked.len());
+    for id in &acked {
+        let r = client.get(format!("{}/ngsi-ld/v1/entities/{id}", b.url)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "acknowledged entity {id} was lost");
+    }
+}

@@ -1,0 +1,158 @@
+//! Query Entities with the query language (GS CIM 009 §4.9, §4.17, §4.19, §5.7.2, §5.7.4).
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem, spawn_app};
+
+async fn seed(app: &TestApp) {
+    let items = json!([
+        {"id": "urn:v:1", "type": "Vehicle", "speed": 10, "brand": "Volvo", "scope": "/Madrid/Centre",
+         "owner": {"object": "urn:p:1"}, "info": {"value": {"doors": 4}}},
+        {"id": "urn:v:2", "type": "Vehicle", "speed": {"value": 96, "observedAt": "2024-05-01T10:00:00Z"}, "brand": "Saab",
+         "scope": "/Madrid/North"},
+        {"id": "urn:v:3", "type": ["Vehicle", "Truck"], "speed": 50, "scope": "/Lisbon"},
+        {"id": "urn:b:1", "type": "Bike", "speed": 20, "name": {"languageMap": {"en": "bike", "fr": "vélo"}}}
+    ]);
+    assert_eq!(app.post_json("/ngsi-ld/v1/entityOperations/create", &items).await.status(), 201);
+}
+
+async fn ids(app: &TestApp, query: &str) -> Vec<String> {
+    let r = app.get(&format!("/ngsi-ld/v1/entities?{query}")).await;
+    assert_eq!(r.status(), 200, "{query}");
+    let list: Vec<Value> = r.json().await.unwrap();
+    let mut out: Vec<String> = list.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn q_filters_through_http() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    assert_eq!(ids(&app, "type=Vehicle&q=speed%3E40").await, ["urn:v:2", "urn:v:3"]);
+    assert_eq!(ids(&app, "q=speed%3E40").await, ["urn:v:2", "urn:v:3"]);
+    assert_eq!(ids(&app, "q=speed==10..20").await, ["urn:b:1", "urn:v:1"]);
+    assert_eq!(ids(&app, "q=brand==%22Saab%22%7Cspeed%3C15").await, ["urn:v:1", "urn:v:2"]);
+    assert_eq!(ids(&app, "q=(speed%3E5;brand)%3Bspeed%3C20").await, ["urn:v:1"]);
+    assert_eq!(ids(&app, "q=owner==urn:p:1").await, ["urn:v:1"]);
+    assert_eq!(ids(&app, "q=info%5Bdoors%5D==4").await, ["urn:v:1"]);
+    assert_eq!(ids(&app, "q=speed.observedAt%3E2024-01-01T00:00:00Z").await, ["urn:v:2"]);
+    assert_eq!(ids(&app, "q=name==%22v%C3%A9lo%22").await, ["urn:b:1"]);
+    assert_eq!(ids(&app, "q=brand~=%5ES").await, ["urn:v:2"]);
+    assert_eq!(ids(&app, "type=Vehicle%3BTruck").await, ["urn:v:3"]);
+    assert_eq!(ids(&app, "type=Bike%7CTruck").await, ["urn:b:1", "urn:v:3"]);
+    assert_eq!(ids(&app, "scopeQ=/Madrid/%23").await, ["urn:v:1", "urn:v:2"]);
+    assert_eq!(ids(&app, "type=Vehicle&scopeQ=/Madrid/North,/Lisbon").await, ["urn:v:2", "urn:v:3"]);
+    assert_eq!(ids(&app, "id=urn:v:1,urn:v:2&q=speed%3E40").await, ["urn:v:2"], "q applies together with id");
+    let r = app.get("/ngsi-ld/v1/entities?q=speed%3E%3E3").await;
+    let body = assert_problem(r, 400, "InvalidRequest").await;
+    assert!(body["detail"].as_str().unwrap().contains("position"));
+    assert_problem(app.get("/ngsi-ld/v1/entities?scopeQ=Madrid").await, 400, "BadRequestData").await;
+    assert_problem(app.get("/ngsi-ld/v1/entities?type=(A").await, 400, "BadRequestData").await;
+}
+
+#[tokio::test]
+async fn post_query_body() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    let r = app
+        .post_json(
+            "/ngsi-ld/v1/entityOperations/query?count=true",
+            &json!({"type": "Query", "entities": [{"type": "Vehicle"}, {"id": "urn:b:1"}], "q": "speed<60", "attrs": ["speed"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["ngsild-results-count"], "3");
+    let list: Vec<Value> = r.json().await.unwrap();
+    assert!(list.iter().all(|e| e.get("brand").is_none() && e["speed"].is_object()));
+    let r = app.post_json("/ngsi-ld/v1/entityOperations/query", &json!({"entities": []})).await;
+    assert_problem(r, 400, "BadRequestData").await;
+}
+
+#[tokio::test]
+async fn geo_queries_and_order_by() {
+    let app = spawn_app().await;
+    // Berlin landmarks (the ETSI suite's 019_10 data) and one far away.
+    let items = json!([
+        {"id": "urn:g:1", "type": "Building", "name": "c", "location": {"type": "Point", "coordinates": [13.3986, 52.5547]}},
+        {"id": "urn:g:2", "type": "Building", "name": "a", "location": {"type": "Point", "coordinates": [13.3903, 52.5075]}},
+        {"id": "urn:g:3", "type": "Building", "name": "b", "location": {"type": "Point", "coordinates": [2.3522, 48.8566]}},
+        {"id": "urn:g:4", "type": "Building", "name": "d"}
+    ]);
+    assert_eq!(app.post_json("/ngsi-ld/v1/entityOperations/create", &items).await.status(), 201);
+    let geo = |rel: &str, geom: &str, coords: &str| {
+        format!("type=Building&georel={rel}&geometry={geom}&coordinates={}", urlencode(coords))
+    };
+    assert_eq!(
+        ids(&app, &geo("near;maxDistance==15000", "Point", "[13.388930,52.534473]")).await,
+        ["urn:g:1", "urn:g:2"]
+    );
+    assert_eq!(ids(&app, &geo("near;minDistance==15000", "Point", "[13.388930,52.534473]")).await, ["urn:g:3"]);
+    let berlin = "[[[13.1616211,52.5438124],[13.597641,52.4840224],[13.5948944,52.3402782],[13.142395,52.386428],[13.1616211,52.5438124]]]";
+    assert_eq!(ids(&app, &geo("within", "Polygon", berlin)).await, ["urn:g:2"]);
+    assert_eq!(ids(&app, &geo("disjoint", "Polygon", berlin)).await, ["urn:g:1", "urn:g:3"]);
+    assert_eq!(ids(&app, &geo("equals", "Point", "[13.3986,52.5547]")).await, ["urn:g:1"]);
+    assert_eq!(ids(&app, &geo("intersects", "Point", "[13.3986,52.5547]")).await, ["urn:g:1"]);
+    // Near answers nearest first.
+    let r: Vec<Value> = app
+        .get(&format!("/ngsi-ld/v1/entities?{}", geo("near;maxDistance==2000000", "Point", "[2.35,48.85]")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r[0]["id"], "urn:g:3");
+    assert_problem(
+        app.get(&format!("/ngsi-ld/v1/entities?{}", geo("near", "Point", "[1,2]"))).await,
+        400,
+        "BadRequestData",
+    )
+    .await;
+    assert_problem(
+        app.get("/ngsi-ld/v1/entities?type=Building&georel=within&geometry=Polygon").await,
+        400,
+        "BadRequestData",
+    )
+    .await;
+    assert_problem(
+        app.get(&format!("/ngsi-ld/v1/entities?{}", geo("within", "Polygon", "[[[0,0],[1,1]]]"))).await,
+        400,
+        "BadRequestData",
+    )
+    .await;
+    // POST query with geoQ.
+    let r = app
+        .post_json(
+            "/ngsi-ld/v1/entityOperations/query",
+            &json!({"type": "Query", "entities": [{"type": "Building"}],
+                    "geoQ": {"georel": "within", "geometry": "Polygon", "coordinates": serde_json::from_str::<Value>(berlin).unwrap()}}),
+        )
+        .await;
+    let list: Vec<Value> = r.json().await.unwrap();
+    assert_eq!(list.len(), 1);
+
+    // orderBy, with entities lacking the member last, and paging over the sorted order.
+    let order = |spec: &str| {
+        let url = app.url(&format!("/ngsi-ld/v1/entities?type=Building&orderBy={spec}"));
+        let c = app.client.clone();
+        async move {
+            let list: Vec<Value> = c.get(url).send().await.unwrap().json().await.unwrap();
+            list.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(order("name").await, ["urn:g:2", "urn:g:3", "urn:g:1", "urn:g:4"]);
+    assert_eq!(order("name;desc").await, ["urn:g:4", "urn:g:1", "urn:g:3", "urn:g:2"]);
+    assert_eq!(order("id;desc").await, ["urn:g:4", "urn:g:3", "urn:g:2", "urn:g:1"]);
+    let page: Vec<Value> =
+        app.get("/ngsi-ld/v1/entities?type=Building&orderBy=name&limit=2&offset=1").await.json().await.unwrap();
+    assert_eq!(page[0]["id"], "urn:g:3");
+    assert_problem(app.get("/ngsi-ld/v1/entities?type=Building&orderBy=name;up").await, 400, "BadRequestData").await;
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
