@@ -121,8 +121,10 @@ async fn concise_key_values_sysattrs_pick_omit_lang() {
     assert_eq!(fr["name"], json!({"type": "Property", "value": "voiture", "lang": "fr"}));
     let pref = get("lang=de,en;q=0.5").await;
     assert_eq!(pref["name"]["value"], "car");
-    let all = get("lang=*").await;
-    assert_eq!(all["name"]["languageMap"]["en"], "car");
+    // `*` accepts any language: one of them is shown as a Property (ETSI 018_07_03).
+    let any = get("lang=*").await;
+    assert_eq!(any["name"]["type"], "Property");
+    assert!(any["name"]["lang"].is_string());
 }
 
 #[tokio::test]
