@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::Server;
-use actix_web::middleware::{Condition, DefaultHeaders, NormalizePath};
+use actix_web::middleware::{Condition, DefaultHeaders, NormalizePath, from_fn};
 use actix_web::{App, HttpServer, web};
 
 use crate::config::Settings;
@@ -44,6 +44,7 @@ impl Application {
                 .app_data(state.clone())
                 .wrap(Condition::new(cors.is_some(), cors_middleware(cors.as_deref().unwrap_or_default())))
                 .wrap(NormalizePath::trim())
+                .wrap(from_fn(http::reject_empty_segments))
                 .configure(http::routes)
         })
         .listen(listener)

@@ -293,16 +293,17 @@ async fn unknown_context_is_404() {
     b.send(b.request(Method::GET, &format!("{API}/jsonldContexts/{id}"))).await.expect_problem(404, "ResourceNotFound");
 }
 
-/// §5.13.2.4: a body that is not an object with `@context` is 400 BadRequestData.
+/// §5.13.2.4: a body that is not an object with `@context` is a malformed request, 400
+/// InvalidRequest (as the ETSI suite's 050_02_01 checks).
 #[tokio::test]
 async fn add_invalid_context_is_400() {
     let b = Broker::get();
     b.json(Method::POST, &format!("{API}/jsonldContexts"), None, &json!(["not", "an", "object"]))
         .await
-        .expect_problem(400, "BadRequestData");
+        .expect_problem(400, "InvalidRequest");
     b.json(Method::POST, &format!("{API}/jsonldContexts"), None, &json!({"no": "context"}))
         .await
-        .expect_problem(400, "BadRequestData");
+        .expect_problem(400, "InvalidRequest");
 }
 
 /// §5.13.3: `kind` other than Hosted, Cached, ImplicitlyCreated is 400 BadRequestData.

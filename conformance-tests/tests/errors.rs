@@ -50,14 +50,15 @@ async fn existing_entity_is_409_already_exists() {
     b.create_entity(None, &json!({"id": id, "type": "T"})).await.expect_problem(409, "AlreadyExists");
 }
 
-/// §6.3.2 / §5.5.2: a URI parameter the operation does not define is 400 BadRequestData.
+/// §6.3.20 / §5.5.2: a URI parameter the operation does not define makes the request malformed:
+/// 400 InvalidRequest (as the ETSI suite's 059_01 and 018_16 check; Orion-LD says BadRequestData).
 #[tokio::test]
 async fn unknown_uri_parameter_is_400() {
     let b = Broker::get();
     let id = unique_id("Thing");
     b.must_create(None, &json!({"id": id, "type": "T"})).await;
-    b.retrieve(None, &id, "?noSuchParam=1").await.expect_problem(400, "BadRequestData");
-    b.get_json(&format!("{API}/entities?type=T&noSuchParam=1"), None).await.expect_problem(400, "BadRequestData");
+    b.retrieve(None, &id, "?noSuchParam=1").await.expect_problem(400, "InvalidRequest");
+    b.get_json(&format!("{API}/entities?type=T&noSuchParam=1"), None).await.expect_problem(400, "InvalidRequest");
 }
 
 /// §5.7.2.4, §6.3.10: asking for more than the broker's maximum page (1000 per Orion-LD and
@@ -76,13 +77,13 @@ async fn invalid_limit_is_400() {
     b.get_json(&format!("{API}/entities?type=T&limit=abc"), None).await.expect_problem(400, "BadRequestData");
 }
 
-/// §6.3.7: an unknown value of `options` is 400 BadRequestData.
+/// §6.3.7, §6.3.20: an unknown value of `options` is 400 InvalidRequest (ETSI 018_16_02).
 #[tokio::test]
 async fn unknown_option_is_400() {
     let b = Broker::get();
     let id = unique_id("Thing");
     b.must_create(None, &json!({"id": id, "type": "T"})).await;
-    b.retrieve(None, &id, "?options=noSuchOption").await.expect_problem(400, "BadRequestData");
+    b.retrieve(None, &id, "?options=noSuchOption").await.expect_problem(400, "InvalidRequest");
 }
 
 /// §4.6.2: an attribute whose `type` is not an NGSI-LD attribute type is 400 BadRequestData.

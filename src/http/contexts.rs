@@ -50,7 +50,7 @@ pub async fn add(req: HttpRequest, payload: Payload, state: State) -> Result<Htt
     body_media(&req, false)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
     if !body.is_object() {
-        return Err(NgsiError::bad_data("the body must be a JSON object with an @context member").into());
+        return Err(NgsiError::invalid("the body must be a JSON object with an @context member").into());
     }
     let entry = contexts::add(&state.broker, body, &state.settings.public_base()).await?;
     Ok(HttpResponse::Created()
@@ -69,13 +69,14 @@ pub async fn serve(req: HttpRequest, path: Path<String>, state: State) -> Result
         } else {
             core::DOCUMENT.clone()
         };
-        return Ok(HttpResponse::Ok().content_type("application/ld+json").body(body.to_string()));
+        return Ok(HttpResponse::Ok().content_type("application/json").body(body.to_string()));
     }
     let entry = contexts::get(&state.broker, &id)?;
     if p.bool("details")? {
         return Ok(HttpResponse::Ok().content_type("application/json").body(details(&entry).to_string()));
     }
-    Ok(HttpResponse::Ok().content_type("application/ld+json").body(entry.document.to_string()))
+    // Served as plain JSON, as Orion-LD does and the ETSI suite checks (053_01).
+    Ok(HttpResponse::Ok().content_type("application/json").body(entry.document.to_string()))
 }
 
 /// Delete @context (§5.13.5): 204; `reload=true` re-downloads a cached one.

@@ -5,8 +5,10 @@ use actix_web::web::{Path, Payload};
 use actix_web::{HttpRequest, HttpResponse, http::header};
 
 use super::error::ApiError;
-use super::extract::{Params, accept, body_context, body_media, header_context, read_json, tenant};
+use super::extract::{Accept, Params, accept, body_context, body_media, header_context, read_json, tenant};
+use super::render::{self, Join};
 use super::{State, respond};
+use crate::error::NgsiError;
 use crate::ops::purge_entities::Purge;
 use crate::ops::query_entities::{QueryParams, RawSelector};
 use crate::ops::{
@@ -20,6 +22,9 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
     let media = body_media(&req, false)?;
     let t = tenant(&req, &state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
+    if !body.is_object() {
+        return Err(NgsiError::invalid("the body of Create Entity must be a JSON object").into());
+    }
     let ctx = body_context(&req, &state, media, &body).await?;
     let id = create_entity::run(&state.broker, &t, &body, &ctx).await?;
     let mut resp = HttpResponse::Created();
@@ -93,7 +98,20 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
 pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(
         &req,
-        &["attrs", "pick", "omit", "options", "format", "lang", "datasetId", "geometryProperty", "type", "local"],
+        &[
+            "attrs",
+            "pick",
+            "omit",
+            "options",
+            "format",
+            "lang",
+            "datasetId",
+            "geometryProperty",
+            "type",
+            "local",
+            "join",
+            "joinLevel",
+        ],
     )?;
     let acc = accept(&req, true)?;
     let t = tenant(&req, &state)?;
@@ -105,6 +123,33 @@ pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Res
         if !e.types.iter().any(|t| wanted.contains(t)) {
             return Err(crate::ops::entity_not_found(&path).into());
         }
+    }
+    let mut opts = opts;
+    if opts.join.is_some() {
+        let linked = retrieve_entity::linked(&state.broker, &t, &e, opts.join_level).await?;
+        opts.linked = Some(std::sync::Arc::new(linked));
+    }
+    if opts.join == Some(Join::Flat) && acc != Accept::GeoJson {
+        let list = render::flat(&e, &ctx, &opts);
+        // Without any linked entity found, the answer is the entity itself (ETSI 018_14_02).
+        if list.len() > 1 {
+            return Ok(respond::rendered_list(list, &ctx, acc));
+        }
+        opts.join = None;
+    }
+    // attrs naming no attribute the entity has selects nothing (GS CIM 009 §5.7.1.4).
+    if let Some(attrs) = p.list("attrs")
+        && !attrs.iter().any(|a| e.attrs.contains_key(&ctx.expand(a)))
+    {
+        return Err(
+            NgsiError::not_found(format!("entity {} has none of the attributes {}", e.id, attrs.join(","))).into()
+        );
+    }
+    // Nothing left after pick/omit: there is no such entity to show (GS CIM 009 §4.21).
+    if (opts.pick.is_some() || opts.omit.is_some())
+        && render::entity(&e, &ctx, &opts).as_object().is_some_and(|m| m.is_empty())
+    {
+        return Err(NgsiError::not_found(format!("entity {} has no member left after pick/omit", e.id)).into());
     }
     Ok(respond::entity(&e, &ctx, acc, &opts))
 }

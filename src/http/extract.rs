@@ -264,7 +264,8 @@ impl Params {
             .map_err(|e| NgsiError::bad_data(format!("malformed query string: {e}")))?;
         for (k, v) in &pairs {
             if !allowed.contains(&k.as_str()) && k != "prettyPrint" && k != "spaces" {
-                return Err(NgsiError::bad_data(format!("unsupported URI parameter {k}")).into());
+                // An unknown parameter makes the request itself malformed (GS CIM 009 §6.3.20).
+                return Err(NgsiError::invalid(format!("unsupported URI parameter {k}")).into());
             }
             if v.is_empty() {
                 return Err(NgsiError::bad_data(format!("URI parameter {k} has an empty value")).into());
@@ -314,7 +315,7 @@ impl Params {
         let opts = self.list("options").unwrap_or_default();
         for o in &opts {
             if !known.contains(&o.as_str()) {
-                return Err(NgsiError::bad_data(format!("unknown option {o:?}")).into());
+                return Err(NgsiError::invalid(format!("unknown option {o:?}")).into());
             }
         }
         Ok(opts)

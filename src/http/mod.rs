@@ -16,8 +16,11 @@ pub mod respond;
 
 use std::time::Instant;
 
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, Resource, Route, web};
 
 use crate::config::Settings;
@@ -65,6 +68,22 @@ fn method_name(m: &Method) -> &'static str {
         Method::DELETE => "DELETE",
         _ => "OPTIONS",
     }
+}
+
+/// Rejects NGSI-LD paths with an empty segment (`/entities//attrs`) before `NormalizePath`
+/// merges the slashes and the request lands on another resource: an empty segment is a
+/// missing identifier, which is bad request data, not an unknown resource.
+pub async fn reject_empty_segments(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let path = req.path();
+    if path.starts_with("/ngsi-ld/") && path.trim_end_matches('/').contains("//") {
+        let err = ApiError::from(NgsiError::bad_data(format!("{path} has an empty identifier")));
+        let resp = actix_web::ResponseError::error_response(&err);
+        return Ok(req.into_response(resp).map_into_right_body());
+    }
+    next.call(req).await.map(ServiceResponse::map_into_left_body)
 }
 
 /// Answers paths no resource serves.

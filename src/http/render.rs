@@ -1,13 +1,18 @@
 //! Renders stored entities for clients: normalized, concise or keyValues form, compacted with
 //! the request's context, with sysAttrs, pick/omit/attrs projection, datasetId and `lang`
-//! selection, and GeoJSON Features.
+//! selection, linked entities (`join=inline|flat`) and GeoJSON Features.
+//!
+//! Linked entities are fetched by the operation beforehand and handed over in
+//! [`RenderOpts::linked`], so rendering stays free of I/O.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
 use crate::error::{NgsiError, NgsiResult};
 use crate::jsonld::Context;
+use crate::model::parse::valid_name;
 use crate::model::{AttrKind, Attribute, Entity, format_millis};
 
 /// The representation asked for.
@@ -34,6 +39,101 @@ pub struct RenderOpts {
     pub dataset_ids: Option<Vec<String>>,
     /// The GeoProperty used as a Feature's geometry (expanded).
     pub geometry_property: Option<String>,
+    /// The `pick` expression, with the expressions for linked entities.
+    pub pick_tree: Option<Projection>,
+    /// The `omit` expression, with the expressions for linked entities.
+    pub omit_tree: Option<Projection>,
+    /// How linked entities are joined in, if at all.
+    pub join: Option<Join>,
+    /// How many more relationship hops are joined in.
+    pub join_level: usize,
+    /// The linked entities by id, fetched beforehand for `join`.
+    pub linked: Option<Arc<HashMap<String, Arc<Entity>>>>,
+}
+
+/// How linked entities are returned (GS CIM 009 §4.5.23): inside the relationship
+/// (`entity` member) or as further entities of a flat list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Join {
+    Inline,
+    Flat,
+}
+
+/// A `pick`/`omit` expression (GS CIM 009 §4.21): member names (attribute names expanded),
+/// each with an optional expression for the entity its relationship links to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Projection(pub Vec<(String, Option<Projection>)>);
+
+impl Projection {
+    /// Every member named at this level.
+    pub fn names(&self) -> HashSet<String> {
+        self.0.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// The members named without a nested expression (an `omit` with a nested expression
+    /// omits inside the linked entity, not the relationship itself).
+    pub fn leaves(&self) -> HashSet<String> {
+        self.0.iter().filter(|(_, p)| p.is_none()).map(|(n, _)| n.clone()).collect()
+    }
+
+    /// The nested expression given for `name`.
+    pub fn nested(&self, name: &str) -> Option<&Projection> {
+        self.0.iter().find(|(n, _)| n == name).and_then(|(_, p)| p.as_ref())
+    }
+}
+
+/// Parses a `pick`/`omit` value: `a,b{c,d{e}}`. Names go through `expand`.
+pub fn parse_projection(s: &str, expand: &dyn Fn(&str) -> String) -> NgsiResult<Projection> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut pos = 0;
+    let p = projection_list(&chars, &mut pos, 0, expand)?;
+    if pos != chars.len() {
+        return Err(NgsiError::bad_data(format!("unexpected {:?} in the projection {s:?}", chars[pos])));
+    }
+    Ok(p)
+}
+
+fn projection_list(
+    chars: &[char],
+    pos: &mut usize,
+    depth: usize,
+    expand: &dyn Fn(&str) -> String,
+) -> NgsiResult<Projection> {
+    let bad = |msg: &str| NgsiError::bad_data(format!("invalid pick/omit expression: {msg}"));
+    let mut items = Vec::new();
+    loop {
+        let start = *pos;
+        while *pos < chars.len() && !matches!(chars[*pos], ',' | '{' | '}') {
+            *pos += 1;
+        }
+        let name: String = chars[start..*pos].iter().collect();
+        if name.is_empty() {
+            return Err(bad("a member name is missing"));
+        }
+        if !valid_name(&name) {
+            return Err(bad(&format!("{name:?} is not a valid member name")));
+        }
+        let nested = if chars.get(*pos) == Some(&'{') {
+            *pos += 1;
+            let inner = projection_list(chars, pos, depth + 1, expand)?;
+            if chars.get(*pos) != Some(&'}') {
+                return Err(bad("a brace is not closed"));
+            }
+            *pos += 1;
+            Some(inner)
+        } else {
+            None
+        };
+        let member = if matches!(name.as_str(), "id" | "type" | "scope") { name } else { expand(&name) };
+        items.push((member, nested));
+        match chars.get(*pos) {
+            Some(',') => *pos += 1,
+            Some('}') if depth > 0 => return Ok(Projection(items)),
+            None if depth == 0 => return Ok(Projection(items)),
+            None => return Err(bad("a brace is not closed")),
+            Some(c) => return Err(bad(&format!("unexpected {c:?}"))),
+        }
+    }
 }
 
 impl RenderOpts {
@@ -53,10 +153,30 @@ impl RenderOpts {
                 "keyValues" | "simplified" => Format::KeyValues,
                 "concise" => Format::Concise,
                 "normalized" => Format::Normalized,
-                other => return Err(NgsiError::bad_data(format!("unknown format {other:?}"))),
+                other => return Err(NgsiError::invalid(format!("unknown format {other:?}"))),
             };
         }
         Ok(())
+    }
+
+    /// The options for an entity linked through attribute `name`: the nested pick/omit
+    /// expressions apply, one join level fewer remains.
+    pub fn for_linked(&self, name: &str) -> RenderOpts {
+        let mut o = self.clone();
+        o.pick_tree = self.pick_tree.as_ref().and_then(|p| p.nested(name)).cloned();
+        o.omit_tree = self.omit_tree.as_ref().and_then(|p| p.nested(name)).cloned();
+        o.pick = o.pick_tree.as_ref().map(Projection::names);
+        o.omit = o.omit_tree.as_ref().map(Projection::leaves);
+        o.join_level = self.join_level.saturating_sub(1);
+        o
+    }
+
+    /// The linked entity an attribute instance points at, when it is to be joined in.
+    fn linked_target(&self, a: &Attribute) -> Option<&Arc<Entity>> {
+        if self.join_level == 0 || a.kind != AttrKind::Relationship {
+            return None;
+        }
+        self.linked.as_ref()?.get(a.value.as_str()?)
     }
 
     fn keeps(&self, member: &str) -> bool {
@@ -95,11 +215,12 @@ pub fn parse_lang(v: &str) -> NgsiResult<Vec<String>> {
     Ok(prefs.into_iter().map(|p| p.2).collect())
 }
 
-/// Picks the language of a languageMap for the preferences; `None` means keep the whole map.
+/// Picks the language of a languageMap for the preferences; `*` accepts any language, which
+/// is the `@none` entry or else the first one (GS CIM 009 §4.15). `None` only for an empty map.
 fn choose_lang<'a>(map: &'a Map<String, Value>, prefs: &[String]) -> Option<(&'a str, &'a Value)> {
     for p in prefs {
         if p == "*" {
-            return None;
+            break;
         }
         if let Some((k, v)) = map.get_key_value(p.as_str()) {
             return Some((k.as_str(), v));
@@ -143,7 +264,25 @@ pub fn entity(e: &Entity, ctx: &Context, o: &RenderOpts) -> Value {
         if kept.is_empty() {
             continue;
         }
-        let rendered: Vec<Value> = kept.iter().map(|a| attribute(a, ctx, o)).collect();
+        let rendered: Vec<Value> = kept
+            .iter()
+            .map(|a| {
+                let mut v = attribute(a, ctx, o);
+                if o.join == Some(Join::Inline)
+                    && let Some(target) = o.linked_target(a)
+                {
+                    let inner = entity(target, ctx, &o.for_linked(name));
+                    match &mut v {
+                        Value::Object(m) => {
+                            m.insert("entity".into(), inner);
+                        }
+                        // keyValues: the linked entity stands in for the relationship's object.
+                        other => *other = inner,
+                    }
+                }
+                v
+            })
+            .collect();
         let key = ctx.compact(name);
         out.insert(
             key,
@@ -159,6 +298,39 @@ pub fn entity(e: &Entity, ctx: &Context, o: &RenderOpts) -> Value {
         out.insert("modifiedAt".into(), json!(format_millis(e.modified_at)));
     }
     Value::Object(out)
+}
+
+/// Renders an entity and, for `join=flat`, every linked entity reached through the relationships
+/// the projection keeps, each once, breadth first.
+pub fn flat(e: &Entity, ctx: &Context, o: &RenderOpts) -> Vec<Value> {
+    let linked = o.linked.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::from([e.id.as_str()]);
+    let mut queue: VecDeque<(&Entity, RenderOpts)> = VecDeque::from([(e, o.clone())]);
+    while let Some((ent, opts)) = queue.pop_front() {
+        let mut plain = opts.clone();
+        plain.join = None;
+        out.push(entity(ent, ctx, &plain));
+        if opts.join_level == 0 {
+            continue;
+        }
+        for (name, instances) in &ent.attrs {
+            if !opts.keeps(name) {
+                continue;
+            }
+            for a in instances {
+                if a.kind != AttrKind::Relationship {
+                    continue;
+                }
+                if let Some(target) = a.value.as_str().and_then(|t| linked.get(t))
+                    && seen.insert(target.id.as_str())
+                {
+                    queue.push_back((target, opts.for_linked(name)));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn value_out(a: &Attribute, ctx: &Context) -> Value {
@@ -245,4 +417,31 @@ pub fn feature(e: &Entity, rendered: Value, o: &RenderOpts) -> Value {
     };
     let id = props.remove("id").unwrap_or(Value::Null);
     json!({"id": id, "type": "Feature", "geometry": geometry, "properties": props})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> NgsiResult<Projection> {
+        parse_projection(s, &|n| format!("x:{n}"))
+    }
+
+    #[test]
+    fn projections_nest_and_expand() {
+        let p = parse("id,locatedAt{name,isIn{description}}").unwrap();
+        assert_eq!(p.names(), HashSet::from(["id".to_owned(), "x:locatedAt".to_owned()]));
+        assert_eq!(p.leaves(), HashSet::from(["id".to_owned()]));
+        let inner = p.nested("x:locatedAt").unwrap();
+        assert_eq!(inner.nested("x:isIn").unwrap().names(), HashSet::from(["x:description".to_owned()]));
+    }
+
+    #[test]
+    fn malformed_projections_are_rejected() {
+        for bad in
+            ["id;name", "id,locatedAt{name", "id,locatedAt{{name}", "id,,name", "id,locatedAt{,name}", "a{}", "a}"]
+        {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
 }

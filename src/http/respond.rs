@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::extract::{Accept, LD_CONTEXT_REL, Params};
-use super::render::{self, RenderOpts, parse_lang};
+use super::render::{self, Join, Projection, RenderOpts, parse_lang, parse_projection};
 use crate::error::NgsiError;
 use crate::jsonld::{Context, core};
 use crate::model::Entity;
@@ -28,23 +28,41 @@ pub fn render_opts(p: &Params, ctx: &Context) -> Result<RenderOpts, ApiError> {
     let names = |list: Vec<String>| -> HashSet<String> {
         list.into_iter().map(|n| if n == "id" || n == "type" || n == "scope" { n } else { ctx.expand(&n) }).collect()
     };
-    let mut pick = p.list("pick").map(names);
+    let expand = |n: &str| ctx.expand(n);
+    // pick/omit are expressions with nested braces, so they are parsed whole, not split on commas.
+    let pick_tree = p.get("pick").map(|v| parse_projection(v, &expand)).transpose()?;
+    let omit_tree = p.get("omit").map(|v| parse_projection(v, &expand)).transpose()?;
+    if pick_tree.is_some() && omit_tree.is_some() {
+        return Err(NgsiError::bad_data("pick and omit cannot be used together").into());
+    }
+    // attrs is the older form of pick (GS CIM 009 §4.21): the two cannot be combined.
+    if p.get("attrs").is_some() && (pick_tree.is_some() || omit_tree.is_some()) {
+        return Err(NgsiError::bad_data("attrs cannot be combined with pick or omit").into());
+    }
+    o.pick = pick_tree.as_ref().map(Projection::names);
     if let Some(attrs) = p.list("attrs") {
         let mut set = names(attrs);
         set.insert("id".into());
         set.insert("type".into());
         set.insert("scope".into());
-        pick = Some(match pick {
-            Some(existing) => existing.intersection(&set).cloned().collect(),
-            None => set,
-        });
+        o.pick = Some(set);
     }
-    let omit = p.list("omit").map(names);
-    if pick.is_some() && p.get("pick").is_some() && omit.is_some() {
-        return Err(NgsiError::bad_data("pick and omit cannot be used together").into());
-    }
-    o.pick = pick;
-    o.omit = omit;
+    o.omit = omit_tree.as_ref().map(Projection::leaves);
+    o.pick_tree = pick_tree;
+    o.omit_tree = omit_tree;
+    o.join = match p.get("join") {
+        None | Some("@none") => None,
+        Some("inline") => Some(Join::Inline),
+        Some("flat") => Some(Join::Flat),
+        Some(other) => {
+            return Err(NgsiError::invalid(format!("join must be flat, inline or @none, not {other:?}")).into());
+        }
+    };
+    o.join_level = match p.usize("joinLevel")? {
+        Some(0) => return Err(NgsiError::bad_data("joinLevel must be at least 1").into()),
+        Some(n) => n,
+        None => 1,
+    };
     o.dataset_ids = p.list("datasetId");
     o.geometry_property = p.get("geometryProperty").map(|g| ctx.expand(g));
     Ok(o)
@@ -68,7 +86,12 @@ pub fn entity(e: &Entity, ctx: &Context, accept: Accept, o: &RenderOpts) -> Http
     let mut body = render::entity(e, ctx, o);
     match accept {
         Accept::GeoJson => {
+            // GeoJSON has no Link convention of its own: like JSON-LD, the Feature carries its
+            // @context as a member (GS CIM 009 §6.3.15), the Link header stays for JSON clients.
             body = render::feature(e, body, o);
+            if let Value::Object(m) = &mut body {
+                m.insert("@context".into(), context_member(ctx));
+            }
             HttpResponse::Ok()
                 .content_type("application/geo+json")
                 .insert_header((header::LINK, link_value(ctx)))
@@ -87,6 +110,29 @@ pub fn entity(e: &Entity, ctx: &Context, accept: Accept, o: &RenderOpts) -> Http
     }
 }
 
+/// A 200 with already rendered entities (`join=flat` answers), JSON or JSON-LD.
+pub fn rendered_list(items: Vec<Value>, ctx: &Context, accept: Accept) -> HttpResponse {
+    match accept {
+        Accept::LdJson => {
+            let c = context_member(ctx);
+            let items: Vec<Value> = items
+                .into_iter()
+                .map(|mut v| {
+                    if let Value::Object(m) = &mut v {
+                        m.insert("@context".into(), c.clone());
+                    }
+                    v
+                })
+                .collect();
+            HttpResponse::Ok().content_type("application/ld+json").body(Value::Array(items).to_string())
+        }
+        _ => HttpResponse::Ok()
+            .content_type("application/json")
+            .insert_header((header::LINK, link_value(ctx)))
+            .body(Value::Array(items).to_string()),
+    }
+}
+
 /// A 200 with a list of rendered entities (or a FeatureCollection).
 pub fn entities(
     list: &[std::sync::Arc<Entity>],
@@ -102,9 +148,9 @@ pub fn entities(
     match accept {
         Accept::GeoJson => {
             let features: Vec<Value> = list.iter().map(|e| render::feature(e, render::entity(e, ctx, o), o)).collect();
-            resp.content_type("application/geo+json")
-                .insert_header((header::LINK, link_value(ctx)))
-                .body(json!({"type": "FeatureCollection", "features": features}).to_string())
+            resp.content_type("application/geo+json").insert_header((header::LINK, link_value(ctx))).body(
+                json!({"type": "FeatureCollection", "features": features, "@context": context_member(ctx)}).to_string(),
+            )
         }
         Accept::LdJson => {
             let c = context_member(ctx);

@@ -105,8 +105,9 @@ impl TermMap {
         for (term, mut def) in first {
             if let Some(expanded) = expand_curie(&def.iri, &snapshot) {
                 def.iri = expanded;
-            } else if !def.iri.contains(':') {
-                // A relative IRI: JSON-LD resolves it against @vocab.
+            } else if !def.iri.contains(':') && !def.iri.starts_with('@') {
+                // A relative IRI: JSON-LD resolves it against @vocab (keyword aliases such as
+                // `type: @type` stay keywords).
                 if let Some(v) = &map.vocab {
                     def.iri = format!("{v}{}", def.iri);
                 }

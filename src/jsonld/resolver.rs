@@ -117,6 +117,7 @@ impl Resolver {
     /// The context of a request that gave an inline `@context` (any JSON-LD form).
     pub async fn from_value(&self, value: &Value) -> NgsiResult<Arc<Context>> {
         let key = value.to_string();
+        // Every use of a known context counts, compiled before or not (numberOfHits, §5.13.3).
         if let Some(c) = self.compiled.get(&key) {
             self.touch(value);
             return Ok(c);
@@ -127,16 +128,28 @@ impl Resolver {
         let terms = TermMap::compile(&refs)?;
         let ctx = Arc::new(Context::new(terms, value.clone()));
         self.compiled.insert(key, ctx.clone());
+        // After compiling, a downloaded context has its entry and this first use counts too.
+        self.touch(value);
         Ok(ctx)
     }
 
+    /// Counts a use of every hosted or cached context `value` names by URL.
     fn touch(&self, value: &Value) {
-        if let Value::String(url) = value
-            && let Some(id) = hosted_id(url)
-            && let Some(e) = self.entries.write().get_mut(id)
-        {
-            e.hits += 1;
-            e.last_usage = Some(crate::model::now_millis());
+        let urls: Vec<&str> = match value {
+            Value::String(url) => vec![url.as_str()],
+            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+            _ => return,
+        };
+        let mut map = self.entries.write();
+        for url in urls {
+            let id = match hosted_id(url) {
+                Some(id) => Some(id.to_owned()),
+                None => map.values().find(|e| e.url == url).map(|e| e.id.clone()),
+            };
+            if let Some(e) = id.and_then(|id| map.get_mut(&id)) {
+                e.hits += 1;
+                e.last_usage = Some(crate::model::now_millis());
+            }
         }
     }
 
@@ -245,11 +258,11 @@ impl Resolver {
     pub async fn host(&self, document: Value, base_url: &str) -> NgsiResult<ContextEntry> {
         let inner = document
             .get("@context")
-            .ok_or_else(|| NgsiError::bad_data("a hosted @context document must have an @context member"))?;
+            .ok_or_else(|| NgsiError::invalid("a hosted @context document must have an @context member"))?;
         match inner {
             Value::Object(_) | Value::Array(_) | Value::String(_) => {}
             _ => {
-                return Err(NgsiError::bad_data("@context must be an object, array or URL"));
+                return Err(NgsiError::invalid("@context must be an object, array or URL"));
             }
         }
         // Compiling now rejects broken contexts before they are stored.

@@ -41,9 +41,11 @@ const ATTR_RESERVED: &[&str] = &[
     "@context",
 ];
 
-/// Characters the spec forbids in names (GS CIM 009 §4.6.2).
-fn valid_name(name: &str) -> bool {
+/// Characters the spec forbids in names (GS CIM 009 §4.6.2); a leading `@` would make the
+/// name a JSON-LD keyword.
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
+        && !name.starts_with('@')
         && name.len() <= 1024
         && !name.chars().any(|c| {
             c.is_whitespace()
@@ -152,6 +154,10 @@ pub fn parse_types(t: &Value, ctx: &Context) -> NgsiResult<Vec<String>> {
             return Err(NgsiError::bad_data(format!("{n:?} is not a valid entity type")));
         }
         let iri = ctx.expand(n);
+        // A term the context maps to a JSON-LD keyword (`type` → `@type`) names no type.
+        if iri.starts_with('@') {
+            return Err(NgsiError::bad_data(format!("{n:?} expands to the keyword {iri}, not to an entity type")));
+        }
         if !out.contains(&iri) {
             out.push(iri);
         }
@@ -443,6 +449,7 @@ mod tests {
         assert!(parse(json!({"id": "not a uri", "type": "T"})).is_err());
         assert!(parse(json!({"id": "urn:a:b"})).is_err());
         assert!(parse(json!({"id": "urn:a:b", "type": 3})).is_err());
+        assert!(parse(json!({"id": "urn:a:b", "type": "type"})).is_err());
         assert!(parse(json!({"id": "urn:a:b", "type": "T", "p": {"type": "Property"}})).is_err());
         assert!(parse(json!({"id": "urn:a:b", "type": "T", "p": {"type": "Relationship", "object": "x y"}})).is_err());
         assert!(

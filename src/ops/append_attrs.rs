@@ -38,8 +38,17 @@ pub async fn run(
             let mut e = cur.ok_or_else(|| entity_not_found(&owned))?.clone();
             let mut result = AttrOutcome::default();
             e.add_types(&input.types);
-            if let Some(s) = &input.scope {
-                e.scope = Some(s.clone());
+            // With noOverwrite the scopes given join the existing ones (GS CIM 009 §4.18).
+            match (&input.scope, &mut e.scope) {
+                (Some(given), Some(existing)) if no_overwrite => {
+                    for s in given {
+                        if !existing.contains(s) {
+                            existing.push(s.clone());
+                        }
+                    }
+                }
+                (Some(given), _) => e.scope = Some(given.clone()),
+                (None, _) => {}
             }
             for (name, instances) in &input.attrs {
                 let mut wrote = false;

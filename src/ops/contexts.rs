@@ -45,7 +45,11 @@ pub fn get(b: &Broker, id: &str) -> NgsiResult<ContextEntry> {
 
 /// Delete @context, or with `reload` re-download a cached one.
 pub async fn delete(b: &Broker, id: &str, reload: bool) -> NgsiResult<()> {
-    let entry = get(b, id)?;
+    // Only a known cached @context can be reloaded: asking for an unknown one is a bad request.
+    let entry = match get(b, id) {
+        Err(_) if reload => return Err(NgsiError::bad_data(format!("no cached @context {id} to reload"))),
+        other => other?,
+    };
     if reload {
         b.resolver.reload(&entry.id).await?;
         return Ok(());

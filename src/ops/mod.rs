@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use crate::error::{ErrorKind, NgsiError, NgsiResult};
 use crate::jsonld::resolver::Resolver;
-use crate::model::parse::is_uri;
+use crate::model::parse::{is_uri, valid_name};
 use crate::store::{Change, Store, Write};
 
 /// What every operation needs: the store and the context resolver.
@@ -57,6 +57,18 @@ impl Broker {
 /// Checks an entity id taken from a path or a list.
 pub fn check_entity_id(id: &str) -> NgsiResult<()> {
     if is_uri(id) { Ok(()) } else { Err(NgsiError::bad_data(format!("entity id {id:?} is not a URI"))) }
+}
+
+/// Checks an attribute name taken from a path: a valid name that is not an entity member
+/// (`id`, `type`, `scope`, …), which the attribute operations cannot address.
+pub fn check_attr_name(attr: &str) -> NgsiResult<()> {
+    if !valid_name(attr) {
+        return Err(NgsiError::bad_data(format!("{attr:?} is not a valid attribute name")));
+    }
+    if matches!(attr, "id" | "type" | "scope" | "createdAt" | "modifiedAt" | "deletedAt") {
+        return Err(NgsiError::bad_data(format!("{attr} is an entity member, not an attribute")));
+    }
+    Ok(())
 }
 
 /// The outcome of append/update attribute operations (204 when `not_updated` is empty, else 207).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Broker, check_entity_id, entity_not_found};
+use super::{Broker, check_attr_name, check_entity_id, entity_not_found};
 use crate::error::{NgsiError, NgsiResult};
 use crate::jsonld::Context;
 use crate::model::now_millis;
@@ -14,6 +14,7 @@ use crate::store::{Mutation, Write};
 
 pub async fn run(b: &Broker, tenant: &str, id: &str, attr: &str, body: &Value, ctx: &Arc<Context>) -> NgsiResult<()> {
     check_entity_id(id)?;
+    check_attr_name(attr)?;
     b.require_tenant(tenant).await?;
     let now = now_millis();
     let parsed = parse_attribute(attr, body, ctx, now)?;

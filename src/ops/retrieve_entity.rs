@@ -1,14 +1,61 @@
 //! Retrieve Entity (GS CIM 009 §5.7.1): one entity by id; rendering options are applied by the
-//! HTTP layer.
+//! HTTP layer. For linked entity retrieval (`join`, §4.5.23) it also fetches the entities the
+//! relationships point at, level by level, so that rendering needs no store access.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+use serde_json::Value;
 
 use super::{Broker, check_entity_id, entity_not_found};
 use crate::error::NgsiResult;
-use crate::model::Entity;
+use crate::model::{AttrKind, Entity};
+
+/// The most linked entities one retrieval fetches, so a dense graph cannot make it unbounded.
+const MAX_LINKED: usize = 1000;
 
 pub async fn run(b: &Broker, tenant: &str, id: &str) -> NgsiResult<Arc<Entity>> {
     check_entity_id(id)?;
     b.require_tenant(tenant).await?;
     b.store.get(tenant, id).await?.ok_or_else(|| entity_not_found(id))
+}
+
+/// The entities reachable from `root` through Relationship attributes within `levels` hops,
+/// by id; targets that do not exist are skipped.
+pub async fn linked(
+    b: &Broker,
+    tenant: &str,
+    root: &Entity,
+    levels: usize,
+) -> NgsiResult<HashMap<String, Arc<Entity>>> {
+    let mut found: HashMap<String, Arc<Entity>> = HashMap::new();
+    let mut seen: HashSet<String> = HashSet::from([root.id.clone()]);
+    let mut frontier = targets(root);
+    for _ in 0..levels {
+        let mut next = Vec::new();
+        for id in frontier {
+            if found.len() >= MAX_LINKED || !seen.insert(id.clone()) {
+                continue;
+            }
+            if let Some(e) = b.store.get(tenant, &id).await? {
+                next.extend(targets(&e));
+                found.insert(id, e);
+            }
+        }
+        frontier = next;
+    }
+    Ok(found)
+}
+
+/// The entity ids an entity's relationships point at.
+fn targets(e: &Entity) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in e.attrs.values().flatten().filter(|a| a.kind == AttrKind::Relationship) {
+        match &a.value {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(items) => out.extend(items.iter().filter_map(Value::as_str).map(str::to_owned)),
+            _ => {}
+        }
+    }
+    out
 }

@@ -1,19 +1,22 @@
 //! Partial Attribute Update (GS CIM 009 §5.6.4, PATCH /entities/{id}/attrs/{attrId}): merges
-//! the fragment into one existing instance (chosen by `datasetId`).
+//! the fragment into one existing instance (chosen by `datasetId`). A fragment whose value is
+//! the NGSI-LD null deletes that instance; a fragment naming another attribute type than the
+//! stored one is rejected, since a partial update cannot change what the attribute is.
 
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{Broker, check_entity_id, entity_not_found};
+use super::{Broker, check_attr_name, check_entity_id, entity_not_found};
 use crate::error::{NgsiError, NgsiResult};
 use crate::jsonld::Context;
-use crate::model::now_millis;
 use crate::model::parse::parse_attribute;
+use crate::model::{AttrKind, now_millis};
 use crate::store::{Mutation, Write};
 
 pub async fn run(b: &Broker, tenant: &str, id: &str, attr: &str, body: &Value, ctx: &Arc<Context>) -> NgsiResult<()> {
     check_entity_id(id)?;
+    check_attr_name(attr)?;
     b.require_tenant(tenant).await?;
     let obj = body.as_object().ok_or_else(|| NgsiError::bad_data("an attribute fragment must be a JSON object"))?;
     let dataset_id = match obj.get("datasetId") {
@@ -32,6 +35,14 @@ pub async fn run(b: &Broker, tenant: &str, id: &str, attr: &str, body: &Value, c
             let existing = e
                 .instance_mut(&name, dataset_id.as_deref())
                 .ok_or_else(|| NgsiError::not_found(format!("attribute {attr} not found in {owned}")))?;
+            if let Some(t) = body.get("type").and_then(Value::as_str)
+                && AttrKind::parse(t).is_some_and(|k| k != existing.kind)
+            {
+                return Err(NgsiError::bad_data(format!(
+                    "attribute {attr} is a {}, a partial update cannot make it a {t}",
+                    existing.kind.name()
+                )));
+            }
             // A fragment without a type keeps the attribute's kind.
             let mut fragment = body.clone();
             if let Some(o) = fragment.as_object_mut()
@@ -47,7 +58,11 @@ pub async fn run(b: &Broker, tenant: &str, id: &str, attr: &str, body: &Value, c
                 }
             }
             let patch = parse_attribute(&attr, &fragment, &ctx, now)?;
-            existing.merge_from(patch, now);
+            if patch.is_null_marker() {
+                e.remove_instance(&name, dataset_id.as_deref(), false);
+            } else {
+                existing.merge_from(patch, now);
+            }
             e.modified_at = now;
             Ok(Mutation::Put(e))
         }),

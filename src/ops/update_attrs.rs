@@ -1,5 +1,8 @@
 //! Update Entity Attributes (GS CIM 009 §5.6.2, PATCH /entities/{id}/attrs): replaces existing
-//! attribute instances; attributes the entity lacks are reported as not updated.
+//! attribute instances; attributes the entity lacks are reported as not updated. An instance
+//! given as the NGSI-LD null (`urn:ngsi-ld:null`) deletes the matching instance. Types given in
+//! the fragment are added; a `scope` replaces the entity's scope only when it already has one
+//! (like an attribute, it is not appended by an update).
 
 use std::sync::Arc;
 
@@ -9,8 +12,8 @@ use serde_json::Value;
 use super::{AttrOutcome, Broker, check_entity_id, entity_not_found};
 use crate::error::{NgsiError, NgsiResult};
 use crate::jsonld::Context;
-use crate::model::now_millis;
-use crate::model::parse::{Purpose, parse_entity};
+use crate::model::parse::{EntityInput, Purpose, parse_entity};
+use crate::model::{Entity, now_millis};
 use crate::store::{Mutation, Write};
 
 pub async fn run(b: &Broker, tenant: &str, id: &str, body: &Value, ctx: &Arc<Context>) -> NgsiResult<AttrOutcome> {
@@ -21,7 +24,7 @@ pub async fn run(b: &Broker, tenant: &str, id: &str, body: &Value, ctx: &Arc<Con
     if input.id.as_deref().is_some_and(|given| given != id) {
         return Err(NgsiError::bad_data("the body's id differs from the id in the path"));
     }
-    if input.attrs.is_empty() {
+    if input.attrs.is_empty() && input.types.is_empty() && input.scope.is_none() && !input.scope_null {
         return Err(NgsiError::bad_data("no attribute to update"));
     }
     let outcome = Arc::new(Mutex::new(AttrOutcome::default()));
@@ -32,31 +35,99 @@ pub async fn run(b: &Broker, tenant: &str, id: &str, body: &Value, ctx: &Arc<Con
         false,
         Write::new(id, move |cur| {
             let mut e = cur.ok_or_else(|| entity_not_found(&owned))?.clone();
-            let mut result = AttrOutcome::default();
-            for (name, instances) in &input.attrs {
-                let mut wrote = false;
-                for inst in instances {
-                    if e.instance(name, inst.dataset_id.as_deref()).is_some() {
-                        e.put_instance(name, inst.clone());
-                        wrote = true;
-                    }
-                }
-                if wrote {
-                    result.updated.push(name.clone());
-                } else {
-                    result.not_updated.push((name.clone(), "attribute (or datasetId) does not exist".into()));
-                }
-            }
-            if result.updated.is_empty() {
-                *out.lock() = result;
+            let types_before = e.types.len();
+            let result = apply_update(&mut e, &input);
+            let changed = !result.updated.is_empty() || e.types.len() != types_before;
+            *out.lock() = result;
+            if !changed {
                 return Ok(Mutation::Keep);
             }
             e.modified_at = now;
-            *out.lock() = result;
             Ok(Mutation::Put(e))
         }),
     )
     .await?;
     let result = outcome.lock().clone();
     Ok(result)
+}
+
+/// Applies the update in place and reports what was and was not written.
+pub fn apply_update(e: &mut Entity, input: &EntityInput) -> AttrOutcome {
+    let mut result = AttrOutcome::default();
+    e.add_types(&input.types);
+    if input.scope.is_some() || input.scope_null {
+        if e.scope.is_some() {
+            e.scope = if input.scope_null { None } else { input.scope.clone() };
+            result.updated.push("scope".into());
+        } else {
+            result.not_updated.push(("scope".into(), "the entity has no scope to update".into()));
+        }
+    }
+    for (name, instances) in &input.attrs {
+        let mut wrote = false;
+        for inst in instances {
+            if e.instance(name, inst.dataset_id.as_deref()).is_none() {
+                continue;
+            }
+            if inst.is_null_marker() {
+                e.remove_instance(name, inst.dataset_id.as_deref(), false);
+            } else {
+                e.put_instance(name, inst.clone());
+            }
+            wrote = true;
+        }
+        if wrote {
+            result.updated.push(name.clone());
+        } else {
+            result.not_updated.push((name.clone(), "attribute (or datasetId) does not exist".into()));
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonld::CORE;
+    use serde_json::json;
+
+    fn entity() -> Entity {
+        parse_entity(
+            &json!({"id": "urn:a:1", "type": "T", "p": [{"value": 1}, {"value": 2, "datasetId": "urn:ds:2"}], "q": 3}),
+            &CORE,
+            Purpose::Create,
+            1,
+        )
+        .unwrap()
+        .into_entity("urn:a:1".into(), 1)
+    }
+
+    fn fragment(v: Value) -> EntityInput {
+        parse_entity(&v, &CORE, Purpose::Fragment, 2).unwrap()
+    }
+
+    #[test]
+    fn null_deletes_the_matching_instance_only() {
+        let mut e = entity();
+        let out = apply_update(&mut e, &fragment(json!({"p": {"value": "urn:ngsi-ld:null", "datasetId": "urn:ds:2"}})));
+        assert_eq!(out.updated.len(), 1);
+        let p = &e.attrs["https://uri.etsi.org/ngsi-ld/default-context/p"];
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].dataset_id, None);
+        apply_update(&mut e, &fragment(json!({"q": {"type": "Property", "value": "urn:ngsi-ld:null"}})));
+        assert!(!e.attrs.contains_key("https://uri.etsi.org/ngsi-ld/default-context/q"));
+    }
+
+    #[test]
+    fn types_are_added_and_scope_only_replaced() {
+        let mut e = entity();
+        let out = apply_update(&mut e, &fragment(json!({"type": ["T", "U"], "scope": "/a"})));
+        assert_eq!(e.types.len(), 2);
+        assert_eq!(e.scope, None);
+        assert_eq!(out.not_updated.len(), 1);
+        e.scope = Some(vec!["/x".into()]);
+        let out = apply_update(&mut e, &fragment(json!({"scope": "/a"})));
+        assert_eq!(e.scope, Some(vec!["/a".into()]));
+        assert!(out.not_updated.is_empty());
+    }
 }

@@ -182,8 +182,9 @@ async fn jsonld_contexts_api() {
         .unwrap();
     let e: Value = app.get("/ngsi-ld/v1/entities/urn:h:1").await.json().await.unwrap();
     assert_eq!(e["type"], "http://example.org/Car");
+    // A document without @context is malformed, not bad data (ETSI 050_02_01).
     let r = app.post_json("/ngsi-ld/v1/jsonldContexts", &json!({"no": "context"})).await;
-    assert_problem(r, 400, "BadRequestData").await;
+    assert_problem(r, 400, "InvalidRequest").await;
     let r = app.client.delete(app.url(&location)).send().await.unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(app.get(&location).await.status(), 404);

@@ -22,9 +22,10 @@ async fn query_parameter_errors() {
     app.create(json!({"id": "urn:q:1", "type": "T"})).await;
     assert_problem(app.get("/ngsi-ld/v1/entities?type=T&limit=5000").await, 403, "TooManyResults").await;
     assert_problem(app.get("/ngsi-ld/v1/entities?type=T&limit=abc").await, 400, "BadRequestData").await;
-    assert_problem(app.get("/ngsi-ld/v1/entities?type=T&bogus=1").await, 400, "BadRequestData").await;
+    // Unknown parameters and option values are malformed requests (GS CIM 009 §6.3.20).
+    assert_problem(app.get("/ngsi-ld/v1/entities?type=T&bogus=1").await, 400, "InvalidRequest").await;
     assert_problem(app.get("/ngsi-ld/v1/entities").await, 400, "BadRequestData").await;
-    assert_problem(app.get("/ngsi-ld/v1/entities?type=T&options=fancy").await, 400, "BadRequestData").await;
+    assert_problem(app.get("/ngsi-ld/v1/entities?type=T&options=fancy").await, 400, "InvalidRequest").await;
     assert_problem(app.get("/ngsi-ld/v1/entities?type=T&limit=0").await, 400, "BadRequestData").await;
     assert_problem(app.get("/ngsi-ld/v1/entities?idPattern=(").await, 400, "BadRequestData").await;
     assert_problem(app.get("/ngsi-ld/v1/entities/not-a-uri").await, 400, "BadRequestData").await;
