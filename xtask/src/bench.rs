@@ -424,6 +424,14 @@ fn cpu(c: Option<f64>) -> String {
     c.map(|c| format!("{c:.0}%")).unwrap_or_else(|| "?".into())
 }
 
+/// Broker CPU time per request, in microseconds.
+fn per_req(r: &Run) -> String {
+    match r.broker_cpu {
+        Some(c) if r.rps > 0.0 => format!("{:.0} us", c / 100.0 / r.rps * 1e6),
+        _ => "?".into(),
+    }
+}
+
 fn mib(bytes: Option<f64>) -> String {
     bytes.map(|b| format!("{:.1} MiB", b / MIB)).unwrap_or_else(|| "?".into())
 }
@@ -590,14 +598,14 @@ fn report(o: &Opts, f: &Figures, date: &str, cores: usize, load0: &str, load1: &
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "{:<28} {:>8} {:>9} {:>9} {:>8} {:>7} {:>7} {:>5} {:>5}  target",
-        "workload", "req/s", "p50", "p99", "vs ceil", "non-2xx", "brk cpu", "core0", "core1"
+        "{:<28} {:>8} {:>9} {:>9} {:>8} {:>7} {:>7} {:>5} {:>5} {:>7}  target",
+        "workload", "req/s", "p50", "p99", "vs ceil", "non-2xx", "brk cpu", "core0", "core1", "cpu/req"
     );
-    let _ = writeln!(s, "{}", "-".repeat(120));
+    let _ = writeln!(s, "{}", "-".repeat(128));
     let row = |s: &mut String, name: &str, r: &Run, target: &str| {
         let _ = writeln!(
             s,
-            "{:<28} {:>8.0} {:>9} {:>9} {:>7.2}x {:>7} {:>7} {:>5} {:>5}  {target}",
+            "{:<28} {:>8.0} {:>9} {:>9} {:>7.2}x {:>7} {:>7} {:>5} {:>5} {:>7}  {target}",
             name,
             r.rps,
             ms(r.p50_us),
@@ -606,7 +614,8 @@ fn report(o: &Opts, f: &Figures, date: &str, cores: usize, load0: &str, load1: &
             r.non2xx + r.sock_errors,
             cpu(r.broker_cpu),
             cpu(r.core_busy[0]),
-            cpu(r.core_busy[1])
+            cpu(r.core_busy[1]),
+            per_req(r)
         );
     };
     let ratio = |r: &Run| r.rps / ceiling;
@@ -628,6 +637,7 @@ fn report(o: &Opts, f: &Figures, date: &str, cores: usize, load0: &str, load1: &
         "brk cpu: broker process CPU (% of one core); core0/core1: how busy each core was (any process + kernel)."
     );
     let _ = writeln!(s, "core0 well above brk cpu = other processes (or loopback softirq) on the broker's core.");
+    let _ = writeln!(s, "cpu/req: broker CPU time per request (brk cpu / req/s).");
 
     let _ = writeln!(s);
     let idle_ok = f.rss_idle.is_some_and(|r| r <= 20.0 * MIB);
