@@ -139,7 +139,7 @@ pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Res
     }
     // attrs naming no attribute the entity has selects nothing (GS CIM 009 §5.7.1.4).
     if let Some(attrs) = p.list("attrs")
-        && !attrs.iter().any(|a| e.attrs.contains_key(&ctx.expand(a)))
+        && !attrs.iter().any(|a| e.attrs.contains_key(ctx.expand(a).as_str()))
     {
         return Err(
             NgsiError::not_found(format!("entity {} has none of the attributes {}", e.id, attrs.join(","))).into()

@@ -176,7 +176,7 @@ impl RenderOpts {
         if self.join_level == 0 || a.kind != AttrKind::Relationship {
             return None;
         }
-        self.linked.as_ref()?.get(a.value.as_str()?)
+        self.linked.as_ref()?.get(a.value().as_str()?)
     }
 
     fn keeps(&self, member: &str) -> bool {
@@ -255,7 +255,7 @@ pub fn entity(e: &Entity, ctx: &Context, o: &RenderOpts) -> Value {
             .iter()
             .filter(|a| match &o.dataset_ids {
                 None => true,
-                Some(ids) => ids.iter().any(|d| match &a.dataset_id {
+                Some(ids) => ids.iter().any(|d| match a.dataset_id() {
                     Some(x) => x == d,
                     None => d == "@none",
                 }),
@@ -322,7 +322,7 @@ pub fn flat(e: &Entity, ctx: &Context, o: &RenderOpts) -> Vec<Value> {
                 if a.kind != AttrKind::Relationship {
                     continue;
                 }
-                if let Some(target) = a.value.as_str().and_then(|t| linked.get(t))
+                if let Some(target) = a.value().as_str().and_then(|t| linked.get(t))
                     && seen.insert(target.id.as_str())
                 {
                     queue.push_back((target, opts.for_linked(name)));
@@ -335,15 +335,16 @@ pub fn flat(e: &Entity, ctx: &Context, o: &RenderOpts) -> Vec<Value> {
 
 fn value_out(a: &Attribute, ctx: &Context) -> Value {
     match a.kind {
-        AttrKind::VocabProperty => ctx.compact_vocab_value(&a.value),
-        _ => a.value.clone(),
+        AttrKind::VocabProperty => ctx.compact_vocab_value(&a.value()),
+        _ => a.value(),
     }
 }
 
 /// Renders one attribute instance (or sub-attribute).
 pub fn attribute(a: &Attribute, ctx: &Context, o: &RenderOpts) -> Value {
     // A LanguageProperty seen through `lang` becomes a Property with one string.
-    let lang_pick = match (&o.lang, a.kind, a.value.as_object()) {
+    let parsed = if a.kind == AttrKind::LanguageProperty && o.lang.is_some() { a.value() } else { Value::Null };
+    let lang_pick = match (&o.lang, a.kind, parsed.as_object()) {
         (Some(prefs), AttrKind::LanguageProperty, Some(map)) => choose_lang(map, prefs),
         _ => None,
     };
@@ -365,19 +366,19 @@ pub fn attribute(a: &Attribute, ctx: &Context, o: &RenderOpts) -> Value {
             out.insert(a.kind.value_key().into(), value_out(a, ctx));
         }
     }
-    if let Some(d) = &a.dataset_id {
+    if let Some(d) = a.dataset_id() {
         out.insert("datasetId".into(), json!(d));
     }
-    if let Some(t) = &a.observed_at {
+    if let Some(t) = a.observed_at() {
         out.insert("observedAt".into(), json!(t));
     }
-    if let Some(u) = &a.unit_code {
+    if let Some(u) = a.unit_code() {
         out.insert("unitCode".into(), json!(u));
     }
-    for (k, v) in &a.extra {
+    for (k, v) in a.extra() {
         out.insert(k.clone(), v.clone());
     }
-    for (name, sub) in &a.sub {
+    for (name, sub) in a.sub() {
         out.insert(ctx.compact(name), attribute(sub, ctx, o));
     }
     if o.sys_attrs {
@@ -406,10 +407,10 @@ pub fn feature(e: &Entity, rendered: Value, o: &RenderOpts) -> Value {
     let geo_name = o.geometry_property.clone().unwrap_or_else(|| "https://uri.etsi.org/ngsi-ld/location".to_owned());
     let geometry = e
         .attrs
-        .get(&geo_name)
-        .and_then(|list| list.iter().find(|a| a.dataset_id.is_none()).or_else(|| list.first()))
+        .get(geo_name.as_str())
+        .and_then(|list| list.iter().find(|a| a.dataset_id().is_none()).or_else(|| list.first()))
         .filter(|a| a.kind == AttrKind::GeoProperty)
-        .map(|a| a.value.clone())
+        .map(Attribute::value)
         .unwrap_or(Value::Null);
     let mut props = match rendered {
         Value::Object(m) => m,

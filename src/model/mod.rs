@@ -8,9 +8,15 @@
 pub mod geo;
 pub mod parse;
 
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
+
 use indexmap::IndexMap;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_millis() -> i64 {
@@ -93,56 +99,217 @@ impl AttrKind {
     }
 }
 
-/// One attribute instance (or sub-attribute).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An interned name (attribute names, entity types): every entity holding the same name
+/// shares one allocation.
+pub type Name = Arc<str>;
+
+/// The interned form of `s`. The table forgets names no entity holds any more whenever it has
+/// doubled since the last sweep, so it stays bounded by the live names.
+pub fn intern(s: &str) -> Name {
+    static TABLE: LazyLock<Mutex<(HashSet<Name>, usize)>> = LazyLock::new(|| Mutex::new((HashSet::new(), 1024)));
+    let mut guard = TABLE.lock();
+    let (set, sweep_at) = &mut *guard;
+    if let Some(n) = set.get(s) {
+        return n.clone();
+    }
+    if set.len() >= *sweep_at {
+        set.retain(|n| Arc::strong_count(n) > 1);
+        *sweep_at = (set.len() * 2).max(1024);
+    }
+    let n: Name = Arc::from(s);
+    set.insert(n.clone());
+    n
+}
+
+fn intern_keys<'de, D, V>(d: D) -> Result<IndexMap<Name, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    let raw: IndexMap<String, V> = IndexMap::deserialize(d)?;
+    Ok(raw.into_iter().map(|(k, v)| (intern(&k), v)).collect())
+}
+
+
+/// The instances of one attribute: usually one, kept inline.
+pub type Instances = SmallVec<[Attribute; 1]>;
+
+/// Members of an attribute most instances do not have, kept out of line.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+struct AttrMeta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dataset_id: Option<Box<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    observed_at: Option<Box<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unit_code: Option<Box<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    extra: Option<Box<Map<String, Value>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "intern_sub")]
+    sub: Option<Box<IndexMap<Name, Attribute>>>,
+}
+
+fn intern_sub<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<IndexMap<Name, Attribute>>>, D::Error> {
+    let raw: Option<IndexMap<String, Attribute>> = Option::deserialize(d)?;
+    Ok(raw.map(|m| Box::new(m.into_iter().map(|(k, v)| (intern(&k), v)).collect())))
+}
+
+impl AttrMeta {
+    fn is_empty(&self) -> bool {
+        self.dataset_id.is_none()
+            && self.observed_at.is_none()
+            && self.unit_code.is_none()
+            && self.extra.is_none()
+            && self.sub.is_none()
+    }
+}
+
+static EMPTY_MAP: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
+static EMPTY_SUB: LazyLock<IndexMap<Name, Attribute>> = LazyLock::new(IndexMap::new);
+
+/// One attribute instance (or sub-attribute). The value is kept as compact JSON text and
+/// the rare members out of line, so an attribute costs 48 bytes plus its text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attribute {
     pub kind: AttrKind,
     /// The payload under [`AttrKind::value_key`]; VocabProperty values are expanded IRIs.
-    pub value: Value,
+    value: Box<RawValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dataset_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit_code: Option<String>,
-    /// Other members kept verbatim (`objectType`, `lang`, …).
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub extra: Map<String, Value>,
-    /// Sub-attributes by expanded name.
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
-    pub sub: IndexMap<String, Attribute>,
+    meta: Option<Box<AttrMeta>>,
     pub created_at: i64,
     pub modified_at: i64,
 }
 
+impl PartialEq for Attribute {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind
+            && self.value.get() == other.value.get()
+            && self.meta == other.meta
+            && self.created_at == other.created_at
+            && self.modified_at == other.modified_at
+    }
+}
+
+fn raw(v: &Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(v).unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"))
+}
+
 impl Attribute {
+    /// A new instance with no optional members.
+    pub fn new(kind: AttrKind, value: &Value, now: i64) -> Attribute {
+        Attribute { kind, value: raw(value), meta: None, created_at: now, modified_at: now }
+    }
+
+    /// The value, parsed.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.value.get()).unwrap_or(Value::Null)
+    }
+
+    /// The value as JSON text.
+    pub fn value_text(&self) -> &str {
+        self.value.get()
+    }
+
+    pub fn set_value(&mut self, v: &Value) {
+        self.value = raw(v);
+    }
+
+    fn meta_mut(&mut self) -> &mut AttrMeta {
+        self.meta.get_or_insert_with(Default::default)
+    }
+
+    fn tidy(&mut self) {
+        if self.meta.as_ref().is_some_and(|m| m.is_empty()) {
+            self.meta = None;
+        }
+    }
+
+    pub fn dataset_id(&self) -> Option<&str> {
+        self.meta.as_ref()?.dataset_id.as_deref()
+    }
+
+    pub fn set_dataset_id(&mut self, v: Option<String>) {
+        self.meta_mut().dataset_id = v.map(String::into_boxed_str);
+        self.tidy();
+    }
+
+    pub fn observed_at(&self) -> Option<&str> {
+        self.meta.as_ref()?.observed_at.as_deref()
+    }
+
+    pub fn set_observed_at(&mut self, v: Option<String>) {
+        self.meta_mut().observed_at = v.map(String::into_boxed_str);
+        self.tidy();
+    }
+
+    pub fn unit_code(&self) -> Option<&str> {
+        self.meta.as_ref()?.unit_code.as_deref()
+    }
+
+    pub fn set_unit_code(&mut self, v: Option<String>) {
+        self.meta_mut().unit_code = v.map(String::into_boxed_str);
+        self.tidy();
+    }
+
+    /// Other members kept verbatim (`objectType`, `lang`, …).
+    pub fn extra(&self) -> &Map<String, Value> {
+        self.meta.as_ref().and_then(|m| m.extra.as_deref()).unwrap_or(&EMPTY_MAP)
+    }
+
+    pub fn insert_extra(&mut self, k: String, v: Value) {
+        self.meta_mut().extra.get_or_insert_with(Default::default).insert(k, v);
+    }
+
+    /// Sub-attributes by expanded name.
+    pub fn sub(&self) -> &IndexMap<Name, Attribute> {
+        self.meta.as_ref().and_then(|m| m.sub.as_deref()).unwrap_or(&EMPTY_SUB)
+    }
+
+    pub fn insert_sub(&mut self, name: Name, a: Attribute) {
+        self.meta_mut().sub.get_or_insert_with(Default::default).insert(name, a);
+    }
+
+    pub fn sub_mut(&mut self, name: &str) -> Option<&mut Attribute> {
+        self.meta.as_mut()?.sub.as_mut()?.get_mut(name)
+    }
+
+    pub fn remove_sub(&mut self, name: &str) {
+        if let Some(sub) = self.meta.as_mut().and_then(|m| m.sub.as_mut()) {
+            sub.shift_remove(name);
+            if sub.is_empty()
+                && let Some(m) = self.meta.as_mut()
+            {
+                m.sub = None;
+            }
+        }
+        self.tidy();
+    }
+
     /// Merges a partial update into this instance: the value and members given replace the
     /// old ones, sub-attributes are merged by name; `createdAt` is kept.
     pub fn merge_from(&mut self, patch: Attribute, now: i64) {
         self.kind = patch.kind;
-        self.value = patch.value;
-        if patch.observed_at.is_some() {
-            self.observed_at = patch.observed_at;
+        self.value = patch.value.clone();
+        if let Some(t) = patch.observed_at() {
+            self.set_observed_at(Some(t.to_owned()));
         }
-        if patch.unit_code.is_some() {
-            self.unit_code = patch.unit_code;
+        if let Some(u) = patch.unit_code() {
+            self.set_unit_code(Some(u.to_owned()));
         }
-        for (k, v) in patch.extra {
-            self.extra.insert(k, v);
+        for (k, v) in patch.extra() {
+            self.insert_extra(k.clone(), v.clone());
         }
-        for (name, sub) in patch.sub {
+        for (name, sub) in patch.sub() {
             if sub.is_null_marker() {
-                self.sub.shift_remove(&name);
+                self.remove_sub(name);
             } else {
-                match self.sub.get_mut(&name) {
+                match self.sub_mut(name) {
                     Some(existing) => {
                         let created = existing.created_at;
-                        *existing = sub;
+                        *existing = sub.clone();
                         existing.created_at = created;
                     }
-                    None => {
-                        self.sub.insert(name, sub);
-                    }
+                    None => self.insert_sub(name.clone(), sub.clone()),
                 }
             }
         }
@@ -151,7 +318,10 @@ impl Attribute {
 
     /// True for the NGSI-LD null (`urn:ngsi-ld:null`) that deletes in merge-patch.
     pub fn is_null_marker(&self) -> bool {
-        match &self.value {
+        if !self.value.get().contains(NULL_URN) {
+            return false;
+        }
+        match &self.value() {
             Value::String(s) => s == NULL_URN,
             Value::Array(a) => a.len() == 1 && a[0].as_str() == Some(NULL_URN),
             Value::Object(o) => o.values().all(|v| v.as_str() == Some(NULL_URN)) && !o.is_empty(),
@@ -171,7 +341,8 @@ pub struct Entity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Vec<String>>,
     /// Attribute instances by expanded name; the default instance (no datasetId) first when present.
-    pub attrs: IndexMap<String, Vec<Attribute>>,
+    #[serde(deserialize_with = "intern_keys")]
+    pub attrs: IndexMap<Name, Instances>,
     pub created_at: i64,
     pub modified_at: i64,
 }
@@ -180,8 +351,8 @@ impl Entity {
     /// Puts one instance, replacing the instance with the same datasetId. Returns true when an
     /// instance was replaced.
     pub fn put_instance(&mut self, name: &str, mut attr: Attribute) -> bool {
-        let list = self.attrs.entry(name.to_owned()).or_default();
-        if let Some(existing) = list.iter_mut().find(|a| a.dataset_id == attr.dataset_id) {
+        let list = self.attrs.entry(intern(name)).or_default();
+        if let Some(existing) = list.iter_mut().find(|a| a.dataset_id() == attr.dataset_id()) {
             attr.created_at = existing.created_at;
             *existing = attr;
             true
@@ -193,11 +364,11 @@ impl Entity {
 
     /// The instance of `name` with `dataset_id`.
     pub fn instance(&self, name: &str, dataset_id: Option<&str>) -> Option<&Attribute> {
-        self.attrs.get(name)?.iter().find(|a| a.dataset_id.as_deref() == dataset_id)
+        self.attrs.get(name)?.iter().find(|a| a.dataset_id() == dataset_id)
     }
 
     pub fn instance_mut(&mut self, name: &str, dataset_id: Option<&str>) -> Option<&mut Attribute> {
-        self.attrs.get_mut(name)?.iter_mut().find(|a| a.dataset_id.as_deref() == dataset_id)
+        self.attrs.get_mut(name)?.iter_mut().find(|a| a.dataset_id() == dataset_id)
     }
 
     /// Removes one instance (or all with `all`); returns whether anything was removed.
@@ -209,7 +380,7 @@ impl Entity {
         if all {
             list.clear();
         } else {
-            list.retain(|a| a.dataset_id.as_deref() != dataset_id);
+            list.retain(|a| a.dataset_id() != dataset_id);
         }
         let removed = list.len() != before;
         if list.is_empty() {
@@ -232,6 +403,6 @@ impl Attribute {
     /// The stored value as a client would send it back (VocabProperty values stay expanded,
     /// which expansion leaves untouched).
     pub fn value_for_patch(&self) -> Value {
-        self.value.clone()
+        self.value()
     }
 }

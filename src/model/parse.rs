@@ -5,7 +5,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
 use super::geo::{looks_like_geometry, validate_geometry};
-use super::{AttrKind, Attribute, Entity, NULL_URN, parse_datetime};
+use super::{AttrKind, Attribute, Entity, Instances, NULL_URN, Name, intern, parse_datetime};
 use crate::error::{NgsiError, NgsiResult};
 use crate::jsonld::{Coercion, Context};
 
@@ -85,7 +85,7 @@ pub struct EntityInput {
     pub scope: Option<Vec<String>>,
     /// Scope given as the NGSI-LD null (delete scope in merge).
     pub scope_null: bool,
-    pub attrs: IndexMap<String, Vec<Attribute>>,
+    pub attrs: IndexMap<Name, Instances>,
 }
 
 impl EntityInput {
@@ -121,7 +121,7 @@ pub fn parse_entity(v: &Value, ctx: &Context, purpose: Purpose, now: i64) -> Ngs
         Some(Value::String(s)) if s == NULL_URN => (None, true),
         Some(s) => (Some(parse_scope(s)?), false),
     };
-    let mut attrs: IndexMap<String, Vec<Attribute>> = IndexMap::new();
+    let mut attrs: IndexMap<Name, Instances> = IndexMap::new();
     for (key, value) in obj {
         if ENTITY_RESERVED.contains(&key.as_str()) || key == "@id" || key == "@type" {
             continue;
@@ -131,7 +131,7 @@ pub fn parse_entity(v: &Value, ctx: &Context, purpose: Purpose, now: i64) -> Ngs
         }
         let name = ctx.expand(key);
         let instances = parse_attribute_instances(key, value, ctx, now)?;
-        attrs.insert(name, instances);
+        attrs.insert(intern(&name), instances);
     }
     Ok(EntityInput { id, types, scope, scope_null, attrs })
 }
@@ -188,13 +188,13 @@ pub fn parse_scope(v: &Value) -> NgsiResult<Vec<String>> {
 }
 
 /// Parses an attribute member: one instance, or an array of instances (multi-attribute).
-pub fn parse_attribute_instances(key: &str, v: &Value, ctx: &Context, now: i64) -> NgsiResult<Vec<Attribute>> {
+pub fn parse_attribute_instances(key: &str, v: &Value, ctx: &Context, now: i64) -> NgsiResult<Instances> {
     if let Value::Array(items) = v {
         if !items.is_empty() && items.iter().all(Value::is_object) {
-            let mut out: Vec<Attribute> = Vec::with_capacity(items.len());
+            let mut out = Instances::with_capacity(items.len());
             for item in items {
                 let a = parse_attribute(key, item, ctx, now)?;
-                if out.iter().any(|o| o.dataset_id == a.dataset_id) {
+                if out.iter().any(|o| o.dataset_id() == a.dataset_id()) {
                     return Err(NgsiError::bad_data(format!(
                         "attribute {key} has two instances with the same datasetId"
                     )));
@@ -207,7 +207,7 @@ pub fn parse_attribute_instances(key: &str, v: &Value, ctx: &Context, now: i64) 
             return Err(NgsiError::bad_data(format!("attribute {key} is an empty array")));
         }
     }
-    Ok(vec![parse_attribute(key, v, ctx, now)?])
+    Ok(smallvec::smallvec![parse_attribute(key, v, ctx, now)?])
 }
 
 fn infer_kind(obj: &Map<String, Value>) -> Option<AttrKind> {
@@ -236,17 +236,7 @@ pub fn parse_attribute(key: &str, v: &Value, ctx: &Context, now: i64) -> NgsiRes
         Value::Null => return Err(bad("null is not a valid attribute value")),
         // Concise form: a bare value is a Property.
         other => {
-            return Ok(Attribute {
-                kind: AttrKind::Property,
-                value: other.clone(),
-                dataset_id: None,
-                observed_at: None,
-                unit_code: None,
-                extra: Map::new(),
-                sub: IndexMap::new(),
-                created_at: now,
-                modified_at: now,
-            });
+            return Ok(Attribute::new(AttrKind::Property, other, now));
         }
     };
     let kind = match obj.get("type") {
@@ -279,17 +269,7 @@ pub fn parse_attribute(key: &str, v: &Value, ctx: &Context, now: i64) -> NgsiRes
         }
     };
     let value = validate_value(kind, raw, ctx).map_err(|m| bad(&m))?;
-    let mut attr = Attribute {
-        kind,
-        value,
-        dataset_id: None,
-        observed_at: None,
-        unit_code: None,
-        extra: Map::new(),
-        sub: IndexMap::new(),
-        created_at: now,
-        modified_at: now,
-    };
+    let mut attr = Attribute::new(kind, &value, now);
     if obj.get("type").is_none() && infer_kind(obj).is_none() {
         return Ok(attr);
     }
@@ -299,27 +279,27 @@ pub fn parse_attribute(key: &str, v: &Value, ctx: &Context, now: i64) -> NgsiRes
             _ if k == value_key => {}
             "observedAt" => {
                 let s = member.as_str().filter(|s| parse_datetime(s).is_some());
-                attr.observed_at = Some(s.ok_or_else(|| bad("observedAt must be a DateTime"))?.to_owned());
+                attr.set_observed_at(Some(s.ok_or_else(|| bad("observedAt must be a DateTime"))?.to_owned()));
             }
             "unitCode" => {
-                attr.unit_code = Some(member.as_str().ok_or_else(|| bad("unitCode must be a string"))?.to_owned());
+                attr.set_unit_code(Some(member.as_str().ok_or_else(|| bad("unitCode must be a string"))?.to_owned()));
             }
             "datasetId" => match member.as_str() {
-                Some(s) if is_uri(s) => attr.dataset_id = Some(s.to_owned()),
+                Some(s) if is_uri(s) => attr.set_dataset_id(Some(s.to_owned())),
                 _ => return Err(bad("datasetId must be a URI")),
             },
             "value" | "object" | "languageMap" | "vocab" | "json" | "valueList" | "objectList" => {
                 return Err(bad(&format!("a {} cannot have a {k} member", kind.name())));
             }
             _ if ATTR_RESERVED.contains(&k.as_str()) => {
-                attr.extra.insert(k.clone(), member.clone());
+                attr.insert_extra(k.clone(), member.clone());
             }
             _ => {
                 if !valid_name(k) {
                     return Err(bad(&format!("{k:?} is not a valid sub-attribute name")));
                 }
                 let sub = parse_attribute(k, member, ctx, now)?;
-                attr.sub.insert(ctx.expand(k), sub);
+                attr.insert_sub(intern(&ctx.expand(k)), sub);
             }
         }
     }
@@ -429,15 +409,15 @@ mod tests {
             "multi": [{"value": 1}, {"value": 2, "datasetId": "urn:ds:2"}]
         }))
         .unwrap();
-        let get = |n: &str| &e.attrs[&format!("https://uri.etsi.org/ngsi-ld/default-context/{n}")];
+        let get = |n: &str| &e.attrs[format!("https://uri.etsi.org/ngsi-ld/default-context/{n}").as_str()];
         assert_eq!(get("speed")[0].kind, AttrKind::Property);
-        assert_eq!(get("speed")[0].unit_code.as_deref(), Some("KMH"));
-        assert_eq!(get("speed")[0].sub.len(), 1);
-        assert_eq!(get("brand")[0].value, json!("Mercedes"));
+        assert_eq!(get("speed")[0].unit_code(), Some("KMH"));
+        assert_eq!(get("speed")[0].sub().len(), 1);
+        assert_eq!(get("brand")[0].value(), json!("Mercedes"));
         assert_eq!(get("isParked")[0].kind, AttrKind::Relationship);
         assert_eq!(e.attrs["https://uri.etsi.org/ngsi-ld/location"][0].kind, AttrKind::GeoProperty);
         assert_eq!(get("name")[0].kind, AttrKind::LanguageProperty);
-        assert_eq!(get("category")[0].value, json!("https://uri.etsi.org/ngsi-ld/default-context/sedan"));
+        assert_eq!(get("category")[0].value(), json!("https://uri.etsi.org/ngsi-ld/default-context/sedan"));
         assert_eq!(get("cfg")[0].kind, AttrKind::JsonProperty);
         assert_eq!(get("list")[0].kind, AttrKind::ListProperty);
         assert_eq!(get("friends")[0].kind, AttrKind::ListRelationship);

@@ -53,16 +53,16 @@ pub async fn run(
             for (name, instances) in &input.attrs {
                 let mut wrote = false;
                 for inst in instances {
-                    if no_overwrite && e.instance(name, inst.dataset_id.as_deref()).is_some() {
+                    if no_overwrite && e.instance(name, inst.dataset_id()).is_some() {
                         continue;
                     }
                     e.put_instance(name, inst.clone());
                     wrote = true;
                 }
                 if wrote {
-                    result.updated.push(name.clone());
+                    result.updated.push(name.to_string());
                 } else {
-                    result.not_updated.push((name.clone(), "attribute exists and noOverwrite was given".into()));
+                    result.not_updated.push((name.to_string(), "attribute exists and noOverwrite was given".into()));
                 }
             }
             e.modified_at = now;

@@ -42,7 +42,7 @@ pub async fn run(
             e.add_types(&input.types);
             for (name, instances) in &input.attrs {
                 for inst in instances {
-                    if no_overwrite && e.instance(name, inst.dataset_id.as_deref()).is_some() {
+                    if no_overwrite && e.instance(name, inst.dataset_id()).is_some() {
                         continue;
                     }
                     e.put_instance(name, inst.clone());

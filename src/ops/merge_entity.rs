@@ -47,10 +47,10 @@ pub fn apply_merge(e: &mut Entity, input: &EntityInput, now: i64) {
     for (name, instances) in &input.attrs {
         for inst in instances {
             if inst.is_null_marker() {
-                e.remove_instance(name, inst.dataset_id.as_deref(), false);
+                e.remove_instance(name, inst.dataset_id(), false);
                 continue;
             }
-            match e.instance_mut(name, inst.dataset_id.as_deref()) {
+            match e.instance_mut(name, inst.dataset_id()) {
                 Some(existing) => existing.merge_from(inst.clone(), now),
                 None => {
                     e.put_instance(name, inst.clone());

@@ -54,7 +54,7 @@ pub async fn run(b: &Broker, tenant: &str, p: &QueryParams, ctx: &Context, what:
                     Purge::Drop(names) | Purge::Keep(names) => {
                         let mut next = cur.clone();
                         let keep = matches!(what, Purge::Keep(_));
-                        next.attrs.retain(|name, _| names.contains(name) == keep);
+                        next.attrs.retain(|name, _| names.iter().any(|n| **n == **name) == keep);
                         if next.attrs.len() == cur.attrs.len() {
                             return Ok(Mutation::Keep);
                         }

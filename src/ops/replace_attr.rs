@@ -25,7 +25,7 @@ pub async fn run(b: &Broker, tenant: &str, id: &str, attr: &str, body: &Value, c
         false,
         Write::new(id, move |cur| {
             let mut e = cur.ok_or_else(|| entity_not_found(&owned))?.clone();
-            if e.instance(&name, parsed.dataset_id.as_deref()).is_none() {
+            if e.instance(&name, parsed.dataset_id()).is_none() {
                 return Err(NgsiError::not_found(format!("attribute {attr} not found in {owned}")));
             }
             e.put_instance(&name, parsed.clone());

@@ -51,7 +51,7 @@ pub async fn linked(
 fn targets(e: &Entity) -> Vec<String> {
     let mut out = Vec::new();
     for a in e.attrs.values().flatten().filter(|a| a.kind == AttrKind::Relationship) {
-        match &a.value {
+        match &a.value() {
             Value::String(s) => out.push(s.clone()),
             Value::Array(items) => out.extend(items.iter().filter_map(Value::as_str).map(str::to_owned)),
             _ => {}

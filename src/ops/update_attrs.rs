@@ -66,20 +66,20 @@ pub fn apply_update(e: &mut Entity, input: &EntityInput) -> AttrOutcome {
     for (name, instances) in &input.attrs {
         let mut wrote = false;
         for inst in instances {
-            if e.instance(name, inst.dataset_id.as_deref()).is_none() {
+            if e.instance(name, inst.dataset_id()).is_none() {
                 continue;
             }
             if inst.is_null_marker() {
-                e.remove_instance(name, inst.dataset_id.as_deref(), false);
+                e.remove_instance(name, inst.dataset_id(), false);
             } else {
                 e.put_instance(name, inst.clone());
             }
             wrote = true;
         }
         if wrote {
-            result.updated.push(name.clone());
+            result.updated.push(name.to_string());
         } else {
-            result.not_updated.push((name.clone(), "attribute (or datasetId) does not exist".into()));
+            result.not_updated.push((name.to_string(), "attribute (or datasetId) does not exist".into()));
         }
     }
     result
@@ -113,7 +113,7 @@ mod tests {
         assert_eq!(out.updated.len(), 1);
         let p = &e.attrs["https://uri.etsi.org/ngsi-ld/default-context/p"];
         assert_eq!(p.len(), 1);
-        assert_eq!(p[0].dataset_id, None);
+        assert_eq!(p[0].dataset_id(), None);
         apply_update(&mut e, &fragment(json!({"q": {"type": "Property", "value": "urn:ngsi-ld:null"}})));
         assert!(!e.attrs.contains_key("https://uri.etsi.org/ngsi-ld/default-context/q"));
     }

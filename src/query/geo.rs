@@ -297,11 +297,11 @@ impl ResolvedGeo {
     /// The geometries of the entity's GeoProperty instances.
     fn instances<'a>(&'a self, e: &'a Entity) -> impl Iterator<Item = Geometry<f64>> + 'a {
         e.attrs
-            .get(&self.geoproperty)
+            .get(self.geoproperty.as_str())
             .into_iter()
             .flatten()
             .filter(|a| a.kind == AttrKind::GeoProperty)
-            .filter_map(|a| convert(&a.value))
+            .filter_map(|a| convert(&a.value()))
     }
 
     /// The test for one geometry: the bounding boxes first, then the exact relation.
@@ -662,24 +662,16 @@ mod tests {
     const BARCELONA: [f64; 2] = [2.1734, 41.3851];
 
     fn attr(value: Value, dataset_id: Option<&str>) -> Attribute {
-        Attribute {
-            kind: AttrKind::GeoProperty,
-            value,
-            dataset_id: dataset_id.map(str::to_owned),
-            observed_at: None,
-            unit_code: None,
-            extra: Default::default(),
-            sub: IndexMap::new(),
-            created_at: 0,
-            modified_at: 0,
-        }
+        let mut a = Attribute::new(AttrKind::GeoProperty, &value, 0);
+        a.set_dataset_id(dataset_id.map(str::to_owned));
+        a
     }
 
     /// An entity whose `location` has the given instances.
     fn entity(instances: Vec<Attribute>) -> Entity {
         let mut attrs = IndexMap::new();
         if !instances.is_empty() {
-            attrs.insert(LOCATION.to_owned(), instances);
+            attrs.insert(crate::model::intern(LOCATION), instances.into_iter().collect());
         }
         Entity { id: "urn:e:1".into(), types: vec!["T".into()], scope: None, attrs, created_at: 0, modified_at: 0 }
     }

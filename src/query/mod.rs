@@ -47,7 +47,7 @@ impl EntityQuery {
     /// Whether the entity satisfies every part of the query.
     pub fn matches(&self, e: &Entity) -> bool {
         (self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches(e)))
-            && self.attrs.as_ref().is_none_or(|a| a.iter().any(|n| e.attrs.contains_key(n)))
+            && self.attrs.as_ref().is_none_or(|a| a.iter().any(|n| e.attrs.contains_key(n.as_str())))
             && self.q.as_ref().is_none_or(|q| q.matches(e))
             && self.scope.as_ref().is_none_or(|s| s.matches(e.scope.as_deref()))
             && self.geo.as_ref().is_none_or(|g| g.matches(e))

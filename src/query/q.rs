@@ -462,13 +462,13 @@ pub(crate) fn collect(e: &Entity, p: &ResolvedPath) -> Vec<(Value, bool)> {
                 .attrs
                 .values()
                 .flatten()
-                .filter_map(|a| a.observed_at.clone())
+                .filter_map(|a| a.observed_at().map(str::to_owned))
                 .map(|t| (Value::String(t), false))
                 .collect(),
         };
     }
     let mut out = Vec::new();
-    let Some(instances) = e.attrs.get(&p.attr) else { return out };
+    let Some(instances) = e.attrs.get(p.attr.as_str()) else { return out };
     for a in instances {
         attr_values(a, &p.sub, &p.json, &mut out);
     }
@@ -478,9 +478,9 @@ pub(crate) fn collect(e: &Entity, p: &ResolvedPath) -> Vec<(Value, bool)> {
 fn attr_values(a: &Attribute, sub: &[String], json: &[String], out: &mut Vec<(Value, bool)>) {
     if let Some((first, rest)) = sub.split_first() {
         let meta = match first.as_str() {
-            "observedAt" => a.observed_at.clone().map(Value::String),
-            "unitCode" => a.unit_code.clone().map(Value::String),
-            "datasetId" => a.dataset_id.clone().map(Value::String),
+            "observedAt" => a.observed_at().map(|s| Value::String(s.to_owned())),
+            "unitCode" => a.unit_code().map(|s| Value::String(s.to_owned())),
+            "datasetId" => a.dataset_id().map(|s| Value::String(s.to_owned())),
             "createdAt" => Some(Value::String(format_millis(a.created_at))),
             "modifiedAt" => Some(Value::String(format_millis(a.modified_at))),
             _ => None,
@@ -491,20 +491,20 @@ fn attr_values(a: &Attribute, sub: &[String], json: &[String], out: &mut Vec<(Va
             }
             return;
         }
-        if let Some(s) = a.sub.get(first) {
+        if let Some(s) = a.sub().get(first.as_str()) {
             attr_values(s, rest, json, out);
         }
         return;
     }
     let vocab = a.kind == AttrKind::VocabProperty;
+    let value = a.value();
     let base: Vec<Value> = match a.kind {
-        AttrKind::LanguageProperty => a.value.as_object().map(|m| m.values().cloned().collect()).unwrap_or_default(),
-        AttrKind::ListRelationship => a
-            .value
+        AttrKind::LanguageProperty => value.as_object().map(|m| m.values().cloned().collect()).unwrap_or_default(),
+        AttrKind::ListRelationship => value
             .as_array()
             .map(|items| items.iter().map(|i| i.get("object").cloned().unwrap_or_else(|| i.clone())).collect())
             .unwrap_or_default(),
-        _ => vec![a.value.clone()],
+        _ => vec![value],
     };
     for v in base {
         let mut cur = Some(&v);

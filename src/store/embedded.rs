@@ -25,7 +25,7 @@ use super::{
     AttrStat, Catalogue, Change, DEFAULT_TENANT, EntityFilter, Mutation, Page, Store, StoreError, TypeStat, Write,
 };
 use crate::error::{ErrorKind, NgsiError};
-use crate::model::{AttrKind, Entity};
+use crate::model::{AttrKind, Entity, Name};
 
 const ENTITIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entities");
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -45,9 +45,9 @@ type KindCounts = HashMap<AttrKind, usize>;
 #[derive(Default)]
 struct Counters {
     /// Type → (entities, attribute → kind → entities).
-    types: HashMap<String, (usize, HashMap<String, KindCounts>)>,
+    types: HashMap<String, (usize, HashMap<Name, KindCounts>)>,
     /// Attribute → (entities, kind → entities).
-    attrs: HashMap<String, (usize, KindCounts)>,
+    attrs: HashMap<Name, (usize, KindCounts)>,
 }
 
 fn bump<K: std::hash::Hash + Eq + Clone>(m: &mut HashMap<K, usize>, k: &K, up: bool) {
@@ -63,7 +63,7 @@ fn bump<K: std::hash::Hash + Eq + Clone>(m: &mut HashMap<K, usize>, k: &K, up: b
 
 impl Counters {
     fn apply(&mut self, e: &Entity, up: bool) {
-        let kinds: Vec<(&String, Vec<AttrKind>)> = e
+        let kinds: Vec<(&Name, Vec<AttrKind>)> = e
             .attrs
             .iter()
             .map(|(name, list)| {
@@ -119,9 +119,9 @@ struct TenantState {
     order: BTreeSet<OrderKey>,
     by_type: HashMap<String, BTreeSet<OrderKey>>,
     /// An R-tree of bounding boxes per GeoProperty name.
-    geo: HashMap<String, RTree<GeoEntry>>,
+    geo: HashMap<Name, RTree<GeoEntry>>,
     /// Numeric values per attribute name, sorted, for selective `q` ranges.
-    numbers: HashMap<String, BTreeSet<(Num, OrderKey)>>,
+    numbers: HashMap<Name, BTreeSet<(Num, OrderKey)>>,
     counters: Counters,
 }
 
@@ -144,14 +144,14 @@ impl Ord for Num {
 }
 
 /// The numbers `q` compares for an attribute: numeric values, and numbers inside array values.
-fn numbers_of(e: &Entity) -> Vec<(&String, f64)> {
+fn numbers_of(e: &Entity) -> Vec<(&Name, f64)> {
     let mut out = Vec::new();
     for (name, list) in &e.attrs {
         for a in list {
             if matches!(a.kind, AttrKind::LanguageProperty | AttrKind::ListRelationship | AttrKind::Relationship) {
                 continue;
             }
-            match &a.value {
+            match &a.value() {
                 Value::Number(n) => out.extend(n.as_f64().map(|x| (name, x))),
                 Value::Array(items) => out.extend(items.iter().filter_map(Value::as_f64).map(|x| (name, x))),
                 _ => {}
@@ -162,11 +162,11 @@ fn numbers_of(e: &Entity) -> Vec<(&String, f64)> {
 }
 
 /// The index entries of an entity's GeoProperties.
-fn geo_entries(e: &Entity, key: &OrderKey) -> Vec<(String, GeoEntry)> {
+fn geo_entries(e: &Entity, key: &OrderKey) -> Vec<(Name, GeoEntry)> {
     let mut out = Vec::new();
     for (name, list) in &e.attrs {
         for a in list.iter().filter(|a| a.kind == AttrKind::GeoProperty) {
-            if let Some([x0, y0, x1, y1]) = crate::query::geo::bbox_of(&a.value) {
+            if let Some([x0, y0, x1, y1]) = crate::query::geo::bbox_of(&a.value()) {
                 out.push((name.clone(), GeomWithData::new(Rectangle::from_corners([x0, y0], [x1, y1]), key.clone())));
             }
         }
@@ -388,7 +388,9 @@ fn commit_group(db: &Database, jobs: Vec<Job>, state: &RwLock<State>, changes: &
                                     old: current.clone(),
                                     new: current,
                                 })),
-                                Ok(Mutation::Put(e)) => {
+                                Ok(Mutation::Put(mut e)) => {
+                                    // Entities live long in memory: drop the growth slack.
+                                    e.attrs.shrink_to_fit();
                                     let bytes = serde_json::to_vec(&e).map_err(io)?;
                                     table.insert(entity_key(&tenant, &w.id).as_str(), bytes.as_slice()).map_err(io)?;
                                     let new = Arc::new(e);
@@ -505,7 +507,7 @@ fn commit_group(db: &Database, jobs: Vec<Job>, state: &RwLock<State>, changes: &
 fn range_candidates(ts: &TenantState, filter: &EntityFilter) -> Option<Vec<OrderKey>> {
     use std::ops::Bound;
     let r = filter.range.as_ref()?;
-    let Some(index) = ts.numbers.get(&r.attr) else { return Some(Vec::new()) };
+    let Some(index) = ts.numbers.get(r.attr.as_str()) else { return Some(Vec::new()) };
     // Give up on the index once it offers more candidates than the type index would.
     let cap = match &filter.types {
         Some(types) => types.iter().filter_map(|t| ts.by_type.get(t)).map(BTreeSet::len).sum(),
@@ -544,7 +546,7 @@ fn range_candidates(ts: &TenantState, filter: &EntityFilter) -> Option<Vec<Order
 /// when the spatial index is the cheaper way in (fewer candidates than the type index offers).
 fn geo_candidates(ts: &TenantState, filter: &EntityFilter) -> Option<Vec<OrderKey>> {
     let (prop, [x0, y0, x1, y1]) = filter.geo_box.as_ref()?;
-    let Some(tree) = ts.geo.get(prop) else { return Some(Vec::new()) };
+    let Some(tree) = ts.geo.get(prop.as_str()) else { return Some(Vec::new()) };
     let envelope = AABB::from_corners([*x0, *y0], [*x1, *y1]);
     let mut keys: Vec<OrderKey> = tree.locate_in_envelope_intersecting(&envelope).map(|g| g.data.clone()).collect();
     if let Some(types) = &filter.types {
@@ -682,15 +684,15 @@ impl Store for EmbeddedStore {
         for (t, (n, attrs)) in &ts.counters.types {
             let stat = TypeStat {
                 entities: *n,
-                attrs: attrs.iter().map(|(a, kinds)| (a.clone(), kinds.keys().copied().collect())).collect(),
+                attrs: attrs.iter().map(|(a, kinds)| (a.to_string(), kinds.keys().copied().collect())).collect(),
             };
             for a in attrs.keys() {
-                cat.attrs.entry(a.clone()).or_insert_with(AttrStat::default).types.insert(t.clone());
+                cat.attrs.entry(a.to_string()).or_insert_with(AttrStat::default).types.insert(t.clone());
             }
             cat.types.insert(t.clone(), stat);
         }
         for (a, (n, kinds)) in &ts.counters.attrs {
-            let stat = cat.attrs.entry(a.clone()).or_default();
+            let stat = cat.attrs.entry(a.to_string()).or_default();
             stat.entities = *n;
             stat.kinds = kinds.keys().copied().collect();
         }
@@ -758,7 +760,8 @@ mod tests {
                 let loc = "https://uri.etsi.org/ngsi-ld/location".to_owned();
                 let inside: crate::store::Predicate = Arc::new(move |e: &Entity| {
                     e.attrs.get("https://uri.etsi.org/ngsi-ld/location").is_some_and(|l| {
-                        let c = &l[0].value["coordinates"];
+                        let v = l[0].value();
+                        let c = &v["coordinates"];
                         let (x, y) = (c[0].as_f64().unwrap(), c[1].as_f64().unwrap());
                         x >= x0 && x <= x1 && y >= y0 && y <= y1
                     })

@@ -127,7 +127,7 @@ impl EntityFilter {
             return false;
         }
         if let Some(attrs) = &self.attrs
-            && !attrs.iter().any(|a| e.attrs.contains_key(a))
+            && !attrs.iter().any(|a| e.attrs.contains_key(a.as_str()))
         {
             return false;
         }

@@ -88,17 +88,7 @@ pub async fn run<F: Fn() -> Arc<dyn Store>>(open: F) {
     let mut with_attr = entity("urn:q:attr", "A", 999);
     with_attr.attrs.insert(
         "p".into(),
-        vec![crate::model::Attribute {
-            kind: crate::model::AttrKind::Property,
-            value: serde_json::json!(1),
-            dataset_id: None,
-            observed_at: None,
-            unit_code: None,
-            extra: Default::default(),
-            sub: Default::default(),
-            created_at: 0,
-            modified_at: 0,
-        }],
+        smallvec::smallvec![crate::model::Attribute::new(crate::model::AttrKind::Property, &serde_json::json!(1), 0)],
     );
     store.write("q", false, vec![create(with_attr)]).await.unwrap();
     let cat = store.catalogue("q").await.unwrap();
