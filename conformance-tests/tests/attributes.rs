@@ -136,7 +136,6 @@ async fn update_attributes_with_unknown_attribute_is_207() {
 /// §5.6.2 with NGSI-LD Null (ETSI TP 011_07): in Update Entity Attributes, an attribute
 /// whose value is `urn:ngsi-ld:null` is deleted (204).
 #[tokio::test]
-#[ignore = "orbis gap: Update Entity Attributes stores urn:ngsi-ld:null as a value instead of deleting the attribute"]
 async fn update_attributes_with_ngsi_ld_null_deletes() {
     let b = Broker::get();
     let id = sensor(&b).await;

@@ -98,6 +98,7 @@ impl EntityQuery {
                 da.partial_cmp(&db).unwrap_or(std::cmp::Ordering::Equal)
             }));
         }
+        f.range = self.q.as_ref().and_then(q::Query::numeric_range);
         if let Some(g) = &self.geo {
             f.geo_box = g.search_box().map(|b| (g.geoproperty().to_owned(), b));
         }

@@ -571,6 +571,33 @@ fn cmp_lit(v: &Value, l: &Literal) -> Option<std::cmp::Ordering> {
     }
 }
 
+impl Query {
+    /// A numeric range that every entity matching this query must have a value of a top-level
+    /// attribute in (for a value index), if the query implies one.
+    pub fn numeric_range(&self) -> Option<crate::store::NumRange> {
+        use std::ops::Bound::*;
+        match self {
+            Query::And(items) => items.iter().find_map(Query::numeric_range),
+            Query::Or(_) => None,
+            Query::Term { path, negated: false, cmp: Some((op, rhs)), .. }
+                if !path.system && path.sub.is_empty() && path.json.is_empty() =>
+            {
+                let (lo, hi) = match (op, rhs) {
+                    (Op::Gt, Rhs::One(Literal::Num(x))) => (Excluded(*x), Unbounded),
+                    (Op::Ge, Rhs::One(Literal::Num(x))) => (Included(*x), Unbounded),
+                    (Op::Lt, Rhs::One(Literal::Num(x))) => (Unbounded, Excluded(*x)),
+                    (Op::Le, Rhs::One(Literal::Num(x))) => (Unbounded, Included(*x)),
+                    (Op::Eq, Rhs::One(Literal::Num(x))) => (Included(*x), Included(*x)),
+                    (Op::Eq, Rhs::Range(Literal::Num(a), Literal::Num(b))) => (Included(*a), Included(*b)),
+                    _ => return None,
+                };
+                Some(crate::store::NumRange { attr: path.attr.clone(), lo, hi })
+            }
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,8 @@ use async_trait::async_trait;
 use indexmap::IndexMap;
 use parking_lot::RwLock;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use rstar::primitives::{GeomWithData, Rectangle};
+use rstar::{AABB, RTree};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -108,12 +110,68 @@ impl Counters {
     }
 }
 
+/// One GeoProperty instance's bounding box in the spatial index.
+type GeoEntry = GeomWithData<Rectangle<[f64; 2]>, OrderKey>;
+
 #[derive(Default)]
 struct TenantState {
     entities: HashMap<Arc<str>, Arc<Entity>>,
     order: BTreeSet<OrderKey>,
     by_type: HashMap<String, BTreeSet<OrderKey>>,
+    /// An R-tree of bounding boxes per GeoProperty name.
+    geo: HashMap<String, RTree<GeoEntry>>,
+    /// Numeric values per attribute name, sorted, for selective `q` ranges.
+    numbers: HashMap<String, BTreeSet<(Num, OrderKey)>>,
     counters: Counters,
+}
+
+/// An f64 with a total order, for the value index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Num(f64);
+
+impl Eq for Num {}
+
+impl PartialOrd for Num {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Num {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// The numbers `q` compares for an attribute: numeric values, and numbers inside array values.
+fn numbers_of(e: &Entity) -> Vec<(&String, f64)> {
+    let mut out = Vec::new();
+    for (name, list) in &e.attrs {
+        for a in list {
+            if matches!(a.kind, AttrKind::LanguageProperty | AttrKind::ListRelationship | AttrKind::Relationship) {
+                continue;
+            }
+            match &a.value {
+                Value::Number(n) => out.extend(n.as_f64().map(|x| (name, x))),
+                Value::Array(items) => out.extend(items.iter().filter_map(Value::as_f64).map(|x| (name, x))),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// The index entries of an entity's GeoProperties.
+fn geo_entries(e: &Entity, key: &OrderKey) -> Vec<(String, GeoEntry)> {
+    let mut out = Vec::new();
+    for (name, list) in &e.attrs {
+        for a in list.iter().filter(|a| a.kind == AttrKind::GeoProperty) {
+            if let Some([x0, y0, x1, y1]) = crate::query::geo::bbox_of(&a.value) {
+                out.push((name.clone(), GeomWithData::new(Rectangle::from_corners([x0, y0], [x1, y1]), key.clone())));
+            }
+        }
+    }
+    out
 }
 
 impl TenantState {
@@ -126,6 +184,12 @@ impl TenantState {
             self.by_type.entry(t.clone()).or_default().insert(key.clone());
         }
         self.counters.apply(&e, true);
+        for (name, entry) in geo_entries(&e, &key) {
+            self.geo.entry(name).or_default().insert(entry);
+        }
+        for (name, x) in numbers_of(&e) {
+            self.numbers.entry(name.clone()).or_default().insert((Num(x), key.clone()));
+        }
         self.entities.insert(id, e);
     }
 
@@ -133,6 +197,22 @@ impl TenantState {
         if let Some(old) = self.entities.remove(id) {
             self.counters.apply(&old, false);
             let key = (old.created_at, Arc::from(id));
+            for (name, x) in numbers_of(&old) {
+                if let Some(set) = self.numbers.get_mut(name) {
+                    set.remove(&(Num(x), key.clone()));
+                    if set.is_empty() {
+                        self.numbers.remove(name);
+                    }
+                }
+            }
+            for (name, entry) in geo_entries(&old, &key) {
+                if let Some(tree) = self.geo.get_mut(&name) {
+                    tree.remove(&entry);
+                    if tree.size() == 0 {
+                        self.geo.remove(&name);
+                    }
+                }
+            }
             self.order.remove(&key);
             for t in &old.types {
                 if let Some(set) = self.by_type.get_mut(t) {
@@ -420,6 +500,64 @@ fn commit_group(db: &Database, jobs: Vec<Job>, state: &RwLock<State>, changes: &
     }
 }
 
+/// The entities with a value of the filter's range attribute inside the range, in creation
+/// order, when the value index is the cheaper way in.
+fn range_candidates(ts: &TenantState, filter: &EntityFilter) -> Option<Vec<OrderKey>> {
+    use std::ops::Bound;
+    let r = filter.range.as_ref()?;
+    let Some(index) = ts.numbers.get(&r.attr) else { return Some(Vec::new()) };
+    // Give up on the index once it offers more candidates than the type index would.
+    let cap = match &filter.types {
+        Some(types) => types.iter().filter_map(|t| ts.by_type.get(t)).map(BTreeSet::len).sum(),
+        None => ts.entities.len(),
+    };
+    let lo = match r.lo {
+        Bound::Included(x) => Bound::Included((Num(x), (i64::MIN, Arc::from("")))),
+        Bound::Excluded(x) => Bound::Excluded((Num(x), (i64::MAX, Arc::from("\u{10FFFF}")))),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    let hi = match r.hi {
+        Bound::Included(x) => Bound::Included((Num(x), (i64::MAX, Arc::from("\u{10FFFF}")))),
+        Bound::Excluded(x) => Bound::Excluded((Num(x), (i64::MIN, Arc::from("")))),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    // BTreeSet::range panics on an empty or inverted range: answer those directly.
+    if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) = (&lo, &hi) {
+        let both_included = matches!((&lo, &hi), (Bound::Included(_), Bound::Included(_)));
+        if a > b || (a == b && !both_included) {
+            return Some(Vec::new());
+        }
+    }
+    let mut keys = Vec::new();
+    for (_, key) in index.range((lo, hi)) {
+        keys.push(key.clone());
+        if keys.len() > cap {
+            return None;
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    Some(keys)
+}
+
+/// The entities whose GeoProperty box intersects the filter's search box, in creation order,
+/// when the spatial index is the cheaper way in (fewer candidates than the type index offers).
+fn geo_candidates(ts: &TenantState, filter: &EntityFilter) -> Option<Vec<OrderKey>> {
+    let (prop, [x0, y0, x1, y1]) = filter.geo_box.as_ref()?;
+    let Some(tree) = ts.geo.get(prop) else { return Some(Vec::new()) };
+    let envelope = AABB::from_corners([*x0, *y0], [*x1, *y1]);
+    let mut keys: Vec<OrderKey> = tree.locate_in_envelope_intersecting(&envelope).map(|g| g.data.clone()).collect();
+    if let Some(types) = &filter.types {
+        let typed: usize = types.iter().filter_map(|t| ts.by_type.get(t)).map(BTreeSet::len).sum();
+        if typed < keys.len() {
+            return None;
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    Some(keys)
+}
+
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn tenant_exists(&self, tenant: &str) -> Result<bool, StoreError> {
@@ -473,6 +611,22 @@ impl Store for EmbeddedStore {
             found.dedup_by(|a, b| a.id == b.id);
             for e in found {
                 if !visit(e) {
+                    break;
+                }
+            }
+        } else if let Some(keys) = range_candidates(ts, filter) {
+            for (_, id) in &keys {
+                if let Some(e) = ts.entities.get(id)
+                    && !visit(e)
+                {
+                    break;
+                }
+            }
+        } else if let Some(keys) = geo_candidates(ts, filter) {
+            for (_, id) in &keys {
+                if let Some(e) = ts.entities.get(id)
+                    && !visit(e)
+                {
                     break;
                 }
             }
@@ -571,6 +725,118 @@ impl Store for EmbeddedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jsonld::CORE;
+    use crate::model::parse::{Purpose, parse_entity};
+    use proptest::prelude::*;
+
+    fn located(i: usize, lon: f64, lat: f64, ty: &str) -> Entity {
+        let v = serde_json::json!({"id": format!("urn:p:{i}"), "type": ty,
+            "location": {"type": "Point", "coordinates": [lon, lat]}});
+        let input = parse_entity(&v, &CORE, Purpose::Create, i as i64).unwrap();
+        input.into_entity(format!("urn:p:{i}"), i as i64)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+        /// The spatial-index plan returns exactly what a full scan with the same predicate returns.
+        #[test]
+        fn spatial_index_plan_equals_full_scan(
+            points in proptest::collection::vec((-20.0f64..20.0, -20.0f64..20.0, 0usize..3), 1..60),
+            bx in (-25.0f64..25.0, -25.0f64..25.0, 0.0f64..30.0, 0.0f64..30.0),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let store = EmbeddedStore::open(dir.path()).unwrap();
+                let writes = points.iter().enumerate().map(|(i, (lon, lat, t))| {
+                    let e = located(i, *lon, *lat, ["A", "B", "C"][*t]);
+                    Write::new(e.id.clone(), move |_| Ok(Mutation::Put(e.clone())))
+                }).collect();
+                store.write("", false, writes).await.unwrap();
+                let (x0, y0) = (bx.0, bx.1);
+                let (x1, y1) = (bx.0 + bx.2, bx.1 + bx.3);
+                let loc = "https://uri.etsi.org/ngsi-ld/location".to_owned();
+                let inside: crate::store::Predicate = Arc::new(move |e: &Entity| {
+                    e.attrs.get("https://uri.etsi.org/ngsi-ld/location").is_some_and(|l| {
+                        let c = &l[0].value["coordinates"];
+                        let (x, y) = (c[0].as_f64().unwrap(), c[1].as_f64().unwrap());
+                        x >= x0 && x <= x1 && y >= y0 && y <= y1
+                    })
+                });
+                let types = Some(vec![CORE.expand("A"), CORE.expand("B")]);
+                let scan = EntityFilter { predicate: Some(inside.clone()), types: types.clone(), ..Default::default() };
+                let indexed = EntityFilter { predicate: Some(inside), types, geo_box: Some((loc, [x0, y0, x1, y1])), ..Default::default() };
+                let a = store.query("", &scan, 0, 1000, true).await.unwrap();
+                let b = store.query("", &indexed, 0, 1000, true).await.unwrap();
+                let ids = |p: &Page| p.entities.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+                assert_eq!(ids(&a), ids(&b));
+                assert_eq!(a.total, b.total);
+            });
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+        /// The value-index plan returns exactly what a full scan with the same q returns.
+        #[test]
+        fn value_index_plan_equals_full_scan(
+            values in proptest::collection::vec(proptest::option::of(-50i64..50), 1..60),
+            op in 0usize..6,
+            a in -60i64..60,
+            b in -60i64..60,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let store = EmbeddedStore::open(dir.path()).unwrap();
+                let writes = values.iter().enumerate().map(|(i, v)| {
+                    let mut body = serde_json::json!({"id": format!("urn:n:{i}"), "type": "T"});
+                    if let Some(v) = v {
+                        // Some values are arrays: q matches if any element matches.
+                        body["speed"] = if i % 5 == 0 { serde_json::json!([v, v + 100]) } else { serde_json::json!(v) };
+                    }
+                    let e = parse_entity(&body, &CORE, Purpose::Create, i as i64).unwrap().into_entity(format!("urn:n:{i}"), i as i64);
+                    Write::new(e.id.clone(), move |_| Ok(Mutation::Put(e.clone())))
+                }).collect();
+                store.write("", false, writes).await.unwrap();
+                let src = match op {
+                    0 => format!("speed>{a}"),
+                    1 => format!("speed>={a}"),
+                    2 => format!("speed<{a}"),
+                    3 => format!("speed<={a}"),
+                    4 => format!("speed=={a}"),
+                    _ => format!("speed=={a}..{b}"),
+                };
+                let q = crate::query::q::compile(&src, &CORE).unwrap();
+                let range = q.numeric_range();
+                assert!(range.is_some(), "{src} implies a range");
+                let q = Arc::new(q);
+                let qq = q.clone();
+                let scan = EntityFilter { predicate: Some(Arc::new(move |e: &Entity| qq.matches(e))), ..Default::default() };
+                let indexed = EntityFilter { predicate: Some(Arc::new(move |e: &Entity| q.matches(e))), range, ..Default::default() };
+                let x = store.query("", &scan, 0, 1000, true).await.unwrap();
+                let y = store.query("", &indexed, 0, 1000, true).await.unwrap();
+                let ids = |p: &Page| p.entities.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+                assert_eq!(ids(&x), ids(&y), "{}", src);
+            });
+        }
+    }
+
+    #[tokio::test]
+    async fn spatial_index_follows_moves_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let loc = "https://uri.etsi.org/ngsi-ld/location".to_owned();
+        let boxed = |b: [f64; 4]| EntityFilter { geo_box: Some((loc.clone(), b)), ..Default::default() };
+        let put = |e: Entity| vec![Write::new(e.id.clone(), move |_| Ok(Mutation::Put(e.clone())))];
+        store.write("", false, put(located(1, 1.0, 1.0, "A"))).await.unwrap();
+        assert_eq!(store.query("", &boxed([0.0, 0.0, 2.0, 2.0]), 0, 10, true).await.unwrap().total, Some(1));
+        store.write("", false, put(located(1, 10.0, 10.0, "A"))).await.unwrap();
+        assert_eq!(store.query("", &boxed([0.0, 0.0, 2.0, 2.0]), 0, 10, true).await.unwrap().total, Some(0));
+        assert_eq!(store.query("", &boxed([9.0, 9.0, 11.0, 11.0]), 0, 10, true).await.unwrap().total, Some(1));
+        store.write("", false, vec![Write::new("urn:p:1", |_| Ok(Mutation::Delete))]).await.unwrap();
+        assert_eq!(store.query("", &boxed([9.0, 9.0, 11.0, 11.0]), 0, 10, true).await.unwrap().total, Some(0));
+    }
 
     #[tokio::test]
     async fn embedded_store_passes_the_shared_suite() {

@@ -80,6 +80,17 @@ pub struct EntityFilter {
     /// A GeoProperty (expanded) and a lon/lat box every match's geometry intersects: lets a
     /// backend use its spatial index; the predicate still decides.
     pub geo_box: Option<(String, [f64; 4])>,
+    /// A numeric range every match has a value of the (expanded, top-level) attribute in:
+    /// lets a backend use a value index; the predicate still decides.
+    pub range: Option<NumRange>,
+}
+
+/// A numeric range on an attribute's value, bounds inclusive or not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumRange {
+    pub attr: String,
+    pub lo: std::ops::Bound<f64>,
+    pub hi: std::ops::Bound<f64>,
 }
 
 impl fmt::Debug for EntityFilter {
@@ -92,6 +103,7 @@ impl fmt::Debug for EntityFilter {
             .field("predicate", &self.predicate.is_some())
             .field("sort", &self.sort.is_some())
             .field("geo_box", &self.geo_box)
+            .field("range", &self.range)
             .finish()
     }
 }
