@@ -211,7 +211,6 @@ async fn batch_update_no_overwrite_keeps_existing_values() {
 /// §5.6.9 (ETSI TP 005_02_03): a Batch Update with `options=noOverwrite` that leaves an
 /// existing attribute unwritten answers 207, not 204.
 #[tokio::test]
-#[ignore = "orbis gap: batch update with noOverwrite answers 204 even when existing attributes were skipped"]
 async fn batch_update_no_overwrite_with_existing_attribute_is_207() {
     let b = Broker::get();
     let x = unique_id("Room");

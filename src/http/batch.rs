@@ -13,7 +13,7 @@ async fn input(
     req: &HttpRequest,
     payload: Payload,
     state: &State,
-) -> Result<(String, Value, Vec<std::sync::Arc<crate::jsonld::Context>>), ApiError> {
+) -> Result<(String, Value, Vec<crate::error::NgsiResult<std::sync::Arc<crate::jsonld::Context>>>), ApiError> {
     let media = body_media(req, false)?;
     let t = tenant(req, state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;

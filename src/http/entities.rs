@@ -4,6 +4,8 @@
 use actix_web::web::{Path, Payload};
 use actix_web::{HttpRequest, HttpResponse, http::header};
 
+use serde_json::Value;
+
 use super::error::ApiError;
 use super::extract::{Accept, Params, accept, body_context, body_media, header_context, read_json, tenant};
 use super::render::{self, Join};
@@ -63,6 +65,8 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
             "geometry",
             "coordinates",
             "geoproperty",
+            "join",
+            "joinLevel",
         ],
     )?;
     let acc = accept(&req, true)?;
@@ -90,7 +94,29 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
         local: p.bool("local")?,
     };
     let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size).await?;
-    Ok(respond::entities(&r.entities, &ctx, acc, &opts, r.total))
+    with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await
+}
+
+/// Answers a query, joining in linked entities when `join` asks for them (GS CIM 009
+/// §4.5.23): inline inside the relationships, or flat after the matched entities.
+async fn with_linked(
+    state: &State,
+    tenant: &str,
+    entities: &[std::sync::Arc<crate::model::Entity>],
+    ctx: &crate::jsonld::Context,
+    acc: Accept,
+    mut opts: render::RenderOpts,
+    total: Option<usize>,
+) -> Result<HttpResponse, ApiError> {
+    let roots: Vec<&crate::model::Entity> = entities.iter().map(|e| e.as_ref()).collect();
+    if opts.join.is_some() {
+        let linked = retrieve_entity::linked(&state.broker, tenant, &roots, opts.join_level).await?;
+        opts.linked = Some(std::sync::Arc::new(linked));
+    }
+    if opts.join == Some(Join::Flat) && acc != Accept::GeoJson {
+        return Ok(respond::rendered_list(render::flat(&roots, ctx, &opts), ctx, acc, total));
+    }
+    Ok(respond::entities(entities, ctx, acc, &opts, total))
 }
 
 /// Retrieve Entity (§5.7.1).
@@ -126,14 +152,14 @@ pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Res
     }
     let mut opts = opts;
     if opts.join.is_some() {
-        let linked = retrieve_entity::linked(&state.broker, &t, &e, opts.join_level).await?;
+        let linked = retrieve_entity::linked(&state.broker, &t, &[e.as_ref()], opts.join_level).await?;
         opts.linked = Some(std::sync::Arc::new(linked));
     }
     if opts.join == Some(Join::Flat) && acc != Accept::GeoJson {
-        let list = render::flat(&e, &ctx, &opts);
+        let list = render::flat(&[e.as_ref()], &ctx, &opts);
         // Without any linked entity found, the answer is the entity itself (ETSI 018_14_02).
         if list.len() > 1 {
-            return Ok(respond::rendered_list(list, &ctx, acc));
+            return Ok(respond::rendered_list(list, &ctx, acc, None));
         }
         opts.join = None;
     }
@@ -225,8 +251,24 @@ pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Res
     params.count = p.bool("count")?;
     params.order_by = p.get("orderBy").map(str::to_owned);
     params.local = true;
+    // A Query may ask for linked entities with its join and joinLevel members.
+    match body.get("join").and_then(Value::as_str) {
+        None | Some("@none") => {}
+        Some("inline") => opts.join = Some(Join::Inline),
+        Some("flat") => opts.join = Some(Join::Flat),
+        Some(other) => {
+            return Err(NgsiError::bad_data(format!("join must be flat, inline or @none, not {other:?}")).into());
+        }
+    }
+    if let Some(level) = body.get("joinLevel") {
+        opts.join_level = level
+            .as_u64()
+            .filter(|n| *n >= 1)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| NgsiError::bad_data("joinLevel must be a positive integer"))?;
+    }
     let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size).await?;
-    Ok(respond::entities(&r.entities, &ctx, acc, &opts, r.total))
+    with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await
 }
 
 /// Purge Entities (§5.6.21): deletes what the query matches, or drops/keeps attributes.

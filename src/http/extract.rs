@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::error::{ErrorKind, NgsiError};
+use crate::error::{ErrorKind, NgsiError, NgsiResult};
 use crate::jsonld::{CORE, Context};
 use crate::store::DEFAULT_TENANT;
 
@@ -181,26 +181,37 @@ pub async fn body_context(
     }
 }
 
-/// One context per element of a batch body.
+/// One context per element of a batch body. A malformed Link header fails the request; an
+/// element whose own context is wrong or unavailable only fails that element (207).
 pub async fn batch_contexts(
     req: &HttpRequest,
     state: &AppState,
     media: BodyMedia,
     body: &Value,
-) -> Result<Vec<Arc<Context>>, ApiError> {
+) -> Result<Vec<NgsiResult<Arc<Context>>>, ApiError> {
     let Some(items) = body.as_array() else {
         return Err(NgsiError::bad_data("a batch body must be a JSON array").into());
     };
     if items.is_empty() {
         return Err(NgsiError::bad_data("a batch must contain at least one element").into());
     }
+    if link_context(req)?.is_some() && media == BodyMedia::LdJson {
+        return Err(NgsiError::bad_data(
+            "with application/ld+json the @context goes in the body, not in a Link header",
+        )
+        .into());
+    }
     let mut out = Vec::with_capacity(items.len());
     for item in items {
-        if item.is_object() {
-            out.push(body_context(req, state, media, item).await?);
+        let ctx = if item.is_object() {
+            body_context(req, state, media, item).await
         } else {
-            out.push(header_context(req, state).await?);
-        }
+            header_context(req, state).await
+        };
+        out.push(ctx.map_err(|e| match e {
+            ApiError::Ngsi(e) => e,
+            other => NgsiError::bad_data(other.to_string()),
+        }));
     }
     Ok(out)
 }

@@ -300,13 +300,13 @@ pub fn entity(e: &Entity, ctx: &Context, o: &RenderOpts) -> Value {
     Value::Object(out)
 }
 
-/// Renders an entity and, for `join=flat`, every linked entity reached through the relationships
-/// the projection keeps, each once, breadth first.
-pub fn flat(e: &Entity, ctx: &Context, o: &RenderOpts) -> Vec<Value> {
+/// Renders entities and, for `join=flat`, after them every linked entity reached through the
+/// relationships the projection keeps, each once, breadth first.
+pub fn flat(roots: &[&Entity], ctx: &Context, o: &RenderOpts) -> Vec<Value> {
     let linked = o.linked.clone().unwrap_or_default();
     let mut out = Vec::new();
-    let mut seen: HashSet<&str> = HashSet::from([e.id.as_str()]);
-    let mut queue: VecDeque<(&Entity, RenderOpts)> = VecDeque::from([(e, o.clone())]);
+    let mut seen: HashSet<&str> = roots.iter().map(|e| e.id.as_str()).collect();
+    let mut queue: VecDeque<(&Entity, RenderOpts)> = roots.iter().map(|e| (*e, o.clone())).collect();
     while let Some((ent, opts)) = queue.pop_front() {
         let mut plain = opts.clone();
         plain.join = None;
@@ -435,6 +435,32 @@ mod tests {
         assert_eq!(p.leaves(), HashSet::from(["id".to_owned()]));
         let inner = p.nested("x:locatedAt").unwrap();
         assert_eq!(inner.nested("x:isIn").unwrap().names(), HashSet::from(["x:description".to_owned()]));
+    }
+
+    fn entity_of(v: serde_json::Value) -> Arc<Entity> {
+        use crate::model::parse::{Purpose, parse_entity};
+        let input = parse_entity(&v, &crate::jsonld::CORE, Purpose::Create, 1).unwrap();
+        let id = input.id.clone().unwrap();
+        Arc::new(input.into_entity(id, 1))
+    }
+
+    #[test]
+    fn joins_inline_and_flat() {
+        let b = entity_of(json!({"id": "urn:b:1", "type": "B", "at": {"object": "urn:c:1"}}));
+        let c = entity_of(json!({"id": "urn:c:1", "type": "C", "name": "Paris"}));
+        let ctx = crate::jsonld::CORE.clone();
+        let mut o = RenderOpts {
+            join: Some(Join::Inline),
+            join_level: 1,
+            linked: Some(Arc::new(HashMap::from([(c.id.clone(), c.clone())]))),
+            ..Default::default()
+        };
+        let inline = entity(&b, &ctx, &o);
+        assert_eq!(inline["at"]["entity"]["name"]["value"], "Paris");
+        o.join = Some(Join::Flat);
+        let flat_list = flat(&[b.as_ref(), c.as_ref()], &ctx, &o);
+        assert_eq!(flat_list.len(), 2, "a linked entity that is also a root appears once");
+        assert!(flat_list[0]["at"].get("entity").is_none());
     }
 
     #[test]

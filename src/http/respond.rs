@@ -111,7 +111,11 @@ pub fn entity(e: &Entity, ctx: &Context, accept: Accept, o: &RenderOpts) -> Http
 }
 
 /// A 200 with already rendered entities (`join=flat` answers), JSON or JSON-LD.
-pub fn rendered_list(items: Vec<Value>, ctx: &Context, accept: Accept) -> HttpResponse {
+pub fn rendered_list(items: Vec<Value>, ctx: &Context, accept: Accept, count: Option<usize>) -> HttpResponse {
+    let mut resp = HttpResponse::Ok();
+    if let Some(n) = count {
+        resp.insert_header(("NGSILD-Results-Count", n.to_string()));
+    }
     match accept {
         Accept::LdJson => {
             let c = context_member(ctx);
@@ -124,13 +128,19 @@ pub fn rendered_list(items: Vec<Value>, ctx: &Context, accept: Accept) -> HttpRe
                     v
                 })
                 .collect();
-            HttpResponse::Ok().content_type("application/ld+json").body(Value::Array(items).to_string())
+            resp.content_type("application/ld+json").body(Value::Array(items).to_string())
         }
-        _ => HttpResponse::Ok()
+        _ => resp
             .content_type("application/json")
             .insert_header((header::LINK, link_value(ctx)))
             .body(Value::Array(items).to_string()),
     }
+}
+
+/// False for an entity pick/omit left without any member: such an entity is not returned
+/// (GS CIM 009 §4.21), as Retrieve Entity answers 404 for it.
+fn has_members(v: &Value) -> bool {
+    v.as_object().is_none_or(|m| !m.is_empty())
 }
 
 /// A 200 with a list of rendered entities (or a FeatureCollection).
@@ -156,8 +166,9 @@ pub fn entities(
             let c = context_member(ctx);
             let items: Vec<Value> = list
                 .iter()
-                .map(|e| {
-                    let mut v = render::entity(e, ctx, o);
+                .map(|e| render::entity(e, ctx, o))
+                .filter(has_members)
+                .map(|mut v| {
                     if let Value::Object(m) = &mut v {
                         m.insert("@context".into(), c.clone());
                     }
@@ -167,7 +178,7 @@ pub fn entities(
             resp.content_type("application/ld+json").body(Value::Array(items).to_string())
         }
         Accept::Json => {
-            let items: Vec<Value> = list.iter().map(|e| render::entity(e, ctx, o)).collect();
+            let items: Vec<Value> = list.iter().map(|e| render::entity(e, ctx, o)).filter(has_members).collect();
             resp.content_type("application/json")
                 .insert_header((header::LINK, link_value(ctx)))
                 .body(Value::Array(items).to_string())

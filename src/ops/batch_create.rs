@@ -6,20 +6,25 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::create_entity::create_write;
-use super::{BatchOutcome, Broker, batch_items, element_id};
+use super::{BatchOutcome, Broker, batch_items, element_context, element_id};
 use crate::error::{NgsiError, NgsiResult};
 use crate::jsonld::Context;
 use crate::model::now_millis;
 use crate::model::parse::{Purpose, parse_entity};
 
 /// `contexts` holds one context per element (each element may carry its own `@context`).
-pub async fn run(b: &Broker, tenant: &str, body: &Value, contexts: &[Arc<Context>]) -> NgsiResult<BatchOutcome> {
+pub async fn run(
+    b: &Broker,
+    tenant: &str,
+    body: &Value,
+    contexts: &[NgsiResult<Arc<Context>>],
+) -> NgsiResult<BatchOutcome> {
     let items = batch_items(body)?;
     let now = now_millis();
     let mut out = BatchOutcome::default();
     let mut writes = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        match parse_entity(item, &contexts[i.min(contexts.len() - 1)], Purpose::Create, now) {
+        match element_context(contexts, i).and_then(|ctx| parse_entity(item, ctx, Purpose::Create, now)) {
             Ok(input) => match input.id.clone() {
                 Some(id) => writes.push(create_write(input.into_entity(id, now))),
                 None => out.errors.push((element_id(item), NgsiError::bad_data("an entity needs an id"))),

@@ -1,22 +1,28 @@
 //! Batch Entity Update (GS CIM 009 §5.6.9): appends attributes to existing entities
 //! (`options=noOverwrite` keeps existing instances); a missing entity is an error for that entity.
+//! An entity where noOverwrite kept some attributes is reported among the errors, naming them,
+//! since the update was not applied in full (the other attributes are written).
 
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::{BatchOutcome, Broker, batch_items, element_id, entity_not_found};
+use super::{BatchOutcome, Broker, batch_items, element_context, element_id, entity_not_found};
 use crate::error::{NgsiError, NgsiResult};
 use crate::jsonld::Context;
 use crate::model::now_millis;
 use crate::model::parse::{Purpose, parse_entity};
 use crate::store::{Mutation, Write};
 
+/// An entity whose existing attributes noOverwrite kept, with those attributes' names.
+type Kept = (String, Vec<String>);
+
 pub async fn run(
     b: &Broker,
     tenant: &str,
     body: &Value,
-    contexts: &[Arc<Context>],
+    contexts: &[NgsiResult<Arc<Context>>],
     no_overwrite: bool,
 ) -> NgsiResult<BatchOutcome> {
     let items = batch_items(body)?;
@@ -24,8 +30,9 @@ pub async fn run(
     let now = now_millis();
     let mut out = BatchOutcome::default();
     let mut writes = Vec::new();
+    let kept: Arc<Mutex<Vec<Kept>>> = Arc::default();
     for (i, item) in items.iter().enumerate() {
-        let input = match parse_entity(item, &contexts[i.min(contexts.len() - 1)], Purpose::Fragment, now) {
+        let input = match element_context(contexts, i).and_then(|ctx| parse_entity(item, ctx, Purpose::Fragment, now)) {
             Ok(input) => input,
             Err(e) => {
                 out.errors.push((element_id(item), e));
@@ -37,20 +44,35 @@ pub async fn run(
             continue;
         };
         let owned = id.clone();
+        let kept = kept.clone();
         writes.push(Write::new(id, move |cur| {
             let mut e = cur.ok_or_else(|| entity_not_found(&owned))?.clone();
             e.add_types(&input.types);
+            let mut skipped = Vec::new();
             for (name, instances) in &input.attrs {
                 for inst in instances {
                     if no_overwrite && e.instance(name, inst.dataset_id()).is_some() {
+                        skipped.push(name.to_string());
                         continue;
                     }
                     e.put_instance(name, inst.clone());
                 }
             }
+            if !skipped.is_empty() {
+                kept.lock().push((owned.clone(), skipped));
+            }
             e.modified_at = now;
             Ok(Mutation::Put(e))
         }));
     }
-    super::batch_merge::collect(b, tenant, writes, out).await
+    let mut out = super::batch_merge::collect(b, tenant, writes, out).await?;
+    for (id, names) in kept.lock().drain(..) {
+        if out.errors.iter().any(|(e, _)| e == &id) {
+            continue;
+        }
+        out.success.retain(|s| s != &id);
+        let detail = format!("attributes {} exist and noOverwrite was given", names.join(", "));
+        out.errors.push((id, NgsiError::bad_data(detail)));
+    }
+    Ok(out)
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{BatchOutcome, Broker, batch_items, element_id};
+use super::{BatchOutcome, Broker, batch_items, element_context, element_id};
 use crate::error::{NgsiError, NgsiResult};
 use crate::jsonld::Context;
 use crate::model::now_millis;
@@ -17,7 +17,7 @@ pub async fn run(
     b: &Broker,
     tenant: &str,
     body: &Value,
-    contexts: &[Arc<Context>],
+    contexts: &[NgsiResult<Arc<Context>>],
     update: bool,
 ) -> NgsiResult<BatchOutcome> {
     let items = batch_items(body)?;
@@ -25,7 +25,7 @@ pub async fn run(
     let mut out = BatchOutcome::default();
     let mut writes = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let input = match parse_entity(item, &contexts[i.min(contexts.len() - 1)], Purpose::Create, now) {
+        let input = match element_context(contexts, i).and_then(|ctx| parse_entity(item, ctx, Purpose::Create, now)) {
             Ok(input) => input,
             Err(e) => {
                 out.errors.push((element_id(item), e));

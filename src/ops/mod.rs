@@ -27,6 +27,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::error::{ErrorKind, NgsiError, NgsiResult};
+use crate::jsonld::Context;
 use crate::jsonld::resolver::Resolver;
 use crate::model::parse::{is_uri, valid_name};
 use crate::store::{Change, Store, Write};
@@ -100,6 +101,16 @@ pub fn batch_items(body: &Value) -> NgsiResult<&Vec<Value>> {
         Some(a) if !a.is_empty() => Ok(a),
         Some(_) => Err(NgsiError::bad_data("a batch must contain at least one element")),
         None => Err(NgsiError::bad_data("a batch body must be a JSON array")),
+    }
+}
+
+/// The `@context` of batch element `i`: each element resolves its own, and one that cannot
+/// (bad or unavailable context) fails only that element.
+pub fn element_context(contexts: &[NgsiResult<Arc<Context>>], i: usize) -> NgsiResult<&Arc<Context>> {
+    match contexts.get(i).or_else(|| contexts.last()) {
+        Some(Ok(c)) => Ok(c),
+        Some(Err(e)) => Err(e.clone()),
+        None => Err(NgsiError::internal("no @context for a batch element")),
     }
 }
 

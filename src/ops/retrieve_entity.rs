@@ -20,17 +20,19 @@ pub async fn run(b: &Broker, tenant: &str, id: &str) -> NgsiResult<Arc<Entity>> 
     b.store.get(tenant, id).await?.ok_or_else(|| entity_not_found(id))
 }
 
-/// The entities reachable from `root` through Relationship attributes within `levels` hops,
+/// The entities reachable from `roots` through Relationship attributes within `levels` hops,
 /// by id; targets that do not exist are skipped.
 pub async fn linked(
     b: &Broker,
     tenant: &str,
-    root: &Entity,
+    roots: &[&Entity],
     levels: usize,
 ) -> NgsiResult<HashMap<String, Arc<Entity>>> {
     let mut found: HashMap<String, Arc<Entity>> = HashMap::new();
-    let mut seen: HashSet<String> = HashSet::from([root.id.clone()]);
-    let mut frontier = targets(root);
+    // Roots are not pre-seeded: a matched entity can also be the target of another one's
+    // relationship, and inline rendering then needs it in the map.
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut frontier: Vec<String> = roots.iter().flat_map(|e| targets(e)).collect();
     for _ in 0..levels {
         let mut next = Vec::new();
         for id in frontier {

@@ -84,9 +84,12 @@ async fn batch_update_merge_delete() {
         .await;
     assert_eq!(r.status(), 207);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["success"], json!(["urn:d:1"]));
+    // urn:d:1 kept its existing "a", so it was not updated in full (ETSI 005_02_03).
+    assert_eq!(body["success"], json!([]));
     assert_eq!(body["errors"][0]["entityId"], "urn:d:9");
     assert_eq!(body["errors"][0]["error"]["status"], 404);
+    assert_eq!(body["errors"][1]["entityId"], "urn:d:1");
+    assert_eq!(body["errors"][1]["error"]["status"], 400);
     let e: Value = app.get("/ngsi-ld/v1/entities/urn:d:1?options=keyValues").await.json().await.unwrap();
     assert_eq!((e["a"].clone(), e["n"].clone()), (json!(1), json!(1)));
     let r = app.post_json("/ngsi-ld/v1/entityOperations/update", &json!([{"id": "urn:d:1", "a": 5}])).await;

@@ -191,3 +191,13 @@ async fn jsonld_contexts_api() {
     let r = app.client.delete(app.url(&location)).send().await.unwrap();
     assert_problem(r, 404, "ResourceNotFound").await;
 }
+
+#[tokio::test]
+async fn core_context_can_be_reloaded_not_deleted() {
+    let app = spawn_app().await;
+    let core = "https%3A%2F%2Furi.etsi.org%2Fngsi-ld%2Fv1%2Fngsi-ld-core-context-v1.6.jsonld";
+    let r = app.client.delete(app.url(&format!("/ngsi-ld/v1/jsonldContexts/{core}"))).send().await.unwrap();
+    assert_problem(r, 400, "BadRequestData").await;
+    let r = app.client.delete(app.url(&format!("/ngsi-ld/v1/jsonldContexts/{core}?reload=true"))).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+}
