@@ -21,6 +21,7 @@ use rstar::{AABB, RTree};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::wal::{DiskOp, Wal};
 use super::{
     AttrStat, Catalogue, Change, DEFAULT_TENANT, EntityFilter, Mutation, Page, Store, StoreError, TypeStat, Write,
 };
@@ -235,9 +236,122 @@ struct State {
 type WriteReply = oneshot::Sender<Result<Vec<Result<Change, NgsiError>>, StoreError>>;
 
 enum Job {
-    Write { tenant: String, create_tenant: bool, writes: Vec<Write>, reply: WriteReply },
-    PutMeta { key: String, collection: String, doc: Value, reply: oneshot::Sender<Result<(), StoreError>> },
-    DeleteMeta { key: String, collection: String, reply: oneshot::Sender<Result<bool, StoreError>> },
+    Write {
+        tenant: String,
+        create_tenant: bool,
+        writes: Vec<Write>,
+        reply: WriteReply,
+    },
+    PutMeta {
+        key: String,
+        collection: String,
+        doc: Value,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    DeleteMeta {
+        key: String,
+        collection: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    /// Sent every second: checkpoints the log when the writer has been idle.
+    Tick,
+}
+
+/// Log size (bytes of operations) after which the writer checkpoints, whatever the load.
+const CHECKPOINT_BYTES: usize = 32 * 1024 * 1024;
+
+/// The durable side of the store: the redb checkpoint and the write-ahead log in front of it.
+struct Disk {
+    db: Database,
+    wal: Wal,
+    /// Logged operations not yet in the checkpoint.
+    pending: Vec<DiskOp>,
+    pending_bytes: usize,
+    /// Whether a write arrived since the last tick.
+    busy: bool,
+}
+
+impl Disk {
+    /// Makes a group's operations durable in the log.
+    fn log(&mut self, ops: Vec<DiskOp>) -> Result<(), StoreError> {
+        self.wal.append(&ops).map_err(io)?;
+        self.pending_bytes += ops.iter().map(DiskOp::size).sum::<usize>();
+        self.pending.extend(ops);
+        self.busy = true;
+        Ok(())
+    }
+
+    /// Applies the logged operations to redb in one transaction, then empties the log.
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(io)?;
+        {
+            let mut entities = txn.open_table(ENTITIES).map_err(io)?;
+            let mut tenants = txn.open_table(TENANTS).map_err(io)?;
+            let mut meta = txn.open_table(META).map_err(io)?;
+            for op in &self.pending {
+                match op {
+                    DiskOp::PutEntity { key, bytes } => {
+                        entities.insert(key.as_str(), bytes.as_slice()).map_err(io)?;
+                    }
+                    DiskOp::DelEntity { key } => {
+                        entities.remove(key.as_str()).map_err(io)?;
+                    }
+                    DiskOp::PutTenant { name } => {
+                        tenants.insert(name.as_str(), &[][..]).map_err(io)?;
+                    }
+                    DiskOp::PutMeta { key, bytes } => {
+                        meta.insert(key.as_str(), bytes.as_slice()).map_err(io)?;
+                    }
+                    DiskOp::DelMeta { key } => {
+                        meta.remove(key.as_str()).map_err(io)?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(io)?;
+        self.wal.reset().map_err(io)?;
+        self.pending.clear();
+        self.pending_bytes = 0;
+        Ok(())
+    }
+}
+
+/// Applies a replayed log operation to the in-memory state.
+fn replay(state: &mut State, op: &DiskOp) -> Result<(), StoreError> {
+    match op {
+        DiskOp::PutEntity { key, bytes } => {
+            let tenant = key.split('\u{0}').next().unwrap_or_default().to_owned();
+            let e: Entity = serde_json::from_slice(bytes)
+                .map_err(|e| StoreError::Corrupt(format!("logged entity {key:?}: {e}")))?;
+            state.tenants.entry(tenant).or_default().insert(Arc::new(e));
+        }
+        DiskOp::DelEntity { key } => {
+            if let Some((tenant, id)) = key.split_once('\u{0}')
+                && let Some(ts) = state.tenants.get_mut(tenant)
+            {
+                ts.remove(id);
+            }
+        }
+        DiskOp::PutTenant { name } => {
+            state.tenants.entry(name.clone()).or_default();
+        }
+        DiskOp::PutMeta { key, bytes } => {
+            let (coll, k) = key.split_once('\u{0}').unwrap_or(("", key));
+            let doc: Value =
+                serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("logged meta {key:?}: {e}")))?;
+            state.meta.entry(coll.to_owned()).or_default().insert(k.to_owned(), doc);
+        }
+        DiskOp::DelMeta { key } => {
+            let (coll, k) = key.split_once('\u{0}').unwrap_or(("", key));
+            if let Some(m) = state.meta.get_mut(coll) {
+                m.shift_remove(k);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The embedded store. Cheap to clone handles are not needed: share it in an `Arc`.
@@ -307,6 +421,13 @@ impl EmbeddedStore {
                 state.meta.entry(coll.to_owned()).or_default().insert(key.to_owned(), doc);
             }
         }
+        // Writes acknowledged after the last checkpoint are in the log: replay, then checkpoint.
+        let (wal, logged) = Wal::open(&dir.join("orbis.wal")).map_err(io)?;
+        for op in &logged {
+            replay(&mut state, op)?;
+        }
+        let mut disk = Disk { db, wal, pending: logged, pending_bytes: 0, busy: false };
+        disk.checkpoint()?;
         let state = Arc::new(RwLock::new(state));
         let (jobs, rx) = mpsc::channel(QUEUE);
         let (changes, _) = broadcast::channel(16_384);
@@ -314,7 +435,20 @@ impl EmbeddedStore {
         let writer_changes = changes.clone();
         let handle = std::thread::Builder::new()
             .name("orbis-store-writer".into())
-            .spawn(move || writer(db, rx, writer_state, writer_changes))
+            .spawn(move || writer(disk, rx, writer_state, writer_changes))
+            .map_err(io)?;
+        // The ticker holds only a weak sender, so closing the store ends it.
+        let weak = jobs.downgrade();
+        std::thread::Builder::new()
+            .name("orbis-store-ticker".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    let Some(tx) = weak.upgrade() else { return };
+                    // A full queue means the writer is busy: skipping a tick is fine.
+                    let _ = tx.try_send(Job::Tick);
+                }
+            })
             .map_err(io)?;
         Ok(EmbeddedStore { state, jobs, changes, writer: Some(handle) })
     }
@@ -325,8 +459,9 @@ impl EmbeddedStore {
     }
 }
 
-/// The writer loop: group commit of everything queued.
-fn writer(db: Database, mut rx: mpsc::Receiver<Job>, state: Arc<RwLock<State>>, changes: broadcast::Sender<Change>) {
+/// The writer loop: group commit of everything queued, checkpoints when the log is large or
+/// the writer idle, and a last checkpoint when the store closes.
+fn writer(mut disk: Disk, mut rx: mpsc::Receiver<Job>, state: Arc<RwLock<State>>, changes: broadcast::Sender<Change>) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -335,7 +470,21 @@ fn writer(db: Database, mut rx: mpsc::Receiver<Job>, state: Arc<RwLock<State>>, 
                 Err(_) => break,
             }
         }
-        commit_group(&db, jobs, &state, &changes);
+        let ticked = jobs.iter().any(|j| matches!(j, Job::Tick));
+        jobs.retain(|j| !matches!(j, Job::Tick));
+        if !jobs.is_empty() {
+            commit_group(&mut disk, jobs, &state, &changes);
+        }
+        let idle = ticked && !std::mem::take(&mut disk.busy);
+        if ((idle && !disk.pending.is_empty()) || disk.pending_bytes >= CHECKPOINT_BYTES)
+            && let Err(e) = disk.checkpoint()
+        {
+            // The log still holds everything: nothing acknowledged is lost, retry later.
+            tracing::error!(error = %e, "checkpoint failed; the write-ahead log keeps the writes");
+        }
+    }
+    if let Err(e) = disk.checkpoint() {
+        tracing::error!(error = %e, "final checkpoint failed; the write-ahead log keeps the writes");
     }
 }
 
@@ -345,7 +494,7 @@ enum Outcome {
     MetaDelete(oneshot::Sender<Result<bool, StoreError>>, bool),
 }
 
-fn commit_group(db: &Database, jobs: Vec<Job>, state: &RwLock<State>, changes: &broadcast::Sender<Change>) {
+fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes: &broadcast::Sender<Change>) {
     // Entity states decided in this group, by (tenant, id); None = deleted.
     let mut overlay: HashMap<(String, String), Option<Arc<Entity>>> = HashMap::new();
     let mut new_tenants: HashSet<String> = HashSet::new();
@@ -353,12 +502,9 @@ fn commit_group(db: &Database, jobs: Vec<Job>, state: &RwLock<State>, changes: &
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(jobs.len());
     let mut published: Vec<Change> = Vec::new();
 
+    let mut ops: Vec<DiskOp> = Vec::new();
     let result: Result<(), StoreError> = (|| {
-        let txn = db.begin_write().map_err(io)?;
         {
-            let mut table = txn.open_table(ENTITIES).map_err(io)?;
-            let mut tenants = txn.open_table(TENANTS).map_err(io)?;
-            let mut meta = txn.open_table(META).map_err(io)?;
             let snapshot = state.read();
             for job in jobs {
                 match job {
@@ -392,7 +538,7 @@ fn commit_group(db: &Database, jobs: Vec<Job>, state: &RwLock<State>, changes: &
                                     // Entities live long in memory: drop the growth slack.
                                     e.attrs.shrink_to_fit();
                                     let bytes = serde_json::to_vec(&e).map_err(io)?;
-                                    table.insert(entity_key(&tenant, &w.id).as_str(), bytes.as_slice()).map_err(io)?;
+                                    ops.push(DiskOp::PutEntity { key: entity_key(&tenant, &w.id), bytes });
                                     let new = Arc::new(e);
                                     overlay.insert(okey, Some(new.clone()));
                                     changed_any = true;
@@ -404,7 +550,7 @@ fn commit_group(db: &Database, jobs: Vec<Job>, state: &RwLock<State>, changes: &
                                     }));
                                 }
                                 Ok(Mutation::Delete) => {
-                                    table.remove(entity_key(&tenant, &w.id).as_str()).map_err(io)?;
+                                    ops.push(DiskOp::DelEntity { key: entity_key(&tenant, &w.id) });
                                     overlay.insert(okey, None);
                                     changed_any = true;
                                     results.push(Ok(Change {
@@ -417,26 +563,32 @@ fn commit_group(db: &Database, jobs: Vec<Job>, state: &RwLock<State>, changes: &
                             }
                         }
                         if !exists && changed_any && tenant != DEFAULT_TENANT {
-                            tenants.insert(tenant.as_str(), &[][..]).map_err(io)?;
+                            ops.push(DiskOp::PutTenant { name: tenant.clone() });
                             new_tenants.insert(tenant);
                         }
                         outcomes.push(Outcome::Write(reply, Ok(results)));
                     }
                     Job::PutMeta { key, collection, doc, reply } => {
                         let bytes = serde_json::to_vec(&doc).map_err(io)?;
-                        meta.insert(format!("{collection}\u{0}{key}").as_str(), bytes.as_slice()).map_err(io)?;
+                        ops.push(DiskOp::PutMeta { key: format!("{collection}\u{0}{key}"), bytes });
                         meta_ops.push((collection, key, Some(doc)));
                         outcomes.push(Outcome::Meta(reply));
                     }
+                    Job::Tick => {}
                     Job::DeleteMeta { key, collection, reply } => {
-                        let existed = meta.remove(format!("{collection}\u{0}{key}").as_str()).map_err(io)?.is_some();
+                        // Whether the document exists after this group's earlier operations.
+                        let existed = match meta_ops.iter().rev().find(|(c, k, _)| *c == collection && *k == key) {
+                            Some((_, _, doc)) => doc.is_some(),
+                            None => snapshot.meta.get(&collection).is_some_and(|m| m.contains_key(&key)),
+                        };
+                        ops.push(DiskOp::DelMeta { key: format!("{collection}\u{0}{key}") });
                         meta_ops.push((collection, key, None));
                         outcomes.push(Outcome::MetaDelete(reply, existed));
                     }
                 }
             }
         }
-        txn.commit().map_err(io)?;
+        disk.log(ops)?;
         Ok(())
     })();
 
