@@ -21,17 +21,19 @@ pub async fn run(b: &Broker, tenant: &str, id: &str) -> NgsiResult<Arc<Entity>> 
 }
 
 /// The entities reachable from `roots` through Relationship attributes within `levels` hops,
-/// by id; targets that do not exist are skipped.
+/// by id; targets that do not exist, and those listed in `contained_by` (already present
+/// higher up, §4.5.23), are skipped.
 pub async fn linked(
     b: &Broker,
     tenant: &str,
     roots: &[&Entity],
     levels: usize,
+    contained_by: &[String],
 ) -> NgsiResult<HashMap<String, Arc<Entity>>> {
     let mut found: HashMap<String, Arc<Entity>> = HashMap::new();
     // Roots are not pre-seeded: a matched entity can also be the target of another one's
     // relationship, and inline rendering then needs it in the map.
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: HashSet<String> = contained_by.iter().cloned().collect();
     let mut frontier: Vec<String> = roots.iter().flat_map(|e| targets(e)).collect();
     for _ in 0..levels {
         let mut next = Vec::new();

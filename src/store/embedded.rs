@@ -257,16 +257,19 @@ enum Job {
     Tick,
 }
 
-/// Log size (bytes of operations) after which the writer checkpoints, whatever the load.
-const CHECKPOINT_BYTES: usize = 32 * 1024 * 1024;
+/// Log size after which the writer checkpoints, whatever the load.
+const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The durable side of the store: the redb checkpoint and the write-ahead log in front of it.
 struct Disk {
     db: Database,
     wal: Wal,
-    /// Logged operations not yet in the checkpoint.
-    pending: Vec<DiskOp>,
-    pending_bytes: usize,
+    /// Keys changed since the last checkpoint. The checkpoint writes their current state from
+    /// memory, so the log's bytes need not be kept, and an entity updated many times is
+    /// written once.
+    dirty_entities: HashSet<String>,
+    dirty_tenants: HashSet<String>,
+    dirty_meta: HashSet<String>,
     /// Whether a write arrived since the last tick.
     busy: bool,
 }
@@ -275,15 +278,32 @@ impl Disk {
     /// Makes a group's operations durable in the log.
     fn log(&mut self, ops: Vec<DiskOp>) -> Result<(), StoreError> {
         self.wal.append(&ops).map_err(io)?;
-        self.pending_bytes += ops.iter().map(DiskOp::size).sum::<usize>();
-        self.pending.extend(ops);
+        for op in ops {
+            match op {
+                DiskOp::PutEntity { key, .. } | DiskOp::DelEntity { key } => {
+                    self.dirty_entities.insert(key);
+                }
+                DiskOp::PutTenant { name } => {
+                    self.dirty_tenants.insert(name);
+                }
+                DiskOp::PutMeta { key, .. } | DiskOp::DelMeta { key } => {
+                    self.dirty_meta.insert(key);
+                }
+            }
+        }
         self.busy = true;
         Ok(())
     }
 
-    /// Applies the logged operations to redb in one transaction, then empties the log.
-    fn checkpoint(&mut self) -> Result<(), StoreError> {
-        if self.pending.is_empty() {
+    fn has_pending(&self) -> bool {
+        !(self.dirty_entities.is_empty() && self.dirty_tenants.is_empty() && self.dirty_meta.is_empty())
+    }
+
+    /// Writes the current state of every changed key to redb in one transaction, then empties
+    /// the log. Runs on the writer thread between groups, so the state is exactly what the log
+    /// describes.
+    fn checkpoint(&mut self, state: &RwLock<State>) -> Result<(), StoreError> {
+        if !self.has_pending() {
             return Ok(());
         }
         let txn = self.db.begin_write().map_err(io)?;
@@ -291,21 +311,30 @@ impl Disk {
             let mut entities = txn.open_table(ENTITIES).map_err(io)?;
             let mut tenants = txn.open_table(TENANTS).map_err(io)?;
             let mut meta = txn.open_table(META).map_err(io)?;
-            for op in &self.pending {
-                match op {
-                    DiskOp::PutEntity { key, bytes } => {
+            let st = state.read();
+            for key in &self.dirty_entities {
+                let (tenant, id) = key.split_once('\u{0}').unwrap_or(("", key));
+                match st.tenants.get(tenant).and_then(|t| t.entities.get(id)) {
+                    Some(e) => {
+                        let bytes = serde_json::to_vec(e.as_ref()).map_err(io)?;
                         entities.insert(key.as_str(), bytes.as_slice()).map_err(io)?;
                     }
-                    DiskOp::DelEntity { key } => {
+                    None => {
                         entities.remove(key.as_str()).map_err(io)?;
                     }
-                    DiskOp::PutTenant { name } => {
-                        tenants.insert(name.as_str(), &[][..]).map_err(io)?;
-                    }
-                    DiskOp::PutMeta { key, bytes } => {
+                }
+            }
+            for name in &self.dirty_tenants {
+                tenants.insert(name.as_str(), &[][..]).map_err(io)?;
+            }
+            for key in &self.dirty_meta {
+                let (coll, k) = key.split_once('\u{0}').unwrap_or(("", key));
+                match st.meta.get(coll).and_then(|m| m.get(k)) {
+                    Some(doc) => {
+                        let bytes = serde_json::to_vec(doc).map_err(io)?;
                         meta.insert(key.as_str(), bytes.as_slice()).map_err(io)?;
                     }
-                    DiskOp::DelMeta { key } => {
+                    None => {
                         meta.remove(key.as_str()).map_err(io)?;
                     }
                 }
@@ -313,8 +342,9 @@ impl Disk {
         }
         txn.commit().map_err(io)?;
         self.wal.reset().map_err(io)?;
-        self.pending.clear();
-        self.pending_bytes = 0;
+        self.dirty_entities = HashSet::new();
+        self.dirty_tenants.clear();
+        self.dirty_meta.clear();
         Ok(())
     }
 }
@@ -426,9 +456,23 @@ impl EmbeddedStore {
         for op in &logged {
             replay(&mut state, op)?;
         }
-        let mut disk = Disk { db, wal, pending: logged, pending_bytes: 0, busy: false };
-        disk.checkpoint()?;
         let state = Arc::new(RwLock::new(state));
+        let mut disk = Disk {
+            db,
+            wal,
+            dirty_entities: HashSet::new(),
+            dirty_tenants: HashSet::new(),
+            dirty_meta: HashSet::new(),
+            busy: false,
+        };
+        for op in logged {
+            match op {
+                DiskOp::PutEntity { key, .. } | DiskOp::DelEntity { key } => disk.dirty_entities.insert(key),
+                DiskOp::PutTenant { name } => disk.dirty_tenants.insert(name),
+                DiskOp::PutMeta { key, .. } | DiskOp::DelMeta { key } => disk.dirty_meta.insert(key),
+            };
+        }
+        disk.checkpoint(&state)?;
         let (jobs, rx) = mpsc::channel(QUEUE);
         let (changes, _) = broadcast::channel(16_384);
         let writer_state = state.clone();
@@ -476,14 +520,14 @@ fn writer(mut disk: Disk, mut rx: mpsc::Receiver<Job>, state: Arc<RwLock<State>>
             commit_group(&mut disk, jobs, &state, &changes);
         }
         let idle = ticked && !std::mem::take(&mut disk.busy);
-        if ((idle && !disk.pending.is_empty()) || disk.pending_bytes >= CHECKPOINT_BYTES)
-            && let Err(e) = disk.checkpoint()
+        if ((idle && disk.has_pending()) || disk.wal.len() >= CHECKPOINT_BYTES)
+            && let Err(e) = disk.checkpoint(&state)
         {
             // The log still holds everything: nothing acknowledged is lost, retry later.
             tracing::error!(error = %e, "checkpoint failed; the write-ahead log keeps the writes");
         }
     }
-    if let Err(e) = disk.checkpoint() {
+    if let Err(e) = disk.checkpoint(&state) {
         tracing::error!(error = %e, "final checkpoint failed; the write-ahead log keeps the writes");
     }
 }
