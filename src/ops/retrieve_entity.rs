@@ -16,8 +16,12 @@ const MAX_LINKED: usize = 1000;
 
 pub async fn run(b: &Broker, tenant: &str, id: &str) -> NgsiResult<Arc<Entity>> {
     check_entity_id(id)?;
+    if let Some(e) = b.store.get(tenant, id).await? {
+        return Ok(e);
+    }
+    // Only a miss needs to know whether the tenant exists (404 NonexistentTenant or not found).
     b.require_tenant(tenant).await?;
-    b.store.get(tenant, id).await?.ok_or_else(|| entity_not_found(id))
+    Err(entity_not_found(id))
 }
 
 /// The entities reachable from `roots` through Relationship attributes within `levels` hops,
