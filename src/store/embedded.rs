@@ -700,15 +700,26 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
 
 /// The entities with a value of the filter's range attribute inside the range, in creation
 /// order, when the value index is the cheaper way in.
-fn range_candidates(ts: &TenantState, filter: &EntityFilter) -> Option<Vec<OrderKey>> {
-    use std::ops::Bound;
-    let r = filter.range.as_ref()?;
-    let Some(index) = ts.numbers.get(r.attr.as_str()) else { return Some(Vec::new()) };
-    // Give up on the index once it offers more candidates than the type index would.
-    let cap = match &filter.types {
+/// How many candidates an index may offer before a scan in creation order is the cheaper
+/// plan. An index plan must collect and sort all its candidates; a scan stops once it has
+/// `want` matches, after about `want × scanned / candidates` entities (a counting query cannot
+/// stop early, so there the index wins whenever it offers fewer candidates than the scan).
+fn index_cap(ts: &TenantState, filter: &EntityFilter, want: usize, count: bool) -> usize {
+    let scanned: usize = match &filter.types {
         Some(types) => types.iter().filter_map(|t| ts.by_type.get(t)).map(BTreeSet::len).sum(),
         None => ts.entities.len(),
     };
+    if count || filter.sort.is_some() {
+        return scanned;
+    }
+    let balance = ((want.max(1) as f64) * (scanned as f64)).sqrt() as usize;
+    balance.min(scanned)
+}
+
+fn range_candidates(ts: &TenantState, filter: &EntityFilter, cap: usize) -> Option<Vec<OrderKey>> {
+    use std::ops::Bound;
+    let r = filter.range.as_ref()?;
+    let Some(index) = ts.numbers.get(r.attr.as_str()) else { return Some(Vec::new()) };
     let lo = match r.lo {
         Bound::Included(x) => Bound::Included((Num(x), (i64::MIN, Arc::from("")))),
         Bound::Excluded(x) => Bound::Excluded((Num(x), (i64::MAX, Arc::from("\u{10FFFF}")))),
@@ -740,14 +751,14 @@ fn range_candidates(ts: &TenantState, filter: &EntityFilter) -> Option<Vec<Order
 
 /// The entities whose GeoProperty box intersects the filter's search box, in creation order,
 /// when the spatial index is the cheaper way in (fewer candidates than the type index offers).
-fn geo_candidates(ts: &TenantState, filter: &EntityFilter) -> Option<Vec<OrderKey>> {
+fn geo_candidates(ts: &TenantState, filter: &EntityFilter, cap: usize) -> Option<Vec<OrderKey>> {
     let (prop, [x0, y0, x1, y1]) = filter.geo_box.as_ref()?;
     let Some(tree) = ts.geo.get(prop.as_str()) else { return Some(Vec::new()) };
     let envelope = AABB::from_corners([*x0, *y0], [*x1, *y1]);
-    let mut keys: Vec<OrderKey> = tree.locate_in_envelope_intersecting(&envelope).map(|g| g.data.clone()).collect();
-    if let Some(types) = &filter.types {
-        let typed: usize = types.iter().filter_map(|t| ts.by_type.get(t)).map(BTreeSet::len).sum();
-        if typed < keys.len() {
+    let mut keys: Vec<OrderKey> = Vec::new();
+    for g in tree.locate_in_envelope_intersecting(&envelope) {
+        keys.push(g.data.clone());
+        if keys.len() > cap {
             return None;
         }
     }
@@ -812,7 +823,9 @@ impl Store for EmbeddedStore {
                     break;
                 }
             }
-        } else if let Some(keys) = range_candidates(ts, filter) {
+        } else if let Some(keys) =
+            range_candidates(ts, filter, index_cap(ts, filter, offset.saturating_add(limit), count))
+        {
             for (_, id) in &keys {
                 if let Some(e) = ts.entities.get(id)
                     && !visit(e)
@@ -820,7 +833,7 @@ impl Store for EmbeddedStore {
                     break;
                 }
             }
-        } else if let Some(keys) = geo_candidates(ts, filter) {
+        } else if let Some(keys) = geo_candidates(ts, filter, index_cap(ts, filter, usize::MAX, true)) {
             for (_, id) in &keys {
                 if let Some(e) = ts.entities.get(id)
                     && !visit(e)
