@@ -93,10 +93,7 @@ impl EntityQuery {
             f.sort = Some(Arc::new(move |a: &Entity, b: &Entity| order.compare(a, b)));
         } else if let Some(g) = self.geo.clone().filter(|g| matches!(g.rel(), geo::GeoRel::Near { .. })) {
             // Near-queries answer nearest first, as MongoDB's $nearSphere does.
-            f.sort = Some(Arc::new(move |a: &Entity, b: &Entity| {
-                let (da, db) = (g.distance(a).unwrap_or(f64::MAX), g.distance(b).unwrap_or(f64::MAX));
-                da.partial_cmp(&db).unwrap_or(std::cmp::Ordering::Equal)
-            }));
+            f.sort_key = Some(Arc::new(move |e: &Entity| g.distance(e).unwrap_or(f64::MAX)));
         }
         f.range = self.q.as_ref().and_then(q::Query::numeric_range);
         if let Some(g) = &self.geo {

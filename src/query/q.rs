@@ -423,6 +423,11 @@ impl Query {
             Query::And(v) => v.iter().all(|q| q.matches(e)),
             Query::Or(v) => v.iter().any(|q| q.matches(e)),
             Query::Term { path, negated, cmp, vocab_rhs } => {
+                if let Some((op, rhs)) = cmp
+                    && let Some(hit) = numeric_fast_path(e, path, *op, rhs)
+                {
+                    return hit;
+                }
                 let values = collect(e, path);
                 match cmp {
                     None => values.is_empty() == *negated,
@@ -446,6 +451,47 @@ impl Query {
             }
         }
     }
+}
+
+/// Compares a top-level attribute with a number without building JSON values: the common
+/// `speed>95` case. `None` when the path or the stored values need the general evaluation.
+fn numeric_fast_path(e: &Entity, p: &ResolvedPath, op: Op, rhs: &Rhs) -> Option<bool> {
+    if p.system || !p.sub.is_empty() || !p.json.is_empty() {
+        return None;
+    }
+    let test = |x: f64| -> Option<bool> {
+        Some(match rhs {
+            Rhs::One(Literal::Num(n)) => match op {
+                Op::Eq => x == *n,
+                Op::Ne => x != *n,
+                Op::Gt => x > *n,
+                Op::Ge => x >= *n,
+                Op::Lt => x < *n,
+                Op::Le => x <= *n,
+                Op::Match | Op::NotMatch => return None,
+            },
+            Rhs::Range(Literal::Num(a), Literal::Num(b)) => {
+                let inside = x >= *a && x <= *b;
+                match op {
+                    Op::Eq => inside,
+                    Op::Ne => !inside,
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        })
+    };
+    let Some(instances) = e.attrs.get(p.attr.as_str()) else { return Some(false) };
+    let mut hit = false;
+    for a in instances {
+        if !matches!(a.kind, AttrKind::Property | AttrKind::GeoProperty | AttrKind::JsonProperty) {
+            return None;
+        }
+        // Only plain numbers take the fast path; strings, arrays and objects go the general way.
+        let x: f64 = a.value_text().parse().ok()?;
+        hit |= test(x)?;
+    }
+    Some(hit)
 }
 
 /// The values a path designates in an entity, each flagged when it is a vocabulary value.

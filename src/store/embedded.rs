@@ -709,7 +709,7 @@ fn index_cap(ts: &TenantState, filter: &EntityFilter, want: usize, count: bool) 
         Some(types) => types.iter().filter_map(|t| ts.by_type.get(t)).map(BTreeSet::len).sum(),
         None => ts.entities.len(),
     };
-    if count || filter.sort.is_some() {
+    if count || filter.sort.is_some() || filter.sort_key.is_some() {
         return scanned;
     }
     let balance = ((want.max(1) as f64) * (scanned as f64)).sqrt() as usize;
@@ -797,7 +797,7 @@ impl Store for EmbeddedStore {
         };
         let mut page = Vec::with_capacity(limit.min(1024));
         let mut matched = 0usize;
-        let sorting = filter.sort.is_some();
+        let sorting = filter.sort.is_some() || filter.sort_key.is_some();
         let mut visit = |e: &Arc<Entity>| -> bool {
             if !filter.matches(e) {
                 return true;
@@ -866,6 +866,14 @@ impl Store for EmbeddedStore {
                     break;
                 }
             }
+        }
+        if let Some(key) = &filter.sort_key {
+            // Each key once; the stable sort keeps creation order among equal keys.
+            let mut keyed: Vec<(f64, Arc<Entity>)> = page.into_iter().map(|e| (key(&e), e)).collect();
+            keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let total = keyed.len();
+            let entities = keyed.into_iter().skip(offset).take(limit).map(|(_, e)| e).collect();
+            return Ok(Page { entities, total: count.then_some(total) });
         }
         if let Some(sort) = &filter.sort {
             page.sort_by(|a, b| sort(a, b));

@@ -65,6 +65,9 @@ pub type Predicate = Arc<dyn Fn(&Entity) -> bool + Send + Sync>;
 /// An ordering of results (orderBy); ties keep the store's own order.
 pub type Comparator = Arc<dyn Fn(&Entity, &Entity) -> std::cmp::Ordering + Send + Sync>;
 
+/// A numeric sort key (see [`EntityFilter::sort_key`]).
+pub type SortKey = Arc<dyn Fn(&Entity) -> f64 + Send + Sync>;
+
 /// A filter the backend evaluates (and pushes down where it can).
 #[derive(Clone, Default)]
 pub struct EntityFilter {
@@ -78,6 +81,9 @@ pub struct EntityFilter {
     pub predicate: Option<Predicate>,
     /// Results sorted by this instead of creation order.
     pub sort: Option<Comparator>,
+    /// Results sorted by this numeric key, smallest first (distance for near-queries): each
+    /// entity's key is computed once.
+    pub sort_key: Option<SortKey>,
     /// A GeoProperty (expanded) and a lon/lat box every match's geometry intersects: lets a
     /// backend use its spatial index; the predicate still decides.
     pub geo_box: Option<(String, [f64; 4])>,
@@ -103,6 +109,7 @@ impl fmt::Debug for EntityFilter {
             .field("attrs", &self.attrs)
             .field("predicate", &self.predicate.is_some())
             .field("sort", &self.sort.is_some())
+            .field("sort_key", &self.sort_key.is_some())
             .field("geo_box", &self.geo_box)
             .field("range", &self.range)
             .finish()
