@@ -11,7 +11,7 @@ use super::Broker;
 use crate::error::{ErrorKind, NgsiError, NgsiResult};
 use crate::jsonld::Context;
 use crate::model::Entity;
-use crate::query::{EntityQuery, Selector, order, q, scope, types};
+use crate::query::{EntityQuery, Selector, order, pattern, q, scope, types};
 
 /// The largest page a client may ask for.
 pub const MAX_LIMIT: usize = 1000;
@@ -53,9 +53,7 @@ fn compile_selector(s: &RawSelector, ctx: &Context) -> NgsiResult<Selector> {
     }
     let id_pattern = match &s.id_pattern {
         Some(re) => Some(
-            regex::RegexBuilder::new(re)
-                .size_limit(1 << 20)
-                .build()
+            pattern::compile(re)
                 .map_err(|e| NgsiError::bad_data(format!("idPattern is not a valid regular expression: {e}")))?,
         ),
         None => None,

@@ -1,9 +1,11 @@
-//! The query engine's pure parts: the `q` language, and later `scopeQ`, geo-queries and the
-//! type selection language. Parsers keep positions for their errors; evaluators work on a
-//! stored entity; nothing here does I/O, so subscriptions and registrations reuse it.
+//! The query engine's pure parts: the `q` language, `scopeQ`, geo-queries, the type selection
+//! language, `orderBy` and client regular expressions. Parsers keep positions for their errors;
+//! evaluators work on a stored entity; nothing here does I/O, so subscriptions and
+//! registrations reuse it.
 
 pub mod geo;
 pub mod order;
+pub mod pattern;
 pub mod q;
 pub mod scope;
 pub mod types;
