@@ -93,6 +93,12 @@ async fn geo_queries_and_order_by() {
     assert_eq!(ids(&app, &geo("disjoint", "Polygon", berlin)).await, ["urn:g:1", "urn:g:3"]);
     assert_eq!(ids(&app, &geo("equals", "Point", "[13.3986,52.5547]")).await, ["urn:g:1"]);
     assert_eq!(ids(&app, &geo("intersects", "Point", "[13.3986,52.5547]")).await, ["urn:g:1"]);
+    // A ring crossing itself is accepted in an entity and in a query (ETSI 019_11_01, 019_11_06).
+    let crossing = "[[[13.2865906,52.5648645],[13.2879639,52.5648645],[13.2797241,52.4988679],[13.477478,52.4712703],[13.5049438,52.5373084],[13.2865906,52.5648645]]]";
+    let area: Value = serde_json::from_str(crossing).unwrap();
+    app.create(json!({"id": "urn:g:5", "type": "Area", "location": {"type": "Polygon", "coordinates": area}})).await;
+    assert_eq!(ids(&app, &geo("equals", "Polygon", crossing).replace("Building", "Area")).await, ["urn:g:5"]);
+    assert_eq!(ids(&app, &geo("within", "Polygon", crossing)).await, ["urn:g:2"]);
     // Near answers nearest first.
     let r: Vec<Value> = app
         .get(&format!("/ngsi-ld/v1/entities?{}", geo("near;maxDistance==2000000", "Point", "[2.35,48.85]")))
