@@ -67,6 +67,7 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
             "geoproperty",
             "join",
             "joinLevel",
+            "containedBy",
         ],
     )?;
     let acc = accept(&req, true)?;
@@ -110,7 +111,8 @@ async fn with_linked(
 ) -> Result<HttpResponse, ApiError> {
     let roots: Vec<&crate::model::Entity> = entities.iter().map(|e| e.as_ref()).collect();
     if opts.join.is_some() {
-        let linked = retrieve_entity::linked(&state.broker, tenant, &roots, opts.join_level).await?;
+        let linked =
+            retrieve_entity::linked(&state.broker, tenant, &roots, opts.join_level, &opts.contained_by).await?;
         opts.linked = Some(std::sync::Arc::new(linked));
     }
     if opts.join == Some(Join::Flat) && acc != Accept::GeoJson {
@@ -137,6 +139,7 @@ pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Res
             "local",
             "join",
             "joinLevel",
+            "containedBy",
         ],
     )?;
     let acc = accept(&req, true)?;
@@ -152,7 +155,8 @@ pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Res
     }
     let mut opts = opts;
     if opts.join.is_some() {
-        let linked = retrieve_entity::linked(&state.broker, &t, &[e.as_ref()], opts.join_level).await?;
+        let linked =
+            retrieve_entity::linked(&state.broker, &t, &[e.as_ref()], opts.join_level, &opts.contained_by).await?;
         opts.linked = Some(std::sync::Arc::new(linked));
     }
     if opts.join == Some(Join::Flat) && acc != Accept::GeoJson {

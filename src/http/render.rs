@@ -47,6 +47,8 @@ pub struct RenderOpts {
     pub join: Option<Join>,
     /// How many more relationship hops are joined in.
     pub join_level: usize,
+    /// Entities already present higher up (`containedBy`): never joined in again.
+    pub contained_by: Vec<String>,
     /// The linked entities by id, fetched beforehand for `join`.
     pub linked: Option<Arc<HashMap<String, Arc<Entity>>>>,
 }

@@ -63,6 +63,7 @@ pub fn render_opts(p: &Params, ctx: &Context) -> Result<RenderOpts, ApiError> {
         Some(n) => n,
         None => 1,
     };
+    o.contained_by = p.list("containedBy").unwrap_or_default();
     o.dataset_ids = p.list("datasetId");
     o.geometry_property = p.get("geometryProperty").map(|g| ctx.expand(g));
     Ok(o)

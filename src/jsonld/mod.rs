@@ -13,6 +13,8 @@ pub mod resolver;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
+use parking_lot::RwLock;
+
 use serde_json::{Map, Value};
 
 use crate::error::{NgsiError, NgsiResult};
@@ -166,15 +168,20 @@ pub struct Context {
     user: TermMap,
     /// What the client gave, for echoing back (`@context` member or `Link` header).
     pub original: Value,
+    /// Compaction results, since every response compacts the same few names again.
+    compacted: RwLock<HashMap<Box<str>, Box<str>>>,
 }
+
+/// How many compaction results a context remembers before it starts over.
+const COMPACT_CACHE: usize = 4096;
 
 /// The core-only context, shared by every request that brings none.
 pub static CORE: LazyLock<Arc<Context>> =
-    LazyLock::new(|| Arc::new(Context { user: TermMap::default(), original: Value::String(core::default_url()) }));
+    LazyLock::new(|| Arc::new(Context::new(TermMap::default(), Value::String(core::default_url()))));
 
 impl Context {
     pub fn new(user: TermMap, original: Value) -> Context {
-        Context { user, original }
+        Context { user, original, compacted: RwLock::new(HashMap::new()) }
     }
 
     /// The context a response should advertise: the one the client used, or the core URL.
@@ -218,6 +225,19 @@ impl Context {
 
     /// Compacts an IRI back to the shortest term the context offers.
     pub fn compact(&self, iri: &str) -> String {
+        if let Some(hit) = self.compacted.read().get(iri) {
+            return hit.to_string();
+        }
+        let out = self.compact_uncached(iri);
+        let mut cache = self.compacted.write();
+        if cache.len() >= COMPACT_CACHE {
+            cache.clear();
+        }
+        cache.insert(iri.into(), out.as_str().into());
+        out
+    }
+
+    fn compact_uncached(&self, iri: &str) -> String {
         // Every candidate must expand back to the same IRI, or the client would read another term.
         let round_trips = |term: &str| self.expand(term) == iri;
         if let Some(t) = self.user.reverse.get(iri)

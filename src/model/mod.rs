@@ -130,7 +130,6 @@ where
     Ok(raw.into_iter().map(|(k, v)| (intern(&k), v)).collect())
 }
 
-
 /// The instances of one attribute: usually one, kept inline.
 pub type Instances = SmallVec<[Attribute; 1]>;
 

@@ -16,22 +16,28 @@ const MAX_LINKED: usize = 1000;
 
 pub async fn run(b: &Broker, tenant: &str, id: &str) -> NgsiResult<Arc<Entity>> {
     check_entity_id(id)?;
+    if let Some(e) = b.store.get(tenant, id).await? {
+        return Ok(e);
+    }
+    // Only a miss needs to know whether the tenant exists (404 NonexistentTenant or not found).
     b.require_tenant(tenant).await?;
-    b.store.get(tenant, id).await?.ok_or_else(|| entity_not_found(id))
+    Err(entity_not_found(id))
 }
 
 /// The entities reachable from `roots` through Relationship attributes within `levels` hops,
-/// by id; targets that do not exist are skipped.
+/// by id; targets that do not exist, and those listed in `contained_by` (already present
+/// higher up, §4.5.23), are skipped.
 pub async fn linked(
     b: &Broker,
     tenant: &str,
     roots: &[&Entity],
     levels: usize,
+    contained_by: &[String],
 ) -> NgsiResult<HashMap<String, Arc<Entity>>> {
     let mut found: HashMap<String, Arc<Entity>> = HashMap::new();
     // Roots are not pre-seeded: a matched entity can also be the target of another one's
     // relationship, and inline rendering then needs it in the map.
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: HashSet<String> = contained_by.iter().cloned().collect();
     let mut frontier: Vec<String> = roots.iter().flat_map(|e| targets(e)).collect();
     for _ in 0..levels {
         let mut next = Vec::new();

@@ -21,6 +21,7 @@ use rstar::{AABB, RTree};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::wal::{DiskOp, Wal};
 use super::{
     AttrStat, Catalogue, Change, DEFAULT_TENANT, EntityFilter, Mutation, Page, Store, StoreError, TypeStat, Write,
 };
@@ -235,9 +236,152 @@ struct State {
 type WriteReply = oneshot::Sender<Result<Vec<Result<Change, NgsiError>>, StoreError>>;
 
 enum Job {
-    Write { tenant: String, create_tenant: bool, writes: Vec<Write>, reply: WriteReply },
-    PutMeta { key: String, collection: String, doc: Value, reply: oneshot::Sender<Result<(), StoreError>> },
-    DeleteMeta { key: String, collection: String, reply: oneshot::Sender<Result<bool, StoreError>> },
+    Write {
+        tenant: String,
+        create_tenant: bool,
+        writes: Vec<Write>,
+        reply: WriteReply,
+    },
+    PutMeta {
+        key: String,
+        collection: String,
+        doc: Value,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    DeleteMeta {
+        key: String,
+        collection: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    /// Sent every second: checkpoints the log when the writer has been idle.
+    Tick,
+}
+
+/// Log size after which the writer checkpoints, whatever the load.
+const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The durable side of the store: the redb checkpoint and the write-ahead log in front of it.
+struct Disk {
+    db: Database,
+    wal: Wal,
+    /// Keys changed since the last checkpoint. The checkpoint writes their current state from
+    /// memory, so the log's bytes need not be kept, and an entity updated many times is
+    /// written once.
+    dirty_entities: HashSet<String>,
+    dirty_tenants: HashSet<String>,
+    dirty_meta: HashSet<String>,
+    /// Whether a write arrived since the last tick.
+    busy: bool,
+}
+
+impl Disk {
+    /// Makes a group's operations durable in the log.
+    fn log(&mut self, ops: Vec<DiskOp>) -> Result<(), StoreError> {
+        self.wal.append(&ops).map_err(io)?;
+        for op in ops {
+            match op {
+                DiskOp::PutEntity { key, .. } | DiskOp::DelEntity { key } => {
+                    self.dirty_entities.insert(key);
+                }
+                DiskOp::PutTenant { name } => {
+                    self.dirty_tenants.insert(name);
+                }
+                DiskOp::PutMeta { key, .. } | DiskOp::DelMeta { key } => {
+                    self.dirty_meta.insert(key);
+                }
+            }
+        }
+        self.busy = true;
+        Ok(())
+    }
+
+    fn has_pending(&self) -> bool {
+        !(self.dirty_entities.is_empty() && self.dirty_tenants.is_empty() && self.dirty_meta.is_empty())
+    }
+
+    /// Writes the current state of every changed key to redb in one transaction, then empties
+    /// the log. Runs on the writer thread between groups, so the state is exactly what the log
+    /// describes.
+    fn checkpoint(&mut self, state: &RwLock<State>) -> Result<(), StoreError> {
+        if !self.has_pending() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(io)?;
+        {
+            let mut entities = txn.open_table(ENTITIES).map_err(io)?;
+            let mut tenants = txn.open_table(TENANTS).map_err(io)?;
+            let mut meta = txn.open_table(META).map_err(io)?;
+            let st = state.read();
+            for key in &self.dirty_entities {
+                let (tenant, id) = key.split_once('\u{0}').unwrap_or(("", key));
+                match st.tenants.get(tenant).and_then(|t| t.entities.get(id)) {
+                    Some(e) => {
+                        let bytes = serde_json::to_vec(e.as_ref()).map_err(io)?;
+                        entities.insert(key.as_str(), bytes.as_slice()).map_err(io)?;
+                    }
+                    None => {
+                        entities.remove(key.as_str()).map_err(io)?;
+                    }
+                }
+            }
+            for name in &self.dirty_tenants {
+                tenants.insert(name.as_str(), &[][..]).map_err(io)?;
+            }
+            for key in &self.dirty_meta {
+                let (coll, k) = key.split_once('\u{0}').unwrap_or(("", key));
+                match st.meta.get(coll).and_then(|m| m.get(k)) {
+                    Some(doc) => {
+                        let bytes = serde_json::to_vec(doc).map_err(io)?;
+                        meta.insert(key.as_str(), bytes.as_slice()).map_err(io)?;
+                    }
+                    None => {
+                        meta.remove(key.as_str()).map_err(io)?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(io)?;
+        self.wal.reset().map_err(io)?;
+        self.dirty_entities = HashSet::new();
+        self.dirty_tenants.clear();
+        self.dirty_meta.clear();
+        Ok(())
+    }
+}
+
+/// Applies a replayed log operation to the in-memory state.
+fn replay(state: &mut State, op: &DiskOp) -> Result<(), StoreError> {
+    match op {
+        DiskOp::PutEntity { key, bytes } => {
+            let tenant = key.split('\u{0}').next().unwrap_or_default().to_owned();
+            let e: Entity = serde_json::from_slice(bytes)
+                .map_err(|e| StoreError::Corrupt(format!("logged entity {key:?}: {e}")))?;
+            state.tenants.entry(tenant).or_default().insert(Arc::new(e));
+        }
+        DiskOp::DelEntity { key } => {
+            if let Some((tenant, id)) = key.split_once('\u{0}')
+                && let Some(ts) = state.tenants.get_mut(tenant)
+            {
+                ts.remove(id);
+            }
+        }
+        DiskOp::PutTenant { name } => {
+            state.tenants.entry(name.clone()).or_default();
+        }
+        DiskOp::PutMeta { key, bytes } => {
+            let (coll, k) = key.split_once('\u{0}').unwrap_or(("", key));
+            let doc: Value =
+                serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("logged meta {key:?}: {e}")))?;
+            state.meta.entry(coll.to_owned()).or_default().insert(k.to_owned(), doc);
+        }
+        DiskOp::DelMeta { key } => {
+            let (coll, k) = key.split_once('\u{0}').unwrap_or(("", key));
+            if let Some(m) = state.meta.get_mut(coll) {
+                m.shift_remove(k);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The embedded store. Cheap to clone handles are not needed: share it in an `Arc`.
@@ -307,14 +451,48 @@ impl EmbeddedStore {
                 state.meta.entry(coll.to_owned()).or_default().insert(key.to_owned(), doc);
             }
         }
+        // Writes acknowledged after the last checkpoint are in the log: replay, then checkpoint.
+        let (wal, logged) = Wal::open(&dir.join("orbis.wal")).map_err(io)?;
+        for op in &logged {
+            replay(&mut state, op)?;
+        }
         let state = Arc::new(RwLock::new(state));
+        let mut disk = Disk {
+            db,
+            wal,
+            dirty_entities: HashSet::new(),
+            dirty_tenants: HashSet::new(),
+            dirty_meta: HashSet::new(),
+            busy: false,
+        };
+        for op in logged {
+            match op {
+                DiskOp::PutEntity { key, .. } | DiskOp::DelEntity { key } => disk.dirty_entities.insert(key),
+                DiskOp::PutTenant { name } => disk.dirty_tenants.insert(name),
+                DiskOp::PutMeta { key, .. } | DiskOp::DelMeta { key } => disk.dirty_meta.insert(key),
+            };
+        }
+        disk.checkpoint(&state)?;
         let (jobs, rx) = mpsc::channel(QUEUE);
         let (changes, _) = broadcast::channel(16_384);
         let writer_state = state.clone();
         let writer_changes = changes.clone();
         let handle = std::thread::Builder::new()
             .name("orbis-store-writer".into())
-            .spawn(move || writer(db, rx, writer_state, writer_changes))
+            .spawn(move || writer(disk, rx, writer_state, writer_changes))
+            .map_err(io)?;
+        // The ticker holds only a weak sender, so closing the store ends it.
+        let weak = jobs.downgrade();
+        std::thread::Builder::new()
+            .name("orbis-store-ticker".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    let Some(tx) = weak.upgrade() else { return };
+                    // A full queue means the writer is busy: skipping a tick is fine.
+                    let _ = tx.try_send(Job::Tick);
+                }
+            })
             .map_err(io)?;
         Ok(EmbeddedStore { state, jobs, changes, writer: Some(handle) })
     }
@@ -325,8 +503,9 @@ impl EmbeddedStore {
     }
 }
 
-/// The writer loop: group commit of everything queued.
-fn writer(db: Database, mut rx: mpsc::Receiver<Job>, state: Arc<RwLock<State>>, changes: broadcast::Sender<Change>) {
+/// The writer loop: group commit of everything queued, checkpoints when the log is large or
+/// the writer idle, and a last checkpoint when the store closes.
+fn writer(mut disk: Disk, mut rx: mpsc::Receiver<Job>, state: Arc<RwLock<State>>, changes: broadcast::Sender<Change>) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -335,7 +514,21 @@ fn writer(db: Database, mut rx: mpsc::Receiver<Job>, state: Arc<RwLock<State>>, 
                 Err(_) => break,
             }
         }
-        commit_group(&db, jobs, &state, &changes);
+        let ticked = jobs.iter().any(|j| matches!(j, Job::Tick));
+        jobs.retain(|j| !matches!(j, Job::Tick));
+        if !jobs.is_empty() {
+            commit_group(&mut disk, jobs, &state, &changes);
+        }
+        let idle = ticked && !std::mem::take(&mut disk.busy);
+        if ((idle && disk.has_pending()) || disk.wal.len() >= CHECKPOINT_BYTES)
+            && let Err(e) = disk.checkpoint(&state)
+        {
+            // The log still holds everything: nothing acknowledged is lost, retry later.
+            tracing::error!(error = %e, "checkpoint failed; the write-ahead log keeps the writes");
+        }
+    }
+    if let Err(e) = disk.checkpoint(&state) {
+        tracing::error!(error = %e, "final checkpoint failed; the write-ahead log keeps the writes");
     }
 }
 
@@ -345,7 +538,7 @@ enum Outcome {
     MetaDelete(oneshot::Sender<Result<bool, StoreError>>, bool),
 }
 
-fn commit_group(db: &Database, jobs: Vec<Job>, state: &RwLock<State>, changes: &broadcast::Sender<Change>) {
+fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes: &broadcast::Sender<Change>) {
     // Entity states decided in this group, by (tenant, id); None = deleted.
     let mut overlay: HashMap<(String, String), Option<Arc<Entity>>> = HashMap::new();
     let mut new_tenants: HashSet<String> = HashSet::new();
@@ -353,12 +546,9 @@ fn commit_group(db: &Database, jobs: Vec<Job>, state: &RwLock<State>, changes: &
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(jobs.len());
     let mut published: Vec<Change> = Vec::new();
 
+    let mut ops: Vec<DiskOp> = Vec::new();
     let result: Result<(), StoreError> = (|| {
-        let txn = db.begin_write().map_err(io)?;
         {
-            let mut table = txn.open_table(ENTITIES).map_err(io)?;
-            let mut tenants = txn.open_table(TENANTS).map_err(io)?;
-            let mut meta = txn.open_table(META).map_err(io)?;
             let snapshot = state.read();
             for job in jobs {
                 match job {
@@ -392,7 +582,7 @@ fn commit_group(db: &Database, jobs: Vec<Job>, state: &RwLock<State>, changes: &
                                     // Entities live long in memory: drop the growth slack.
                                     e.attrs.shrink_to_fit();
                                     let bytes = serde_json::to_vec(&e).map_err(io)?;
-                                    table.insert(entity_key(&tenant, &w.id).as_str(), bytes.as_slice()).map_err(io)?;
+                                    ops.push(DiskOp::PutEntity { key: entity_key(&tenant, &w.id), bytes });
                                     let new = Arc::new(e);
                                     overlay.insert(okey, Some(new.clone()));
                                     changed_any = true;
@@ -404,7 +594,7 @@ fn commit_group(db: &Database, jobs: Vec<Job>, state: &RwLock<State>, changes: &
                                     }));
                                 }
                                 Ok(Mutation::Delete) => {
-                                    table.remove(entity_key(&tenant, &w.id).as_str()).map_err(io)?;
+                                    ops.push(DiskOp::DelEntity { key: entity_key(&tenant, &w.id) });
                                     overlay.insert(okey, None);
                                     changed_any = true;
                                     results.push(Ok(Change {
@@ -417,26 +607,32 @@ fn commit_group(db: &Database, jobs: Vec<Job>, state: &RwLock<State>, changes: &
                             }
                         }
                         if !exists && changed_any && tenant != DEFAULT_TENANT {
-                            tenants.insert(tenant.as_str(), &[][..]).map_err(io)?;
+                            ops.push(DiskOp::PutTenant { name: tenant.clone() });
                             new_tenants.insert(tenant);
                         }
                         outcomes.push(Outcome::Write(reply, Ok(results)));
                     }
                     Job::PutMeta { key, collection, doc, reply } => {
                         let bytes = serde_json::to_vec(&doc).map_err(io)?;
-                        meta.insert(format!("{collection}\u{0}{key}").as_str(), bytes.as_slice()).map_err(io)?;
+                        ops.push(DiskOp::PutMeta { key: format!("{collection}\u{0}{key}"), bytes });
                         meta_ops.push((collection, key, Some(doc)));
                         outcomes.push(Outcome::Meta(reply));
                     }
+                    Job::Tick => {}
                     Job::DeleteMeta { key, collection, reply } => {
-                        let existed = meta.remove(format!("{collection}\u{0}{key}").as_str()).map_err(io)?.is_some();
+                        // Whether the document exists after this group's earlier operations.
+                        let existed = match meta_ops.iter().rev().find(|(c, k, _)| *c == collection && *k == key) {
+                            Some((_, _, doc)) => doc.is_some(),
+                            None => snapshot.meta.get(&collection).is_some_and(|m| m.contains_key(&key)),
+                        };
+                        ops.push(DiskOp::DelMeta { key: format!("{collection}\u{0}{key}") });
                         meta_ops.push((collection, key, None));
                         outcomes.push(Outcome::MetaDelete(reply, existed));
                     }
                 }
             }
         }
-        txn.commit().map_err(io)?;
+        disk.log(ops)?;
         Ok(())
     })();
 
@@ -504,15 +700,26 @@ fn commit_group(db: &Database, jobs: Vec<Job>, state: &RwLock<State>, changes: &
 
 /// The entities with a value of the filter's range attribute inside the range, in creation
 /// order, when the value index is the cheaper way in.
-fn range_candidates(ts: &TenantState, filter: &EntityFilter) -> Option<Vec<OrderKey>> {
-    use std::ops::Bound;
-    let r = filter.range.as_ref()?;
-    let Some(index) = ts.numbers.get(r.attr.as_str()) else { return Some(Vec::new()) };
-    // Give up on the index once it offers more candidates than the type index would.
-    let cap = match &filter.types {
+/// How many candidates an index may offer before a scan in creation order is the cheaper
+/// plan. An index plan must collect and sort all its candidates; a scan stops once it has
+/// `want` matches, after about `want × scanned / candidates` entities (a counting query cannot
+/// stop early, so there the index wins whenever it offers fewer candidates than the scan).
+fn index_cap(ts: &TenantState, filter: &EntityFilter, want: usize, count: bool) -> usize {
+    let scanned: usize = match &filter.types {
         Some(types) => types.iter().filter_map(|t| ts.by_type.get(t)).map(BTreeSet::len).sum(),
         None => ts.entities.len(),
     };
+    if count || filter.sort.is_some() {
+        return scanned;
+    }
+    let balance = ((want.max(1) as f64) * (scanned as f64)).sqrt() as usize;
+    balance.min(scanned)
+}
+
+fn range_candidates(ts: &TenantState, filter: &EntityFilter, cap: usize) -> Option<Vec<OrderKey>> {
+    use std::ops::Bound;
+    let r = filter.range.as_ref()?;
+    let Some(index) = ts.numbers.get(r.attr.as_str()) else { return Some(Vec::new()) };
     let lo = match r.lo {
         Bound::Included(x) => Bound::Included((Num(x), (i64::MIN, Arc::from("")))),
         Bound::Excluded(x) => Bound::Excluded((Num(x), (i64::MAX, Arc::from("\u{10FFFF}")))),
@@ -544,14 +751,14 @@ fn range_candidates(ts: &TenantState, filter: &EntityFilter) -> Option<Vec<Order
 
 /// The entities whose GeoProperty box intersects the filter's search box, in creation order,
 /// when the spatial index is the cheaper way in (fewer candidates than the type index offers).
-fn geo_candidates(ts: &TenantState, filter: &EntityFilter) -> Option<Vec<OrderKey>> {
+fn geo_candidates(ts: &TenantState, filter: &EntityFilter, cap: usize) -> Option<Vec<OrderKey>> {
     let (prop, [x0, y0, x1, y1]) = filter.geo_box.as_ref()?;
     let Some(tree) = ts.geo.get(prop.as_str()) else { return Some(Vec::new()) };
     let envelope = AABB::from_corners([*x0, *y0], [*x1, *y1]);
-    let mut keys: Vec<OrderKey> = tree.locate_in_envelope_intersecting(&envelope).map(|g| g.data.clone()).collect();
-    if let Some(types) = &filter.types {
-        let typed: usize = types.iter().filter_map(|t| ts.by_type.get(t)).map(BTreeSet::len).sum();
-        if typed < keys.len() {
+    let mut keys: Vec<OrderKey> = Vec::new();
+    for g in tree.locate_in_envelope_intersecting(&envelope) {
+        keys.push(g.data.clone());
+        if keys.len() > cap {
             return None;
         }
     }
@@ -616,7 +823,9 @@ impl Store for EmbeddedStore {
                     break;
                 }
             }
-        } else if let Some(keys) = range_candidates(ts, filter) {
+        } else if let Some(keys) =
+            range_candidates(ts, filter, index_cap(ts, filter, offset.saturating_add(limit), count))
+        {
             for (_, id) in &keys {
                 if let Some(e) = ts.entities.get(id)
                     && !visit(e)
@@ -624,7 +833,7 @@ impl Store for EmbeddedStore {
                     break;
                 }
             }
-        } else if let Some(keys) = geo_candidates(ts, filter) {
+        } else if let Some(keys) = geo_candidates(ts, filter, index_cap(ts, filter, usize::MAX, true)) {
             for (_, id) in &keys {
                 if let Some(e) = ts.entities.get(id)
                     && !visit(e)

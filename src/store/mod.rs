@@ -9,6 +9,7 @@
 pub mod embedded;
 #[cfg(test)]
 pub mod suite;
+pub mod wal;
 
 use std::fmt;
 use std::sync::Arc;

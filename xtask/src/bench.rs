@@ -294,6 +294,8 @@ struct Bench {
     ticks_per_s: f64,
     pin_wrk: bool,
     tag: u64,
+    /// The path `query.lua` requests.
+    query_path: String,
 }
 
 impl Bench {
@@ -325,7 +327,8 @@ impl Bench {
             .env("RUN_TAG", &run_tag)
             .env("N_SMALL", N_SMALL.to_string())
             .env("UPSERT_POOL", UPSERT_POOL.to_string())
-            .env("UPSERT_BATCH", UPSERT_BATCH.to_string());
+            .env("UPSERT_BATCH", UPSERT_BATCH.to_string())
+            .env("QUERY_PATH", &self.query_path);
         let cpu0 = b.cpu_ticks();
         let cores0 = core_ticks();
         let out = cmd.output().map_err(|e| format!("cannot run wrk: {e}"))?;
@@ -457,6 +460,8 @@ struct Figures {
     flatness: Vec<(u64, Run)>,
     /// (entities in the store, RSS, data directory size)
     rss_grown: Option<(u64, Option<f64>, Option<f64>)>,
+    /// Query workloads: (label, store size, run).
+    queries: Vec<(&'static str, u64, Run)>,
     problems: Vec<String>,
 }
 
@@ -488,7 +493,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         return Err(format!("{} not found (run without --no-build)", bin.display()));
     }
 
-    let mut bench = Bench { opts, ticks_per_s, pin_wrk, tag: 0 };
+    let mut bench = Bench { opts, ticks_per_s, pin_wrk, tag: 0, query_path: String::new() };
     let mut f = Figures::default();
     let result = measure(&mut bench, &bin, &mut f);
     let loadavg_end = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -504,6 +509,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         ("batch upsert", &f.upsert),
     ];
     runs.extend(f.flatness.iter().skip(1).map(|(_, r)| ("create (grown store)", r)));
+    runs.extend(f.queries.iter().map(|(label, _, r)| (*label, r)));
     let bad: Vec<String> = runs
         .iter()
         .filter(|(_, r)| r.non2xx + r.sock_errors > 0)
@@ -551,15 +557,30 @@ fn measure(bench: &mut Bench, bin: &Path, f: &mut Figures) -> Result<(), String>
     let rss_idle_b = b.rss();
     eprintln!("  idle RSS {} (broker A: {})", mib(rss_idle_b), mib(f.rss_idle));
     let n = bench.opts.mem_entities;
+    // The reference query: one page of a type query over a store of 100 entities.
+    load_exact(&b, 0, SMALL_QUERY_STORE)?;
+    query(bench, &mut b, f, "(5) type=Vehicle&limit=20", SMALL_QUERY_STORE, "type=Vehicle&limit=20")?;
     eprintln!("  loading {n} entities ({LOAD_CHUNK} per batch create)");
-    let took = load(&b, 0, n, &|i| format!("urn:ngsi-ld:Vehicle:{i}"))?;
-    f.load_rate = n as f64 / took.as_secs_f64();
+    let took = load(&b, SMALL_QUERY_STORE, n, &|i| format!("urn:ngsi-ld:Vehicle:{i}"))?;
+    f.load_rate = (n - SMALL_QUERY_STORE) as f64 / took.as_secs_f64();
     eprintln!("  loaded in {:.1} s ({:.0} entities/s)", took.as_secs_f64(), f.load_rate);
     b.check_alive()?;
     std::thread::sleep(Duration::from_secs(1));
     f.rss_loaded = b.rss();
     f.disk_loaded = b.disk();
     eprintln!("  RSS after {n}: {} (data directory {})", mib(f.rss_loaded), mib(f.disk_loaded));
+    // Queries at N entities: the same page, a selective and an unselective q, a near-query.
+    query(bench, &mut b, f, "(6) type=Vehicle&limit=20", n, "type=Vehicle&limit=20")?;
+    query(bench, &mut b, f, "(7) q=speed>95 (selective)", n, "type=Vehicle&q=speed%3E95&limit=20")?;
+    query(bench, &mut b, f, "(8) q=speed>1 (unselective)", n, "type=Vehicle&q=speed%3E1&limit=20")?;
+    query(
+        bench,
+        &mut b,
+        f,
+        "(9) near;maxDistance==500",
+        n,
+        "type=Vehicle&georel=near%3BmaxDistance%3D%3D500&geometry=Point&coordinates=%5B-3.70%2C40.42%5D&limit=20",
+    )?;
     let r = bench.workload(&mut b, &format!("create at {n}"), "create.lua")?;
     let mut size = n + r.total;
     f.flatness.push((n, r));
@@ -579,6 +600,30 @@ fn measure(bench: &mut Bench, bin: &Path, f: &mut Figures) -> Result<(), String>
         f.flatness.push((size, r));
     }
     b.check_alive()?;
+    Ok(())
+}
+
+/// Entities in the store of the reference query (5).
+const SMALL_QUERY_STORE: u64 = 100;
+
+/// Loads entities `from .. to` in one batch (fewer than a load chunk).
+fn load_exact(b: &Broker, from: u64, to: u64) -> Result<(), String> {
+    load(b, from, to, &|i| format!("urn:ngsi-ld:Vehicle:{i}")).map(|_| ())
+}
+
+/// Runs one query workload and records it.
+fn query(
+    bench: &mut Bench,
+    b: &mut Broker,
+    f: &mut Figures,
+    label: &'static str,
+    store: u64,
+    qs: &str,
+) -> Result<(), String> {
+    bench.query_path = format!("/ngsi-ld/v1/entities?{qs}");
+    precheck(b, "GET", &bench.query_path, None, &[200])?;
+    let r = bench.workload(b, label, "query.lua")?;
+    f.queries.push((label, store, r));
     Ok(())
 }
 
@@ -658,6 +703,33 @@ fn report(o: &Opts, f: &Figures, date: &str, cores: usize, load0: &str, load1: &
     }
     let _ = writeln!(s, "load rate (batch create x{LOAD_CHUNK}, 2 client threads): {:.0} entities/s", f.load_rate);
 
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "queries (GET /ngsi-ld/v1/entities; targets: (5) >= 8000 req/s per broker core; (7) and (9) within 2x of (5))"
+    );
+    let reference = f.queries.first().map(|(_, _, r)| r.rps).unwrap_or(0.0).max(1e-9);
+    for (label, store, r) in &f.queries {
+        let target = if label.starts_with("(5)") {
+            format!(">= 8000 req/s: {}", met(r.rps >= 8000.0))
+        } else if label.starts_with("(7)") || label.starts_with("(9)") {
+            format!(">= 0.5x (5): {}", met(r.rps >= 0.5 * reference))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "  {:<30} store {:>7}: {:>7.0} req/s  p50 {:>9}  p99 {:>9}  {:.2}x (5)  brk cpu {:>4}  cpu/req {:>7}  {target}",
+            label,
+            store,
+            r.rps,
+            ms(r.p50_us),
+            ms(r.p99_us),
+            r.rps / reference,
+            cpu(r.broker_cpu),
+            per_req(r)
+        );
+    }
     let _ = writeln!(s);
     let _ =
         writeln!(s, "create flatness (POST /ngsi-ld/v1/entities; target: flat, i.e. >= 0.90x the empty-store rate)");
