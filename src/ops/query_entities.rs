@@ -11,7 +11,7 @@ use super::Broker;
 use crate::error::{ErrorKind, NgsiError, NgsiResult};
 use crate::jsonld::Context;
 use crate::model::Entity;
-use crate::query::{EntityQuery, Selector, order, q, scope, types};
+use crate::query::{EntityQuery, Selector, order, pattern, q, scope, types};
 
 /// The largest page a client may ask for.
 pub const MAX_LIMIT: usize = 1000;
@@ -53,9 +53,7 @@ fn compile_selector(s: &RawSelector, ctx: &Context) -> NgsiResult<Selector> {
     }
     let id_pattern = match &s.id_pattern {
         Some(re) => Some(
-            regex::RegexBuilder::new(re)
-                .size_limit(1 << 20)
-                .build()
+            pattern::compile(re)
                 .map_err(|e| NgsiError::bad_data(format!("idPattern is not a valid regular expression: {e}")))?,
         ),
         None => None,
@@ -67,6 +65,9 @@ fn compile_selector(s: &RawSelector, ctx: &Context) -> NgsiResult<Selector> {
 /// Compiles the parameters with the request's context.
 pub fn compile(p: &QueryParams, ctx: &Context) -> NgsiResult<EntityQuery> {
     let selectors = p.selectors.iter().map(|s| compile_selector(s, ctx)).collect::<NgsiResult<Vec<_>>>()?;
+    if let Some(attrs) = &p.attrs {
+        crate::query::check_attr_names(attrs)?;
+    }
     Ok(EntityQuery {
         selectors,
         attrs: p.attrs.as_ref().map(|a| a.iter().map(|x| ctx.expand(x)).collect()),
@@ -85,9 +86,9 @@ pub async fn run(
     default_limit: usize,
 ) -> NgsiResult<QueryResult> {
     let query = compile(p, ctx)?;
-    if query.is_unrestricted() && !p.local {
+    if !query.names_what_to_find() && !p.local {
         return Err(NgsiError::bad_data(
-            "too broad query: give at least one of id, idPattern, type, attrs, q, scopeQ or a geo-query",
+            "too broad query: give at least one of type, attrs, q, scopeQ, a geo-query or local=true",
         ));
     }
     let limit = p.limit.unwrap_or(default_limit);

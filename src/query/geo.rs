@@ -13,6 +13,7 @@
 
 use std::fmt;
 
+use geo::algorithm::validation::{InvalidMultiPolygon, InvalidPolygon};
 use geo::{
     CoordsIter, Densify, Distance, Geometry, Haversine, Intersects, LineString, MultiLineString, MultiPoint,
     MultiPolygon, Point, Polygon, Relate, Validation,
@@ -151,15 +152,30 @@ fn geometry_name(src: &str) -> NgsiResult<&'static str> {
     })
 }
 
+/// Whether a polygon defect is only a ring crossing itself.
+fn crossing_ring(e: &InvalidPolygon) -> bool {
+    matches!(e, InvalidPolygon::SelfIntersection(_))
+}
+
 /// Builds and validates the reference geometry, then checks it against the georel.
 fn build(rel: GeoRel, geometry: &str, coordinates: Value, geoproperty: Option<&str>) -> NgsiResult<GeoQuery> {
     let name = geometry_name(geometry)?;
     let v = json!({"type": name, "coordinates": coordinates});
     validate_geometry(&v).map_err(|e| bad(format!("invalid coordinates for a {name}: {e}")))?;
     let geom = convert(&v).ok_or_else(|| bad(format!("invalid coordinates for a {name}")))?;
+    // A ring that crosses itself is tolerated: RFC 7946 does not forbid it, GS CIM 009 only
+    // says polygons should not self-intersect, and entity GeoProperties are accepted with such
+    // rings, so refusing the same polygon as a query geometry would make an entity unreachable
+    // by its own location (ETSI 019_11_01 queries with equals on it). Relate still evaluates
+    // it, under the panic guard of `matches_exact`. Other defects (overlapping members, holes
+    // outside the shell) are refused.
     let polygon_error = match &geom {
-        Geometry::Polygon(p) => p.check_validation().err().map(|e| e.to_string()),
-        Geometry::MultiPolygon(p) => p.check_validation().err().map(|e| e.to_string()),
+        Geometry::Polygon(p) => p.validation_errors().into_iter().find(|e| !crossing_ring(e)).map(|e| e.to_string()),
+        Geometry::MultiPolygon(p) => p
+            .validation_errors()
+            .into_iter()
+            .find(|e| !matches!(e, InvalidMultiPolygon::InvalidPolygon(_, inner) if crossing_ring(inner)))
+            .map(|e| e.to_string()),
         _ => None,
     };
     if let Some(e) = polygon_error {
@@ -326,6 +342,11 @@ impl ResolvedGeo {
             return max.is_none_or(|m| d <= m) && min.is_none_or(|m| d >= m);
         }
         let dg = densify(g);
+        // The same coordinates are equal whatever Relate makes of them: a ring that crosses
+        // itself has no well-defined interior for it (ETSI 019_11_01).
+        if self.rel == GeoRel::Equals && dg == self.query {
+            return true;
+        }
         // Relate is not proven panic-free on every invalid input; a stored geometry that breaks
         // it must not take a worker down, so such a geometry simply does not match.
         let Ok(m) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dg.relate(&self.query))) else {
@@ -791,7 +812,13 @@ mod tests {
             ("intersects", "Polygon", "[[[0,0],[1,0],[1,1],[0,1]]]", BadRequestData, "must be closed"),
             ("intersects", "Polygon", "[[[0,0],[1,0],[0,0]]]", BadRequestData, "at least four positions"),
             ("intersects", "Polygon", "[]", BadRequestData, "at least one linear ring"),
-            ("intersects", "Polygon", "[[[0,0],[2,2],[2,0],[0,2],[0,0]]]", BadRequestData, "self-intersection"),
+            (
+                "within",
+                "MultiPolygon",
+                "[[[[0,0],[2,0],[2,2],[0,0]]],[[[0,0],[2,0],[2,2],[0,0]]]]",
+                BadRequestData,
+                "overlap",
+            ),
             ("intersects", "Polygon", "[[[0,0],[1,1],[0,0],[0,0]]]", BadRequestData, "invalid Polygon"),
             ("within", "MultiPolygon", "[[[[0,0],[1,0],[1,1],[0,0]]],[[[0,1]]]]", BadRequestData, "at least four"),
         ] {
@@ -799,6 +826,20 @@ mod tests {
             assert_eq!(e.kind, kind, "{georel} {geometry} {coordinates}: {e}");
             assert!(e.detail.contains(detail), "{georel} {geometry} {coordinates}: {}", e.detail);
         }
+    }
+
+    #[test]
+    fn a_ring_crossing_itself_is_a_usable_query_geometry() {
+        // The ETSI fixture polygon: its closing edge crosses its second edge near the start.
+        let crossing = json!({"type": "Polygon", "coordinates": [[[13.2865906, 52.5648645], [13.2879639, 52.5648645],
+            [13.2797241, 52.4988679], [13.477478, 52.4712703], [13.5049438, 52.5373084], [13.2865906, 52.5648645]]]});
+        let bowtie = json!({"type": "Polygon", "coordinates": [[[0, 0], [2, 2], [2, 0], [0, 2], [0, 0]]]});
+        assert!(q("equals", &crossing).matches(&located(crossing.clone())));
+        assert!(!q("equals", &crossing).matches(&located(rect(13.3, 52.5, 13.4, 52.52))));
+        assert!(q("equals", &bowtie).matches(&located(bowtie.clone())));
+        assert!(q("intersects", &bowtie).matches(&located(point([0.3, 1.0]))));
+        assert!(q("within", &crossing).matches(&located(point([13.4, 52.5]))));
+        assert!(!q("within", &crossing).matches(&located(point([13.0, 52.0]))));
     }
 
     #[test]

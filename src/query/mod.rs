@@ -1,9 +1,11 @@
-//! The query engine's pure parts: the `q` language, and later `scopeQ`, geo-queries and the
-//! type selection language. Parsers keep positions for their errors; evaluators work on a
-//! stored entity; nothing here does I/O, so subscriptions and registrations reuse it.
+//! The query engine's pure parts: the `q` language, `scopeQ`, geo-queries, the type selection
+//! language, `orderBy` and client regular expressions. Parsers keep positions for their errors;
+//! evaluators work on a stored entity; nothing here does I/O, so subscriptions and
+//! registrations reuse it.
 
 pub mod geo;
 pub mod order;
+pub mod pattern;
 pub mod q;
 pub mod scope;
 pub mod types;
@@ -12,8 +14,21 @@ use std::sync::Arc;
 
 use regex::Regex;
 
+use crate::error::{NgsiError, NgsiResult};
 use crate::model::Entity;
 use crate::store::EntityFilter;
+
+/// Entity members that are never attributes, so naming them in `attrs` is an error.
+const NOT_ATTRIBUTES: &[&str] = &["id", "type", "@id", "@type", "@context"];
+
+/// Checks the names of an `attrs` list (GS CIM 009 §5.7.2.4): `id` and `type` are entity
+/// members, not attributes, and a list made of them is a malformed query (ETSI 019_03_03).
+pub fn check_attr_names(names: &[String]) -> NgsiResult<()> {
+    match names.iter().find(|n| NOT_ATTRIBUTES.contains(&n.as_str())) {
+        Some(n) => Err(NgsiError::bad_data(format!("attrs names {n:?}, which is not an attribute name"))),
+        None => Ok(()),
+    }
+}
 
 /// One entity selector: ids, an id pattern and a type selection, all of which must hold.
 #[derive(Debug, Clone, Default)]
@@ -51,6 +66,19 @@ impl EntityQuery {
             && self.q.as_ref().is_none_or(|q| q.matches(e))
             && self.scope.as_ref().is_none_or(|s| s.matches(e.scope.as_deref()))
             && self.geo.as_ref().is_none_or(|g| g.matches(e))
+    }
+
+    /// Whether the query says what kind of entities it looks for, as Query Entities requires
+    /// (GS CIM 009 §5.7.2.4): entity types, attribute names, a q query, a scopeQ or a
+    /// geo-query. Entity ids or an id pattern alone are not enough (ETSI 019_03_05): fetching
+    /// known entities is Retrieve Entity's job, and a pattern can match everything. Orion-LD
+    /// accepts them alone; clients relying on that add `local=true`.
+    pub fn names_what_to_find(&self) -> bool {
+        self.selectors.iter().any(|s| s.types.is_some())
+            || self.attrs.is_some()
+            || self.q.is_some()
+            || self.scope.is_some()
+            || self.geo.is_some()
     }
 
     /// True when nothing restricts the query.
@@ -102,5 +130,37 @@ impl EntityQuery {
         let q = Arc::new(self);
         f.predicate = Some(Arc::new(move |e: &Entity| q.matches(e)));
         f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(l: &[&str]) -> Vec<String> {
+        l.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn id_and_type_are_not_attribute_names() {
+        assert!(check_attr_names(&names(&["speed", "https://example.org/name"])).is_ok());
+        for bad in [&["id", "type"][..], &["speed", "type"], &["@id"], &["@context"]] {
+            assert!(check_attr_names(&names(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ids_alone_do_not_name_what_to_find() {
+        let by_id = Selector { ids: Some(names(&["urn:a:1"])), ..Default::default() };
+        let q = EntityQuery { selectors: vec![by_id.clone()], ..Default::default() };
+        assert!(!q.names_what_to_find());
+        assert!(!q.is_unrestricted());
+        let by_pattern = Selector { id_pattern: regex::Regex::new(".*").ok(), ..Default::default() };
+        assert!(!EntityQuery { selectors: vec![by_pattern], ..Default::default() }.names_what_to_find());
+        let with_attrs = EntityQuery { selectors: vec![by_id], attrs: Some(names(&["speed"])), ..Default::default() };
+        assert!(with_attrs.names_what_to_find());
+        let typed =
+            Selector { types: Some(types::TypeSel::Is("https://example.org/T".to_owned())), ..Default::default() };
+        assert!(EntityQuery { selectors: vec![typed], ..Default::default() }.names_what_to_find());
     }
 }

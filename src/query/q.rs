@@ -230,10 +230,7 @@ impl<'a> Parser<'a> {
 fn parse_rhs(raw: &str, op: Op, pos: usize) -> NgsiResult<Rhs> {
     if matches!(op, Op::Match | Op::NotMatch) {
         let pattern = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')).unwrap_or(raw);
-        let re = regex::RegexBuilder::new(pattern)
-            .size_limit(1 << 20)
-            .build()
-            .map_err(|e| err(pos, format!("invalid regular expression: {e}")))?;
+        let re = super::pattern::compile(pattern).map_err(|e| err(pos, format!("invalid regular expression: {e}")))?;
         return Ok(Rhs::Regex(re));
     }
     let items = split_top(raw, ',');

@@ -51,8 +51,10 @@ async fn query_paging_is_stable() {
     dedup.dedup();
     assert_eq!(dedup.len(), 45);
     assert_eq!(seen.len(), 45);
-    let r: Vec<serde_json::Value> = app.get("/ngsi-ld/v1/entities?id=urn:p:003,urn:p:001").await.json().await.unwrap();
+    let r: Vec<serde_json::Value> =
+        app.get("/ngsi-ld/v1/entities?id=urn:p:003,urn:p:001&type=P").await.json().await.unwrap();
     assert_eq!(r.len(), 2);
-    let r: Vec<serde_json::Value> = app.get("/ngsi-ld/v1/entities?idPattern=urn:p:00.*").await.json().await.unwrap();
+    let r: Vec<serde_json::Value> =
+        app.get("/ngsi-ld/v1/entities?idPattern=urn:p:00.*&type=P").await.json().await.unwrap();
     assert_eq!(r.len(), 10);
 }

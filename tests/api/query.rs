@@ -93,6 +93,12 @@ async fn geo_queries_and_order_by() {
     assert_eq!(ids(&app, &geo("disjoint", "Polygon", berlin)).await, ["urn:g:1", "urn:g:3"]);
     assert_eq!(ids(&app, &geo("equals", "Point", "[13.3986,52.5547]")).await, ["urn:g:1"]);
     assert_eq!(ids(&app, &geo("intersects", "Point", "[13.3986,52.5547]")).await, ["urn:g:1"]);
+    // A ring crossing itself is accepted in an entity and in a query (ETSI 019_11_01, 019_11_06).
+    let crossing = "[[[13.2865906,52.5648645],[13.2879639,52.5648645],[13.2797241,52.4988679],[13.477478,52.4712703],[13.5049438,52.5373084],[13.2865906,52.5648645]]]";
+    let area: Value = serde_json::from_str(crossing).unwrap();
+    app.create(json!({"id": "urn:g:5", "type": "Area", "location": {"type": "Polygon", "coordinates": area}})).await;
+    assert_eq!(ids(&app, &geo("equals", "Polygon", crossing).replace("Building", "Area")).await, ["urn:g:5"]);
+    assert_eq!(ids(&app, &geo("within", "Polygon", crossing)).await, ["urn:g:2"]);
     // Near answers nearest first.
     let r: Vec<Value> = app
         .get(&format!("/ngsi-ld/v1/entities?{}", geo("near;maxDistance==2000000", "Point", "[2.35,48.85]")))
@@ -155,6 +161,29 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Query parameter validation (GS CIM 009 §5.7.2.4; ETSI 019_03_02, 019_03_03, 019_03_05).
+#[tokio::test]
+async fn query_parameters_are_validated() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    // Ids or an id pattern alone do not say what to look for; local=true or a type does.
+    assert_problem(app.get("/ngsi-ld/v1/entities?id=urn:v:1,urn:v:2").await, 400, "BadRequestData").await;
+    assert_problem(app.get("/ngsi-ld/v1/entities?idPattern=urn:v:.*").await, 400, "BadRequestData").await;
+    assert_eq!(ids(&app, "id=urn:v:1,urn:b:1&local=true").await, ["urn:b:1", "urn:v:1"]);
+    assert_eq!(ids(&app, "id=urn:v:1,urn:b:1&type=Vehicle").await, ["urn:v:1"]);
+    assert_eq!(ids(&app, "idPattern=urn:v:%5B12%5D&attrs=brand").await, ["urn:v:1", "urn:v:2"]);
+    // A repetition of a repetition is not a regular expression POSIX defines.
+    assert_problem(app.get("/ngsi-ld/v1/entities?type=Vehicle&idPattern=urn:v**").await, 400, "BadRequestData").await;
+    // In q, as every other q syntax error, it is an invalid request.
+    assert_problem(app.get("/ngsi-ld/v1/entities?type=Vehicle&q=brand~=V%2B*").await, 400, "InvalidRequest").await;
+    assert_eq!(ids(&app, "type=Vehicle&idPattern=urn:v:%5B12%5D%2B?").await, ["urn:v:1", "urn:v:2"]);
+    // id and type are entity members, never attribute names.
+    assert_problem(app.get("/ngsi-ld/v1/entities?attrs=id,type").await, 400, "BadRequestData").await;
+    assert_problem(app.get("/ngsi-ld/v1/entities?type=Vehicle&attrs=speed,type").await, 400, "BadRequestData").await;
+    let body = json!({"type": "Query", "entities": [{"type": "Vehicle"}], "attrs": ["id"]});
+    assert_problem(app.post_json("/ngsi-ld/v1/entityOperations/query", &body).await, 400, "BadRequestData").await;
 }
 
 /// Paging while other clients write: every entity that existed before paging started is seen
