@@ -273,6 +273,19 @@ pub struct ResolvedGeo {
     point: Option<Point<f64>>,
 }
 
+/// A stored Point read straight from its JSON text, skipping the generic JSON tree: most
+/// GeoProperties are Points, and geo-queries read every candidate's geometry.
+fn fast_point(text: &str) -> Option<Geometry<f64>> {
+    #[derive(serde::Deserialize)]
+    struct P<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: &'a str,
+        coordinates: [f64; 2],
+    }
+    let p: P = serde_json::from_str(text).ok()?;
+    (p.kind == "Point").then(|| Geometry::Point(geo::Point::new(p.coordinates[0], p.coordinates[1])))
+}
+
 impl ResolvedGeo {
     /// The expanded name of the GeoProperty the query tests.
     pub fn geoproperty(&self) -> &str {
@@ -317,7 +330,7 @@ impl ResolvedGeo {
             .into_iter()
             .flatten()
             .filter(|a| a.kind == AttrKind::GeoProperty)
-            .filter_map(|a| convert(&a.value()))
+            .filter_map(|a| fast_point(a.value_text()).or_else(|| convert(&a.value())))
     }
 
     /// The test for one geometry: the bounding boxes first, then the exact relation.

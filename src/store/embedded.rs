@@ -116,7 +116,8 @@ type GeoEntry = GeomWithData<Rectangle<[f64; 2]>, OrderKey>;
 
 #[derive(Default)]
 struct TenantState {
-    entities: HashMap<Arc<str>, Arc<Entity>>,
+    /// By id, with a seeded fast hash: every visited candidate costs one lookup here.
+    entities: HashMap<Arc<str>, Arc<Entity>, foldhash::fast::RandomState>,
     order: BTreeSet<OrderKey>,
     by_type: HashMap<String, BTreeSet<OrderKey>>,
     /// An R-tree of bounding boxes per GeoProperty name.
@@ -152,10 +153,14 @@ fn numbers_of(e: &Entity) -> Vec<(&Name, f64)> {
             if matches!(a.kind, AttrKind::LanguageProperty | AttrKind::ListRelationship | AttrKind::Relationship) {
                 continue;
             }
-            match &a.value() {
-                Value::Number(n) => out.extend(n.as_f64().map(|x| (name, x))),
-                Value::Array(items) => out.extend(items.iter().filter_map(Value::as_f64).map(|x| (name, x))),
-                _ => {}
+            let text = a.value_text();
+            // Plain numbers are read from the text; only arrays need the JSON tree.
+            if let Ok(x) = text.parse::<f64>() {
+                out.push((name, x));
+            } else if text.starts_with('[')
+                && let Value::Array(items) = a.value()
+            {
+                out.extend(items.iter().filter_map(Value::as_f64).map(|x| (name, x)));
             }
         }
     }
@@ -258,7 +263,7 @@ enum Job {
 }
 
 /// Log size after which the writer checkpoints, whatever the load.
-const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
+const CHECKPOINT_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The durable side of the store: the redb checkpoint and the write-ahead log in front of it.
 struct Disk {
