@@ -6,11 +6,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::{AttrOutcome, Broker, check_entity_id, entity_not_found};
-use crate::error::{NgsiError, NgsiResult};
+use super::{AttrOutcome, Broker, entity_not_found};
+use crate::error::NgsiResult;
 use crate::jsonld::Context;
 use crate::model::now_millis;
-use crate::model::parse::{Purpose, parse_entity};
 use crate::store::{Mutation, Write};
 
 pub async fn run(
@@ -21,13 +20,8 @@ pub async fn run(
     ctx: &Arc<Context>,
     no_overwrite: bool,
 ) -> NgsiResult<AttrOutcome> {
-    check_entity_id(id)?;
-    b.require_tenant(tenant).await?;
     let now = now_millis();
-    let input = parse_entity(body, ctx, Purpose::Fragment, now)?;
-    if input.id.as_deref().is_some_and(|given| given != id) {
-        return Err(NgsiError::bad_data("the body's id differs from the id in the path"));
-    }
+    let input = super::fragment_for(b, tenant, id, body, ctx, now).await?;
     let outcome = Arc::new(Mutex::new(AttrOutcome::default()));
     let out = outcome.clone();
     let owned = id.to_owned();

@@ -6,21 +6,16 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Broker, check_entity_id, entity_not_found};
-use crate::error::{NgsiError, NgsiResult};
+use super::{Broker, entity_not_found};
+use crate::error::NgsiResult;
 use crate::jsonld::Context;
-use crate::model::parse::{EntityInput, Purpose, parse_entity};
+use crate::model::parse::EntityInput;
 use crate::model::{Entity, now_millis};
 use crate::store::{Mutation, Write};
 
 pub async fn run(b: &Broker, tenant: &str, id: &str, body: &Value, ctx: &Arc<Context>) -> NgsiResult<()> {
-    check_entity_id(id)?;
-    b.require_tenant(tenant).await?;
     let now = now_millis();
-    let input = parse_entity(body, ctx, Purpose::Fragment, now)?;
-    if input.id.as_deref().is_some_and(|given| given != id) {
-        return Err(NgsiError::bad_data("the body's id differs from the id in the path"));
-    }
+    let input = super::fragment_for(b, tenant, id, body, ctx, now).await?;
     b.write_one(tenant, false, merge_write(id, input, now)).await?;
     Ok(())
 }

@@ -55,6 +55,26 @@ impl Broker {
     }
 }
 
+/// The common start of the operations on one entity with a body (append, update, merge,
+/// replace): checks the id and the tenant, parses the body as a fragment, and refuses a body
+/// whose `id` names another entity.
+pub async fn fragment_for(
+    b: &Broker,
+    tenant: &str,
+    id: &str,
+    body: &Value,
+    ctx: &crate::jsonld::Context,
+    now: i64,
+) -> NgsiResult<crate::model::parse::EntityInput> {
+    check_entity_id(id)?;
+    b.require_tenant(tenant).await?;
+    let input = crate::model::parse::parse_entity(body, ctx, crate::model::parse::Purpose::Fragment, now)?;
+    if input.id.as_deref().is_some_and(|given| given != id) {
+        return Err(NgsiError::bad_data("the body's id differs from the id in the path"));
+    }
+    Ok(input)
+}
+
 /// Checks an entity id taken from a path or a list.
 pub fn check_entity_id(id: &str) -> NgsiResult<()> {
     if is_uri(id) { Ok(()) } else { Err(NgsiError::bad_data(format!("entity id {id:?} is not a URI"))) }

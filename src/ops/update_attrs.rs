@@ -9,21 +9,16 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::{AttrOutcome, Broker, check_entity_id, entity_not_found};
+use super::{AttrOutcome, Broker, entity_not_found};
 use crate::error::{NgsiError, NgsiResult};
 use crate::jsonld::Context;
-use crate::model::parse::{EntityInput, Purpose, parse_entity};
+use crate::model::parse::EntityInput;
 use crate::model::{Entity, now_millis};
 use crate::store::{Mutation, Write};
 
 pub async fn run(b: &Broker, tenant: &str, id: &str, body: &Value, ctx: &Arc<Context>) -> NgsiResult<AttrOutcome> {
-    check_entity_id(id)?;
-    b.require_tenant(tenant).await?;
     let now = now_millis();
-    let input = parse_entity(body, ctx, Purpose::Fragment, now)?;
-    if input.id.as_deref().is_some_and(|given| given != id) {
-        return Err(NgsiError::bad_data("the body's id differs from the id in the path"));
-    }
+    let input = super::fragment_for(b, tenant, id, body, ctx, now).await?;
     if input.attrs.is_empty() && input.types.is_empty() && input.scope.is_none() && !input.scope_null {
         return Err(NgsiError::bad_data("no attribute to update"));
     }
@@ -89,6 +84,7 @@ pub fn apply_update(e: &mut Entity, input: &EntityInput) -> AttrOutcome {
 mod tests {
     use super::*;
     use crate::jsonld::CORE;
+    use crate::model::parse::{Purpose, parse_entity};
     use serde_json::json;
 
     fn entity() -> Entity {
