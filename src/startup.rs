@@ -5,8 +5,8 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::Server;
-use actix_web::middleware::{Condition, DefaultHeaders, NormalizePath, from_fn};
+use actix_web::dev::{Server, Service, ServiceRequest};
+use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 
 use crate::config::Settings;
@@ -43,7 +43,10 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .wrap(Condition::new(cors.is_some(), cors_middleware(cors.as_deref().unwrap_or_default())))
-                .wrap(NormalizePath::trim())
+                .wrap_fn(|mut req, srv| {
+                    trim_trailing_slash(&mut req);
+                    srv.call(req)
+                })
                 .wrap(from_fn(http::reject_empty_segments))
                 .configure(http::routes)
         })
@@ -90,4 +93,26 @@ fn cors_headers(s: &Settings) -> Option<Vec<(&'static str, String)>> {
 
 fn cors_middleware(headers: &[(&'static str, String)]) -> DefaultHeaders {
     headers.iter().fold(DefaultHeaders::new(), |d, (k, v)| d.add((*k, v.clone())))
+}
+
+/// Routes `/path/` like `/path` (FIWARE agents send trailing slashes). A plain string check:
+/// actix's NormalizePath runs a regular expression on every request.
+fn trim_trailing_slash(req: &mut ServiceRequest) {
+    let path = req.path();
+    if path.len() <= 1 || !path.ends_with('/') {
+        return;
+    }
+    let trimmed = path.trim_end_matches('/');
+    let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+    let pq = match req.query_string() {
+        "" => trimmed.to_owned(),
+        q => format!("{trimmed}?{q}"),
+    };
+    let mut parts = req.head().uri.clone().into_parts();
+    let Ok(pq) = pq.parse() else { return };
+    parts.path_and_query = Some(pq);
+    if let Ok(uri) = actix_web::http::Uri::from_parts(parts) {
+        req.match_info_mut().get_mut().update(&uri);
+        req.head_mut().uri = uri;
+    }
 }

@@ -181,8 +181,52 @@ fn geo_entries(e: &Entity, key: &OrderKey) -> Vec<(Name, GeoEntry)> {
 }
 
 impl TenantState {
+    /// Inserts or replaces an entity. A replacement updates only the index entries that
+    /// changed: most updates touch one attribute, and removing from an R-tree is costly.
     fn insert(&mut self, e: Arc<Entity>) {
-        self.remove(&e.id);
+        let Some(old) = self.entities.get(e.id.as_str()).cloned() else {
+            self.add(e);
+            return;
+        };
+        if old.created_at != e.created_at || old.types != e.types {
+            self.remove(&e.id);
+            self.add(e);
+            return;
+        }
+        let Some((id, _)) = self.entities.get_key_value(e.id.as_str()) else { return };
+        let key = (e.created_at, id.clone());
+        self.counters.apply(&old, false);
+        self.counters.apply(&e, true);
+        let (old_geo, new_geo) = (geo_entries(&old, &key), geo_entries(&e, &key));
+        for (name, entry) in old_geo.iter().filter(|g| !new_geo.contains(g)) {
+            if let Some(tree) = self.geo.get_mut(name) {
+                tree.remove(entry);
+                if tree.size() == 0 {
+                    self.geo.remove(name);
+                }
+            }
+        }
+        for (name, entry) in new_geo.into_iter().filter(|g| !old_geo.contains(g)) {
+            self.geo.entry(name).or_default().insert(entry);
+        }
+        let (old_num, new_num) = (numbers_of(&old), numbers_of(&e));
+        for (name, x) in old_num.iter().filter(|n| !new_num.contains(n)) {
+            if let Some(set) = self.numbers.get_mut(*name) {
+                set.remove(&(Num(*x), key.clone()));
+                if set.is_empty() {
+                    self.numbers.remove(*name);
+                }
+            }
+        }
+        for (name, x) in new_num.iter().filter(|n| !old_num.contains(n)) {
+            self.numbers.entry((*name).clone()).or_default().insert((Num(*x), key.clone()));
+        }
+        let id = key.1;
+        self.entities.insert(id, e);
+    }
+
+    /// Adds an entity that is not in the maps.
+    fn add(&mut self, e: Arc<Entity>) {
         let id: Arc<str> = Arc::from(e.id.as_str());
         let key = (e.created_at, id.clone());
         self.order.insert(key.clone());
