@@ -323,6 +323,19 @@ impl ResolvedGeo {
         ds.iter().filter(within).copied().reduce(f64::min).or_else(|| ds.iter().copied().reduce(f64::min))
     }
 
+    /// For near: the smallest distance in metres among the instances within the bounds, or
+    /// `None` when no instance is (the entity does not match). One pass over the instances.
+    pub fn near_distance(&self, e: &Entity) -> Option<f64> {
+        let p = self.point?;
+        let GeoRel::Near { max, min } = self.rel else {
+            return None;
+        };
+        self.instances(e)
+            .map(|g| distance_to(p, &g))
+            .filter(|d| max.is_none_or(|m| *d <= m) && min.is_none_or(|m| *d >= m))
+            .reduce(f64::min)
+    }
+
     /// The geometries of the entity's GeoProperty instances.
     fn instances<'a>(&'a self, e: &'a Entity) -> impl Iterator<Item = Geometry<f64>> + 'a {
         e.attrs
@@ -920,6 +933,11 @@ mod tests {
         assert_eq!(q("near;maxDistance==10", &point(MADRID)).distance(&madrid), Some(0.0));
         assert_eq!(q("intersects", &point(MADRID)).distance(&madrid), None, "distance is only for near");
         assert_eq!(g.distance(&entity(vec![])), None);
+        // near_distance decides the match and the distance in one pass.
+        assert!(g.near_distance(&barcelona).is_some_and(|x| (x - d).abs() < 1e-6));
+        assert_eq!(q("near;maxDistance==504000", &point(MADRID)).near_distance(&barcelona), None);
+        assert_eq!(q("near;minDistance==10", &point(MADRID)).near_distance(&madrid), None);
+        assert_eq!(q("intersects", &point(MADRID)).near_distance(&madrid), None);
     }
 
     #[test]

@@ -61,11 +61,15 @@ pub struct EntityQuery {
 impl EntityQuery {
     /// Whether the entity satisfies every part of the query.
     pub fn matches(&self, e: &Entity) -> bool {
+        self.matches_but_geo(e) && self.geo.as_ref().is_none_or(|g| g.matches(e))
+    }
+
+    /// Everything but the geo-query (which a near-query's sort key decides).
+    fn matches_but_geo(&self, e: &Entity) -> bool {
         (self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches(e)))
             && self.attrs.as_ref().is_none_or(|a| a.iter().any(|n| e.attrs.contains_key(n.as_str())))
             && self.q.as_ref().is_none_or(|q| q.matches(e))
             && self.scope.as_ref().is_none_or(|s| s.matches(e.scope.as_deref()))
-            && self.geo.as_ref().is_none_or(|g| g.matches(e))
     }
 
     /// Whether the query says what kind of entities it looks for, as Query Entities requires
@@ -120,15 +124,21 @@ impl EntityQuery {
         if let Some(order) = self.order.clone() {
             f.sort = Some(Arc::new(move |a: &Entity, b: &Entity| order.compare(a, b)));
         } else if let Some(g) = self.geo.clone().filter(|g| matches!(g.rel(), geo::GeoRel::Near { .. })) {
-            // Near-queries answer nearest first, as MongoDB's $nearSphere does.
-            f.sort_key = Some(Arc::new(move |e: &Entity| g.distance(e).unwrap_or(f64::MAX)));
+            // Near-queries answer nearest first, as MongoDB's $nearSphere does; the distance is
+            // computed once per candidate and decides the match too.
+            f.sort_key = Some(Arc::new(move |e: &Entity| g.near_distance(e)));
         }
         f.range = self.q.as_ref().and_then(q::Query::numeric_range);
         if let Some(g) = &self.geo {
             f.geo_box = g.search_box().map(|b| (g.geoproperty().to_owned(), b));
         }
+        let near = f.sort_key.is_some();
         let q = Arc::new(self);
-        f.predicate = Some(Arc::new(move |e: &Entity| q.matches(e)));
+        f.predicate = Some(if near {
+            Arc::new(move |e: &Entity| q.matches_but_geo(e))
+        } else {
+            Arc::new(move |e: &Entity| q.matches(e))
+        });
         f
     }
 }

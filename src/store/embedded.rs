@@ -918,7 +918,7 @@ impl Store for EmbeddedStore {
         }
         if let Some(key) = &filter.sort_key {
             // Each key once; the stable sort keeps creation order among equal keys.
-            let mut keyed: Vec<(f64, Arc<Entity>)> = page.into_iter().map(|e| (key(&e), e)).collect();
+            let mut keyed: Vec<(f64, Arc<Entity>)> = page.into_iter().filter_map(|e| Some((key(&e)?, e))).collect();
             keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
             let total = keyed.len();
             let entities = keyed.into_iter().skip(offset).take(limit).map(|(_, e)| e).collect();

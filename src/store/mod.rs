@@ -65,8 +65,9 @@ pub type Predicate = Arc<dyn Fn(&Entity) -> bool + Send + Sync>;
 /// An ordering of results (orderBy); ties keep the store's own order.
 pub type Comparator = Arc<dyn Fn(&Entity, &Entity) -> std::cmp::Ordering + Send + Sync>;
 
-/// A numeric sort key (see [`EntityFilter::sort_key`]).
-pub type SortKey = Arc<dyn Fn(&Entity) -> f64 + Send + Sync>;
+/// A numeric sort key (see [`EntityFilter::sort_key`]); `None` means the entity does not match
+/// after all (a near-query's distance bounds are decided by the key itself).
+pub type SortKey = Arc<dyn Fn(&Entity) -> Option<f64> + Send + Sync>;
 
 /// A filter the backend evaluates (and pushes down where it can).
 #[derive(Clone, Default)]
