@@ -811,6 +811,15 @@ fn geo_candidates(ts: &TenantState, filter: &EntityFilter, cap: usize) -> Option
             return None;
         }
     }
+    if filter.sort.is_some() || filter.sort_key.is_some() {
+        // The results are sorted afterwards: creation order only breaks ties, and the ids of one
+        // entity's index entries share an allocation, so pointers stand in for string compares.
+        keys.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| Arc::as_ptr(&a.1).cast::<u8>().cmp(&Arc::as_ptr(&b.1).cast::<u8>()))
+        });
+        keys.dedup_by(|a, b| a.0 == b.0 && Arc::ptr_eq(&a.1, &b.1));
+        return Some(keys);
+    }
     keys.sort();
     keys.dedup();
     Some(keys)
