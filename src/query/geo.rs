@@ -323,6 +323,16 @@ impl ResolvedGeo {
         ds.iter().filter(within).copied().reduce(f64::min).or_else(|| ds.iter().copied().reduce(f64::min))
     }
 
+    /// For near: the reference point and the distance bounds, for a store to answer from its
+    /// spatial index.
+    pub fn near_params(&self) -> Option<([f64; 2], Option<f64>, Option<f64>)> {
+        let p = self.point?;
+        match self.rel {
+            GeoRel::Near { max, min } => Some(([p.x(), p.y()], max, min)),
+            _ => None,
+        }
+    }
+
     /// For near: the smallest distance in metres among the instances within the bounds, or
     /// `None` when no instance is (the entity does not match). One pass over the instances.
     pub fn near_distance(&self, e: &Entity) -> Option<f64> {
@@ -393,6 +403,11 @@ impl ResolvedGeo {
 /// The distance in metres on the sphere from `p` to the closest point of `g`, zero inside a
 /// polygon. geo's `HaversineClosestPoint` misplaces the foot of the perpendicular on arcs longer
 /// than a quarter circle, so arcs are measured here with vectors.
+/// The distance in metres between two lon/lat points, as near-queries measure it.
+pub fn point_distance(a: [f64; 2], b: [f64; 2]) -> f64 {
+    Haversine.distance(Point::new(a[0], a[1]), Point::new(b[0], b[1]))
+}
+
 fn distance_to(p: Point<f64>, g: &Geometry<f64>) -> f64 {
     if let Geometry::Point(q) = g {
         return Haversine.distance(p, *q);

@@ -126,6 +126,12 @@ impl EntityQuery {
         } else if let Some(g) = self.geo.clone().filter(|g| matches!(g.rel(), geo::GeoRel::Near { .. })) {
             // Near-queries answer nearest first, as MongoDB's $nearSphere does; the distance is
             // computed once per candidate and decides the match too.
+            f.near = g.near_params().map(|(point, max, min)| crate::store::NearFilter {
+                geoproperty: g.geoproperty().to_owned(),
+                point,
+                max,
+                min,
+            });
             f.sort_key = Some(Arc::new(move |e: &Entity| g.near_distance(e)));
         }
         f.range = self.q.as_ref().and_then(q::Query::numeric_range);

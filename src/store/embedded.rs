@@ -798,6 +798,45 @@ fn range_candidates(ts: &TenantState, filter: &EntityFilter, cap: usize) -> Opti
     Some(keys)
 }
 
+/// Answers a near-query from the R-tree when every candidate entry is a Point (a degenerate
+/// box): the distance comes from the index entry, so no stored geometry is read. `None` when the
+/// filter is not such a query or an entry is not a point; the general plan then applies.
+fn near_plan(ts: &TenantState, filter: &EntityFilter, offset: usize, limit: usize, count: bool) -> Option<Page> {
+    let near = filter.near.as_ref()?;
+    if filter.ids.is_some() || filter.sort.is_some() {
+        return None;
+    }
+    let (_, [x0, y0, x1, y1]) = filter.geo_box.as_ref()?;
+    let Some(tree) = ts.geo.get(near.geoproperty.as_str()) else {
+        return Some(Page { entities: Vec::new(), total: count.then_some(0) });
+    };
+    let envelope = AABB::from_corners([*x0, *y0], [*x1, *y1]);
+    // The nearest qualifying instance of each entity.
+    let mut best: HashMap<*const str, (f64, &OrderKey), foldhash::fast::RandomState> = HashMap::default();
+    for g in tree.locate_in_envelope_intersecting(&envelope) {
+        let (lo, hi) = (g.geom().lower(), g.geom().upper());
+        if lo != hi {
+            return None;
+        }
+        let d = crate::query::geo::point_distance(near.point, lo);
+        if near.max.is_some_and(|m| d > m) || near.min.is_some_and(|m| d < m) {
+            continue;
+        }
+        let e = best.entry(Arc::as_ptr(&g.data.1)).or_insert((d, &g.data));
+        if d < e.0 {
+            e.0 = d;
+        }
+    }
+    let mut hits: Vec<(f64, &OrderKey, &Arc<Entity>)> = best
+        .into_values()
+        .filter_map(|(d, key)| ts.entities.get(&key.1).filter(|e| filter.matches(e)).map(|e| (d, key, e)))
+        .collect();
+    hits.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+    let total = hits.len();
+    let entities = hits.into_iter().skip(offset).take(limit).map(|(_, _, e)| e.clone()).collect();
+    Some(Page { entities, total: count.then_some(total) })
+}
+
 /// The entities whose GeoProperty box intersects the filter's search box, in creation order,
 /// when the spatial index is the cheaper way in (fewer candidates than the type index offers).
 fn geo_candidates(ts: &TenantState, filter: &EntityFilter, cap: usize) -> Option<Vec<OrderKey>> {
@@ -853,6 +892,9 @@ impl Store for EmbeddedStore {
         let Some(ts) = st.tenants.get(tenant) else {
             return Ok(Page { entities: Vec::new(), total: count.then_some(0) });
         };
+        if let Some(page) = near_plan(ts, filter, offset, limit, count) {
+            return Ok(page);
+        }
         let mut page = Vec::with_capacity(limit.min(1024));
         let mut matched = 0usize;
         let sorting = filter.sort.is_some() || filter.sort_key.is_some();
@@ -1096,6 +1138,47 @@ mod tests {
                 let y = store.query("", &indexed, 0, 1000, true).await.unwrap();
                 let ids = |p: &Page| p.entities.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
                 assert_eq!(ids(&x), ids(&y), "{}", src);
+            });
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+        /// A near-query answered from the index entries gives the same entities in the same
+        /// order as the general plan (predicate plus distance key).
+        #[test]
+        fn near_plan_equals_general_plan(
+            points in proptest::collection::vec((-1.0f64..1.0, -1.0f64..1.0), 1..80),
+            at in (-1.0f64..1.0, -1.0f64..1.0),
+            max in 1_000.0f64..150_000.0,
+            min in proptest::option::of(0.0f64..50_000.0),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let store = EmbeddedStore::open(dir.path()).unwrap();
+                let writes = points.iter().enumerate().map(|(i, (lon, lat))| {
+                    let e = located(i, *lon, *lat, "A");
+                    Write::new(e.id.clone(), move |_| Ok(Mutation::Put(e.clone())))
+                }).collect();
+                store.write("", false, writes).await.unwrap();
+                let rel = match min {
+                    Some(m) => format!("near;maxDistance=={max};minDistance=={}", m.min(max)),
+                    None => format!("near;maxDistance=={max}"),
+                };
+                let coords = format!("[{},{}]", at.0, at.1);
+                let geo = crate::query::geo::parse(&rel, "Point", &coords, None).unwrap().resolve(&CORE);
+                let query = crate::query::EntityQuery { geo: Some(geo), ..Default::default() };
+                let fast = query.into_filter();
+                assert!(fast.near.is_some());
+                let general = EntityFilter { near: None, geo_box: None, ..fast.clone() };
+                for (offset, limit, count) in [(0, 1000, true), (0, 5, false), (3, 4, true)] {
+                    let a = store.query("", &fast, offset, limit, count).await.unwrap();
+                    let b = store.query("", &general, offset, limit, count).await.unwrap();
+                    let ids = |p: &Page| p.entities.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+                    assert_eq!(ids(&a), ids(&b));
+                    assert_eq!(a.total, b.total);
+                }
             });
         }
     }

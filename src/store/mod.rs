@@ -88,9 +88,21 @@ pub struct EntityFilter {
     /// A GeoProperty (expanded) and a lon/lat box every match's geometry intersects: lets a
     /// backend use its spatial index; the predicate still decides.
     pub geo_box: Option<(String, [f64; 4])>,
+    /// A near-query a backend may answer from its spatial index: matches have an instance of the
+    /// GeoProperty within the bounds, ordered by distance. `sort_key` gives the same answer.
+    pub near: Option<NearFilter>,
     /// A numeric range every match has a value of the (expanded, top-level) attribute in:
     /// lets a backend use a value index; the predicate still decides.
     pub range: Option<NumRange>,
+}
+
+/// A near-query: an expanded GeoProperty, a lon/lat point, and distance bounds in metres.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NearFilter {
+    pub geoproperty: String,
+    pub point: [f64; 2],
+    pub max: Option<f64>,
+    pub min: Option<f64>,
 }
 
 /// A numeric range on an attribute's value, bounds inclusive or not.
@@ -112,6 +124,7 @@ impl fmt::Debug for EntityFilter {
             .field("sort", &self.sort.is_some())
             .field("sort_key", &self.sort_key.is_some())
             .field("geo_box", &self.geo_box)
+            .field("near", &self.near)
             .field("range", &self.range)
             .finish()
     }
