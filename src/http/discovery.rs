@@ -25,13 +25,23 @@ fn list_id(kind: &str) -> String {
     format!("urn:ngsi-ld:{kind}:{}", uuid::Uuid::new_v4().simple())
 }
 
+/// What every discovery handler reads first: parameters, response type, tenant, context.
+async fn input(
+    req: &HttpRequest,
+    state: &State,
+    allowed: &[&str],
+) -> Result<(Params, super::extract::Accept, String, std::sync::Arc<crate::jsonld::Context>), ApiError> {
+    let p = Params::parse(req, allowed)?;
+    let acc = accept(req, false)?;
+    let t = tenant(req, state)?;
+    let ctx = header_context(req, state).await?;
+    Ok((p, acc, t, ctx))
+}
+
 /// Retrieve Available Entity Types (§5.7.5) and their details (§5.7.6).
 #[utoipa::path(get, path = "/ngsi-ld/v1/types", tag = "Discovery", params(("details" = Option<String>, Query, description = "true: EntityType objects")), responses((status = 200, description = "EntityTypeList or EntityType array", body = serde_json::Value)))]
 pub async fn types(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
-    let p = Params::parse(&req, &["details", "local"])?;
-    let acc = accept(&req, false)?;
-    let t = tenant(&req, &state)?;
-    let ctx = header_context(&req, &state).await?;
+    let (p, acc, t, ctx) = input(&req, &state, &["details", "local"]).await?;
     let cat = discover::catalogue(&state.broker, &t).await?;
     let body = if p.bool("details")? {
         Value::Array(
@@ -53,10 +63,7 @@ pub async fn types(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
 /// Retrieve Available Entity Type Information (§5.7.7).
 #[utoipa::path(get, path = "/ngsi-ld/v1/types/{type}", tag = "Discovery", params(("type" = String, Path, description = "Entity type")), responses((status = 200, description = "EntityTypeInfo", body = serde_json::Value), (status = 404, description = "No entity of that type", body = crate::http::error::ProblemDetails)))]
 pub async fn one_type(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
-    Params::parse(&req, &["local"])?;
-    let acc = accept(&req, false)?;
-    let t = tenant(&req, &state)?;
-    let ctx = header_context(&req, &state).await?;
+    let (_, acc, t, ctx) = input(&req, &state, &["local"]).await?;
     let iri = ctx.expand(&path);
     let cat = discover::one_type(&state.broker, &t, &iri).await?;
     let s = &cat.types[&iri];
@@ -75,10 +82,7 @@ pub async fn one_type(req: HttpRequest, path: Path<String>, state: State) -> Res
 /// Retrieve Available Attributes (§5.7.8) and their details (§5.7.9).
 #[utoipa::path(get, path = "/ngsi-ld/v1/attributes", tag = "Discovery", params(("details" = Option<String>, Query, description = "true: Attribute objects")), responses((status = 200, description = "AttributeList or Attribute array", body = serde_json::Value)))]
 pub async fn attributes(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
-    let p = Params::parse(&req, &["details", "local"])?;
-    let acc = accept(&req, false)?;
-    let t = tenant(&req, &state)?;
-    let ctx = header_context(&req, &state).await?;
+    let (p, acc, t, ctx) = input(&req, &state, &["details", "local"]).await?;
     let cat = discover::catalogue(&state.broker, &t).await?;
     let body = if p.bool("details")? {
         Value::Array(
@@ -100,10 +104,7 @@ pub async fn attributes(req: HttpRequest, state: State) -> Result<HttpResponse, 
 /// Retrieve Available Attribute Information (§5.7.10).
 #[utoipa::path(get, path = "/ngsi-ld/v1/attributes/{attrId}", tag = "Discovery", params(("attrId" = String, Path, description = "Attribute name")), responses((status = 200, description = "Attribute", body = serde_json::Value), (status = 404, description = "No entity has it", body = crate::http::error::ProblemDetails)))]
 pub async fn one_attribute(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
-    Params::parse(&req, &["local"])?;
-    let acc = accept(&req, false)?;
-    let t = tenant(&req, &state)?;
-    let ctx = header_context(&req, &state).await?;
+    let (_, acc, t, ctx) = input(&req, &state, &["local"]).await?;
     let iri = ctx.expand(&path);
     let cat = discover::one_attribute(&state.broker, &t, &iri).await?;
     let s = &cat.attrs[&iri];
