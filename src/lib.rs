@@ -6,6 +6,7 @@ pub mod error;
 pub mod http;
 pub mod jsonld;
 pub mod model;
+pub mod notify;
 pub mod openapi;
 pub mod ops;
 pub mod query;

@@ -1,0 +1,3 @@
+//! Subscriptions and notifications.
+
+pub mod sender;
