@@ -10,5 +10,6 @@ pub mod notify;
 pub mod openapi;
 pub mod ops;
 pub mod query;
+pub mod render;
 pub mod startup;
 pub mod store;

@@ -8,7 +8,6 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::extract::{Accept, Params, accept, body_context, body_media, header_context, read_json, tenant};
-use super::render::{self, Join};
 use super::{State, respond};
 use crate::error::NgsiError;
 use crate::ops::purge_entities::Purge;
@@ -16,6 +15,7 @@ use crate::ops::query_entities::{QueryParams, RawSelector};
 use crate::ops::{
     create_entity, delete_entity, merge_entity, purge_entities, query_entities, replace_entity, retrieve_entity,
 };
+use crate::render::{self, Join};
 
 /// Create Entity (§5.6.1): 201 with Location.
 #[utoipa::path(post, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "NGSI-LD entity (normalized or concise)"), responses((status = 201, description = "Created; Location header names the entity"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 409, description = "Already exists", body = crate::http::error::ProblemDetails), (status = 415, description = "Unsupported media type")))]
@@ -243,7 +243,7 @@ pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Res
     let mut opts = respond::render_opts(&p, &ctx)?;
     let (mut params, lang) = query_entities::from_body(&body)?;
     if let Some(l) = lang {
-        opts.lang = Some(super::render::parse_lang(&l)?);
+        opts.lang = Some(render::parse_lang(&l)?);
     }
     if let Some(attrs) = &params.attrs {
         let mut keep: std::collections::HashSet<String> = attrs.iter().map(|a| ctx.expand(a)).collect();

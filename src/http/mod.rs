@@ -11,7 +11,7 @@ pub mod discovery;
 pub mod entities;
 pub mod error;
 pub mod extract;
-pub mod render;
+
 pub mod respond;
 
 use std::time::Instant;

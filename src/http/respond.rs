@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::extract::{Accept, LD_CONTEXT_REL, Params};
-use super::render::{self, Join, Projection, RenderOpts, parse_lang, parse_projection};
 use crate::error::NgsiError;
 use crate::jsonld::{Context, core};
 use crate::model::Entity;
+use crate::render::{self, Join, Projection, RenderOpts, parse_lang, parse_projection};
 
 /// The `options` values the read operations know.
 pub const READ_OPTIONS: &[&str] = &["keyValues", "simplified", "concise", "normalized", "sysAttrs"];

@@ -23,7 +23,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::wal::{DiskOp, Wal};
 use super::{
-    AttrStat, Catalogue, Change, DEFAULT_TENANT, EntityFilter, Mutation, Page, Store, StoreError, TypeStat, Write,
+    AttrStat, Catalogue, Change, ChangeObserver, DEFAULT_TENANT, EntityFilter, Mutation, Page, Store, StoreError,
+    TypeStat, Write,
 };
 use crate::error::{ErrorKind, NgsiError};
 use crate::model::{AttrKind, Entity, Name};
@@ -280,6 +281,7 @@ impl TenantState {
 struct State {
     tenants: HashMap<String, TenantState>,
     meta: HashMap<String, IndexMap<String, Value>>,
+    observer: Option<Arc<dyn ChangeObserver>>,
 }
 
 type WriteReply = oneshot::Sender<Result<Vec<Result<Change, NgsiError>>, StoreError>>;
@@ -301,6 +303,11 @@ enum Job {
         key: String,
         collection: String,
         reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    DeleteMetaMany {
+        keys: Vec<String>,
+        collection: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
     /// Sent every second: checkpoints the log when the writer has been idle.
     Tick,
@@ -594,6 +601,8 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
     let mut meta_ops: Vec<(String, String, Option<Value>)> = Vec::new();
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(jobs.len());
     let mut published: Vec<Change> = Vec::new();
+    let observer = state.read().observer.clone();
+    let mut observed: Vec<(String, String, Value)> = Vec::new();
 
     let mut ops: Vec<DiskOp> = Vec::new();
     let result: Result<(), StoreError> = (|| {
@@ -635,23 +644,17 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
                                     let new = Arc::new(e);
                                     overlay.insert(okey, Some(new.clone()));
                                     changed_any = true;
-                                    results.push(Ok(Change {
-                                        tenant: tenant.clone(),
-                                        id: w.id,
-                                        old: current,
-                                        new: Some(new),
-                                    }));
+                                    let c = Change { tenant: tenant.clone(), id: w.id, old: current, new: Some(new) };
+                                    published.push(c.clone());
+                                    results.push(Ok(c));
                                 }
                                 Ok(Mutation::Delete) => {
                                     ops.push(DiskOp::DelEntity { key: entity_key(&tenant, &w.id) });
                                     overlay.insert(okey, None);
                                     changed_any = true;
-                                    results.push(Ok(Change {
-                                        tenant: tenant.clone(),
-                                        id: w.id,
-                                        old: current,
-                                        new: None,
-                                    }));
+                                    let c = Change { tenant: tenant.clone(), id: w.id, old: current, new: None };
+                                    published.push(c.clone());
+                                    results.push(Ok(c));
                                 }
                             }
                         }
@@ -668,6 +671,13 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
                         outcomes.push(Outcome::Meta(reply));
                     }
                     Job::Tick => {}
+                    Job::DeleteMetaMany { keys, collection, reply } => {
+                        for key in keys {
+                            ops.push(DiskOp::DelMeta { key: format!("{collection}\u{0}{key}") });
+                            meta_ops.push((collection.clone(), key, None));
+                        }
+                        outcomes.push(Outcome::Meta(reply));
+                    }
                     Job::DeleteMeta { key, collection, reply } => {
                         // Whether the document exists after this group's earlier operations.
                         let existed = match meta_ops.iter().rev().find(|(c, k, _)| *c == collection && *k == key) {
@@ -679,6 +689,16 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
                         outcomes.push(Outcome::MetaDelete(reply, existed));
                     }
                 }
+            }
+        }
+        if let Some(obs) = &observer
+            && !published.is_empty()
+        {
+            observed = obs.prepare(&published);
+            for (coll, key, doc) in &observed {
+                let bytes = serde_json::to_vec(doc).map_err(io)?;
+                ops.push(DiskOp::PutMeta { key: format!("{coll}\u{0}{key}"), bytes });
+                meta_ops.push((coll.clone(), key.clone(), Some(doc.clone())));
             }
         }
         disk.log(ops)?;
@@ -722,24 +742,15 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
     }
     for o in outcomes {
         match o {
-            Outcome::Write(reply, res) => {
-                if let Ok(results) = &res {
-                    for c in results.iter().flatten() {
-                        let unchanged = match (&c.old, &c.new) {
-                            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                            (None, None) => true,
-                            _ => false,
-                        };
-                        if !unchanged {
-                            published.push(c.clone());
-                        }
-                    }
-                }
-                let _ = reply.send(res);
-            }
+            Outcome::Write(reply, res) => drop(reply.send(res)),
             Outcome::Meta(reply) => drop(reply.send(Ok(()))),
             Outcome::MetaDelete(reply, existed) => drop(reply.send(Ok(existed))),
         }
+    }
+    if let Some(obs) = &observer
+        && !published.is_empty()
+    {
+        obs.committed(&published, observed);
     }
     for c in published {
         // No receiver yet is fine; receivers that lag are told by the channel.
@@ -1034,6 +1045,18 @@ impl Store for EmbeddedStore {
             .get(collection)
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default())
+    }
+
+    async fn delete_meta_many(&self, collection: &str, keys: Vec<String>) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::DeleteMetaMany { keys, collection: collection.to_owned(), reply }, rx).await
+    }
+
+    fn set_observer(&self, observer: Arc<dyn ChangeObserver>) {
+        self.state.write().observer = Some(observer);
     }
 
     fn changes(&self) -> broadcast::Receiver<Change> {

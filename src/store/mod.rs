@@ -59,6 +59,19 @@ pub struct Change {
     pub new: Option<Arc<Entity>>,
 }
 
+/// Side effects that must not be lost (notifications) hook into the write path here: the store
+/// shows every committed group of changes to its observer twice, once before the group is made
+/// durable (the observer returns documents to store in the same commit, such as outbox entries)
+/// and once after (the observer acts on them). A crash between the two loses nothing: the
+/// documents are durable with the changes that caused them.
+pub trait ChangeObserver: Send + Sync {
+    /// Called on the write path, in commit order, with the changes of one group (no unchanged
+    /// entities); returns `(collection, key, document)` triples stored with the group.
+    fn prepare(&self, changes: &[Change]) -> Vec<(String, String, Value)>;
+    /// Called once the group is durable, with the changes and what `prepare` returned.
+    fn committed(&self, changes: &[Change], docs: Vec<(String, String, Value)>);
+}
+
 /// An in-memory refinement of a filter.
 pub type Predicate = Arc<dyn Fn(&Entity) -> bool + Send + Sync>;
 
@@ -232,7 +245,11 @@ pub trait Store: Send + Sync {
     /// Tenant-independent documents (hosted contexts, later subscriptions and registrations).
     async fn put_meta(&self, collection: &str, key: &str, doc: Value) -> Result<(), StoreError>;
     async fn delete_meta(&self, collection: &str, key: &str) -> Result<bool, StoreError>;
+    /// Deletes many documents of one collection in one commit; absent keys are ignored.
+    async fn delete_meta_many(&self, collection: &str, keys: Vec<String>) -> Result<(), StoreError>;
     async fn list_meta(&self, collection: &str) -> Result<Vec<(String, Value)>, StoreError>;
     /// A receiver of change events (bounded; a slow receiver misses events and is told so).
     fn changes(&self) -> tokio::sync::broadcast::Receiver<Change>;
+    /// Installs the observer of committed changes (one per store; a later call replaces it).
+    fn set_observer(&self, observer: std::sync::Arc<dyn ChangeObserver>);
 }
