@@ -27,6 +27,14 @@ pub struct Settings {
     pub context_timeout_ms: u64,
     pub public_url: String,
     pub workers: usize,
+    /// Time-out of one notification attempt, in milliseconds (Orion-LD: -httpTimeout).
+    pub notification_timeout_ms: u64,
+    /// How long an undelivered notification is retried, in seconds.
+    pub notification_retry_window_secs: u64,
+    /// Notifications held in memory; more wait in the durable outbox.
+    pub notification_queue: usize,
+    /// Notifications in flight at once.
+    pub notification_concurrency: usize,
 }
 
 /// Where a setting came from, for warnings.
@@ -54,6 +62,7 @@ const ORION_FLAGS: &[(&str, &str, bool)] = &[
     ("corsOrigin", "cors_origin", true),
     ("corsMaxAge", "cors_max_age", true),
     ("ctxTimeout", "context_timeout_ms", true),
+    ("httpTimeout", "notification_timeout_ms", true),
     ("configFile", "config", true),
     // Orbis always runs in the foreground: -fg changes nothing and needs no warning.
     ("fg", "foreground", false),
@@ -94,7 +103,6 @@ const ORION_IGNORED: &[(&str, bool)] = &[
     ("cSubCounters", true),
     ("noCache", false),
     ("notificationMode", true),
-    ("httpTimeout", true),
     ("reqTimeout", true),
     ("maxConnections", true),
     ("connectionMemory", true),
@@ -166,9 +174,23 @@ impl Settings {
             "context_timeout_ms" => self.context_timeout_ms = num(value)?,
             "public_url" => self.public_url = value.to_owned(),
             "workers" => self.workers = num(value)? as usize,
+            "notification_timeout_ms" => self.notification_timeout_ms = num(value)?.max(1),
+            "notification_retry_window_secs" => self.notification_retry_window_secs = num(value)?,
+            "notification_queue" => self.notification_queue = (num(value)? as usize).max(1),
+            "notification_concurrency" => self.notification_concurrency = (num(value)? as usize).max(1),
             _ => return Err(format!("unknown setting {key}")),
         }
         Ok(())
+    }
+
+    /// The notifier's settings.
+    pub fn notify_settings(&self) -> crate::notify::NotifySettings {
+        crate::notify::NotifySettings {
+            timeout: std::time::Duration::from_millis(self.notification_timeout_ms),
+            retry_window: std::time::Duration::from_secs(self.notification_retry_window_secs),
+            queue: self.notification_queue,
+            concurrency: self.notification_concurrency,
+        }
     }
 
     /// The base URL hosted contexts are published under.
@@ -305,10 +327,12 @@ Settings (defaults in config/default.toml), lowest precedence first:
   config file      -configFile FILE | --config FILE | ORBIS_CONFIG=FILE (TOML, same keys)
   environment      ORIONLD_PORT, ORIONLD_PAGE_SIZE, ... and ORBIS_<KEY> (ORBIS_DATA_DIR, ...)
   flags            --<key> VALUE | --<key>=VALUE, or Orion-LD's -port, -localIp, -multiservice,
-                   -logLevel, -pageSize, -inReqPayloadMaxSize, -corsOrigin, -corsMaxAge, -ctxTimeout
+                   -logLevel, -pageSize, -inReqPayloadMaxSize, -corsOrigin, -corsMaxAge, -ctxTimeout,
+                   -httpTimeout
 
 Keys: host, port, data_dir, multiservice, log_level, page_size, max_body_bytes, cors_origin,
-      cors_max_age, context_timeout_ms, public_url, workers
+      cors_max_age, context_timeout_ms, public_url, workers, notification_timeout_ms,
+      notification_retry_window_secs, notification_queue, notification_concurrency
 Other Orion-LD flags (-dbhost, -db, -experimental, ...) are accepted with a warning.";
 
 #[cfg(test)]

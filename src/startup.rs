@@ -12,6 +12,7 @@ use actix_web::{App, HttpServer, web};
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::jsonld::resolver::{Resolver, ResolverSettings};
+use crate::notify::Notifier;
 use crate::ops::{Broker, contexts};
 use crate::store::embedded::EmbeddedStore;
 
@@ -30,8 +31,13 @@ impl Application {
             fetch_timeout: Duration::from_millis(settings.context_timeout_ms.max(1)),
             ..Default::default()
         });
-        let broker = Broker { store: Arc::new(store), resolver: Arc::new(resolver) };
-        contexts::load(&broker).await.map_err(|e| format!("cannot load hosted contexts: {e}"))?;
+        let store: Arc<dyn crate::store::Store> = Arc::new(store);
+        let resolver = Arc::new(resolver);
+        contexts::load(store.as_ref(), &resolver).await.map_err(|e| format!("cannot load hosted contexts: {e}"))?;
+        let notifier = Notifier::start(store.clone(), resolver.clone(), settings.notify_settings())
+            .await
+            .map_err(|e| format!("cannot start the notifier: {e}"))?;
+        let broker = Broker { store, resolver, notifier };
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .map_err(|e| format!("cannot listen on {}:{}: {e}", settings.host, settings.port))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();

@@ -112,7 +112,8 @@ async fn with_linked(
     let roots: Vec<&crate::model::Entity> = entities.iter().map(|e| e.as_ref()).collect();
     if opts.join.is_some() {
         let linked =
-            retrieve_entity::linked(&state.broker, tenant, &roots, opts.join_level, &opts.contained_by).await?;
+            retrieve_entity::linked(state.broker.store.as_ref(), tenant, &roots, opts.join_level, &opts.contained_by)
+                .await?;
         opts.linked = Some(std::sync::Arc::new(linked));
     }
     if opts.join == Some(Join::Flat) && acc != Accept::GeoJson {
@@ -155,8 +156,14 @@ pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Res
     }
     let mut opts = opts;
     if opts.join.is_some() {
-        let linked =
-            retrieve_entity::linked(&state.broker, &t, &[e.as_ref()], opts.join_level, &opts.contained_by).await?;
+        let linked = retrieve_entity::linked(
+            state.broker.store.as_ref(),
+            &t,
+            &[e.as_ref()],
+            opts.join_level,
+            &opts.contained_by,
+        )
+        .await?;
         opts.linked = Some(std::sync::Arc::new(linked));
     }
     if opts.join == Some(Join::Flat) && acc != Accept::GeoJson {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 
 pub mod respond;
+pub mod subscriptions;
 
 use std::time::Instant;
 
@@ -137,6 +138,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource(
         &format!("{v1}/jsonldContexts/{{contextId}}"),
         vec![(M::GET, web::get().to(contexts::serve)), (M::DELETE, web::delete().to(contexts::delete))],
+    ))
+    .service(resource(
+        &format!("{v1}/subscriptions"),
+        vec![(M::GET, web::get().to(subscriptions::query)), (M::POST, web::post().to(subscriptions::create))],
+    ))
+    .service(resource(
+        &format!("{v1}/subscriptions/{{subscriptionId}}"),
+        vec![
+            (M::GET, web::get().to(subscriptions::retrieve)),
+            (M::PATCH, web::patch().to(subscriptions::update)),
+            (M::DELETE, web::delete().to(subscriptions::delete)),
+        ],
     ))
     .service(resource(&format!("{v1}/types"), vec![(M::GET, web::get().to(discovery::types))]))
     .service(resource(&format!("{v1}/types/{{type}}"), vec![(M::GET, web::get().to(discovery::one_type))]))

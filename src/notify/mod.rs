@@ -1,3 +1,465 @@
-//! Subscriptions and notifications.
+//! Subscriptions and notifications (GS CIM 009 §5.8, §5.11).
+//!
+//! The notifier keeps every subscription compiled in memory, indexed per tenant
+//! ([`matcher::TenantIndex`]), and observes the store's commits ([`ChangeObserver`]): before a
+//! group of writes is made durable it finds the subscriptions the changes fire and returns one
+//! outbox entry per notification, which the store logs in the same commit; once the group is
+//! durable the notifications are queued for delivery. So a notification is never lost between
+//! a write and its delivery, even through a crash: at start-up the outbox is read back and what
+//! it holds is sent again. Delivery ([`deliver`]) runs per subscription in order, retries with
+//! backoff within a retry window, and counts every attempt in the subscription's status.
 
+pub mod deliver;
+pub mod http;
+pub mod matcher;
+pub mod payload;
+pub mod periodic;
 pub mod sender;
+pub mod subscription;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+use serde_json::{Map, Value, json};
+
+use crate::error::{ErrorKind, NgsiError, NgsiResult};
+use crate::jsonld::Context;
+use crate::jsonld::resolver::Resolver;
+use crate::model::now_millis;
+use crate::store::{Change, ChangeObserver, Store};
+use matcher::{Fired, TenantIndex};
+use subscription::{Compiled, SubDoc};
+
+/// The store collection holding subscriptions (key: tenant NUL id).
+pub const SUBSCRIPTIONS: &str = "subscriptions";
+/// The store collection holding notifications not yet delivered (key: sequence number).
+pub const OUTBOX: &str = "outbox";
+
+/// Delivery settings.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    /// Time-out of one delivery attempt.
+    pub timeout: std::time::Duration,
+    /// How long a notification is retried before it is given up (and counted as failed).
+    pub retry_window: std::time::Duration,
+    /// Notifications queued in memory before writers wait (back-pressure).
+    pub queue: usize,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings {
+            timeout: std::time::Duration::from_secs(10),
+            retry_window: std::time::Duration::from_secs(600),
+            queue: 10_000,
+            concurrency: 256,
+        }
+    }
+}
+
+/// A subscription known to the notifier.
+pub struct Entry {
+    pub doc: SubDoc,
+    pub compiled: Arc<Compiled>,
+    /// When a change last fired it (throttling), in milliseconds.
+    pub last_fired: Option<i64>,
+    /// Whether its statistics changed since they were last persisted.
+    pub dirty: bool,
+}
+
+/// One notification to deliver: a subscription and the entities it is told about.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The outbox key (None for periodic notifications, which are not kept in the outbox).
+    pub outbox: Option<String>,
+    pub tenant: String,
+    pub sub: String,
+    pub fired: Vec<Fired>,
+    /// When the notification was first queued (the retry window starts here).
+    pub queued_at: i64,
+}
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    pub(crate) subs: HashMap<String, Entry>,
+    index: HashMap<String, TenantIndex>,
+}
+
+pub(crate) fn key(tenant: &str, id: &str) -> String {
+    format!("{tenant}\u{0}{id}")
+}
+
+impl Registry {
+    fn insert(&mut self, e: Entry) {
+        let k = key(&e.doc.tenant, &e.doc.id);
+        self.remove(&k);
+        self.index.entry(e.doc.tenant.clone()).or_default().add(&e.compiled);
+        self.subs.insert(k, e);
+    }
+
+    fn remove(&mut self, k: &str) -> Option<Entry> {
+        let old = self.subs.remove(k)?;
+        if let Some(ix) = self.index.get_mut(&old.doc.tenant) {
+            ix.remove(&old.compiled);
+            if ix.is_empty() {
+                self.index.remove(&old.doc.tenant);
+            }
+        }
+        Some(old)
+    }
+}
+
+/// The notifier: subscriptions, matching, the outbox and delivery.
+pub struct Notifier {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) resolver: Arc<Resolver>,
+    pub(crate) registry: RwLock<Registry>,
+    /// Jobs matched in the group being committed, queued once it is durable.
+    staged: Mutex<Vec<Job>>,
+    seq: AtomicU64,
+    pub(crate) queue: deliver::Queue,
+    pub(crate) periodic: periodic::Timers,
+}
+
+impl Notifier {
+    /// Creates the notifier, loads subscriptions and the outbox, installs it as the store's
+    /// observer and starts delivery. Must run inside a tokio runtime.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        resolver: Arc<Resolver>,
+        settings: NotifySettings,
+    ) -> Result<Arc<Notifier>, String> {
+        let queue = deliver::Queue::new(&settings);
+        let n = Arc::new(Notifier {
+            store: store.clone(),
+            resolver,
+            registry: RwLock::new(Registry::default()),
+            staged: Mutex::new(Vec::new()),
+            seq: AtomicU64::new((now_millis().max(0) as u64) << 16),
+            queue,
+            periodic: periodic::Timers::default(),
+        });
+        let docs = store.list_meta(SUBSCRIPTIONS).await.map_err(|e| e.to_string())?;
+        for (k, v) in docs {
+            let doc: SubDoc = match serde_json::from_value(v) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(key = %k, error = %e, "a stored subscription is unreadable; skipped");
+                    continue;
+                }
+            };
+            match n.compile_doc(&doc).await {
+                Ok(c) => n.install(doc, c),
+                Err(e) => tracing::error!(id = %doc.id, error = %e, "a stored subscription does not compile; skipped"),
+            }
+        }
+        store.set_observer(n.clone());
+        // What the outbox holds (notifications not delivered before a stop or a crash) is read
+        // back by the delivery loop, in order, as room allows.
+        n.queue.mark_spilled();
+        deliver::start(n.clone(), settings);
+        Ok(n)
+    }
+
+    /// Compiles a stored subscription with its context (and its `jsonldContext`, which decides
+    /// how notifications are compacted).
+    async fn compile_doc(&self, doc: &SubDoc) -> NgsiResult<Compiled> {
+        let ctx = self.context_of(&doc.context).await?;
+        let mut c = subscription::compile(&doc.id, &doc.tenant, &doc.body, ctx)?;
+        if let Some(Value::String(url)) = doc.body.get("jsonldContext") {
+            c.notify_ctx = Some(self.resolver.from_url(url).await?);
+        }
+        Ok(c)
+    }
+
+    async fn context_of(&self, v: &Value) -> NgsiResult<Arc<Context>> {
+        match v {
+            Value::Null => Ok(crate::jsonld::CORE.clone()),
+            other => self.resolver.from_value(other).await,
+        }
+    }
+
+    fn install(self: &Arc<Self>, doc: SubDoc, compiled: Compiled) {
+        let compiled = Arc::new(compiled);
+        let k = key(&doc.tenant, &doc.id);
+        self.periodic.cancel(&k);
+        if compiled.time_interval.is_some() {
+            self.periodic.start(self.clone(), k.clone(), compiled.clone());
+        }
+        self.registry.write().insert(Entry { doc, compiled, last_fired: None, dirty: false });
+    }
+
+    /// Creates a subscription from a client body (already without `@context`).
+    pub async fn create(
+        self: &Arc<Self>,
+        tenant: &str,
+        mut body: Map<String, Value>,
+        ctx: Arc<Context>,
+    ) -> NgsiResult<String> {
+        if body.get("jsonldContext").is_some_and(|v| !v.as_str().is_some_and(crate::model::parse::is_uri)) {
+            return Err(NgsiError::bad_data("jsonldContext must be a URI"));
+        }
+        let id = match body.get("id") {
+            Some(Value::String(id)) if crate::model::parse::is_uri(id) => id.clone(),
+            Some(_) => return Err(NgsiError::bad_data("the subscription id must be a URI")),
+            None => format!("urn:ngsi-ld:Subscription:{}", uuid::Uuid::new_v4()),
+        };
+        body.insert("id".into(), json!(id));
+        let body = subscription::normalize(body, &ctx);
+        let now = now_millis();
+        if let Some(t) = body.get("expiresAt").and_then(Value::as_str).and_then(crate::model::parse_datetime)
+            && t <= now
+        {
+            return Err(NgsiError::bad_data("expiresAt must be in the future"));
+        }
+        let doc = SubDoc {
+            id: id.clone(),
+            tenant: tenant.to_owned(),
+            body,
+            context: ctx.original.clone(),
+            created_at: now,
+            modified_at: now,
+            stats: Default::default(),
+        };
+        let compiled = self.compile_doc(&doc).await?;
+        let k = key(tenant, &id);
+        if self.registry.read().subs.contains_key(&k) {
+            return Err(NgsiError::new(ErrorKind::AlreadyExists, format!("subscription {id} already exists")));
+        }
+        self.persist(&doc).await?;
+        self.install(doc, compiled);
+        Ok(id)
+    }
+
+    async fn persist(&self, doc: &SubDoc) -> NgsiResult<()> {
+        let v = serde_json::to_value(doc).map_err(|e| NgsiError::internal(e.to_string()))?;
+        self.store.put_meta(SUBSCRIPTIONS, &key(&doc.tenant, &doc.id), v).await?;
+        Ok(())
+    }
+
+    fn not_found(id: &str) -> NgsiError {
+        NgsiError::new(ErrorKind::ResourceNotFound, format!("subscription {id} not found"))
+    }
+
+    /// A subscription as clients see it.
+    pub fn get(&self, tenant: &str, id: &str, ctx: &Context, sys_attrs: bool) -> NgsiResult<Value> {
+        let reg = self.registry.read();
+        let e = reg.subs.get(&key(tenant, id)).ok_or_else(|| Self::not_found(id))?;
+        Ok(subscription::render(&e.doc, &e.compiled, ctx, now_millis(), sys_attrs))
+    }
+
+    /// A tenant's subscriptions, oldest first: one page and the total.
+    pub fn list(
+        &self,
+        tenant: &str,
+        ctx: &Context,
+        offset: usize,
+        limit: usize,
+        sys_attrs: bool,
+    ) -> (Vec<Value>, usize) {
+        let reg = self.registry.read();
+        let mut all: Vec<&Entry> = reg.subs.values().filter(|e| e.doc.tenant == tenant).collect();
+        all.sort_by(|a, b| a.doc.created_at.cmp(&b.doc.created_at).then_with(|| a.doc.id.cmp(&b.doc.id)));
+        let now = now_millis();
+        let page = all
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|e| subscription::render(&e.doc, &e.compiled, ctx, now, sys_attrs))
+            .collect();
+        (page, all.len())
+    }
+
+    /// Updates a subscription with a fragment (GS CIM 009 §5.8.2): members given replace the
+    /// stored ones, `null` removes one; the result must still be a valid subscription.
+    pub async fn update(
+        self: &Arc<Self>,
+        tenant: &str,
+        id: &str,
+        patch: Map<String, Value>,
+        ctx: Arc<Context>,
+    ) -> NgsiResult<()> {
+        let mut doc = {
+            let reg = self.registry.read();
+            reg.subs.get(&key(tenant, id)).ok_or_else(|| Self::not_found(id))?.doc.clone()
+        };
+        if patch.is_empty() {
+            return Err(NgsiError::bad_data("an empty fragment updates nothing"));
+        }
+        if let Some(v) = patch.get("id")
+            && v.as_str() != Some(id)
+        {
+            return Err(NgsiError::bad_data("the id of a subscription cannot change"));
+        }
+        // Members given replace the stored ones whole (GS CIM 009 §5.8.2); null removes one.
+        let patch = subscription::normalize(patch, &ctx);
+        for (k, v) in patch {
+            if v.is_null() {
+                doc.body.remove(&k);
+            } else {
+                doc.body.insert(k, v);
+            }
+        }
+        let now = now_millis();
+        if let Some(t) = doc.body.get("expiresAt").and_then(Value::as_str).and_then(crate::model::parse_datetime)
+            && t <= now
+        {
+            return Err(NgsiError::bad_data("expiresAt must be in the future"));
+        }
+        doc.modified_at = now;
+        let compiled = self.compile_doc(&doc).await?;
+        // Statistics may have moved on while the update was compiled.
+        if let Some(e) = self.registry.read().subs.get(&key(tenant, id)) {
+            doc.stats = e.doc.stats.clone();
+        }
+        self.persist(&doc).await?;
+        self.install(doc, compiled);
+        Ok(())
+    }
+
+    pub async fn delete(&self, tenant: &str, id: &str) -> NgsiResult<()> {
+        let k = key(tenant, id);
+        if !self.registry.read().subs.contains_key(&k) {
+            return Err(Self::not_found(id));
+        }
+        self.store.delete_meta(SUBSCRIPTIONS, &k).await?;
+        self.periodic.cancel(&k);
+        self.registry.write().remove(&k);
+        Ok(())
+    }
+
+    /// The number of subscriptions (all tenants), for `/version`.
+    pub fn count(&self) -> usize {
+        self.registry.read().subs.len()
+    }
+
+    fn next_key(&self) -> String {
+        format!("{:020}", self.seq.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Turns an outbox entry back into a job; the entities are read in their current state (a
+    /// deleted one is notified as deleted). An entry of a deleted subscription is discarded.
+    pub(crate) async fn job_from_outbox(&self, k: String, v: &Value) -> Result<Option<Job>, crate::store::StoreError> {
+        let (Some(tenant), Some(sub)) = (v["t"].as_str(), v["s"].as_str()) else {
+            self.queue.discard(k);
+            return Ok(None);
+        };
+        if !self.registry.read().subs.contains_key(&key(tenant, sub)) {
+            self.queue.discard(k);
+            return Ok(None);
+        }
+        let now = now_millis();
+        let mut fired = Vec::new();
+        for item in v["e"].as_array().into_iter().flatten() {
+            let Some(id) = item["id"].as_str() else { continue };
+            match self.store.get(tenant, id).await? {
+                Some(e) => fired.push(Fired::current(e)),
+                None => {
+                    let types: Vec<String> = item["types"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+                        .unwrap_or_default();
+                    let gone = crate::model::Entity {
+                        id: id.to_owned(),
+                        types,
+                        scope: None,
+                        attrs: Default::default(),
+                        created_at: now,
+                        modified_at: now,
+                    };
+                    fired.push(Fired {
+                        old: Some(Arc::new(gone)),
+                        new: None,
+                        event: matcher::Event::EntityDeleted,
+                        deleted: Vec::new(),
+                    });
+                }
+            }
+        }
+        let queued_at = v["at"].as_i64().unwrap_or(now);
+        Ok(Some(Job { outbox: Some(k), tenant: tenant.to_owned(), sub: sub.to_owned(), fired, queued_at }))
+    }
+}
+
+impl ChangeObserver for Notifier {
+    fn prepare(&self, changes: &[Change]) -> Vec<(String, String, Value)> {
+        let now = now_millis();
+        let mut reg = self.registry.write();
+        let mut staged = self.staged.lock();
+        // Jobs left from a group whose commit failed describe writes that did not happen.
+        staged.clear();
+        if reg.subs.is_empty() {
+            return Vec::new();
+        }
+        // Per subscription (by key), the entities fired, in commit order.
+        let mut hits: Vec<(String, Vec<Fired>)> = Vec::new();
+        let mut slot: HashMap<String, usize> = HashMap::new();
+        for c in changes {
+            let Some(ix) = reg.index.get(&c.tenant) else { continue };
+            let mut cands: HashSet<&str> = HashSet::new();
+            ix.candidates(c.old.as_deref(), c.new.as_deref(), &mut cands);
+            let mut fired_here: Vec<(String, Fired)> = Vec::new();
+            for sub in cands {
+                let k = key(&c.tenant, sub);
+                let Some(e) = reg.subs.get(&k) else { continue };
+                if !e.compiled.live(now) {
+                    continue;
+                }
+                if let Some(f) = matcher::fires(&e.compiled, c.old.as_ref(), c.new.as_ref()) {
+                    fired_here.push((k, f));
+                }
+            }
+            for (k, f) in fired_here {
+                match slot.get(&k) {
+                    Some(&i) => hits[i].1.push(f),
+                    None => {
+                        // Throttling: at most one notification per period, decided when it fires.
+                        let Some(e) = reg.subs.get_mut(&k) else { continue };
+                        if let (Some(t), Some(last)) = (e.compiled.throttling, e.last_fired)
+                            && ((now - last) as f64) < t * 1000.0
+                        {
+                            continue;
+                        }
+                        e.last_fired = Some(now);
+                        slot.insert(k.clone(), hits.len());
+                        hits.push((k, vec![f]));
+                    }
+                }
+            }
+        }
+        let mut docs = Vec::with_capacity(hits.len());
+        for (k, fired) in hits {
+            let Some(e) = reg.subs.get(&k) else { continue };
+            let okey = self.next_key();
+            let entities: Vec<Value> = fired
+                .iter()
+                .filter_map(|f| f.new.as_ref().or(f.old.as_ref()))
+                .map(|e| json!({"id": e.id, "types": e.types}))
+                .collect();
+            docs.push((
+                OUTBOX.to_owned(),
+                okey.clone(),
+                json!({"t": e.doc.tenant, "s": e.doc.id, "e": entities, "at": now}),
+            ));
+            staged.push(Job {
+                outbox: Some(okey),
+                tenant: e.doc.tenant.clone(),
+                sub: e.doc.id.clone(),
+                fired,
+                queued_at: now,
+            });
+        }
+        docs
+    }
+
+    fn committed(&self, _changes: &[Change], _docs: Vec<(String, String, Value)>) {
+        let jobs = std::mem::take(&mut *self.staged.lock());
+        for j in jobs {
+            self.queue.push_blocking(j);
+        }
+    }
+}

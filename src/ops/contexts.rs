@@ -10,15 +10,15 @@ use crate::jsonld::resolver::{ContextEntry, ContextKind};
 const COLLECTION: &str = "contexts";
 
 /// Loads persisted hosted contexts into the resolver.
-pub async fn load(b: &Broker) -> NgsiResult<()> {
+pub async fn load(store: &dyn crate::store::Store, resolver: &crate::jsonld::resolver::Resolver) -> NgsiResult<()> {
     let mut entries = Vec::new();
-    for (_, doc) in b.store.list_meta(COLLECTION).await? {
+    for (_, doc) in store.list_meta(COLLECTION).await? {
         match serde_json::from_value::<ContextEntry>(doc) {
             Ok(e) => entries.push(e),
             Err(e) => tracing::warn!(error = %e, "skipping an unreadable stored @context"),
         }
     }
-    b.resolver.load(entries);
+    resolver.load(entries);
     Ok(())
 }
 

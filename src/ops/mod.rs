@@ -10,17 +10,22 @@ pub mod batch_update;
 pub mod batch_upsert;
 pub mod contexts;
 pub mod create_entity;
+pub mod create_subscription;
 pub mod delete_attr;
 pub mod delete_entity;
+pub mod delete_subscription;
 pub mod discover;
 pub mod merge_entity;
 pub mod purge_entities;
 pub mod query_entities;
+pub mod query_subscriptions;
 pub mod replace_attr;
 pub mod replace_entity;
 pub mod retrieve_entity;
+pub mod retrieve_subscription;
 pub mod update_attr;
 pub mod update_attrs;
+pub mod update_subscription;
 
 use std::sync::Arc;
 
@@ -32,13 +37,18 @@ use crate::jsonld::resolver::Resolver;
 use crate::model::parse::{is_uri, valid_name};
 use crate::store::{Change, Store, Write};
 
-/// What every operation needs: the store and the context resolver.
+/// What every operation needs: the store, the context resolver and the notifier.
 pub struct Broker {
     pub store: Arc<dyn Store>,
     pub resolver: Arc<Resolver>,
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 impl Broker {
+    pub fn notifier(&self) -> &Arc<crate::notify::Notifier> {
+        &self.notifier
+    }
+
     /// Fails with NonexistentTenant unless the tenant exists.
     pub async fn require_tenant(&self, tenant: &str) -> NgsiResult<()> {
         if self.store.tenant_exists(tenant).await? {

@@ -28,7 +28,7 @@ pub async fn run(b: &Broker, tenant: &str, id: &str) -> NgsiResult<Arc<Entity>> 
 /// by id; targets that do not exist, and those listed in `contained_by` (already present
 /// higher up, §4.5.23), are skipped.
 pub async fn linked(
-    b: &Broker,
+    store: &dyn crate::store::Store,
     tenant: &str,
     roots: &[&Entity],
     levels: usize,
@@ -45,7 +45,7 @@ pub async fn linked(
             if found.len() >= MAX_LINKED || !seen.insert(id.clone()) {
                 continue;
             }
-            if let Some(e) = b.store.get(tenant, &id).await? {
+            if let Some(e) = store.get(tenant, &id).await? {
                 next.extend(targets(&e));
                 found.insert(id, e);
             }

@@ -1,0 +1,336 @@
+//! Delivery: notifications queued in memory, sent per subscription in order, retried with
+//! exponential backoff while the receiver fails, for at most the retry window; every attempt
+//! is counted in the subscription's status, nothing is dropped silently.
+//!
+//! Memory is bounded: at most `queue` notifications are held in memory. Beyond that a
+//! notification is only in the durable outbox (where the store put it with the write that
+//! caused it) and is read back once the queue has drained, so a receiver that is down neither
+//! loses notifications nor makes writers wait for it.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::Semaphore;
+
+use super::sender::{SendError, Sender};
+use super::{Job, Notifier, NotifySettings, OUTBOX, SUBSCRIPTIONS, key};
+use crate::model::now_millis;
+
+/// The in-memory queue: per subscription, its notifications in order.
+pub struct Queue {
+    inner: Mutex<Inner>,
+    /// Free places in memory.
+    room: Arc<Semaphore>,
+    capacity: usize,
+    /// Set when a notification stayed in the outbox only because the queue was full.
+    spilled: AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct Inner {
+    per_sub: HashMap<String, VecDeque<Job>>,
+    /// Subscriptions whose queue has a worker.
+    running: HashSet<String>,
+    /// Subscriptions with work and no worker yet.
+    ready: VecDeque<String>,
+    /// Outbox keys held in memory (so a reload does not queue them twice).
+    held: HashSet<String>,
+    /// Outbox keys done with (delivered or given up), to delete from the store.
+    done: Vec<String>,
+}
+
+impl Queue {
+    pub fn new(s: &NotifySettings) -> Queue {
+        Queue {
+            inner: Mutex::new(Inner::default()),
+            room: Arc::new(Semaphore::new(s.queue)),
+            capacity: s.queue,
+            spilled: AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn enqueue(&self, j: Job) {
+        let k = key(&j.tenant, &j.sub);
+        let mut inner = self.inner.lock();
+        if let Some(o) = &j.outbox
+            && !inner.held.insert(o.clone())
+        {
+            // Already in memory: the room taken for it goes back.
+            self.room.add_permits(1);
+            return;
+        }
+        inner.per_sub.entry(k.clone()).or_default().push_back(j);
+        if !inner.running.contains(&k) && !inner.ready.contains(&k) {
+            inner.ready.push_back(k);
+        }
+        drop(inner);
+        self.wake.notify_one();
+    }
+
+    /// Queues a notification, waiting for room (start-up and periodic notifications).
+    pub async fn push(&self, j: Job) {
+        match self.room.acquire().await {
+            Ok(p) => p.forget(),
+            Err(_) => return,
+        }
+        self.enqueue(j);
+    }
+
+    /// Queues a notification from the write path, never waiting: when the queue is full the
+    /// notification stays in the outbox and is read back later.
+    pub fn push_blocking(&self, j: Job) {
+        match self.room.try_acquire() {
+            Ok(p) => {
+                p.forget();
+                self.enqueue(j);
+            }
+            Err(_) if j.outbox.is_some() => self.spilled.store(true, Ordering::Release),
+            Err(_) => tracing::warn!(sub = %j.sub, "notification queue full; a periodic notification is skipped"),
+        }
+    }
+
+    fn finish(&self, j: &Job) {
+        let mut inner = self.inner.lock();
+        if let Some(o) = &j.outbox {
+            inner.held.remove(o);
+            inner.done.push(o.clone());
+        }
+        drop(inner);
+        self.room.add_permits(1);
+    }
+
+    /// Forgets an outbox entry that has nothing left to deliver.
+    pub fn discard(&self, outbox: String) {
+        self.inner.lock().done.push(outbox);
+    }
+
+    /// Asks for the outbox to be read back (at start-up).
+    pub fn mark_spilled(&self) {
+        self.spilled.store(true, Ordering::Release);
+    }
+
+    /// How many notifications are in memory.
+    pub fn len(&self) -> usize {
+        self.capacity - self.room.available_permits()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The transports by URI scheme.
+pub struct Senders {
+    http: Arc<dyn Sender>,
+}
+
+impl Senders {
+    fn new(s: &NotifySettings) -> Senders {
+        Senders { http: Arc::new(super::http::HttpSender::new(s.timeout)) }
+    }
+
+    fn for_uri(&self, uri: &str) -> Result<Arc<dyn Sender>, SendError> {
+        let scheme = uri.split(':').next().unwrap_or("").to_ascii_lowercase();
+        match scheme.as_str() {
+            "http" | "https" => Ok(self.http.clone()),
+            other => Err(SendError(format!("no transport for {other}:// endpoints"))),
+        }
+    }
+}
+
+/// Starts the dispatcher and the flusher.
+pub fn start(n: Arc<Notifier>, s: NotifySettings) {
+    let senders = Arc::new(Senders::new(&s));
+    let in_flight = Arc::new(Semaphore::new(s.concurrency));
+    let window = s.retry_window;
+    let dispatcher = n.clone();
+    tokio::spawn(async move {
+        loop {
+            let next = dispatcher.queue.inner.lock().ready.pop_front();
+            match next {
+                Some(k) => {
+                    dispatcher.queue.inner.lock().running.insert(k.clone());
+                    let (n, senders, in_flight) = (dispatcher.clone(), senders.clone(), in_flight.clone());
+                    tokio::spawn(async move { work(n, k, senders, in_flight, window).await });
+                }
+                None => dispatcher.queue.wake.notified().await,
+            }
+        }
+    });
+    let flusher = n;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut round: u64 = 0;
+        loop {
+            tick.tick().await;
+            round += 1;
+            flush_outbox(&flusher).await;
+            if round.is_multiple_of(10) {
+                flush_stats(&flusher).await;
+                reload_spilled(&flusher).await;
+            }
+        }
+    });
+}
+
+/// Drains one subscription's queue, in order.
+async fn work(n: Arc<Notifier>, k: String, senders: Arc<Senders>, in_flight: Arc<Semaphore>, window: Duration) {
+    loop {
+        let job = {
+            let mut inner = n.queue.inner.lock();
+            match inner.per_sub.get_mut(&k).and_then(VecDeque::pop_front) {
+                Some(j) => j,
+                None => {
+                    inner.per_sub.remove(&k);
+                    inner.running.remove(&k);
+                    return;
+                }
+            }
+        };
+        deliver(&n, &job, &senders, &in_flight, window).await;
+        n.queue.finish(&job);
+    }
+}
+
+/// Sends one notification until it is accepted or its retry window has passed.
+async fn deliver(n: &Notifier, job: &Job, senders: &Senders, in_flight: &Semaphore, window: Duration) {
+    let k = key(&job.tenant, &job.sub);
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let Some(compiled) = n.registry.read().subs.get(&k).map(|e| e.compiled.clone()) else {
+            // The subscription is gone: nobody is waiting for this notification any more.
+            return;
+        };
+        let linked = match compiled.render.join {
+            Some(_) => {
+                let roots: Vec<&crate::model::Entity> = job.fired.iter().filter_map(|f| f.new.as_deref()).collect();
+                let level = compiled.render.join_level;
+                match crate::ops::retrieve_entity::linked(n.store.as_ref(), &job.tenant, &roots, level, &[]).await {
+                    Ok(l) => Some(Arc::new(l)),
+                    Err(e) => {
+                        tracing::warn!(sub = %job.sub, error = %e, "linked entities could not be read for a join");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let now = now_millis();
+        let out = super::payload::build(&compiled, &job.fired, linked, now);
+        let result = match senders.for_uri(&out.uri) {
+            Ok(sender) => {
+                let _permit = in_flight.acquire().await;
+                sender.send(&out).await
+            }
+            Err(e) => Err(e),
+        };
+        let ok = result.is_ok();
+        record(n, &k, now, result.err());
+        if ok {
+            return;
+        }
+        if now_millis() - job.queued_at > window.as_millis() as i64 {
+            tracing::warn!(sub = %job.sub, "a notification was given up after its retry window");
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Counts one delivery attempt in the subscription's status.
+pub(crate) fn record(n: &Notifier, k: &str, now: i64, err: Option<SendError>) {
+    let mut reg = n.registry.write();
+    let Some(e) = reg.subs.get_mut(k) else { return };
+    let s = &mut e.doc.stats;
+    s.times_sent += 1;
+    s.last_notification = Some(now);
+    match err {
+        None => {
+            s.last_success = Some(now);
+            s.consecutive_errors = 0;
+            s.last_error = None;
+        }
+        Some(err) => {
+            tracing::debug!(sub = %e.doc.id, error = %err, "notification failed");
+            s.times_failed += 1;
+            s.last_failure = Some(now);
+            s.consecutive_errors += 1;
+            s.last_error = Some(err.0);
+        }
+    }
+    e.dirty = true;
+}
+
+async fn flush_outbox(n: &Notifier) {
+    let done = std::mem::take(&mut n.queue.inner.lock().done);
+    if done.is_empty() {
+        return;
+    }
+    if let Err(e) = n.store.delete_meta_many(OUTBOX, done.clone()).await {
+        tracing::error!(error = %e, "cannot clear delivered notifications from the outbox; retrying");
+        n.queue.inner.lock().done.extend(done);
+    }
+}
+
+/// Persists the statistics that changed.
+pub(crate) async fn flush_stats(n: &Notifier) {
+    let docs: Vec<(String, serde_json::Value)> = {
+        let mut reg = n.registry.write();
+        reg.subs
+            .iter_mut()
+            .filter(|(_, e)| e.dirty)
+            .filter_map(|(k, e)| {
+                e.dirty = false;
+                serde_json::to_value(&e.doc).ok().map(|v| (k.clone(), v))
+            })
+            .collect()
+    };
+    for (k, v) in docs {
+        // A subscription deleted meanwhile must not come back.
+        if !n.registry.read().subs.contains_key(&k) {
+            continue;
+        }
+        if let Err(e) = n.store.put_meta(SUBSCRIPTIONS, &k, v).await {
+            tracing::error!(error = %e, "cannot persist subscription statistics");
+        }
+    }
+}
+
+/// Reads back notifications that stayed in the outbox while the queue was full.
+async fn reload_spilled(n: &Notifier) {
+    if !n.queue.spilled.load(Ordering::Acquire) || n.queue.len() > n.queue.capacity / 2 {
+        return;
+    }
+    n.queue.spilled.store(false, Ordering::Release);
+    let items = match n.store.list_meta(OUTBOX).await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the outbox");
+            n.queue.spilled.store(true, Ordering::Release);
+            return;
+        }
+    };
+    let mut items: Vec<_> = {
+        let inner = n.queue.inner.lock();
+        items.into_iter().filter(|(k, _)| !inner.held.contains(k) && !inner.done.contains(k)).collect()
+    };
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    let room = n.queue.room.available_permits();
+    if items.len() > room {
+        items.truncate(room);
+        n.queue.spilled.store(true, Ordering::Release);
+    }
+    for (k, v) in items {
+        match n.job_from_outbox(k, &v).await {
+            Ok(Some(j)) => n.queue.push(j).await,
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot read back a notification"),
+        }
+    }
+}
