@@ -54,10 +54,21 @@ impl Queue {
         }
     }
 
-    fn enqueue(&self, j: Job) {
+    /// Marks outbox entries as in memory before they are visible in the store, so a read-back
+    /// of the outbox never queues them a second time.
+    pub fn hold(&self, outbox: &str) {
+        self.inner.lock().held.insert(outbox.to_owned());
+    }
+
+    pub fn unhold(&self, outbox: &str) {
+        self.inner.lock().held.remove(outbox);
+    }
+
+    fn enqueue(&self, j: Job, held: bool) {
         let k = key(&j.tenant, &j.sub);
         let mut inner = self.inner.lock();
-        if let Some(o) = &j.outbox
+        if !held
+            && let Some(o) = &j.outbox
             && !inner.held.insert(o.clone())
         {
             // Already in memory: the room taken for it goes back.
@@ -78,18 +89,24 @@ impl Queue {
             Ok(p) => p.forget(),
             Err(_) => return,
         }
-        self.enqueue(j);
+        self.enqueue(j, false);
     }
 
-    /// Queues a notification from the write path, never waiting: when the queue is full the
-    /// notification stays in the outbox and is read back later.
-    pub fn push_blocking(&self, j: Job) {
+    /// Queues a notification from the write path (its outbox entry already held), never
+    /// waiting: when the queue is full the notification stays in the outbox and is read back
+    /// later.
+    pub fn push_committed(&self, j: Job) {
         match self.room.try_acquire() {
             Ok(p) => {
                 p.forget();
-                self.enqueue(j);
+                self.enqueue(j, true);
             }
-            Err(_) if j.outbox.is_some() => self.spilled.store(true, Ordering::Release),
+            Err(_) if j.outbox.is_some() => {
+                if let Some(o) = &j.outbox {
+                    self.unhold(o);
+                }
+                self.spilled.store(true, Ordering::Release)
+            }
             Err(_) => tracing::warn!(sub = %j.sub, "notification queue full; a periodic notification is skipped"),
         }
     }

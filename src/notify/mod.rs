@@ -391,7 +391,11 @@ impl ChangeObserver for Notifier {
         let mut reg = self.registry.write();
         let mut staged = self.staged.lock();
         // Jobs left from a group whose commit failed describe writes that did not happen.
-        staged.clear();
+        for j in staged.drain(..) {
+            if let Some(o) = &j.outbox {
+                self.queue.unhold(o);
+            }
+        }
         if reg.subs.is_empty() {
             return Vec::new();
         }
@@ -445,6 +449,7 @@ impl ChangeObserver for Notifier {
                 okey.clone(),
                 json!({"t": e.doc.tenant, "s": e.doc.id, "e": entities, "at": now}),
             ));
+            self.queue.hold(&okey);
             staged.push(Job {
                 outbox: Some(okey),
                 tenant: e.doc.tenant.clone(),
@@ -459,7 +464,7 @@ impl ChangeObserver for Notifier {
     fn committed(&self, _changes: &[Change], _docs: Vec<(String, String, Value)>) {
         let jobs = std::mem::take(&mut *self.staged.lock());
         for j in jobs {
-            self.queue.push_blocking(j);
+            self.queue.push_committed(j);
         }
     }
 }

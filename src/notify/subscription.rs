@@ -395,7 +395,9 @@ pub fn compile(id: &str, tenant: &str, body: &Map<String, Value>, ctx: Arc<Conte
         None => Triggers::DEFAULT,
     };
     let q = match body.get("q") {
-        Some(Value::String(s)) => Some(q::compile(&percent_decode(s), &ctx)?),
+        Some(Value::String(s)) => {
+            Some(q::compile(&percent_decode(s), &ctx).map_err(|e| bad(format!("q: {}", e.detail)))?)
+        }
         Some(_) => return Err(bad("q must be a string")),
         None => None,
     };

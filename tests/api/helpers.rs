@@ -68,3 +68,100 @@ pub async fn assert_problem(r: Response, status: u16, kind: &str) -> Value {
     assert_eq!(body["status"], status);
     body
 }
+
+/// One notification as a receiver got it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    #[allow(dead_code)]
+    pub path: String,
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: Value,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+}
+
+/// A local HTTP receiver of notifications: records every POST; answers 500 while `fail` is set.
+pub struct Receiver {
+    pub url: String,
+    pub fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    rx: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Received>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Received>();
+        let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx2, fail2) = (tx.clone(), fail.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        let port = listener.local_addr().expect("addr").port();
+        let server = HttpServer::new(move || {
+            let (tx, fail) = (tx2.clone(), fail2.clone());
+            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+                let (tx, fail) = (tx.clone(), fail.clone());
+                async move {
+                    if fail.load(std::sync::atomic::Ordering::SeqCst) {
+                        return HttpResponse::InternalServerError().finish();
+                    }
+                    let headers = req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or("").to_owned()))
+                        .collect();
+                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let _ = tx.send(Received { path: req.uri().to_string(), headers, body });
+                    HttpResponse::Ok().finish()
+                }
+            }))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+        tokio::spawn(server);
+        drop(tx);
+        Receiver { url: format!("http://127.0.0.1:{port}/notify"), fail, rx: tokio::sync::Mutex::new(rx) }
+    }
+
+    /// The next notification, waiting at most `secs`.
+    pub async fn next(&self, secs: u64) -> Option<Received> {
+        let mut rx = self.rx.lock().await;
+        tokio::time::timeout(std::time::Duration::from_secs(secs), rx.recv()).await.ok().flatten()
+    }
+
+    /// The next notification; fails the test if none comes within 10 s.
+    pub async fn expect(&self) -> Received {
+        self.next(10).await.expect("a notification arrives within 10 s")
+    }
+
+    /// Asserts that nothing arrives within `millis`.
+    pub async fn expect_none(&self, millis: u64) {
+        let mut rx = self.rx.lock().await;
+        if let Ok(Some(n)) = tokio::time::timeout(std::time::Duration::from_millis(millis), rx.recv()).await {
+            panic!("unexpected notification: {:?}", n.body);
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn patch_json(&self, path: &str, body: &Value) -> Response {
+        self.client.patch(self.url(path)).json(body).send().await.expect("request")
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.client.delete(self.url(path)).send().await.expect("request")
+    }
+
+    /// Creates a subscription and returns its id.
+    pub async fn subscribe(&self, body: Value) -> String {
+        let r = self.post_json("/ngsi-ld/v1/subscriptions", &body).await;
+        assert_eq!(r.status(), 201, "subscription refused: {:?}", r.text().await);
+        let loc = r.headers()["location"].to_str().expect("location").to_owned();
+        loc.rsplit('/').next().expect("id").to_owned()
+    }
+}

@@ -10,4 +10,5 @@ mod errors;
 mod helpers;
 mod persistence;
 mod query;
+mod subscriptions;
 mod tenants;
