@@ -93,11 +93,16 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Receiver {
+        Receiver::start_on(0).await
+    }
+
+    /// A receiver on a given port (0: any free port).
+    pub async fn start_on(port: u16) -> Receiver {
         use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Received>();
         let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (tx2, fail2) = (tx.clone(), fail.clone());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind receiver");
         let port = listener.local_addr().expect("addr").port();
         let server = HttpServer::new(move || {
             let (tx, fail) = (tx2.clone(), fail2.clone());

@@ -129,3 +129,54 @@ async fn acknowledged_writes_survive_kill_9() {
         assert_eq!(r.status(), 200, "acknowledged entity {id} was lost");
     }
 }
+
+/// Notifications matched before a crash are delivered after the restart: the outbox entry is
+/// logged with the write that caused it, so `kill -9` between the write and the delivery
+/// loses nothing.
+#[tokio::test]
+async fn pending_notifications_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let receiver_port = free_port();
+    let b = start(dir.path()).await;
+    let sub = json!({"id": "urn:ngsi-ld:Subscription:durable", "type": "Subscription",
+        "entities": [{"type": "Vehicle"}],
+        "notification": {"endpoint": {"uri": format!("http://127.0.0.1:{receiver_port}/notify")}, "format": "keyValues"}});
+    let r = client.post(format!("{}/ngsi-ld/v1/subscriptions", b.url)).json(&sub).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    // The receiver is down: every notification fails and waits for a retry.
+    for i in 0..5 {
+        let r = client
+            .post(format!("{}/ngsi-ld/v1/entities", b.url))
+            .json(&json!({"id": format!("urn:ngsi-ld:Vehicle:k{i}"), "type": "Vehicle", "speed": i}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    drop(b); // SIGKILL
+    let rx = crate::helpers::Receiver::start_on(receiver_port).await;
+    let b = start(dir.path()).await;
+    let mut got = std::collections::BTreeSet::new();
+    while got.len() < 5 {
+        let n = rx.next(20).await.expect("the pending notifications arrive after the restart");
+        assert_eq!(n.body["subscriptionId"], "urn:ngsi-ld:Subscription:durable");
+        for d in n.body["data"].as_array().unwrap() {
+            got.insert(d["id"].as_str().unwrap().to_owned());
+        }
+    }
+    let want: std::collections::BTreeSet<String> = (0..5).map(|i| format!("urn:ngsi-ld:Vehicle:k{i}")).collect();
+    assert_eq!(got, want);
+    rx.expect_none(500).await;
+    // The subscription itself survived, with its statistics.
+    let s: Value = client
+        .get(format!("{}/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:durable", b.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["notification"]["format"], "keyValues");
+    assert_eq!(s["notification"]["status"], "ok");
+}
