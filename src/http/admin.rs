@@ -45,6 +45,7 @@ pub async fn ex_version(state: State) -> Result<HttpResponse, ApiError> {
         "Orbis version": env!("CARGO_PKG_VERSION"),
         "based on orion": "1.15.0-next",
         "tenants": tenants.len(),
+        "cached subscriptions": state.broker.notifier.count(),
         "uptime": uptime(&state),
     });
     Ok(HttpResponse::Ok()
