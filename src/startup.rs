@@ -54,6 +54,7 @@ impl Application {
                     srv.call(req)
                 })
                 .wrap(from_fn(http::reject_empty_segments))
+                .wrap(from_fn(http::prefer_version))
                 .configure(http::routes)
         })
         .listen(listener)

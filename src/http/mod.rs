@@ -87,6 +87,41 @@ pub async fn reject_empty_segments(
     next.call(req).await.map(ServiceResponse::map_into_left_body)
 }
 
+/// The API version a `Prefer: ngsi-ld=<version>` header asks for (GS CIM 009 §6.3.6), if any.
+fn preferred_version(req: &ServiceRequest) -> Option<String> {
+    for v in req.headers().get_all("prefer") {
+        let Ok(v) = v.to_str() else { continue };
+        for pref in v.split(',') {
+            let token = pref.split(';').next().unwrap_or("").trim();
+            if let Some((k, val)) = token.split_once('=')
+                && k.trim().eq_ignore_ascii_case("ngsi-ld")
+            {
+                let val = val.trim().trim_matches('"');
+                if !val.is_empty() && val.chars().all(|c| c.is_ascii_digit() || c == '.') {
+                    return Some(val.to_owned());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Honours `Prefer: ngsi-ld=<version>` by answering `Preference-Applied` (every version up to
+/// the one implemented is served by the same API).
+pub async fn prefer_version(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let wanted = preferred_version(&req);
+    let mut resp = next.call(req).await?;
+    if let Some(v) = wanted
+        && let Ok(h) = HeaderValue::from_str(&format!("ngsi-ld={v}"))
+    {
+        resp.headers_mut().insert(header::HeaderName::from_static("preference-applied"), h);
+    }
+    Ok(resp)
+}
+
 /// Answers paths no resource serves.
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(NgsiError::not_found(format!("no service at {} {}", req.method(), req.path())).into())

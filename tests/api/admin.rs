@@ -19,3 +19,17 @@ async fn version_routes() {
     let doc: Value = r.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
 }
+
+/// `Prefer: ngsi-ld=1.0` (in any of its spellings) is answered with `Preference-Applied`;
+/// other preferences are not.
+#[tokio::test]
+async fn prefer_ngsi_ld_version_is_applied() {
+    let app = crate::helpers::spawn_app().await;
+    for p in ["ngsi-ld=1.0", "NGSI-LD=1.0", "ngsi-ld=\"1.0\"", "ngsi-ld=1.0;q=0.1", "respond-async, ngsi-ld=1.0"] {
+        let r = app.client.get(app.url("/ngsi-ld/v1/types")).header("Prefer", p).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["preference-applied"], "ngsi-ld=1.0", "{p}");
+    }
+    let r = app.client.get(app.url("/ngsi-ld/v1/types")).header("Prefer", "respond-async").send().await.unwrap();
+    assert!(r.headers().get("preference-applied").is_none());
+}
