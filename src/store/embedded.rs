@@ -313,6 +313,16 @@ enum Job {
     Tick,
 }
 
+/// Removes a document. Collections keep insertion order, except the unordered ones (`outbox*`,
+/// many short-lived entries), where a swap removal keeps deletion O(1).
+fn remove_meta(m: &mut IndexMap<String, Value>, collection: &str, key: &str) {
+    if collection.starts_with("outbox") {
+        m.swap_remove(key);
+    } else {
+        m.shift_remove(key);
+    }
+}
+
 /// Log size after which the writer checkpoints, whatever the load.
 const CHECKPOINT_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -433,7 +443,7 @@ fn replay(state: &mut State, op: &DiskOp) -> Result<(), StoreError> {
         DiskOp::DelMeta { key } => {
             let (coll, k) = key.split_once('\u{0}').unwrap_or(("", key));
             if let Some(m) = state.meta.get_mut(coll) {
-                m.shift_remove(k);
+                remove_meta(m, coll, k);
             }
         }
     }
@@ -735,7 +745,7 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
                     m.insert(key, d);
                 }
                 None => {
-                    m.shift_remove(&key);
+                    remove_meta(m, &coll, &key);
                 }
             }
         }
