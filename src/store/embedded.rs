@@ -739,7 +739,7 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
             }
         }
         for (coll, key, doc) in meta_ops {
-            let m = st.meta.entry(coll).or_default();
+            let m = st.meta.entry(coll.clone()).or_default();
             match doc {
                 Some(d) => {
                     m.insert(key, d);
