@@ -286,14 +286,19 @@ pub fn entity(e: &Entity, ctx: &Context, o: &RenderOpts) -> Value {
             })
             .collect();
         let key = ctx.compact(name);
-        out.insert(
-            key,
-            if rendered.len() == 1 {
-                rendered.into_iter().next().unwrap_or(Value::Null)
-            } else {
-                Value::Array(rendered)
-            },
-        );
+        let value = if rendered.len() == 1 {
+            rendered.into_iter().next().unwrap_or(Value::Null)
+        } else if o.format == Format::KeyValues {
+            // Simplified multi-attributes (GS CIM 009 §4.5.5): {"dataset": {datasetId|@none: value}}.
+            let mut by_ds = Map::new();
+            for (a, v) in kept.iter().zip(rendered) {
+                by_ds.insert(a.dataset_id().unwrap_or("@none").to_owned(), v);
+            }
+            json!({ "dataset": by_ds })
+        } else {
+            Value::Array(rendered)
+        };
+        out.insert(key, value);
     }
     if o.sys_attrs && o.format != Format::KeyValues {
         out.insert("createdAt".into(), json!(format_millis(e.created_at)));

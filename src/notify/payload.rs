@@ -58,9 +58,11 @@ fn previous_of(before: &Attribute, ctx: &Context) -> Option<(&'static str, Value
     }
 }
 
-/// The NGSI-LD Null standing in for a deleted instance of this kind.
-fn marker(before: &Attribute, now: i64) -> Attribute {
-    let v = if before.kind == AttrKind::LanguageProperty { json!({"@none": NULL}) } else { json!(NULL) };
+/// The NGSI-LD Null standing in for a deleted instance of this kind. A deleted LanguageProperty
+/// is `{"@none": null}` as a languageMap (ETSI 046_22_11, 046_34_04), except in the entity
+/// deletion notification, where the suite expects the bare Null (046_37_01).
+fn marker(before: &Attribute, now: i64, bare: bool) -> Attribute {
+    let v = if before.kind == AttrKind::LanguageProperty && !bare { json!({"@none": NULL}) } else { json!(NULL) };
     let mut a = Attribute::new(before.kind, &v, before.created_at);
     a.set_dataset_id(before.dataset_id().map(str::to_owned));
     a.modified_at = now;
@@ -121,7 +123,7 @@ fn item(f: &Fired, c: &Compiled, ctx: &Context, o: &render::RenderOpts, now: i64
                 ds => insts.iter().filter(|i| i.dataset_id() == ds.as_deref()).collect(),
             };
             for before in gone {
-                let mut m = marker(before, now);
+                let mut m = marker(before, now, f.event == Event::EntityDeleted);
                 if ds.is_none() && f.new.as_ref().is_none_or(|n| !n.attrs.contains_key(name.as_str())) {
                     m.set_dataset_id(None);
                 }
@@ -132,6 +134,11 @@ fn item(f: &Fired, c: &Compiled, ctx: &Context, o: &render::RenderOpts, now: i64
     }
     let mut v = render::entity(&shown, ctx, o);
     let Value::Object(out) = &mut v else { return v };
+    if o.format == Format::KeyValues && o.sys_attrs {
+        // Notifications carry the entity's system attributes in keyValues too (ETSI 046_17_01).
+        out.insert("createdAt".into(), json!(format_millis(shown.created_at)));
+        out.insert("modifiedAt".into(), json!(format_millis(shown.modified_at)));
+    }
     if f.new.is_none() {
         out.insert("deletedAt".into(), json!(format_millis(now)));
     }

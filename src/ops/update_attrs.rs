@@ -1,8 +1,10 @@
 //! Update Entity Attributes (GS CIM 009 §5.6.2, PATCH /entities/{id}/attrs): replaces existing
-//! attribute instances; attributes the entity lacks are reported as not updated. An instance
-//! given as the NGSI-LD null (`urn:ngsi-ld:null`) deletes the matching instance. Types given in
-//! the fragment are added; a `scope` replaces the entity's scope only when it already has one
-//! (like an attribute, it is not appended by an update).
+//! attribute instances and appends the ones the entity lacks, as the ETSI conformance suite
+//! requires (011_01_03 "update existing attributes and append non-existing attributes", and the
+//! notification tests 046_20, 046_23–046_30, 046_41, all 204). An instance given as the NGSI-LD
+//! null (`urn:ngsi-ld:null`) deletes the matching instance; a null for an instance that does not
+//! exist is reported as not updated. Types given in the fragment are added; a `scope` replaces
+//! the entity's scope only when it already has one (ETSI 011_05_02: it is not appended).
 
 use std::sync::Arc;
 
@@ -61,7 +63,8 @@ pub fn apply_update(e: &mut Entity, input: &EntityInput) -> AttrOutcome {
     for (name, instances) in &input.attrs {
         let mut wrote = false;
         for inst in instances {
-            if e.instance(name, inst.dataset_id()).is_none() {
+            let exists = e.instance(name, inst.dataset_id()).is_some();
+            if !exists && inst.is_null_marker() {
                 continue;
             }
             if inst.is_null_marker() {
@@ -74,7 +77,9 @@ pub fn apply_update(e: &mut Entity, input: &EntityInput) -> AttrOutcome {
         if wrote {
             result.updated.push(name.to_string());
         } else {
-            result.not_updated.push((name.to_string(), "attribute (or datasetId) does not exist".into()));
+            result
+                .not_updated
+                .push((name.to_string(), "nothing to delete: the attribute (or datasetId) does not exist".into()));
         }
     }
     result

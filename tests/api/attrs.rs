@@ -36,7 +36,7 @@ async fn append_with_and_without_no_overwrite() {
 }
 
 #[tokio::test]
-async fn update_attrs_reports_missing_ones() {
+async fn update_attrs_appends_missing_ones_and_reports_missing_deletions() {
     let app = setup().await;
     let r = app
         .client
@@ -49,7 +49,19 @@ async fn update_attrs_reports_missing_ones() {
     let r = app
         .client
         .patch(app.url("/ngsi-ld/v1/entities/urn:a:1/attrs"))
-        .json(&json!({"speed": 6, "missing": 1}))
+        .json(&json!({"speed": 6, "added": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let e = entity(&app).await;
+    assert_eq!(e["speed"]["value"], 6);
+    assert_eq!(e["added"]["value"], 1);
+    // Deleting (NGSI-LD null) what does not exist is reported.
+    let r = app
+        .client
+        .patch(app.url("/ngsi-ld/v1/entities/urn:a:1/attrs"))
+        .json(&json!({"speed": 7, "missing": {"type": "Property", "value": "urn:ngsi-ld:null"}}))
         .send()
         .await
         .unwrap();
@@ -57,9 +69,7 @@ async fn update_attrs_reports_missing_ones() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["updated"], json!(["speed"]));
     assert_eq!(body["notUpdated"][0]["attributeName"], "missing");
-    let e = entity(&app).await;
-    assert_eq!(e["speed"]["value"], 6);
-    assert!(e.get("missing").is_none());
+    assert!(entity(&app).await.get("missing").is_none());
 }
 
 #[tokio::test]

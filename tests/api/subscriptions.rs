@@ -205,7 +205,9 @@ async fn formats_attributes_and_accept_shape_the_notification() {
     let d = &kv.body["data"][0];
     assert_eq!(d["speed"], 33.0);
     assert!(d.get("brand").is_none(), "attributes filter: {d}");
-    assert!(d.get("createdAt").is_none(), "keyValues has no sysAttrs");
+    // sysAttrs asked for: the entity's timestamps, in keyValues too (ETSI 046_17_01).
+    assert!(d["createdAt"].as_str().is_some_and(|t| t.ends_with('Z')), "{d}");
+    assert!(d["modifiedAt"].is_string(), "{d}");
     assert_eq!(kv.header("ngsild-attribute-format"), Some("Simplified"));
 
     let ld = rx_ld.expect().await;
