@@ -1,3 +1,4 @@
 //! Subscriptions and notifications.
 
+pub mod mqtt;
 pub mod sender;
