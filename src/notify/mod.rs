@@ -1,4 +1,5 @@
 //! Subscriptions and notifications.
 
+pub mod amqp;
 pub mod mqtt;
 pub mod sender;
