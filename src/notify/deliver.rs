@@ -144,17 +144,25 @@ impl Queue {
 /// The transports by URI scheme.
 pub struct Senders {
     http: Arc<dyn Sender>,
+    mqtt: Arc<dyn Sender>,
+    amqp: Arc<dyn Sender>,
 }
 
 impl Senders {
     fn new(s: &NotifySettings) -> Senders {
-        Senders { http: Arc::new(super::http::HttpSender::new(s.timeout)) }
+        Senders {
+            http: Arc::new(super::http::HttpSender::new(s.timeout)),
+            mqtt: Arc::new(super::mqtt::MqttSender::with_timeout(s.timeout)),
+            amqp: Arc::new(super::amqp::AmqpSender::with_timeout(s.timeout)),
+        }
     }
 
     fn for_uri(&self, uri: &str) -> Result<Arc<dyn Sender>, SendError> {
         let scheme = uri.split(':').next().unwrap_or("").to_ascii_lowercase();
         match scheme.as_str() {
             "http" | "https" => Ok(self.http.clone()),
+            "mqtt" | "mqtts" => Ok(self.mqtt.clone()),
+            "amqp" | "amqps" => Ok(self.amqp.clone()),
             other => Err(SendError(format!("no transport for {other}:// endpoints"))),
         }
     }

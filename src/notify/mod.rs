@@ -9,9 +9,11 @@
 //! it holds is sent again. Delivery ([`deliver`]) runs per subscription in order, retries with
 //! backoff within a retry window, and counts every attempt in the subscription's status.
 
+pub mod amqp;
 pub mod deliver;
 pub mod http;
 pub mod matcher;
+pub mod mqtt;
 pub mod payload;
 pub mod periodic;
 pub mod sender;

@@ -449,3 +449,110 @@ async fn batch_operations_notify_once_per_subscription_and_group() {
     assert_eq!(r.status(), 204);
     assert_eq!(rx.expect().await.body["data"][0]["speed"], 11);
 }
+
+/// Subscribes a client of the local Mosquitto to `topic`; the payloads published there.
+async fn mqtt_listen(topic: &str) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    let id = format!("orbis-api-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let (client, mut event_loop) = rumqttc::AsyncClient::new(rumqttc::MqttOptions::new(id, "127.0.0.1", 1883), 10);
+    client.subscribe(topic, rumqttc::QoS::AtLeastOnce).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _client = client;
+        let mut ready = Some(ready_tx);
+        while let Ok(event) = event_loop.poll().await {
+            match event {
+                rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) if tx.send(p.payload.to_vec()).await.is_err() => {
+                    return;
+                }
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(5), ready_rx).await.expect("SUBACK").unwrap();
+    rx
+}
+
+/// MQTT notifications through the real Mosquitto: topic from the URI path, QoS and version from
+/// notifierInfo, Orion-LD's `{metadata, body}` envelope with the receiverInfo headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_notifications_reach_the_topic() {
+    let app = spawn_app().await;
+    for version in ["mqtt3.1.1", "mqtt5.0"] {
+        let topic = format!("orbis-api/{}", uuid::Uuid::new_v4().simple());
+        let mut rx = mqtt_listen(&topic).await;
+        let s = json!({"type": "Subscription", "entities": [{"type": "Vehicle"}],
+            "notification": {"format": "keyValues", "endpoint": {"uri": format!("mqtt://127.0.0.1:1883/{topic}"),
+                "receiverInfo": [{"key": "test-receiver-key", "value": "test-receiver-info"}],
+                "notifierInfo": [{"key": "MQTT-QoS", "value": "1"}, {"key": "MQTT-Version", "value": version}]}}});
+        let id = app.subscribe(s).await;
+        let vid = format!("urn:ngsi-ld:Vehicle:{}", uuid::Uuid::new_v4().simple());
+        app.create(vehicle(&vid, 5.0)).await;
+        let payload = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .expect("an MQTT notification within 10 s")
+            .unwrap();
+        let msg: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(msg["metadata"]["Content-Type"], "application/json", "{msg}");
+        assert!(msg["metadata"]["Link"].as_str().unwrap().contains("ngsi-ld-core-context"), "{msg}");
+        assert_eq!(msg["metadata"]["test-receiver-key"], "test-receiver-info");
+        assert_eq!(msg["body"]["subscriptionId"], id.as_str());
+        assert_eq!(msg["body"]["data"][0]["id"], vid.as_str());
+        assert_eq!(msg["body"]["data"][0]["speed"], 5.0);
+        app.delete(&format!("{SUBS}/{id}")).await;
+    }
+}
+
+/// AMQP notifications through the real RabbitMQ (an Orbis extension): exchange and routing key
+/// from the URI, the notification as a persistent message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_notifications_reach_the_exchange() {
+    use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let app = spawn_app().await;
+    let conn = lapin::Connection::connect("amqp://guest:guest@127.0.0.1:5672", lapin::ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ on 127.0.0.1:5672");
+    let ch = conn.create_channel().await.unwrap();
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let key = format!("orbis.api.{}", uuid::Uuid::new_v4().simple());
+    ch.queue_bind(
+        q.name().clone(),
+        "amq.topic".into(),
+        key.as_str().into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let s = json!({"type": "Subscription", "entities": [{"type": "Vehicle"}],
+        "notification": {"endpoint": {"uri": format!("amqp://guest:guest@127.0.0.1:5672?exchange=amq.topic&routingKey={key}")}}});
+    let id = app.subscribe(s).await;
+    app.create(vehicle("urn:ngsi-ld:Vehicle:amqp1", 8.0)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let delivery = loop {
+        if let Some(m) = ch.basic_get(q.name().clone(), BasicGetOptions { no_ack: true }).await.unwrap() {
+            break m.delivery;
+        }
+        assert!(std::time::Instant::now() < deadline, "no AMQP notification within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let body: Value = serde_json::from_slice(&delivery.data).unwrap();
+    assert_eq!(body["subscriptionId"], id.as_str());
+    assert_eq!(body["data"][0]["speed"]["value"], 8.0);
+    assert_eq!(delivery.properties.delivery_mode(), &Some(2));
+    let got: Value = app.get(&format!("{SUBS}/{id}")).await.json().await.unwrap();
+    assert_eq!(got["notification"]["status"], "ok");
+}
