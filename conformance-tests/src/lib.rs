@@ -14,6 +14,10 @@
 //!
 //! Every test uses unique entity ids ([`unique_id`]) and, where it needs isolation, its own
 //! tenant ([`unique_tenant`]), so tests run in parallel and against a shared broker.
+//!
+//! Subscription tests receive notifications through a local HTTP [`Receiver`].
+
+pub mod receiver;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -23,6 +27,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use receiver::{NOTIFY_WAIT, Notification, Receiver};
 pub use reqwest::Method;
 use reqwest::header::HeaderMap;
 pub use serde_json::{Value, json};
