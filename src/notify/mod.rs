@@ -173,7 +173,7 @@ impl Notifier {
         let ctx = self.context_of(&doc.context).await?;
         let mut c = subscription::compile(&doc.id, &doc.tenant, &doc.body, ctx)?;
         if let Some(Value::String(url)) = doc.body.get("jsonldContext") {
-            c.notify_ctx = Some(self.resolver.from_url(url).await?);
+            c.notify_ctx = Some((self.resolver.from_url(url).await?, url.clone()));
         }
         Ok(c)
     }

@@ -168,7 +168,7 @@ fn item(f: &Fired, c: &Compiled, ctx: &Context, o: &render::RenderOpts, now: i64
 /// The notification for these entities, ready to send. `linked` holds the entities reachable
 /// through relationships when the subscription asks for a join.
 pub fn build(c: &Compiled, fired: &[Fired], linked: Option<Arc<HashMap<String, Arc<Entity>>>>, now: i64) -> Outgoing {
-    let ctx: &Context = c.notify_ctx.as_ref().unwrap_or(&c.ctx);
+    let ctx: &Context = c.notify_ctx.as_ref().map(|(c, _)| c).unwrap_or(&c.ctx);
     let mut o = c.render.clone();
     o.linked = linked;
     let mut data: Vec<Value> = fired.iter().map(|f| item(f, c, ctx, &o, now)).collect();
@@ -207,9 +207,10 @@ pub fn build(c: &Compiled, fired: &[Fired], linked: Option<Arc<HashMap<String, A
     });
     let mut headers = vec![("Content-Type".to_owned(), accept.to_owned())];
     if accept == "application/ld+json" {
-        let member = match &ctx.original {
-            Value::Null => json!(CORE_CONTEXT_URL),
-            other => other.clone(),
+        let member = match (&c.notify_ctx, &ctx.original) {
+            (Some((_, url)), _) => json!(url),
+            (None, Value::Null) => json!(CORE_CONTEXT_URL),
+            (None, other) => other.clone(),
         };
         if let Some(Value::Array(items)) = body.get_mut("data") {
             for i in items.iter_mut().filter_map(Value::as_object_mut) {
@@ -217,7 +218,10 @@ pub fn build(c: &Compiled, fired: &[Fired], linked: Option<Arc<HashMap<String, A
             }
         }
     } else {
-        let link_url = ctx.link_url().unwrap_or(CORE_CONTEXT_URL);
+        let link_url = match &c.notify_ctx {
+            Some((_, url)) => url.as_str(),
+            None => ctx.link_url().unwrap_or(CORE_CONTEXT_URL),
+        };
         headers
             .push(("Link".to_owned(), format!("<{link_url}>; rel=\"{LD_CONTEXT_REL}\"; type=\"application/ld+json\"")));
     }

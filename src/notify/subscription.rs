@@ -106,8 +106,9 @@ pub struct Compiled {
     pub tenant: String,
     /// The context the subscription was made with (its names are compacted with it).
     pub ctx: Arc<Context>,
-    /// The `jsonldContext` notifications are compacted with, when it differs from `ctx`.
-    pub notify_ctx: Option<Arc<Context>>,
+    /// The `jsonldContext` notifications are compacted with, when it differs from `ctx`, and
+    /// its URL as given (announced in the Link header or the `@context` member).
+    pub notify_ctx: Option<(Arc<Context>, String)>,
     pub selectors: Vec<Selector>,
     /// Entity ids that every selector names exactly (the matcher's index keys), if all do.
     pub exact_ids: Option<Vec<String>>,

@@ -556,3 +556,19 @@ async fn amqp_notifications_reach_the_exchange() {
     let got: Value = app.get(&format!("{SUBS}/{id}")).await.json().await.unwrap();
     assert_eq!(got["notification"]["status"], "ok");
 }
+
+/// `jsonldContext` decides the context of notifications and is announced as given (ETSI 046_20).
+#[tokio::test]
+async fn jsonld_context_is_announced_as_given() {
+    let app = spawn_app().await;
+    let rx_ld = Receiver::start().await;
+    let rx_json = Receiver::start().await;
+    let v18 = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld";
+    app.subscribe(sub(&rx_ld, json!({"jsonldContext": v18, "notification": {"endpoint": {"uri": rx_ld.url, "accept": "application/ld+json"}}})))
+        .await;
+    app.subscribe(sub(&rx_json, json!({"jsonldContext": v18}))).await;
+    app.create(vehicle("urn:ngsi-ld:Vehicle:j1", 1.0)).await;
+    assert_eq!(rx_ld.expect().await.body["data"][0]["@context"], v18);
+    let n = rx_json.expect().await;
+    assert!(n.header("link").unwrap().starts_with(&format!("<{v18}>")), "{:?}", n.header("link"));
+}
