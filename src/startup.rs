@@ -34,9 +34,10 @@ impl Application {
         let store: Arc<dyn crate::store::Store> = Arc::new(store);
         let resolver = Arc::new(resolver);
         contexts::load(store.as_ref(), &resolver).await.map_err(|e| format!("cannot load hosted contexts: {e}"))?;
-        let notifier = Notifier::start(store.clone(), resolver.clone(), settings.notify_settings())
-            .await
-            .map_err(|e| format!("cannot start the notifier: {e}"))?;
+        let notifier =
+            Notifier::start(store.clone(), resolver.clone(), settings.notify_settings(), settings.public_base())
+                .await
+                .map_err(|e| format!("cannot start the notifier: {e}"))?;
         let broker = Broker { store, resolver, notifier };
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .map_err(|e| format!("cannot listen on {}:{}: {e}", settings.host, settings.port))?;

@@ -256,6 +256,16 @@ impl Resolver {
 
     /// Registers a hosted context; the caller persists the returned entry.
     pub async fn host(&self, document: Value, base_url: &str) -> NgsiResult<ContextEntry> {
+        self.host_as(document, base_url, ContextKind::Hosted).await
+    }
+
+    /// Hosts a context a client gave inline where a URL is kept (a subscription's `@context`):
+    /// an ImplicitlyCreated entry (GS CIM 009 §5.13.2).
+    pub async fn host_implicit(&self, context: Value, base_url: &str) -> NgsiResult<ContextEntry> {
+        self.host_as(serde_json::json!({ "@context": context }), base_url, ContextKind::ImplicitlyCreated).await
+    }
+
+    async fn host_as(&self, document: Value, base_url: &str, kind: ContextKind) -> NgsiResult<ContextEntry> {
         let inner = document
             .get("@context")
             .ok_or_else(|| NgsiError::invalid("a hosted @context document must have an @context member"))?;
@@ -271,7 +281,7 @@ impl Resolver {
         let entry = ContextEntry {
             url: format!("{}{HOSTED_PATH}{id}", base_url.trim_end_matches('/')),
             id: id.clone(),
-            kind: ContextKind::Hosted,
+            kind,
             document,
             created_at: crate::model::now_millis(),
             last_usage: None,

@@ -187,18 +187,29 @@ pub fn start(n: Arc<Notifier>, s: NotifySettings) {
             }
         }
     });
-    let flusher = n;
+    // Three loops, so that none waits for another: clearing the outbox of what was delivered,
+    // reading back what stayed only in the outbox, and persisting statistics.
+    let outbox = n.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
-        let mut round: u64 = 0;
         loop {
             tick.tick().await;
-            round += 1;
-            flush_outbox(&flusher).await;
-            if round.is_multiple_of(10) {
-                flush_stats(&flusher).await;
-                reload_spilled(&flusher).await;
-            }
+            flush_outbox(&outbox).await;
+        }
+    });
+    let reloader = n.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            reload_spilled(&reloader).await;
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            flush_stats(&n).await;
         }
     });
 }
@@ -303,8 +314,10 @@ async fn flush_outbox(n: &Notifier) {
     }
 }
 
-/// Persists the statistics that changed.
+/// Persists the statistics that changed, in one commit. Statistics are not on the path of any
+/// write: after a crash they may lag by up to one flush period (2 s).
 pub(crate) async fn flush_stats(n: &Notifier) {
+    let _guard = n.persist_lock.lock().await;
     let docs: Vec<(String, serde_json::Value)> = {
         let mut reg = n.registry.write();
         reg.subs
@@ -316,14 +329,11 @@ pub(crate) async fn flush_stats(n: &Notifier) {
             })
             .collect()
     };
-    for (k, v) in docs {
-        // A subscription deleted meanwhile must not come back.
-        if !n.registry.read().subs.contains_key(&k) {
-            continue;
-        }
-        if let Err(e) = n.store.put_meta(SUBSCRIPTIONS, &k, v).await {
-            tracing::error!(error = %e, "cannot persist subscription statistics");
-        }
+    if docs.is_empty() {
+        return;
+    }
+    if let Err(e) = n.store.put_meta_many(SUBSCRIPTIONS, docs).await {
+        tracing::error!(error = %e, "cannot persist subscription statistics");
     }
 }
 

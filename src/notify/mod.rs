@@ -117,11 +117,16 @@ impl Registry {
 
 /// The notifier: subscriptions, matching, the outbox and delivery.
 pub struct Notifier {
+    /// The base URL contexts are hosted under (implicitly created ones included).
+    public_base: String,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) resolver: Arc<Resolver>,
     pub(crate) registry: RwLock<Registry>,
     /// Jobs matched in the group being committed, queued once it is durable.
     staged: Mutex<Vec<Job>>,
+    /// Serializes writes of subscription documents (API changes and statistics), so an older
+    /// copy never overwrites a newer one and a deleted subscription never comes back.
+    pub(crate) persist_lock: tokio::sync::Mutex<()>,
     seq: AtomicU64,
     pub(crate) queue: deliver::Queue,
     pub(crate) periodic: periodic::Timers,
@@ -134,13 +139,16 @@ impl Notifier {
         store: Arc<dyn Store>,
         resolver: Arc<Resolver>,
         settings: NotifySettings,
+        public_base: String,
     ) -> Result<Arc<Notifier>, String> {
         let queue = deliver::Queue::new(&settings);
         let n = Arc::new(Notifier {
+            public_base,
             store: store.clone(),
             resolver,
             registry: RwLock::new(Registry::default()),
             staged: Mutex::new(Vec::new()),
+            persist_lock: tokio::sync::Mutex::new(()),
             seq: AtomicU64::new((now_millis().max(0) as u64) << 16),
             queue,
             periodic: periodic::Timers::default(),
@@ -173,7 +181,13 @@ impl Notifier {
         let ctx = self.context_of(&doc.context).await?;
         let mut c = subscription::compile(&doc.id, &doc.tenant, &doc.body, ctx)?;
         if let Some(Value::String(url)) = doc.body.get("jsonldContext") {
-            c.notify_ctx = Some((self.resolver.from_url(url).await?, url.clone()));
+            // An implicitly created context is both: resolve (and count) it once.
+            let notify = if doc.context.as_str() == Some(url.as_str()) {
+                c.ctx.clone()
+            } else {
+                self.resolver.from_url(url).await?
+            };
+            c.notify_ctx = Some((notify, url.clone()));
         }
         Ok(c)
     }
@@ -211,7 +225,8 @@ impl Notifier {
             None => format!("urn:ngsi-ld:Subscription:{}", uuid::Uuid::new_v4()),
         };
         body.insert("id".into(), json!(id));
-        let body = subscription::normalize(body, &ctx);
+        let mut body = subscription::normalize(body, &ctx);
+        let implicit = self.implicit_context(&ctx, &mut body).await?;
         let now = now_millis();
         if let Some(t) = body.get("expiresAt").and_then(Value::as_str).and_then(crate::model::parse_datetime)
             && t <= now
@@ -222,19 +237,41 @@ impl Notifier {
             id: id.clone(),
             tenant: tenant.to_owned(),
             body,
-            context: ctx.original.clone(),
+            context: implicit.map(Value::String).unwrap_or_else(|| ctx.original.clone()),
             created_at: now,
             modified_at: now,
             stats: Default::default(),
         };
         let compiled = self.compile_doc(&doc).await?;
         let k = key(tenant, &id);
+        let _guard = self.persist_lock.lock().await;
         if self.registry.read().subs.contains_key(&k) {
             return Err(NgsiError::new(ErrorKind::AlreadyExists, format!("subscription {id} already exists")));
         }
         self.persist(&doc).await?;
         self.install(doc, compiled);
         Ok(id)
+    }
+
+    /// A context given inline (an object, or several documents) is hosted as an ImplicitlyCreated
+    /// context, as Orion-LD does: the subscription keeps its URL (shown as `jsonldContext` unless
+    /// one was given) and notifications can name it in a Link header. A single URL stays as is.
+    async fn implicit_context(&self, ctx: &Context, body: &mut Map<String, Value>) -> NgsiResult<Option<String>> {
+        let single_url = match &ctx.original {
+            Value::Null | Value::String(_) => true,
+            Value::Array(items) => items.len() == 1 && items[0].is_string(),
+            _ => false,
+        };
+        if single_url {
+            return Ok(None);
+        }
+        let entry = self.resolver.host_implicit(ctx.original.clone(), &self.public_base).await?;
+        let doc = serde_json::to_value(&entry).map_err(|e| NgsiError::internal(e.to_string()))?;
+        self.store.put_meta(crate::ops::contexts::COLLECTION, &entry.id, doc).await?;
+        if !body.contains_key("jsonldContext") {
+            body.insert("jsonldContext".into(), json!(entry.url));
+        }
+        Ok(Some(entry.url))
     }
 
     async fn persist(&self, doc: &SubDoc) -> NgsiResult<()> {
@@ -314,9 +351,11 @@ impl Notifier {
         }
         doc.modified_at = now;
         let compiled = self.compile_doc(&doc).await?;
-        // Statistics may have moved on while the update was compiled.
-        if let Some(e) = self.registry.read().subs.get(&key(tenant, id)) {
-            doc.stats = e.doc.stats.clone();
+        let _guard = self.persist_lock.lock().await;
+        // Statistics may have moved on while the update was compiled; a concurrent delete wins.
+        match self.registry.read().subs.get(&key(tenant, id)) {
+            Some(e) => doc.stats = e.doc.stats.clone(),
+            None => return Err(Self::not_found(id)),
         }
         self.persist(&doc).await?;
         self.install(doc, compiled);
@@ -325,6 +364,7 @@ impl Notifier {
 
     pub async fn delete(&self, tenant: &str, id: &str) -> NgsiResult<()> {
         let k = key(tenant, id);
+        let _guard = self.persist_lock.lock().await;
         if !self.registry.read().subs.contains_key(&k) {
             return Err(Self::not_found(id));
         }

@@ -7,7 +7,8 @@ use super::Broker;
 use crate::error::{NgsiError, NgsiResult};
 use crate::jsonld::resolver::{ContextEntry, ContextKind};
 
-const COLLECTION: &str = "contexts";
+/// The store collection of hosted (and implicitly created) contexts.
+pub const COLLECTION: &str = "contexts";
 
 /// Loads persisted hosted contexts into the resolver.
 pub async fn load(store: &dyn crate::store::Store, resolver: &crate::jsonld::resolver::Resolver) -> NgsiResult<()> {

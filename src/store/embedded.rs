@@ -304,6 +304,11 @@ enum Job {
         collection: String,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
+    PutMetaMany {
+        docs: Vec<(String, Value)>,
+        collection: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     DeleteMetaMany {
         keys: Vec<String>,
         collection: String,
@@ -681,6 +686,14 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
                         outcomes.push(Outcome::Meta(reply));
                     }
                     Job::Tick => {}
+                    Job::PutMetaMany { docs, collection, reply } => {
+                        for (key, doc) in docs {
+                            let bytes = serde_json::to_vec(&doc).map_err(io)?;
+                            ops.push(DiskOp::PutMeta { key: format!("{collection}\u{0}{key}"), bytes });
+                            meta_ops.push((collection.clone(), key, Some(doc)));
+                        }
+                        outcomes.push(Outcome::Meta(reply));
+                    }
                     Job::DeleteMetaMany { keys, collection, reply } => {
                         for key in keys {
                             ops.push(DiskOp::DelMeta { key: format!("{collection}\u{0}{key}") });
@@ -1055,6 +1068,14 @@ impl Store for EmbeddedStore {
             .get(collection)
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default())
+    }
+
+    async fn put_meta_many(&self, collection: &str, docs: Vec<(String, Value)>) -> Result<(), StoreError> {
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::PutMetaMany { docs, collection: collection.to_owned(), reply }, rx).await
     }
 
     async fn delete_meta_many(&self, collection: &str, keys: Vec<String>) -> Result<(), StoreError> {

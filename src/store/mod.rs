@@ -244,6 +244,8 @@ pub trait Store: Send + Sync {
     async fn catalogue(&self, tenant: &str) -> Result<Catalogue, StoreError>;
     /// Tenant-independent documents (hosted contexts, later subscriptions and registrations).
     async fn put_meta(&self, collection: &str, key: &str, doc: Value) -> Result<(), StoreError>;
+    /// Stores many documents of one collection in one commit.
+    async fn put_meta_many(&self, collection: &str, docs: Vec<(String, Value)>) -> Result<(), StoreError>;
     async fn delete_meta(&self, collection: &str, key: &str) -> Result<bool, StoreError>;
     /// Deletes many documents of one collection in one commit; absent keys are ignored.
     async fn delete_meta_many(&self, collection: &str, keys: Vec<String>) -> Result<(), StoreError>;

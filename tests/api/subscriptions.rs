@@ -572,3 +572,38 @@ async fn jsonld_context_is_announced_as_given() {
     let n = rx_json.expect().await;
     assert!(n.header("link").unwrap().starts_with(&format!("<{v18}>")), "{:?}", n.header("link"));
 }
+
+/// An inline @context of a subscription is hosted as an ImplicitlyCreated context, named in
+/// `jsonldContext` and listed by the @context API (GS CIM 009 §5.13.2, ETSI 050_03).
+#[tokio::test]
+async fn inline_contexts_become_implicitly_created_contexts() {
+    let app = spawn_app().await;
+    let body = json!({"type": "Subscription", "entities": [{"type": "Car"}],
+        "notification": {"endpoint": {"uri": "http://127.0.0.1:1/n"}},
+        "@context": [{"Car": "http://example.org/Car"}, "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"]});
+    let r = app
+        .client
+        .post(app.url(SUBS))
+        .header("content-type", "application/ld+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let got: Value = app.get(&format!("{SUBS}/{id}")).await.json().await.unwrap();
+    let url = got["jsonldContext"].as_str().expect("jsonldContext names the implicit context").to_owned();
+    // Compacted with the request's (core) context, the type shows expanded.
+    assert_eq!(got["entities"][0]["type"], "http://example.org/Car");
+    let list: Vec<Value> =
+        app.get("/ngsi-ld/v1/jsonldContexts?details=true&kind=ImplicitlyCreated").await.json().await.unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["URL"], url.as_str());
+    assert_eq!(list[0]["numberOfHits"], 1);
+    // A single context URL is kept as it is.
+    let plain = json!({"type": "Subscription", "entities": [{"type": "Car"}],
+        "notification": {"endpoint": {"uri": "http://127.0.0.1:1/n"}}});
+    let id2 = app.subscribe(plain).await;
+    let got: Value = app.get(&format!("{SUBS}/{id2}")).await.json().await.unwrap();
+    assert!(got.get("jsonldContext").is_none(), "{got}");
+}
