@@ -67,7 +67,7 @@ pub(crate) struct Opts {
     pub(crate) notify_wait: u64,
 }
 
-fn parse_opts(args: &[String]) -> Result<Opts, String> {
+pub(crate) fn parse_opts(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
         duration: 10,
         warmup: 2,

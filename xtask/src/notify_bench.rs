@@ -551,12 +551,13 @@ pub(crate) fn report(o: &Opts, f: &Figures, s: &mut String) {
     let row = |s: &mut String, name: &str, r: &Run, target: &str| {
         let _ = writeln!(
             s,
-            "  {:<36} {:>8.0} req/s  p50 {:>9}  p99 {:>9}  brk cpu {:>4}  core1 {:>4}  {target}",
+            "  {:<36} {:>8.0} req/s  p50 {:>9}  p99 {:>9}  brk cpu {:>4}  core0 {:>4}  core1 {:>4}  {target}",
             name,
             r.rps,
             ms(r.p50_us),
             ms(r.p99_us),
             cpu(r.broker_cpu),
+            cpu(r.core_busy[0]),
             cpu(r.core_busy[1])
         );
     };
@@ -650,5 +651,22 @@ mod tests {
         assert_eq!((st.percentile(50.0), st.max_latency()), (8, 12));
         st.notification(b"nope", 0);
         assert_eq!(st.wrong, 1);
+    }
+
+    #[test]
+    fn reports() {
+        let o = crate::bench::parse_opts(&[]).unwrap();
+        let f = Figures {
+            ran: true,
+            acked: 10,
+            applied: 12,
+            expected: 1200,
+            items: 1200,
+            complete: true,
+            ..Default::default()
+        };
+        let mut s = String::new();
+        report(&o, &f, &mut s);
+        assert!(s.contains("core0") && s.contains("loss 0 ") && s.contains("target 0: met"), "{s}");
     }
 }
