@@ -7,7 +7,10 @@
 //!   and — last, because it grows the store — create on an (almost) empty store;
 //! * broker B: loads `--mem-entities` (100,000) five-attribute entities in batches of 1,000
 //!   from this process, RSS, create throughput at that size; then, with `--grow-to`, loads more
-//!   and measures create again (create flatness as the store grows).
+//!   and measures create again (create flatness as the store grows);
+//! * broker N: the notification workload ((10) and (11), `crate::notify_bench`).
+//!
+//! `--only core` runs brokers A and B, `--only notify` broker N.
 
 use std::fmt::Write as _;
 use std::io::ErrorKind;
@@ -27,6 +30,10 @@ const USAGE: &str = "usage: cargo xtask bench [options]
   --mem-entities N     entities loaded for the RSS figure         (100000)
   --grow-to N          also measure create after loading N        (= --mem-entities)
                        entities, e.g. --grow-to 1000000
+  --only WHAT          all | core | notify                        (all)
+                       core: workloads (0)-(9), RSS, create flatness;
+                       notify: the notification workload (10)-(11)
+  --notify-wait SECS   longest wait for the notifications after (11)  (120)
   --no-build           use the existing target/release/orbis
 Requires wrk (apt-get install -y wrk) and taskset (util-linux).";
 
@@ -40,19 +47,38 @@ const UPSERT_BATCH: u64 = 20;
 const LOAD_CHUNK: u64 = 1000;
 const MIB: f64 = 1024.0 * 1024.0;
 
-struct Opts {
-    duration: u64,
-    warmup: u64,
-    threads: u32,
-    connections: u32,
+/// Which part of the benchmark runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Only {
+    All,
+    Core,
+    Notify,
+}
+
+pub(crate) struct Opts {
+    pub(crate) duration: u64,
+    pub(crate) warmup: u64,
+    pub(crate) threads: u32,
+    pub(crate) connections: u32,
     mem_entities: u64,
     grow_to: u64,
     build: bool,
+    pub(crate) only: Only,
+    pub(crate) notify_wait: u64,
 }
 
-fn parse_opts(args: &[String]) -> Result<Opts, String> {
-    let mut o =
-        Opts { duration: 10, warmup: 2, threads: 1, connections: 32, mem_entities: 100_000, grow_to: 0, build: true };
+pub(crate) fn parse_opts(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        duration: 10,
+        warmup: 2,
+        threads: 1,
+        connections: 32,
+        mem_entities: 100_000,
+        grow_to: 0,
+        build: true,
+        only: Only::All,
+        notify_wait: 120,
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let (flag, inline) = match a.split_once('=') {
@@ -70,6 +96,15 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             Some(v) => v,
             None => it.next().cloned().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?,
         };
+        if flag == "--only" {
+            o.only = match value.as_str() {
+                "all" => Only::All,
+                "core" => Only::Core,
+                "notify" => Only::Notify,
+                _ => return Err(format!("--only: all, core or notify, not {value:?}\n{USAGE}")),
+            };
+            continue;
+        }
         let n: u64 = value.replace('_', "").parse().map_err(|_| format!("{flag}: not a number: {value:?}\n{USAGE}"))?;
         let small = || u32::try_from(n).map_err(|_| format!("{flag}: too large"));
         match flag {
@@ -79,6 +114,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--connections" => o.connections = small()?.max(1),
             "--mem-entities" => o.mem_entities = n.max(LOAD_CHUNK),
             "--grow-to" => o.grow_to = n,
+            "--notify-wait" => o.notify_wait = n,
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
     }
@@ -93,7 +129,7 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
-fn lua_dir() -> PathBuf {
+pub(crate) fn lua_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("bench")
 }
 
@@ -113,15 +149,15 @@ fn sh(cmd: &str, args: &[&str]) -> String {
 }
 
 /// A running broker, killed (and its data directory removed) when dropped — also on errors.
-struct Broker {
+pub(crate) struct Broker {
     child: Child,
     pid: u32,
-    addr: String,
+    pub(crate) addr: String,
     dir: PathBuf,
 }
 
 impl Broker {
-    fn start(bin: &Path, name: &str) -> Result<Broker, String> {
+    pub(crate) fn start(bin: &Path, name: &str) -> Result<Broker, String> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
@@ -163,7 +199,7 @@ impl Broker {
         Ok(b)
     }
 
-    fn check_alive(&mut self) -> Result<(), String> {
+    pub(crate) fn check_alive(&mut self) -> Result<(), String> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => {
@@ -195,7 +231,7 @@ impl Broker {
     }
 
     /// utime + stime in clock ticks.
-    fn cpu_ticks(&self) -> Option<u64> {
+    pub(crate) fn cpu_ticks(&self) -> Option<u64> {
         let s = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
         let rest = &s[s.rfind(')')? + 2..];
         let f: Vec<&str> = rest.split_whitespace().collect();
@@ -234,7 +270,7 @@ fn entity(id: &str, i: u64) -> String {
 /// Loads entities `ids(from) .. ids(to-1)` with batch creates of LOAD_CHUNK, from two client
 /// threads (so building and sending the next body overlaps with the broker's work). Returns the
 /// wall time.
-fn load(b: &Broker, from: u64, to: u64, ids: &(dyn Fn(u64) -> String + Sync)) -> Result<Duration, String> {
+pub(crate) fn load(b: &Broker, from: u64, to: u64, ids: &(dyn Fn(u64) -> String + Sync)) -> Result<Duration, String> {
     let next = AtomicU64::new(from);
     let t0 = Instant::now();
     let worker = || -> Result<(), String> {
@@ -275,27 +311,29 @@ fn load(b: &Broker, from: u64, to: u64, ids: &(dyn Fn(u64) -> String + Sync)) ->
 
 /// One wrk run's figures.
 #[derive(Clone, Default)]
-struct Run {
-    rps: f64,
-    p50_us: f64,
-    p99_us: f64,
-    non2xx: u64,
-    sock_errors: u64,
+pub(crate) struct Run {
+    pub(crate) rps: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) non2xx: u64,
+    pub(crate) sock_errors: u64,
     /// Requests completed, warm-up included (for create: entities added to the store).
-    total: u64,
+    pub(crate) total: u64,
     /// Broker process CPU during the measured run, % of one core.
-    broker_cpu: Option<f64>,
+    pub(crate) broker_cpu: Option<f64>,
     /// How busy cores 0 and 1 were during the measured run (all processes and the kernel), %.
-    core_busy: [Option<f64>; 2],
+    pub(crate) core_busy: [Option<f64>; 2],
 }
 
-struct Bench {
-    opts: Opts,
-    ticks_per_s: f64,
-    pin_wrk: bool,
+pub(crate) struct Bench {
+    pub(crate) opts: Opts,
+    pub(crate) ticks_per_s: f64,
+    pub(crate) pin_wrk: bool,
     tag: u64,
     /// The path `query.lua` requests.
     query_path: String,
+    /// More environment variables for the Lua scripts.
+    pub(crate) lua_env: Vec<(&'static str, String)>,
 }
 
 impl Bench {
@@ -325,10 +363,12 @@ impl Bench {
         cmd.args(&wrk_args)
             .env("BENCH_LUA_DIR", lua_dir())
             .env("RUN_TAG", &run_tag)
+            .env("RUN_SEQ", self.tag.to_string())
             .env("N_SMALL", N_SMALL.to_string())
             .env("UPSERT_POOL", UPSERT_POOL.to_string())
             .env("UPSERT_BATCH", UPSERT_BATCH.to_string())
-            .env("QUERY_PATH", &self.query_path);
+            .env("QUERY_PATH", &self.query_path)
+            .envs(self.lua_env.iter().map(|(k, v)| (k, v)));
         let cpu0 = b.cpu_ticks();
         let cores0 = core_ticks();
         let out = cmd.output().map_err(|e| format!("cannot run wrk: {e}"))?;
@@ -367,7 +407,7 @@ impl Bench {
     }
 
     /// Warm-up (its errors are counted too), then the measured run.
-    fn workload(&mut self, b: &mut Broker, label: &str, script: &str) -> Result<Run, String> {
+    pub(crate) fn workload(&mut self, b: &mut Broker, label: &str, script: &str) -> Result<Run, String> {
         b.check_alive()?;
         let mut warm = Run::default();
         if self.opts.warmup > 0 {
@@ -409,7 +449,7 @@ fn core_ticks() -> [Option<(u64, u64)>; 2] {
 }
 
 /// One request before a workload, so a failing endpoint is reported with its answer.
-fn precheck(b: &Broker, method: &str, path: &str, body: Option<&str>, expect: &[u16]) -> Result<(), String> {
+pub(crate) fn precheck(b: &Broker, method: &str, path: &str, body: Option<&str>, expect: &[u16]) -> Result<(), String> {
     let r = httpc::request(&b.addr, method, path, body, Duration::from_secs(30))?;
     if expect.contains(&r.status) {
         Ok(())
@@ -419,11 +459,11 @@ fn precheck(b: &Broker, method: &str, path: &str, body: Option<&str>, expect: &[
     }
 }
 
-fn ms(us: f64) -> String {
+pub(crate) fn ms(us: f64) -> String {
     if us >= 100_000.0 { format!("{:.0} ms", us / 1000.0) } else { format!("{:.2} ms", us / 1000.0) }
 }
 
-fn cpu(c: Option<f64>) -> String {
+pub(crate) fn cpu(c: Option<f64>) -> String {
     c.map(|c| format!("{c:.0}%")).unwrap_or_else(|| "?".into())
 }
 
@@ -439,7 +479,7 @@ fn mib(bytes: Option<f64>) -> String {
     bytes.map(|b| format!("{:.1} MiB", b / MIB)).unwrap_or_else(|| "?".into())
 }
 
-fn met(ok: bool) -> &'static str {
+pub(crate) fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT MET" }
 }
 
@@ -493,14 +533,26 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         return Err(format!("{} not found (run without --no-build)", bin.display()));
     }
 
-    let mut bench = Bench { opts, ticks_per_s, pin_wrk, tag: 0, query_path: String::new() };
+    let only = opts.only;
+    let mut bench = Bench { opts, ticks_per_s, pin_wrk, tag: 0, query_path: String::new(), lua_env: Vec::new() };
     let mut f = Figures::default();
-    let result = measure(&mut bench, &bin, &mut f);
+    let mut nf = crate::notify_bench::Figures::default();
+    let mut complete = true;
+    if only != Only::Notify
+        && let Err(e) = measure(&mut bench, &bin, &mut f)
+    {
+        f.problems.push(e);
+        complete = false;
+    }
+    if only != Only::Core
+        && let Err(e) = crate::notify_bench::measure(&mut bench, &bin, &mut nf)
+    {
+        f.problems.push(e);
+        complete = false;
+    }
+    f.problems.append(&mut nf.problems);
     let loadavg_end = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let loadavg_end: Vec<&str> = loadavg_end.split_whitespace().take(3).collect();
-    if let Err(e) = &result {
-        f.problems.push(e.clone());
-    }
     let mut runs = vec![
         ("ceiling", &f.ceiling),
         ("create", &f.create),
@@ -516,7 +568,14 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         .map(|(n, r)| format!("{n}: {} non-2xx responses, {} socket errors", r.non2xx, r.sock_errors))
         .collect();
     f.problems.extend(bad);
-    print!("{}", report(&bench.opts, &f, &date, cores, &loadavg.join(" "), &loadavg_end.join(" "), result.is_ok()));
+    let mut out = report(&bench.opts, &date, cores, &loadavg.join(" "), &loadavg_end.join(" "), complete);
+    if only != Only::Notify {
+        report_core(&bench.opts, &f, &mut out);
+    }
+    if only != Only::Core {
+        crate::notify_bench::report(&bench.opts, &nf, &mut out);
+    }
+    print!("{out}");
     if f.problems.is_empty() { Ok(()) } else { Err(format!("benchmark failed:\n  {}", f.problems.join("\n  "))) }
 }
 
@@ -627,9 +686,9 @@ fn query(
     Ok(())
 }
 
-fn report(o: &Opts, f: &Figures, date: &str, cores: usize, load0: &str, load1: &str, complete: bool) -> String {
+/// The report's heading.
+fn report(o: &Opts, date: &str, cores: usize, load0: &str, load1: &str, complete: bool) -> String {
     let mut s = String::new();
-    let ceiling = f.ceiling.rps.max(1e-9);
     let _ = writeln!(s);
     let _ = writeln!(
         s,
@@ -640,6 +699,13 @@ fn report(o: &Opts, f: &Figures, date: &str, cores: usize, load0: &str, load1: &
     if !complete {
         let _ = writeln!(s, "INCOMPLETE RUN: figures below are partial (see the error at the end)");
     }
+    s
+}
+
+/// The report of workloads (0)-(9), RSS and create flatness.
+fn report_core(o: &Opts, f: &Figures, out: &mut String) {
+    let mut s = String::new();
+    let ceiling = f.ceiling.rps.max(1e-9);
     let _ = writeln!(s);
     let _ = writeln!(
         s,
@@ -749,5 +815,5 @@ fn report(o: &Opts, f: &Figures, date: &str, cores: usize, load0: &str, load1: &
             );
         }
     }
-    s
+    out.push_str(&s);
 }

@@ -3,10 +3,12 @@
 //! * `ci`      — everything CI runs: format check, clippy with warnings denied, every test.
 //! * `codegen` — regenerates `openapi/openapi.json` from the broker's annotations.
 //! * `bench`   — release build, broker pinned to core 0, `wrk` workloads on core 1, RSS and
-//!   create flatness; prints a table with the targets (see BENCHMARKS.md).
+//!   create flatness, notifications (`--only notify`: that part alone); prints a table with the
+//!   targets (see BENCHMARKS.md).
 
 mod bench;
 mod httpc;
+mod notify_bench;
 
 use std::process::{Command, ExitCode};
 
