@@ -30,6 +30,13 @@ pub struct Queue {
     wake: tokio::sync::Notify,
 }
 
+/// An outbox entry in memory: the notifications of one write group not yet finished, and the
+/// room they took.
+struct Held {
+    remaining: usize,
+    permits: u32,
+}
+
 #[derive(Default)]
 struct Inner {
     per_sub: HashMap<String, VecDeque<Job>>,
@@ -37,9 +44,9 @@ struct Inner {
     running: HashSet<String>,
     /// Subscriptions with work and no worker yet.
     ready: VecDeque<String>,
-    /// Outbox keys held in memory (so a reload does not queue them twice).
-    held: HashSet<String>,
-    /// Outbox keys done with (delivered or given up), to delete from the store.
+    /// Outbox entries in memory (so a read-back never queues them twice).
+    held: HashMap<String, Held>,
+    /// Outbox keys done with (every notification delivered or given up), to delete from the store.
     done: Vec<String>,
 }
 
@@ -54,71 +61,104 @@ impl Queue {
         }
     }
 
-    /// Marks outbox entries as in memory before they are visible in the store, so a read-back
-    /// of the outbox never queues them a second time.
-    pub fn hold(&self, outbox: &str) {
-        self.inner.lock().held.insert(outbox.to_owned());
+    /// The room a group of `n` notifications takes (at most the whole queue, so any group fits).
+    fn room_for(&self, n: usize) -> u32 {
+        n.clamp(1, self.capacity) as u32
+    }
+
+    /// Marks an outbox entry as in memory before the store makes it visible, so a read-back of
+    /// the outbox never queues it a second time.
+    pub fn hold(&self, outbox: &str, jobs: usize) {
+        self.inner.lock().held.insert(outbox.to_owned(), Held { remaining: jobs, permits: 0 });
     }
 
     pub fn unhold(&self, outbox: &str) {
         self.inner.lock().held.remove(outbox);
     }
 
-    fn enqueue(&self, j: Job, held: bool) {
-        let k = key(&j.tenant, &j.sub);
+    fn enqueue(&self, jobs: Vec<Job>) {
         let mut inner = self.inner.lock();
-        if !held
-            && let Some(o) = &j.outbox
-            && !inner.held.insert(o.clone())
-        {
-            // Already in memory: the room taken for it goes back.
-            self.room.add_permits(1);
-            return;
-        }
-        inner.per_sub.entry(k.clone()).or_default().push_back(j);
-        if !inner.running.contains(&k) && !inner.ready.contains(&k) {
-            inner.ready.push_back(k);
+        for j in jobs {
+            let k = key(&j.tenant, &j.sub);
+            inner.per_sub.entry(k.clone()).or_default().push_back(j);
+            if !inner.running.contains(&k) && !inner.ready.contains(&k) {
+                inner.ready.push_back(k);
+            }
         }
         drop(inner);
         self.wake.notify_one();
     }
 
-    /// Queues a notification, waiting for room (start-up and periodic notifications).
-    pub async fn push(&self, j: Job) {
+    /// Queues a periodic notification (not in the outbox), waiting for room.
+    pub async fn push_loose(&self, j: Job) {
         match self.room.acquire().await {
             Ok(p) => p.forget(),
             Err(_) => return,
         }
-        self.enqueue(j, false);
+        self.enqueue(vec![j]);
     }
 
-    /// Queues a notification from the write path (its outbox entry already held), never
-    /// waiting: when the queue is full the notification stays in the outbox and is read back
-    /// later.
-    pub fn push_committed(&self, j: Job) {
-        match self.room.try_acquire() {
+    /// Queues the notifications of an outbox entry read back from the store, waiting for room;
+    /// nothing happens if the entry is already in memory.
+    pub async fn push_group(&self, outbox: String, jobs: Vec<Job>) {
+        if jobs.is_empty() || self.inner.lock().held.contains_key(&outbox) {
+            return;
+        }
+        let permits = self.room_for(jobs.len());
+        match self.room.acquire_many(permits).await {
+            Ok(p) => p.forget(),
+            Err(_) => return,
+        }
+        {
+            let mut inner = self.inner.lock();
+            if inner.held.contains_key(&outbox) {
+                drop(inner);
+                self.room.add_permits(permits as usize);
+                return;
+            }
+            inner.held.insert(outbox, Held { remaining: jobs.len(), permits });
+        }
+        self.enqueue(jobs);
+    }
+
+    /// Queues the notifications of a write group (their outbox entry already held), never
+    /// waiting: when the queue is full they stay only in the outbox and are read back later.
+    pub fn push_committed(&self, outbox: &str, jobs: Vec<Job>) {
+        let permits = self.room_for(jobs.len());
+        match self.room.try_acquire_many(permits) {
             Ok(p) => {
                 p.forget();
-                self.enqueue(j, true);
-            }
-            Err(_) if j.outbox.is_some() => {
-                if let Some(o) = &j.outbox {
-                    self.unhold(o);
+                if let Some(h) = self.inner.lock().held.get_mut(outbox) {
+                    h.permits = permits;
                 }
+                self.enqueue(jobs);
+            }
+            Err(_) => {
+                self.unhold(outbox);
                 self.spilled.store(true, Ordering::Release)
             }
-            Err(_) => tracing::warn!(sub = %j.sub, "notification queue full; a periodic notification is skipped"),
         }
     }
 
     fn finish(&self, j: &Job) {
+        let Some(o) = &j.outbox else {
+            self.room.add_permits(1);
+            return;
+        };
         let mut inner = self.inner.lock();
-        if let Some(o) = &j.outbox {
+        let release = match inner.held.get_mut(o) {
+            Some(h) => {
+                h.remaining = h.remaining.saturating_sub(1);
+                (h.remaining == 0).then_some(h.permits)
+            }
+            None => None,
+        };
+        if let Some(permits) = release {
             inner.held.remove(o);
             inner.done.push(o.clone());
+            drop(inner);
+            self.room.add_permits(permits as usize);
         }
-        drop(inner);
-        self.room.add_permits(1);
     }
 
     /// Forgets an outbox entry that has nothing left to deliver.
@@ -351,21 +391,31 @@ async fn reload_spilled(n: &Notifier) {
             return;
         }
     };
-    let mut items: Vec<_> = {
+    let mut items: Vec<(String, serde_json::Value)> = {
         let inner = n.queue.inner.lock();
-        items.into_iter().filter(|(k, _)| !inner.held.contains(k) && !inner.done.contains(k)).collect()
+        items.into_iter().filter(|(k, _)| !inner.held.contains_key(k) && !inner.done.contains(k)).collect()
     };
     items.sort_by(|a, b| a.0.cmp(&b.0));
-    let room = n.queue.room.available_permits();
-    if items.len() > room {
-        items.truncate(room);
-        n.queue.spilled.store(true, Ordering::Release);
-    }
+    let mut room = n.queue.room.available_permits();
     for (k, v) in items {
-        match n.job_from_outbox(k, &v).await {
-            Ok(Some(j)) => n.queue.push(j).await,
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "cannot read back a notification"),
+        let jobs = match n.jobs_from_outbox(&k, &v).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read back a notification");
+                n.queue.spilled.store(true, Ordering::Release);
+                continue;
+            }
+        };
+        if jobs.is_empty() {
+            continue;
         }
+        let need = n.queue.room_for(jobs.len()) as usize;
+        if need > room {
+            // The rest waits for the next read-back.
+            n.queue.spilled.store(true, Ordering::Release);
+            break;
+        }
+        room -= need;
+        n.queue.push_group(k, jobs).await;
     }
 }

@@ -122,8 +122,9 @@ pub struct Notifier {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) resolver: Arc<Resolver>,
     pub(crate) registry: RwLock<Registry>,
-    /// Jobs matched in the group being committed, queued once it is durable.
-    staged: Mutex<Vec<Job>>,
+    /// Jobs matched in the group being committed (with their outbox key), queued once it is
+    /// durable.
+    staged: Mutex<Option<(String, Vec<Job>)>>,
     /// Serializes writes of subscription documents (API changes and statistics), so an older
     /// copy never overwrites a newer one and a deleted subscription never comes back.
     pub(crate) persist_lock: tokio::sync::Mutex<()>,
@@ -147,7 +148,7 @@ impl Notifier {
             store: store.clone(),
             resolver,
             registry: RwLock::new(Registry::default()),
-            staged: Mutex::new(Vec::new()),
+            staged: Mutex::new(None),
             persist_lock: tokio::sync::Mutex::new(()),
             seq: AtomicU64::new((now_millis().max(0) as u64) << 16),
             queue,
@@ -383,47 +384,57 @@ impl Notifier {
         format!("{:020}", self.seq.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Turns an outbox entry back into a job; the entities are read in their current state (a
-    /// deleted one is notified as deleted). An entry of a deleted subscription is discarded.
-    pub(crate) async fn job_from_outbox(&self, k: String, v: &Value) -> Result<Option<Job>, crate::store::StoreError> {
-        let (Some(tenant), Some(sub)) = (v["t"].as_str(), v["s"].as_str()) else {
-            self.queue.discard(k);
-            return Ok(None);
-        };
-        if !self.registry.read().subs.contains_key(&key(tenant, sub)) {
-            self.queue.discard(k);
-            return Ok(None);
-        }
+    /// Turns an outbox entry back into jobs; the entities are read in their current state (a
+    /// deleted one is notified as deleted). Jobs of deleted subscriptions are dropped, and an
+    /// entry left with none is discarded.
+    pub(crate) async fn jobs_from_outbox(&self, k: &str, v: &Value) -> Result<Vec<Job>, crate::store::StoreError> {
         let now = now_millis();
-        let mut fired = Vec::new();
-        for item in v["e"].as_array().into_iter().flatten() {
-            let Some(id) = item["id"].as_str() else { continue };
-            match self.store.get(tenant, id).await? {
-                Some(e) => fired.push(Fired::current(e)),
-                None => {
-                    let types: Vec<String> = item["types"]
-                        .as_array()
-                        .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
-                        .unwrap_or_default();
-                    let gone = crate::model::Entity {
-                        id: id.to_owned(),
-                        types,
-                        scope: None,
-                        attrs: Default::default(),
-                        created_at: now,
-                        modified_at: now,
-                    };
-                    fired.push(Fired {
-                        old: Some(Arc::new(gone)),
-                        new: None,
-                        event: matcher::Event::EntityDeleted,
-                        deleted: Vec::new(),
-                    });
+        let queued_at = v["at"].as_i64().unwrap_or(now);
+        let mut jobs = Vec::new();
+        for j in v["jobs"].as_array().into_iter().flatten() {
+            let (Some(tenant), Some(sub)) = (j["t"].as_str(), j["s"].as_str()) else { continue };
+            if !self.registry.read().subs.contains_key(&key(tenant, sub)) {
+                continue;
+            }
+            let mut fired = Vec::new();
+            for item in j["e"].as_array().into_iter().flatten() {
+                let Some(id) = item["id"].as_str() else { continue };
+                match self.store.get(tenant, id).await? {
+                    Some(e) => fired.push(Fired::current(e)),
+                    None => {
+                        let types: Vec<String> = item["types"]
+                            .as_array()
+                            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+                            .unwrap_or_default();
+                        let gone = crate::model::Entity {
+                            id: id.to_owned(),
+                            types,
+                            scope: None,
+                            attrs: Default::default(),
+                            created_at: now,
+                            modified_at: now,
+                        };
+                        fired.push(Fired {
+                            old: Some(Arc::new(gone)),
+                            new: None,
+                            event: matcher::Event::EntityDeleted,
+                            deleted: Vec::new(),
+                        });
+                    }
                 }
             }
+            jobs.push(Job {
+                outbox: Some(k.to_owned()),
+                tenant: tenant.to_owned(),
+                sub: sub.to_owned(),
+                fired,
+                queued_at,
+            });
         }
-        let queued_at = v["at"].as_i64().unwrap_or(now);
-        Ok(Some(Job { outbox: Some(k), tenant: tenant.to_owned(), sub: sub.to_owned(), fired, queued_at }))
+        if jobs.is_empty() {
+            self.queue.discard(k.to_owned());
+        }
+        Ok(jobs)
     }
 }
 
@@ -433,10 +444,8 @@ impl ChangeObserver for Notifier {
         let mut reg = self.registry.write();
         let mut staged = self.staged.lock();
         // Jobs left from a group whose commit failed describe writes that did not happen.
-        for j in staged.drain(..) {
-            if let Some(o) = &j.outbox {
-                self.queue.unhold(o);
-            }
+        if let Some((k, _)) = staged.take() {
+            self.queue.unhold(&k);
         }
         if reg.subs.is_empty() {
             return Vec::new();
@@ -477,36 +486,38 @@ impl ChangeObserver for Notifier {
                 }
             }
         }
-        let mut docs = Vec::with_capacity(hits.len());
+        if hits.is_empty() {
+            return Vec::new();
+        }
+        // One outbox entry for the whole group: one logged document however many notify.
+        let okey = self.next_key();
+        let mut listed = Vec::with_capacity(hits.len());
+        let mut jobs = Vec::with_capacity(hits.len());
         for (k, fired) in hits {
             let Some(e) = reg.subs.get(&k) else { continue };
-            let okey = self.next_key();
             let entities: Vec<Value> = fired
                 .iter()
                 .filter_map(|f| f.new.as_ref().or(f.old.as_ref()))
                 .map(|e| json!({"id": e.id, "types": e.types}))
                 .collect();
-            docs.push((
-                OUTBOX.to_owned(),
-                okey.clone(),
-                json!({"t": e.doc.tenant, "s": e.doc.id, "e": entities, "at": now}),
-            ));
-            self.queue.hold(&okey);
-            staged.push(Job {
-                outbox: Some(okey),
+            listed.push(json!({"t": e.doc.tenant, "s": e.doc.id, "e": entities}));
+            jobs.push(Job {
+                outbox: Some(okey.clone()),
                 tenant: e.doc.tenant.clone(),
                 sub: e.doc.id.clone(),
                 fired,
                 queued_at: now,
             });
         }
-        docs
+        self.queue.hold(&okey, jobs.len());
+        let doc = json!({"at": now, "jobs": listed});
+        *staged = Some((okey.clone(), jobs));
+        vec![(OUTBOX.to_owned(), okey, doc)]
     }
 
     fn committed(&self, _changes: &[Change], _docs: Vec<(String, String, Value)>) {
-        let jobs = std::mem::take(&mut *self.staged.lock());
-        for j in jobs {
-            self.queue.push_committed(j);
+        if let Some((k, jobs)) = self.staged.lock().take() {
+            self.queue.push_committed(&k, jobs);
         }
     }
 }

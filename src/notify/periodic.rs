@@ -55,7 +55,7 @@ impl Timers {
                 }
                 let fired = page.entities.into_iter().map(Fired::current).collect();
                 n.queue
-                    .push(Job {
+                    .push_loose(Job {
                         outbox: None,
                         tenant: c.tenant.clone(),
                         sub: c.id.clone(),

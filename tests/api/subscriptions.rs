@@ -607,3 +607,28 @@ async fn inline_contexts_become_implicitly_created_contexts() {
     let got: Value = app.get(&format!("{SUBS}/{id2}")).await.json().await.unwrap();
     assert!(got.get("jsonldContext").is_none(), "{got}");
 }
+
+/// With a tiny in-memory queue, notifications that do not fit wait in the durable outbox and
+/// are all delivered once the receiver takes them: memory stays bounded and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_beyond_the_queue_wait_in_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = crate::helpers::settings(dir.path());
+    s.notification_queue = 2;
+    let app = crate::helpers::spawn_with(s, Some(dir)).await;
+    let rx = Receiver::start().await;
+    rx.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    app.subscribe(sub(&rx, json!({"notification": {"format": "keyValues"}}))).await;
+    for i in 0..20 {
+        app.create(vehicle(&format!("urn:ngsi-ld:Vehicle:q{i}"), i as f64)).await;
+    }
+    rx.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut got = std::collections::BTreeSet::new();
+    while got.len() < 20 {
+        let n = rx.next(20).await.expect("every notification arrives");
+        for d in n.body["data"].as_array().unwrap() {
+            got.insert(d["id"].as_str().unwrap().to_owned());
+        }
+    }
+    rx.expect_none(500).await;
+}
