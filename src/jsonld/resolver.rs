@@ -316,8 +316,11 @@ impl Resolver {
     /// Re-downloads a cached context (DELETE with `reload=true`).
     pub async fn reload(&self, id: &str) -> NgsiResult<ContextEntry> {
         let entry = self.get(id).ok_or_else(|| NgsiError::not_found(format!("@context {id}")))?;
-        if entry.kind == ContextKind::Hosted {
-            return Err(NgsiError::bad_data("a hosted @context cannot be reloaded"));
+        if entry.kind != ContextKind::Cached {
+            return Err(NgsiError::bad_data(format!(
+                "only a cached @context can be reloaded, not a {} one",
+                entry.kind.as_str()
+            )));
         }
         let doc = self.download(&entry.url).await?;
         let mut map = self.entries.write();

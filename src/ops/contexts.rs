@@ -55,7 +55,7 @@ pub async fn delete(b: &Broker, id: &str, reload: bool) -> NgsiResult<()> {
         b.resolver.reload(&entry.id).await?;
         return Ok(());
     }
-    if entry.kind == ContextKind::Hosted {
+    if matches!(entry.kind, ContextKind::Hosted | ContextKind::ImplicitlyCreated) {
         b.store.delete_meta(COLLECTION, &entry.id).await?;
     }
     b.resolver.remove(&entry.id);

@@ -600,6 +600,11 @@ async fn inline_contexts_become_implicitly_created_contexts() {
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["URL"], url.as_str());
     assert_eq!(list[0]["numberOfHits"], 1);
+    // Only cached contexts can be reloaded; an implicit one can be deleted.
+    let local_id = list[0]["localId"].as_str().unwrap().to_owned();
+    let r = app.delete(&format!("/ngsi-ld/v1/jsonldContexts/{local_id}?reload=true")).await;
+    crate::helpers::assert_problem(r, 400, "BadRequestData").await;
+    assert_eq!(app.delete(&format!("/ngsi-ld/v1/jsonldContexts/{local_id}")).await.status(), 204);
     // A single context URL is kept as it is.
     let plain = json!({"type": "Subscription", "entities": [{"type": "Car"}],
         "notification": {"endpoint": {"uri": "http://127.0.0.1:1/n"}}});
