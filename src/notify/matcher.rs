@@ -232,3 +232,67 @@ pub fn fires(c: &Compiled, old: Option<&Arc<Entity>>, new: Option<&Arc<Entity>>)
         (None, None) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonld::CORE;
+    use crate::model::parse::{Purpose, parse_entity};
+    use serde_json::json;
+
+    fn compiled(id: &str, body: serde_json::Value) -> Compiled {
+        crate::notify::subscription::compile(id, "", body.as_object().unwrap(), CORE.clone()).unwrap()
+    }
+
+    fn entity(v: serde_json::Value) -> Entity {
+        let input = parse_entity(&v, &CORE, Purpose::Create, 1).unwrap();
+        let id = input.id.clone().unwrap();
+        input.into_entity(id, 1)
+    }
+
+    /// Subscriptions on other entities, types or attributes are not even looked at.
+    #[test]
+    fn candidates_come_from_the_index_only() {
+        let ep = json!({"endpoint": {"uri": "http://x/y"}});
+        let mut ix = TenantIndex::default();
+        let mut subs = Vec::new();
+        for i in 0..10_000 {
+            let body = match i % 3 {
+                0 => {
+                    json!({"type": "Subscription", "entities": [{"id": format!("urn:e:{i}"), "type": "T"}], "notification": ep})
+                }
+                1 => json!({"type": "Subscription", "entities": [{"type": format!("Type{i}")}], "notification": ep}),
+                _ => json!({"type": "Subscription", "watchedAttributes": [format!("attr{i}")], "notification": ep}),
+            };
+            subs.push(compiled(&format!("urn:s:{i}"), body));
+        }
+        subs.iter().for_each(|c| ix.add(c));
+        let e = entity(json!({"id": "urn:e:3", "type": "Type4", "attr5": 1, "other": 2}));
+        let mut out = HashSet::new();
+        ix.candidates(None, Some(&e), &mut out);
+        let mut got: Vec<&str> = out.into_iter().collect();
+        got.sort();
+        assert_eq!(got, vec!["urn:s:3", "urn:s:4", "urn:s:5"]);
+        subs.iter().for_each(|c| ix.remove(c));
+        assert!(ix.is_empty());
+    }
+
+    #[test]
+    fn triggers_decide_on_the_change() {
+        let ep = json!({"endpoint": {"uri": "http://x/y"}});
+        let c = compiled(
+            "urn:s:t",
+            json!({"type": "Subscription", "entities": [{"type": "T"}], "watchedAttributes": ["a"],
+                   "notificationTrigger": ["attributeUpdated", "attributeDeleted"], "notification": ep}),
+        );
+        let v1 = Arc::new(entity(json!({"id": "urn:e:1", "type": "T", "a": 1, "b": 1})));
+        let v2 = Arc::new(entity(json!({"id": "urn:e:1", "type": "T", "a": 2, "b": 1})));
+        let v3 = Arc::new(entity(json!({"id": "urn:e:1", "type": "T", "b": 1})));
+        assert!(fires(&c, None, Some(&v1)).is_none(), "creation is not a watched trigger");
+        assert_eq!(fires(&c, Some(&v1), Some(&v2)).map(|f| f.event), Some(Event::Updated));
+        let gone = fires(&c, Some(&v2), Some(&v3)).expect("attribute deleted");
+        assert_eq!(gone.deleted, vec![("https://uri.etsi.org/ngsi-ld/default-context/a".to_owned(), None)]);
+        assert!(fires(&c, Some(&v3), Some(&v3)).is_none(), "nothing changed");
+        assert_eq!(fires(&c, Some(&v2), None).map(|f| f.event), Some(Event::AttributesDeleted));
+    }
+}
