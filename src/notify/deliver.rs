@@ -19,14 +19,22 @@ use super::sender::{SendError, Sender};
 use super::{Job, Notifier, NotifySettings, OUTBOX, SUBSCRIPTIONS, key};
 use crate::model::now_millis;
 
+/// The most outbox keys remembered as waiting (about 60 bytes each); beyond that, read-backs scan
+/// the outbox.
+const SPILL_INDEX: usize = 1_000_000;
+
 /// The in-memory queue: per subscription, its notifications in order.
 pub struct Queue {
     inner: Mutex<Inner>,
     /// Free places in memory.
     room: Arc<Semaphore>,
     capacity: usize,
-    /// Set when a notification stayed in the outbox only because the queue was full.
-    spilled: AtomicBool,
+    /// Outbox entries that stayed only in the store because the queue was full, oldest first
+    /// (at most SPILL_INDEX entries; beyond that `unindexed` is set).
+    spill: Mutex<VecDeque<String>>,
+    /// Set when the outbox may hold entries neither in memory nor in `spill` (at start-up, or
+    /// when `spill` overflowed): the next read-back scans the whole outbox.
+    unindexed: AtomicBool,
     wake: tokio::sync::Notify,
 }
 
@@ -56,7 +64,8 @@ impl Queue {
             inner: Mutex::new(Inner::default()),
             room: Arc::new(Semaphore::new(s.queue)),
             capacity: s.queue,
-            spilled: AtomicBool::new(false),
+            spill: Mutex::new(VecDeque::new()),
+            unindexed: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
         }
     }
@@ -135,7 +144,12 @@ impl Queue {
             }
             Err(_) => {
                 self.unhold(outbox);
-                self.spilled.store(true, Ordering::Release)
+                let mut spill = self.spill.lock();
+                if spill.len() < SPILL_INDEX {
+                    spill.push_back(outbox.to_owned());
+                } else {
+                    self.unindexed.store(true, Ordering::Release);
+                }
             }
         }
     }
@@ -168,7 +182,7 @@ impl Queue {
 
     /// Asks for the outbox to be read back (at start-up).
     pub fn mark_spilled(&self) {
-        self.spilled.store(true, Ordering::Release);
+        self.unindexed.store(true, Ordering::Release);
     }
 
     /// How many notifications are in memory.
@@ -377,45 +391,79 @@ pub(crate) async fn flush_stats(n: &Notifier) {
     }
 }
 
-/// Reads back notifications that stayed in the outbox while the queue was full.
+/// Reads back notifications that stayed in the outbox while the queue was full: first those
+/// remembered in the spill index, in order, then (after a start-up or an index overflow) any
+/// other entry the outbox holds.
 async fn reload_spilled(n: &Notifier) {
-    if !n.queue.spilled.load(Ordering::Acquire) || n.queue.len() > n.queue.capacity / 2 {
+    if n.queue.len() > n.queue.capacity / 2 {
         return;
     }
-    n.queue.spilled.store(false, Ordering::Release);
+    let mut room = n.queue.room.available_permits();
+    let mut cache = EntityCache::default();
+    loop {
+        let Some(k) = n.queue.spill.lock().pop_front() else { break };
+        let v = match n.store.get_meta(OUTBOX, &k).await {
+            Ok(Some(v)) => v,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the outbox");
+                n.queue.spill.lock().push_front(k);
+                return;
+            }
+        };
+        if !try_reload(n, k, &v, &mut room, &mut cache).await {
+            return;
+        }
+    }
+    if !n.queue.unindexed.swap(false, Ordering::AcqRel) {
+        return;
+    }
     let items = match n.store.list_meta(OUTBOX).await {
         Ok(i) => i,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the outbox");
-            n.queue.spilled.store(true, Ordering::Release);
+            n.queue.unindexed.store(true, Ordering::Release);
             return;
         }
     };
     let mut items: Vec<(String, serde_json::Value)> = {
         let inner = n.queue.inner.lock();
-        items.into_iter().filter(|(k, _)| !inner.held.contains_key(k) && !inner.done.contains(k)).collect()
+        let done: HashSet<&String> = inner.done.iter().collect();
+        items.into_iter().filter(|(k, _)| !inner.held.contains_key(k) && !done.contains(k)).collect()
     };
     items.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut room = n.queue.room.available_permits();
     for (k, v) in items {
-        let jobs = match n.jobs_from_outbox(&k, &v).await {
-            Ok(jobs) => jobs,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read back a notification");
-                n.queue.spilled.store(true, Ordering::Release);
-                continue;
-            }
-        };
-        if jobs.is_empty() {
-            continue;
-        }
-        let need = n.queue.room_for(jobs.len()) as usize;
-        if need > room {
+        if !try_reload(n, k, &v, &mut room, &mut cache).await {
             // The rest waits for the next read-back.
-            n.queue.spilled.store(true, Ordering::Release);
-            break;
+            n.queue.unindexed.store(true, Ordering::Release);
+            return;
         }
-        room -= need;
+    }
+}
+
+/// Entities read back in one read-back round, by tenant and id.
+pub(crate) type EntityCache = HashMap<(String, String), Option<Arc<crate::model::Entity>>>;
+
+/// Queues one outbox entry if there is room; false when there is none (the entry is put back
+/// at the front of the spill index).
+async fn try_reload(n: &Notifier, k: String, v: &serde_json::Value, room: &mut usize, cache: &mut EntityCache) -> bool {
+    let jobs_count = v["jobs"].as_array().map_or(0, Vec::len);
+    let need = n.queue.room_for(jobs_count) as usize;
+    if need > *room {
+        n.queue.spill.lock().push_front(k);
+        return false;
+    }
+    let jobs = match n.jobs_from_outbox(&k, v, cache).await {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read back a notification");
+            n.queue.spill.lock().push_back(k);
+            return true;
+        }
+    };
+    if !jobs.is_empty() {
+        *room -= n.queue.room_for(jobs.len()) as usize;
         n.queue.push_group(k, jobs).await;
     }
+    true
 }

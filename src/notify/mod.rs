@@ -387,7 +387,12 @@ impl Notifier {
     /// Turns an outbox entry back into jobs; the entities are read in their current state (a
     /// deleted one is notified as deleted). Jobs of deleted subscriptions are dropped, and an
     /// entry left with none is discarded.
-    pub(crate) async fn jobs_from_outbox(&self, k: &str, v: &Value) -> Result<Vec<Job>, crate::store::StoreError> {
+    pub(crate) async fn jobs_from_outbox(
+        &self,
+        k: &str,
+        v: &Value,
+        cache: &mut deliver::EntityCache,
+    ) -> Result<Vec<Job>, crate::store::StoreError> {
         let now = now_millis();
         let queued_at = v["at"].as_i64().unwrap_or(now);
         let mut jobs = Vec::new();
@@ -399,7 +404,16 @@ impl Notifier {
             let mut fired = Vec::new();
             for item in j["e"].as_array().into_iter().flatten() {
                 let Some(id) = item["id"].as_str() else { continue };
-                match self.store.get(tenant, id).await? {
+                let ck = (tenant.to_owned(), id.to_owned());
+                let current = match cache.get(&ck) {
+                    Some(e) => e.clone(),
+                    None => {
+                        let e = self.store.get(tenant, id).await?;
+                        cache.insert(ck, e.clone());
+                        e
+                    }
+                };
+                match current {
                     Some(e) => fired.push(Fired::current(e)),
                     None => {
                         let types: Vec<String> = item["types"]

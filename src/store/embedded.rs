@@ -1060,6 +1060,10 @@ impl Store for EmbeddedStore {
         self.submit(Job::DeleteMeta { key: key.to_owned(), collection: collection.to_owned(), reply }, rx).await
     }
 
+    async fn get_meta(&self, collection: &str, key: &str) -> Result<Option<Value>, StoreError> {
+        Ok(self.state.read().meta.get(collection).and_then(|m| m.get(key).cloned()))
+    }
+
     async fn list_meta(&self, collection: &str) -> Result<Vec<(String, Value)>, StoreError> {
         Ok(self
             .state

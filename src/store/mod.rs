@@ -249,6 +249,8 @@ pub trait Store: Send + Sync {
     async fn delete_meta(&self, collection: &str, key: &str) -> Result<bool, StoreError>;
     /// Deletes many documents of one collection in one commit; absent keys are ignored.
     async fn delete_meta_many(&self, collection: &str, keys: Vec<String>) -> Result<(), StoreError>;
+    /// One document.
+    async fn get_meta(&self, collection: &str, key: &str) -> Result<Option<Value>, StoreError>;
     /// A collection's documents in insertion order (collections named `outbox*`: in no order).
     async fn list_meta(&self, collection: &str) -> Result<Vec<(String, Value)>, StoreError>;
     /// A receiver of change events (bounded; a slow receiver misses events and is told so).

@@ -33,7 +33,7 @@ const USAGE: &str = "usage: cargo xtask bench [options]
   --only WHAT          all | core | notify                        (all)
                        core: workloads (0)-(9), RSS, create flatness;
                        notify: the notification workload (10)-(11)
-  --notify-wait SECS   longest wait for the notifications after (11)  (120)
+  --notify-wait SECS   longest wait for the notifications after (11)  (300)
   --no-build           use the existing target/release/orbis
 Requires wrk (apt-get install -y wrk) and taskset (util-linux).";
 
@@ -77,7 +77,7 @@ pub(crate) fn parse_opts(args: &[String]) -> Result<Opts, String> {
         grow_to: 0,
         build: true,
         only: Only::All,
-        notify_wait: 120,
+        notify_wait: 300,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {

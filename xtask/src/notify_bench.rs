@@ -46,6 +46,8 @@ const SUB_PREFIX: &str = "urn:ngsi-ld:Subscription:nbench-";
 pub(crate) struct Figures {
     /// (10): updates without subscriptions.
     pub(crate) base: Run,
+    /// (12): updates with SUBS subscriptions that never match them (the matching cost alone).
+    pub(crate) unmatched: Run,
     /// (11): updates with SUBS subscriptions (`total` includes the warm-up).
     pub(crate) loaded: Run,
     pub(crate) ran: bool,
@@ -350,6 +352,13 @@ fn pin_self_to_core1() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// A subscription on a Vehicle the load never updates (phase (12)).
+fn idle_sub_body(j: u64, url: &str) -> String {
+    format!(
+        r#"{{"id":"{SUB_PREFIX}idle-{j}","type":"Subscription","entities":[{{"id":"urn:ngsi-ld:Vehicle:idle-{j}","type":"Vehicle"}}],"watchedAttributes":["speed"],"notification":{{"endpoint":{{"uri":"{url}"}}}}}}"#
+    )
+}
+
 fn sub_body(j: u64, url: &str) -> String {
     format!(
         r#"{{"id":"{SUB_PREFIX}{j}","type":"Subscription","entities":[{{"id":"urn:ngsi-ld:Vehicle:{}","type":"Vehicle"}}],"watchedAttributes":["speed"],"notification":{{"format":"normalized","sysAttrs":true,"attributes":["speed"],"endpoint":{{"uri":"{url}","accept":"application/json"}}}}}}"#,
@@ -359,6 +368,10 @@ fn sub_body(j: u64, url: &str) -> String {
 
 /// Creates the SUBS subscriptions from several client threads.
 fn create_subscriptions(b: &Broker, url: &str) -> Result<(), String> {
+    create_with(b, url, &sub_body)
+}
+
+fn create_with(b: &Broker, url: &str, body: &(dyn Fn(u64, &str) -> String + Sync)) -> Result<(), String> {
     let next = AtomicU64::new(0);
     let worker = || -> Result<(), String> {
         loop {
@@ -370,7 +383,7 @@ fn create_subscriptions(b: &Broker, url: &str) -> Result<(), String> {
                 &b.addr,
                 "POST",
                 "/ngsi-ld/v1/subscriptions",
-                Some(&sub_body(j, url)),
+                Some(&body(j, url)),
                 Duration::from_secs(60),
             )?;
             if r.status != 201 {
@@ -389,7 +402,7 @@ fn create_subscriptions(b: &Broker, url: &str) -> Result<(), String> {
 fn broker_counts(b: &Broker) -> Option<(u64, u64)> {
     let (mut sent, mut failed, mut seen) = (0, 0, 0);
     let mut offset = 0;
-    while offset < SUBS {
+    while offset < 2 * SUBS {
         let path = format!("/ngsi-ld/v1/subscriptions?limit=1000&offset={offset}");
         let r = httpc::request(&b.addr, "GET", &path, None, Duration::from_secs(30)).ok()?;
         let page: Value = serde_json::from_str(&r.body).ok()?;
@@ -404,7 +417,7 @@ fn broker_counts(b: &Broker) -> Option<(u64, u64)> {
         seen += page.len() as u64;
         offset += 1000;
     }
-    (seen == SUBS).then_some((sent, failed))
+    (seen == 2 * SUBS).then_some((sent, failed))
 }
 
 pub(crate) fn measure(bench: &mut Bench, bin: &Path, f: &mut Figures) -> Result<(), String> {
@@ -429,6 +442,12 @@ fn phases(bench: &mut Bench, b: &mut Broker, rx: &Receiver, f: &mut Figures) -> 
     let patch0 = "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:0/attrs/speed";
     precheck(b, "PATCH", patch0, Some(r#"{"value":42}"#), &[204])?;
     f.base = bench.workload(b, "(10) update, no subscriptions", "notify_update.lua")?;
+
+    // (12): as many subscriptions that never match: what matching costs the write path.
+    eprintln!("  creating {SUBS} subscriptions on other Vehicles");
+    create_with(b, &rx.url(), &idle_sub_body)?;
+    f.unmatched = bench.workload(b, &format!("(12) update, {SUBS} non-matching subs"), "notify_update.lua")?;
+    rx.reset();
 
     eprintln!("  creating {SUBS} subscriptions ({SUB_THREADS} client threads)");
     let t = Instant::now();
@@ -562,6 +581,13 @@ pub(crate) fn report(o: &Opts, f: &Figures, s: &mut String) {
         );
     };
     row(s, "(10) update, no subscriptions", &f.base, "");
+    let idle = f.unmatched.rps / base;
+    row(
+        s,
+        &format!("(12) update, {SUBS} non-matching subs"),
+        &f.unmatched,
+        &format!("{idle:.2}x (10): the matching cost alone, target >= 0.80x: {}", met(idle >= 0.8)),
+    );
     let ratio = f.loaded.rps / base;
     row(
         s,
