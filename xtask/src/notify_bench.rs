@@ -37,6 +37,8 @@ const FANOUT: u64 = SUBS / VEHICLES;
 const SUB_THREADS: u64 = 8;
 /// The wait for the last notifications ends after this long without one arriving.
 const STALL: Duration = Duration::from_secs(120);
+/// How long the receiver must stay quiet, with every expected notification in, to end the wait.
+const QUIET: Duration = Duration::from_secs(3);
 /// Latencies are counted per millisecond up to this (longer ones in the last bucket).
 const MAX_LATENCY_MS: usize = 600_000;
 const SUB_PREFIX: &str = "urn:ngsi-ld:Subscription:nbench-";
@@ -491,11 +493,13 @@ fn phases(bench: &mut Bench, b: &mut Broker, rx: &Receiver, f: &mut Figures) -> 
         b.check_alive()?;
         let (items, applied) = rx.with(|s| (s.items, s.applied()));
         let expected = FANOUT * f.acked.max(applied);
-        if items >= expected {
-            f.complete = true;
-            break b.cpu_ticks().map(|c| (c, t0.elapsed()));
-        }
         let now = Instant::now();
+        // Done once everything expected arrived and nothing more is coming: notifications of
+        // updates still in flight raise `expected` when they arrive.
+        if items >= expected && items == last_items && now - last_progress > QUIET {
+            f.complete = true;
+            break b.cpu_ticks().map(|c| (c, last_progress - t0));
+        }
         if items > last_items {
             last_items = items;
             last_progress = now;
