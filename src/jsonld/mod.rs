@@ -256,7 +256,10 @@ impl Context {
         {
             return rest.to_owned();
         }
-        for (term, prefix) in &self.user.prefixes {
+        // Compact IRIs with the user's prefixes, then the core context's (`ngsi-ld:`), as JSON-LD
+        // compaction does: a default-vocabulary IRI whose term the user context redefines
+        // becomes `ngsi-ld:default-context/<term>` (ETSI 001_05_02, 003_05_02, 033_05_01).
+        for (term, prefix) in self.user.prefixes.iter().chain(&core::TERMS.prefixes) {
             if let Some(rest) = iri.strip_prefix(prefix.as_str())
                 && !rest.is_empty()
             {
@@ -341,7 +344,8 @@ mod tests {
     fn compaction_never_yields_a_term_meaning_something_else() {
         let c = ctx(json!({"name": "http://example.org/name"}));
         let default_name = "https://uri.etsi.org/ngsi-ld/default-context/name";
-        assert_eq!(c.compact(default_name), default_name);
+        assert_eq!(c.compact(default_name), "ngsi-ld:default-context/name");
+        assert_eq!(c.expand("ngsi-ld:default-context/name"), default_name);
         assert_eq!(c.compact("http://example.org/name"), "name");
     }
 
