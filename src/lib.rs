@@ -10,6 +10,7 @@ pub mod notify;
 pub mod openapi;
 pub mod ops;
 pub mod query;
+pub mod registry;
 pub mod render;
 pub mod startup;
 pub mod store;

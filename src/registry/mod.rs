@@ -1,0 +1,469 @@
+//! Context source registrations (GS CIM 009 §5.9 registration, §5.10 discovery).
+//!
+//! A registration tells the broker that another NGSI-LD endpoint (a context source: a broker,
+//! an IoT agent) holds or serves some entities and attributes. The broker keeps every
+//! registration in memory, per tenant, compiled for lookups ([`registration::CompiledRegistration`])
+//! and indexed by the entity types it names, and persists it in the store's meta collection
+//! `registrations` (loaded at start, so registrations survive a restart). Two consumers read
+//! it: the registration API (`ops/*_registration*.rs`) and the forwarding layer, which asks
+//! [`Registrations::matching`] which sources to distribute an operation to.
+//!
+//! Creating or updating an exclusive or redirect registration is checked against the other
+//! registrations and the broker's own entities (§4.3.6.3, §5.9.2.4, §5.9.3.4); those checks and
+//! every write run one at a time, so two concurrent registrations cannot both pass them.
+
+pub mod registration;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use serde_json::{Map, Value, json};
+
+use crate::error::{ErrorKind, NgsiError, NgsiResult};
+use crate::jsonld::Context;
+use crate::model::parse::is_uri;
+use crate::model::{now_millis, parse_datetime};
+use crate::store::{EntityFilter, Store};
+use registration::{CompiledRegistration, Discovery, Mode, Op, RegDoc};
+
+/// The store collection holding registrations (key: tenant NUL id).
+pub const REGISTRATIONS: &str = "registrations";
+
+/// How often delivery statistics recorded by the forwarding layer are written to the store.
+const STATS_FLUSH: Duration = Duration::from_secs(2);
+
+/// A registration known to the registry.
+struct Entry {
+    doc: RegDoc,
+    compiled: Arc<CompiledRegistration>,
+    /// Whether its statistics changed since they were last persisted.
+    dirty: bool,
+}
+
+/// One tenant's registrations, indexed by the entity types they name.
+#[derive(Default)]
+struct TenantRegs {
+    regs: HashMap<String, Entry>,
+    /// Registration ids by the expanded entity types their information names.
+    by_type: HashMap<String, BTreeSet<String>>,
+    /// Registrations with an information item about any entity (no `entities`).
+    untyped: BTreeSet<String>,
+}
+
+impl TenantRegs {
+    fn insert(&mut self, e: Entry) {
+        let id = e.doc.id.clone();
+        self.remove(&id);
+        for t in e.compiled.types() {
+            self.by_type.entry(t.clone()).or_default().insert(id.clone());
+        }
+        if e.compiled.untyped() {
+            self.untyped.insert(id.clone());
+        }
+        self.regs.insert(id, e);
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Entry> {
+        let old = self.regs.remove(id)?;
+        for t in old.compiled.types() {
+            if let Some(set) = self.by_type.get_mut(t) {
+                set.remove(id);
+                if set.is_empty() {
+                    self.by_type.remove(t);
+                }
+            }
+        }
+        self.untyped.remove(id);
+        Some(old)
+    }
+
+    /// The registrations that may name an entity of one of `types` (all when `types` is empty).
+    fn candidates<'a>(&'a self, types: &[String]) -> Box<dyn Iterator<Item = &'a Entry> + 'a> {
+        if types.is_empty() {
+            return Box::new(self.regs.values());
+        }
+        let mut ids: BTreeSet<&str> = self.untyped.iter().map(String::as_str).collect();
+        for t in types {
+            if let Some(set) = self.by_type.get(t) {
+                ids.extend(set.iter().map(String::as_str));
+            }
+        }
+        Box::new(ids.into_iter().filter_map(|id| self.regs.get(id)))
+    }
+}
+
+fn conflict(detail: String) -> NgsiError {
+    // GS CIM 009 §5.9.2.4 calls this error Conflict; its HTTP binding (Table 6.3.2-1) answers
+    // 409, the status of AlreadyExists, which has the problem type.
+    NgsiError::new(ErrorKind::AlreadyExists, format!("Conflict: {detail}"))
+}
+
+fn not_found(id: &str) -> NgsiError {
+    NgsiError::not_found(format!("registration {id} not found"))
+}
+
+/// The registry: every tenant's registrations, persisted, with lookups for discovery and
+/// forwarding.
+pub struct Registrations {
+    store: Arc<dyn Store>,
+    tenants: RwLock<HashMap<String, TenantRegs>>,
+    /// Serialises writes, so conflict checks see every registration written before.
+    writes: tokio::sync::Mutex<()>,
+}
+
+fn key(tenant: &str, id: &str) -> String {
+    format!("{tenant}\u{0}{id}")
+}
+
+impl Registrations {
+    /// Loads the stored registrations (one that no longer compiles is logged and skipped) and
+    /// starts the task that persists delivery statistics. Must run inside a tokio runtime.
+    pub async fn start(store: Arc<dyn Store>) -> Result<Arc<Registrations>, String> {
+        let r = Arc::new(Registrations {
+            store: store.clone(),
+            tenants: RwLock::new(HashMap::new()),
+            writes: tokio::sync::Mutex::new(()),
+        });
+        for (k, v) in store.list_meta(REGISTRATIONS).await.map_err(|e| e.to_string())? {
+            let doc: RegDoc = match serde_json::from_value(v) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(key = %k, error = %e, "a stored registration is unreadable; skipped");
+                    continue;
+                }
+            };
+            match registration::compile(&doc.id, &doc.tenant, &doc.body, doc.context.clone(), doc.created_at) {
+                Ok(c) => r.install(doc, c, false),
+                Err(e) => tracing::error!(id = %doc.id, error = %e, "a stored registration does not compile; skipped"),
+            }
+        }
+        let weak: Weak<Registrations> = Arc::downgrade(&r);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(STATS_FLUSH).await;
+                let Some(r) = weak.upgrade() else { break };
+                if let Err(e) = r.flush_stats().await {
+                    tracing::warn!(error = %e, "persisting registration statistics failed");
+                }
+            }
+        });
+        Ok(r)
+    }
+
+    fn install(&self, doc: RegDoc, compiled: CompiledRegistration, dirty: bool) {
+        let tenant = doc.tenant.clone();
+        let e = Entry { doc, compiled: Arc::new(compiled), dirty };
+        self.tenants.write().entry(tenant).or_default().insert(e);
+    }
+
+    async fn persist(&self, doc: &RegDoc) -> NgsiResult<()> {
+        let v = serde_json::to_value(doc).map_err(|e| NgsiError::internal(e.to_string()))?;
+        self.store.put_meta(REGISTRATIONS, &key(&doc.tenant, &doc.id), v).await?;
+        Ok(())
+    }
+
+    fn doc(&self, tenant: &str, id: &str) -> Option<RegDoc> {
+        self.tenants.read().get(tenant)?.regs.get(id).map(|e| e.doc.clone())
+    }
+
+    /// Creates a registration from a client body (without `@context`), with the request's
+    /// context; returns its id (generated when the body has none).
+    pub async fn create(&self, tenant: &str, mut body: Map<String, Value>, ctx: Arc<Context>) -> NgsiResult<String> {
+        let id = match body.get("id") {
+            Some(Value::String(id)) if is_uri(id) => id.clone(),
+            Some(_) => return Err(NgsiError::bad_data("the registration id must be a URI")),
+            None => format!("urn:ngsi-ld:ContextSourceRegistration:{}", uuid::Uuid::new_v4()),
+        };
+        body.insert("id".into(), json!(id));
+        let body = registration::normalize(body, &ctx)?;
+        let now = now_millis();
+        check_future(&body, now)?;
+        let doc = RegDoc {
+            id: id.clone(),
+            tenant: tenant.to_owned(),
+            body,
+            context: ctx.original.clone(),
+            created_at: now,
+            modified_at: now,
+            stats: Default::default(),
+        };
+        let compiled = registration::compile(&id, tenant, &doc.body, doc.context.clone(), now)?;
+        let _w = self.writes.lock().await;
+        if self.doc(tenant, &id).is_some() {
+            return Err(NgsiError::new(ErrorKind::AlreadyExists, format!("registration {id} already exists")));
+        }
+        self.check_conflicts(tenant, &compiled).await?;
+        self.persist(&doc).await?;
+        self.install(doc, compiled, false);
+        Ok(id)
+    }
+
+    /// Updates a registration with a fragment (§5.9.3): members given replace the stored ones
+    /// whole, `null` removes one; the result must still be a valid registration.
+    pub async fn update(&self, tenant: &str, id: &str, patch: Map<String, Value>, ctx: Arc<Context>) -> NgsiResult<()> {
+        let _w = self.writes.lock().await;
+        let mut doc = self.doc(tenant, id).ok_or_else(|| not_found(id))?;
+        if patch.is_empty() {
+            return Err(NgsiError::bad_data("an empty fragment updates nothing"));
+        }
+        if let Some(v) = patch.get("id")
+            && v.as_str() != Some(id)
+        {
+            return Err(NgsiError::bad_data("the id of a registration cannot change"));
+        }
+        for (k, v) in registration::normalize(patch, &ctx)? {
+            if v.is_null() {
+                doc.body.remove(&k);
+            } else {
+                doc.body.insert(k, v);
+            }
+        }
+        let now = now_millis();
+        check_future(&doc.body, now)?;
+        doc.modified_at = now;
+        let compiled = registration::compile(id, tenant, &doc.body, doc.context.clone(), doc.created_at)?;
+        self.check_conflicts(tenant, &compiled).await?;
+        // Statistics may have moved on since the document was read.
+        if let Some(d) = self.doc(tenant, id) {
+            doc.stats = d.stats;
+        }
+        self.persist(&doc).await?;
+        self.install(doc, compiled, false);
+        Ok(())
+    }
+
+    /// Deletes a registration (§5.9.4).
+    pub async fn delete(&self, tenant: &str, id: &str) -> NgsiResult<()> {
+        let _w = self.writes.lock().await;
+        if self.doc(tenant, id).is_none() {
+            return Err(not_found(id));
+        }
+        self.store.delete_meta(REGISTRATIONS, &key(tenant, id)).await?;
+        let mut tenants = self.tenants.write();
+        if let Some(t) = tenants.get_mut(tenant) {
+            t.remove(id);
+            if t.regs.is_empty() {
+                tenants.remove(tenant);
+            }
+        }
+        Ok(())
+    }
+
+    /// A registration as clients see it (§5.10.1), names compacted with `ctx`.
+    pub fn get(&self, tenant: &str, id: &str, ctx: &Context, sys_attrs: bool) -> NgsiResult<Value> {
+        let tenants = self.tenants.read();
+        let e = tenants.get(tenant).and_then(|t| t.regs.get(id)).ok_or_else(|| not_found(id))?;
+        Ok(registration::render(&e.doc, &e.compiled, ctx, sys_attrs))
+    }
+
+    /// The registrations of a tenant answering a discovery query (§5.10.2), oldest first: one
+    /// page and the total.
+    pub fn query(
+        &self,
+        tenant: &str,
+        d: &Discovery,
+        ctx: &Context,
+        offset: usize,
+        limit: usize,
+        sys_attrs: bool,
+    ) -> (Vec<Value>, usize) {
+        let tenants = self.tenants.read();
+        let Some(t) = tenants.get(tenant) else {
+            return (Vec::new(), 0);
+        };
+        let now = now_millis();
+        let mut all: Vec<&Entry> = t.regs.values().filter(|e| d.matches(&e.compiled, now)).collect();
+        all.sort_by(|a, b| a.doc.created_at.cmp(&b.doc.created_at).then_with(|| a.doc.id.cmp(&b.doc.id)));
+        let page = all
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|e| registration::render(&e.doc, &e.compiled, ctx, sys_attrs))
+            .collect();
+        (page, all.len())
+    }
+
+    /// The registrations the forwarding layer distributes an operation to.
+    ///
+    /// Returns the live registrations of `tenant` (not expired, and with no
+    /// `observationInterval` that has ended) that serve `op` (their `operations`, groups
+    /// expanded; `federationOps` by default) and have an information item that
+    ///
+    /// - may describe the entity: no `entities` (any entity), or an EntityInfo whose `id`
+    ///   equals `entity_id`, or whose `idPattern` matches it, or which has neither; an EntityInfo
+    ///   with an id or a pattern matches any `entity_id: None` (a query across entities, where the
+    ///   id is not known yet); and whose type is one of `types` (expanded; an empty slice means
+    ///   the type is unknown, as for Retrieve Entity by id, and matches any type);
+    /// - and covers the attributes: `attrs: None` (all attributes, no projection) matches every
+    ///   item; `Some(names)` (expanded) matches an item naming any of them in `propertyNames`
+    ///   or `relationshipNames`, or naming no attribute at all (which stands for every attribute).
+    ///
+    /// The mode is not a filter: the result is ordered exclusive, redirect, inclusive, auxiliary
+    /// (then oldest first), so the caller sees first the registrations that take data away from
+    /// the broker. Use [`CompiledRegistration::attributes_for`] to learn which attributes of the
+    /// entity a registration provides, `mode`, `endpoint`, `context_source_info`,
+    /// `remote_tenant` and `management` to build the forwarded request, and
+    /// [`Registrations::record_outcome`] to report how it went. With no registration in the
+    /// tenant this is a hash lookup, so calling it on every request is cheap.
+    pub fn matching(
+        &self,
+        tenant: &str,
+        entity_id: Option<&str>,
+        types: &[String],
+        attrs: Option<&[String]>,
+        op: Op,
+    ) -> Vec<Arc<CompiledRegistration>> {
+        let tenants = self.tenants.read();
+        let Some(t) = tenants.get(tenant) else {
+            return Vec::new();
+        };
+        let now = now_millis();
+        let mut out: Vec<Arc<CompiledRegistration>> = t
+            .candidates(types)
+            .filter(|e| e.compiled.current(now) && e.compiled.serves(op, entity_id, types, attrs))
+            .map(|e| e.compiled.clone())
+            .collect();
+        out.sort_by(|a, b| {
+            a.mode.cmp(&b.mode).then_with(|| a.created_at.cmp(&b.created_at)).then_with(|| a.id.cmp(&b.id))
+        });
+        out
+    }
+
+    /// Whether a tenant has any registration (a fast check before a lookup).
+    pub fn has_any(&self, tenant: &str) -> bool {
+        self.tenants.read().get(tenant).is_some_and(|t| !t.regs.is_empty())
+    }
+
+    /// The number of registrations (all tenants).
+    pub fn count(&self) -> usize {
+        self.tenants.read().values().map(|t| t.regs.len()).sum()
+    }
+
+    /// Records the outcome of one distributed operation sent to a registered source: counts it
+    /// in `timesSent` (and `timesFailed`), sets `lastSuccess` or `lastFailure` and the `status`
+    /// shown on GET. Persisted within a few seconds.
+    pub fn record_outcome(&self, tenant: &str, id: &str, success: bool) {
+        let now = now_millis();
+        let mut tenants = self.tenants.write();
+        let Some(e) = tenants.get_mut(tenant).and_then(|t| t.regs.get_mut(id)) else {
+            return;
+        };
+        let s = &mut e.doc.stats;
+        s.times_sent += 1;
+        if success {
+            s.last_success = Some(now);
+            s.consecutive_errors = 0;
+        } else {
+            s.times_failed += 1;
+            s.last_failure = Some(now);
+            s.consecutive_errors += 1;
+        }
+        e.dirty = true;
+    }
+
+    /// Persists the statistics that changed since the last call.
+    pub async fn flush_stats(&self) -> NgsiResult<()> {
+        let docs: Vec<RegDoc> = {
+            let mut tenants = self.tenants.write();
+            tenants
+                .values_mut()
+                .flat_map(|t| t.regs.values_mut())
+                .filter(|e| e.dirty)
+                .map(|e| {
+                    e.dirty = false;
+                    e.doc.clone()
+                })
+                .collect()
+        };
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let _w = self.writes.lock().await;
+        for d in docs {
+            // A registration deleted meanwhile stays deleted.
+            if self.doc(&d.tenant, &d.id).is_some() {
+                self.persist(&d).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks of §4.3.6.3 and §5.9.2.4 for an exclusive or redirect registration: it may not
+    /// overlap another exclusive registration (nor an exclusive one a redirect one: overlapping
+    /// redirect registrations are allowed, operations go to all of them); an exclusive one may
+    /// not take over an attribute an entity of the broker holds; a redirect one may not cover
+    /// an entity the broker holds. Each is a Conflict (409).
+    async fn check_conflicts(&self, tenant: &str, c: &CompiledRegistration) -> NgsiResult<()> {
+        if !c.mode.is_proxied() {
+            return Ok(());
+        }
+        let now = now_millis();
+        if let Some(t) = self.tenants.read().get(tenant) {
+            for e in t.regs.values() {
+                let o = &e.compiled;
+                if o.id == c.id || !o.live(now) || !o.mode.is_proxied() {
+                    continue;
+                }
+                if c.mode == Mode::Redirect && o.mode == Mode::Redirect {
+                    continue;
+                }
+                if c.overlaps(o) {
+                    return Err(conflict(format!(
+                        "the {} registration {} already covers some of these entities and attributes",
+                        o.mode.name(),
+                        o.id
+                    )));
+                }
+            }
+        }
+        for info in &c.information {
+            let names: Vec<String> = info.names().cloned().collect();
+            if c.mode == Mode::Exclusive {
+                for id in info.entities.iter().filter_map(|e| e.id.as_deref()) {
+                    if let Some(ent) = self.store.get(tenant, id).await?
+                        && let Some(n) = names.iter().find(|n| ent.attrs.contains_key(n.as_str()))
+                    {
+                        return Err(conflict(format!(
+                            "entity {id} holds attribute {n}, which an exclusive registration would take over"
+                        )));
+                    }
+                }
+                continue;
+            }
+            let attrs = (!names.is_empty()).then_some(names);
+            let filters: Vec<EntityFilter> = if info.entities.is_empty() {
+                vec![EntityFilter { attrs: attrs.clone(), ..Default::default() }]
+            } else {
+                info.entities
+                    .iter()
+                    .map(|e| EntityFilter {
+                        ids: e.id.clone().map(|i| vec![i]),
+                        id_pattern: if e.id.is_none() { e.id_pattern.clone() } else { None },
+                        types: Some(e.types.clone()),
+                        attrs: attrs.clone(),
+                        ..Default::default()
+                    })
+                    .collect()
+            };
+            for f in filters {
+                if let Some(ent) = self.store.query(tenant, &f, 0, 1, false).await?.entities.first() {
+                    return Err(conflict(format!(
+                        "entity {} is held by this broker, so a redirect registration cannot cover it",
+                        ent.id
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `expiresAt`, when given, must lie in the future (§5.9.2.4, §5.9.3.4).
+fn check_future(body: &Map<String, Value>, now: i64) -> NgsiResult<()> {
+    match body.get("expiresAt").and_then(Value::as_str).and_then(parse_datetime) {
+        Some(t) if t <= now => Err(NgsiError::bad_data("expiresAt must be in the future")),
+        _ => Ok(()),
+    }
+}
