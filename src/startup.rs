@@ -14,6 +14,7 @@ use crate::http::{self, AppState};
 use crate::jsonld::resolver::{Resolver, ResolverSettings};
 use crate::notify::Notifier;
 use crate::ops::{Broker, contexts};
+use crate::registry::Registrations;
 use crate::store::embedded::EmbeddedStore;
 
 /// A built broker: its bound port and the server future.
@@ -38,7 +39,10 @@ impl Application {
             Notifier::start(store.clone(), resolver.clone(), settings.notify_settings(), settings.public_base())
                 .await
                 .map_err(|e| format!("cannot start the notifier: {e}"))?;
-        let broker = Broker { store, resolver, notifier };
+        let registry = Registrations::start(store.clone())
+            .await
+            .map_err(|e| format!("cannot load the context source registrations: {e}"))?;
+        let broker = Broker { store, resolver, notifier, registry };
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .map_err(|e| format!("cannot listen on {}:{}: {e}", settings.host, settings.port))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();

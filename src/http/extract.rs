@@ -289,6 +289,11 @@ impl Params {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
+    /// Every parameter, in request order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     /// A comma-separated list parameter (repeated parameters are joined).
     pub fn list(&self, name: &str) -> Option<Vec<String>> {
         let items: Vec<String> = self

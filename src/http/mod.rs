@@ -1,7 +1,7 @@
 //! The HTTP edge: the only module that imports actix-web or knows status codes. Routes map to
-//! handlers grouped by resource (`entities`, `attrs`, `batch`, `contexts`, `admin`); each
-//! handler parses and checks the request with `extract`, calls one operation in `ops`, and
-//! answers through `respond`/`render`. Errors of every layer become ProblemDetails in `error`.
+//! handlers grouped by resource (`entities`, `attrs`, `batch`, `contexts`, `subscriptions`,
+//! `registrations`, `discovery`, `admin`); each handler parses and checks the request with
+//! `extract`, calls one operation in `ops`, and answers through `respond`/`render`. Errors of every layer become ProblemDetails in `error`.
 
 pub mod admin;
 pub mod attrs;
@@ -12,6 +12,7 @@ pub mod entities;
 pub mod error;
 pub mod extract;
 
+pub mod registrations;
 pub mod respond;
 pub mod subscriptions;
 
@@ -184,6 +185,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             (M::GET, web::get().to(subscriptions::retrieve)),
             (M::PATCH, web::patch().to(subscriptions::update)),
             (M::DELETE, web::delete().to(subscriptions::delete)),
+        ],
+    ))
+    .service(resource(
+        &format!("{v1}/csourceRegistrations"),
+        vec![(M::GET, web::get().to(registrations::query)), (M::POST, web::post().to(registrations::create))],
+    ))
+    .service(resource(
+        &format!("{v1}/csourceRegistrations/{{registrationId}}"),
+        vec![
+            (M::GET, web::get().to(registrations::retrieve)),
+            (M::PATCH, web::patch().to(registrations::update)),
+            (M::DELETE, web::delete().to(registrations::delete)),
         ],
     ))
     .service(resource(&format!("{v1}/types"), vec![(M::GET, web::get().to(discovery::types))]))

@@ -10,21 +10,26 @@ pub mod batch_update;
 pub mod batch_upsert;
 pub mod contexts;
 pub mod create_entity;
+pub mod create_registration;
 pub mod create_subscription;
 pub mod delete_attr;
 pub mod delete_entity;
+pub mod delete_registration;
 pub mod delete_subscription;
 pub mod discover;
 pub mod merge_entity;
 pub mod purge_entities;
 pub mod query_entities;
+pub mod query_registrations;
 pub mod query_subscriptions;
 pub mod replace_attr;
 pub mod replace_entity;
 pub mod retrieve_entity;
+pub mod retrieve_registration;
 pub mod retrieve_subscription;
 pub mod update_attr;
 pub mod update_attrs;
+pub mod update_registration;
 pub mod update_subscription;
 
 use std::sync::Arc;
@@ -37,11 +42,13 @@ use crate::jsonld::resolver::Resolver;
 use crate::model::parse::{is_uri, valid_name};
 use crate::store::{Change, Store, Write};
 
-/// What every operation needs: the store, the context resolver and the notifier.
+/// What every operation needs: the store, the context resolver, the notifier and the registry
+/// of context sources.
 pub struct Broker {
     pub store: Arc<dyn Store>,
     pub resolver: Arc<Resolver>,
     pub notifier: Arc<crate::notify::Notifier>,
+    pub registry: Arc<crate::registry::Registrations>,
 }
 
 impl Broker {
@@ -87,7 +94,12 @@ pub async fn fragment_for(
 
 /// Checks an entity id taken from a path or a list.
 pub fn check_entity_id(id: &str) -> NgsiResult<()> {
-    if is_uri(id) { Ok(()) } else { Err(NgsiError::bad_data(format!("entity id {id:?} is not a URI"))) }
+    check_id(id, "entity")
+}
+
+/// Checks the id of a `what` (entity, registration, …) taken from a path or a list.
+pub fn check_id(id: &str, what: &str) -> NgsiResult<()> {
+    if is_uri(id) { Ok(()) } else { Err(NgsiError::bad_data(format!("{what} id {id:?} is not a URI"))) }
 }
 
 /// Checks an attribute name taken from a path: a valid name that is not an entity member
