@@ -467,3 +467,233 @@ fn check_future(body: &Map<String, Value>, now: i64) -> NgsiResult<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonld::CORE;
+    use crate::model::{AttrKind, Attribute, Entity};
+    use crate::store::embedded::EmbeddedStore;
+    use crate::store::{Mutation, Write};
+
+    const V: &str = "https://uri.etsi.org/ngsi-ld/default-context/";
+
+    fn x(n: &str) -> String {
+        format!("{V}{n}")
+    }
+
+    async fn registry(dir: &std::path::Path) -> (Arc<dyn Store>, Arc<Registrations>) {
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir).unwrap());
+        let r = Registrations::start(store.clone()).await.unwrap();
+        (store, r)
+    }
+
+    async fn register(r: &Registrations, tenant: &str, body: Value) -> NgsiResult<String> {
+        let mut body = body.as_object().unwrap().clone();
+        body.insert("type".into(), json!("ContextSourceRegistration"));
+        body.entry("endpoint").or_insert(json!("http://source.example.org"));
+        r.create(tenant, body, CORE.clone()).await
+    }
+
+    fn ids(v: Vec<Arc<CompiledRegistration>>) -> Vec<String> {
+        v.iter().map(|c| c.id.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn matching_honours_ids_patterns_types_and_attributes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, r) = registry(dir.path()).await;
+        register(
+            &r,
+            "",
+            json!({"id": "urn:r:byid", "information": [{"entities": [{"id": "urn:v:1", "type": "Vehicle"}],
+                   "propertyNames": ["speed"]}]}),
+        )
+        .await
+        .unwrap();
+        register(&r, "", json!({"id": "urn:r:pattern", "information": [{"entities": [{"idPattern": "^urn:v:[0-4]$", "type": "Vehicle"}]}]}))
+            .await
+            .unwrap();
+        register(&r, "", json!({"id": "urn:r:attrs", "information": [{"relationshipNames": ["owner"]}]}))
+            .await
+            .unwrap();
+        let vehicle = [x("Vehicle")];
+        let m = |id: Option<&str>, types: &[String], attrs: Option<&[String]>| {
+            ids(r.matching("", id, types, attrs, Op::RetrieveEntity))
+        };
+        assert_eq!(m(Some("urn:v:1"), &vehicle, None), ["urn:r:byid", "urn:r:pattern", "urn:r:attrs"]);
+        assert_eq!(m(Some("urn:v:7"), &vehicle, None), ["urn:r:attrs"]);
+        // An unknown type matches any registered type; a known other type does not.
+        assert_eq!(m(Some("urn:v:1"), &[], None), ["urn:r:byid", "urn:r:pattern", "urn:r:attrs"]);
+        assert_eq!(m(Some("urn:v:1"), &[x("Building")], None), ["urn:r:attrs"]);
+        // A query across entities (no id) meets every registration of the type.
+        assert_eq!(m(None, &vehicle, None), ["urn:r:byid", "urn:r:pattern", "urn:r:attrs"]);
+        // Attributes: a registration naming none covers all of them.
+        assert_eq!(m(Some("urn:v:1"), &vehicle, Some(&[x("speed")])), ["urn:r:byid", "urn:r:pattern"]);
+        assert_eq!(m(Some("urn:v:1"), &vehicle, Some(&[x("owner")])), ["urn:r:pattern", "urn:r:attrs"]);
+        assert_eq!(m(Some("urn:v:1"), &vehicle, Some(&[x("colour")])), ["urn:r:pattern"]);
+        // Other tenants see nothing.
+        assert!(r.matching("acme", Some("urn:v:1"), &vehicle, None, Op::RetrieveEntity).is_empty());
+        assert!(!r.has_any("acme") && r.has_any(""));
+        // What each provides for the entity.
+        let byid = r.matching("", Some("urn:v:1"), &vehicle, None, Op::RetrieveEntity);
+        assert_eq!(byid[0].attributes_for(Some("urn:v:1"), &vehicle), Some(vec![x("speed")]));
+        assert_eq!(byid[1].attributes_for(Some("urn:v:1"), &vehicle), None);
+        assert_eq!(byid[0].attributes_for(Some("urn:v:9"), &vehicle), Some(vec![]));
+    }
+
+    #[tokio::test]
+    async fn matching_honours_operations_mode_order_and_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, r) = registry(dir.path()).await;
+        let info = json!([{"entities": [{"id": "urn:robot:1", "type": "Robot"}], "propertyNames": ["position"]}]);
+        register(&r, "t", json!({"id": "urn:r:inc", "information": [{"entities": [{"type": "Robot"}]}]}))
+            .await
+            .unwrap();
+        register(
+            &r,
+            "t",
+            json!({"id": "urn:r:exc", "information": info, "mode": "exclusive", "operations": ["updateOps"]}),
+        )
+        .await
+        .unwrap();
+        register(
+            &r,
+            "t",
+            json!({"id": "urn:r:aux", "information": [{"entities": [{"type": "Robot"}]}], "mode": "auxiliary"}),
+        )
+        .await
+        .unwrap();
+        let robot = [x("Robot")];
+        let m = |op: Op| ids(r.matching("t", Some("urn:robot:1"), &robot, Some(&[x("position")]), op));
+        // Commands (updateOps) go to the exclusive source only; reads go to the default
+        // federationOps and to the auxiliary source (retrieveOps by default), exclusive first.
+        assert_eq!(m(Op::UpdateAttrs), ["urn:r:exc"]);
+        assert_eq!(m(Op::UpdateEntity), ["urn:r:exc"]);
+        assert!(m(Op::MergeEntity).is_empty());
+        assert_eq!(m(Op::RetrieveEntity), ["urn:r:inc", "urn:r:aux"]);
+        assert_eq!(m(Op::CreateSubscription), ["urn:r:inc"]);
+        // Expiry and an observation interval in the past take a registration out of lookups.
+        let later = now_millis() + 3_600_000;
+        register(
+            &r,
+            "t",
+            json!({"id": "urn:r:soon", "information": [{"entities": [{"type": "Robot"}]}],
+                   "expiresAt": crate::model::format_millis(later)}),
+        )
+        .await
+        .unwrap();
+        register(
+            &r,
+            "t",
+            json!({"id": "urn:r:past", "information": [{"entities": [{"type": "Robot"}]}],
+                   "observationInterval": {"startAt": "2020-01-01T00:00:00Z", "endAt": "2021-01-01T00:00:00Z"}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(m(Op::QueryEntity), ["urn:r:inc", "urn:r:soon", "urn:r:aux"]);
+        let soon = r.matching("t", None, &robot, None, Op::QueryEntity).into_iter().find(|c| c.id == "urn:r:soon");
+        let soon = soon.unwrap();
+        assert!(soon.current(later - 1) && !soon.current(later));
+    }
+
+    #[tokio::test]
+    async fn registrations_survive_a_restart_and_deletion_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, r) = registry(dir.path()).await;
+            register(&r, "t", json!({"id": "urn:r:1", "information": [{"entities": [{"type": "Robot"}]}]}))
+                .await
+                .unwrap();
+            register(&r, "t", json!({"id": "urn:r:2", "information": [{"entities": [{"type": "Robot"}]}]}))
+                .await
+                .unwrap();
+            r.delete("t", "urn:r:2").await.unwrap();
+            r.record_outcome("t", "urn:r:1", false);
+            r.flush_stats().await.unwrap();
+            drop(r);
+            drop(store);
+        }
+        let (_, r) = registry(dir.path()).await;
+        assert_eq!(ids(r.matching("t", None, &[x("Robot")], None, Op::QueryEntity)), ["urn:r:1"]);
+        let got = r.get("t", "urn:r:1", &CORE, false).unwrap();
+        assert_eq!(got["status"], "failed");
+        assert_eq!(got["timesFailed"], 1);
+        assert!(got["lastFailure"].is_string());
+    }
+
+    async fn put_entity(store: &Arc<dyn Store>, tenant: &str, id: &str, ty: &str, attr: &str) {
+        let e = Entity {
+            id: id.to_owned(),
+            types: vec![x(ty)],
+            scope: None,
+            attrs: Default::default(),
+            created_at: 0,
+            modified_at: 0,
+        };
+        let attr = x(attr);
+        let w = Write::new(id, move |_| {
+            let mut e = e.clone();
+            e.put_instance(&attr, Attribute::new(AttrKind::Property, &json!(1), 0));
+            Ok(Mutation::Put(e))
+        });
+        store.write(tenant, true, vec![w]).await.unwrap().pop().unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn proxied_registrations_are_checked_for_conflicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, r) = registry(dir.path()).await;
+        let exclusive = |id: &str, attr: &str| {
+            json!({"id": id, "mode": "exclusive",
+                   "information": [{"entities": [{"id": "urn:robot:1", "type": "Robot"}], "propertyNames": [attr]}]})
+        };
+        register(&r, "t", exclusive("urn:r:a", "position")).await.unwrap();
+        // The same entity and attribute: conflict, for exclusive and redirect alike.
+        let e = register(&r, "t", exclusive("urn:r:b", "position")).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::AlreadyExists);
+        assert!(e.detail.starts_with("Conflict"));
+        let redirect = json!({"id": "urn:r:c", "mode": "redirect",
+                              "information": [{"entities": [{"type": "Robot"}]}]});
+        assert_eq!(register(&r, "t", redirect.clone()).await.unwrap_err().kind, ErrorKind::AlreadyExists);
+        // Another attribute, another tenant, or an inclusive registration: no conflict.
+        register(&r, "t", exclusive("urn:r:d", "orientation")).await.unwrap();
+        register(&r, "u", exclusive("urn:r:a", "position")).await.unwrap();
+        register(&r, "t", json!({"id": "urn:r:e", "information": [{"entities": [{"type": "Robot"}]}]})).await.unwrap();
+        // Redirect registrations may overlap each other.
+        let redirect2 =
+            |id: &str| json!({"id": id, "mode": "redirect", "information": [{"entities": [{"type": "Drone"}]}]});
+        register(&r, "t", redirect2("urn:r:f")).await.unwrap();
+        register(&r, "t", redirect2("urn:r:g")).await.unwrap();
+        // Local data: an exclusive registration cannot take over an attribute an entity holds,
+        // a redirect one cannot cover an entity the broker holds.
+        put_entity(&store, "v", "urn:robot:9", "Robot", "position").await;
+        let e = register(
+            &r,
+            "v",
+            json!({"mode": "exclusive",
+                   "information": [{"entities": [{"id": "urn:robot:9", "type": "Robot"}], "propertyNames": ["position"]}]}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::AlreadyExists, "{e}");
+        register(
+            &r,
+            "v",
+            json!({"mode": "exclusive",
+                   "information": [{"entities": [{"id": "urn:robot:9", "type": "Robot"}], "propertyNames": ["speed"]}]}),
+        )
+        .await
+        .unwrap();
+        let e = register(&r, "v", json!({"mode": "redirect", "information": [{"entities": [{"type": "Robot"}]}]}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::AlreadyExists);
+        // An update is checked the same way (without meeting itself).
+        let id = register(&r, "v", json!({"information": [{"entities": [{"type": "Robot"}]}]})).await.unwrap();
+        let patch = json!({"mode": "redirect"}).as_object().unwrap().clone();
+        assert_eq!(r.update("v", &id, patch, CORE.clone()).await.unwrap_err().kind, ErrorKind::AlreadyExists);
+        let patch = json!({"endpoint": "http://elsewhere.example.org"}).as_object().unwrap().clone();
+        r.update("v", &id, patch, CORE.clone()).await.unwrap();
+    }
+}

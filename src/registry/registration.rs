@@ -1106,3 +1106,158 @@ impl Discovery {
             && self.geo.as_ref().is_none_or(|g| g.matches(&c.props))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compiled(body: Value) -> NgsiResult<CompiledRegistration> {
+        let mut b = body.as_object().unwrap().clone();
+        b.insert("type".into(), json!(REG_TYPE));
+        b.entry("endpoint").or_insert(json!("http://source.example.org"));
+        b.entry("information").or_insert(json!([{"entities": [{"type": "T"}]}]));
+        let b = normalize(b, &CORE)?;
+        compile("urn:r:1", "", &b, Value::Null, 0)
+    }
+
+    fn err(body: Value) -> String {
+        compiled(body).expect_err("the registration should be refused").detail
+    }
+
+    #[test]
+    fn durations_are_iso_8601() {
+        assert_eq!(parse_duration("PT5M"), Some(300.0));
+        assert_eq!(parse_duration("P1DT1H0.5S"), Some(90_000.5));
+        assert_eq!(parse_duration("P2W"), Some(1_209_600.0));
+        for bad in ["", "P", "PT", "5M", "PT5", "PM5", "P1H", "PT1D", "bogus", "PT1M2H"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn operation_groups_expand_to_their_members() {
+        let set = |s: &str| OpSet::from_name(s).unwrap();
+        assert!(set("updateOps").contains(Op::UpdateAttrs) && !set("updateOps").contains(Op::MergeEntity));
+        assert!(set("retrieveOps").is_subset(set("federationOps")));
+        assert!(set("retrieveOps").is_subset(set("redirectionOps")));
+        assert!(!set("federationOps").contains(Op::CreateEntity));
+        assert_eq!(set("replaceAttr"), set("replaceAttrs"));
+        assert!(OpSet::from_name("fly").is_none());
+        assert_eq!(Op::ALL.iter().filter(|o| Op::from_name(o.name()) == Some(**o)).count(), Op::ALL.len());
+        let c = compiled(json!({"operations": ["retrieveOps", "createEntity"]})).unwrap();
+        assert_eq!(c.operations.iter().collect::<Vec<_>>(), [Op::CreateEntity, Op::RetrieveEntity, Op::QueryEntity]);
+        assert_eq!(compiled(json!({})).unwrap().operations, OpSet::federation());
+    }
+
+    #[test]
+    fn intervals_meet_temporal_relations() {
+        let i = Interval { start: 10, end: Some(20) };
+        assert!(i.meets(TimeRel::Before(11)) && !i.meets(TimeRel::Before(10)));
+        assert!(i.meets(TimeRel::After(19)) && !i.meets(TimeRel::After(20)));
+        assert!(i.meets(TimeRel::Between(0, 11)) && i.meets(TimeRel::Between(19, 30)));
+        assert!(!i.meets(TimeRel::Between(20, 30)) && !i.meets(TimeRel::Between(0, 10)));
+        assert!(Interval { start: 10, end: None }.meets(TimeRel::After(1_000)));
+    }
+
+    #[test]
+    fn invalid_registrations_are_refused() {
+        assert!(err(json!({"information": []})).contains("information"));
+        assert!(err(json!({"information": [{}]})).contains("information item"));
+        assert!(err(json!({"information": [{"entities": [{"id": "urn:x:1"}]}]})).contains("type"));
+        assert!(err(json!({"information": [{"entities": [{"type": "T", "id": "not a uri"}]}]})).contains("URI"));
+        assert!(err(json!({"information": [{"entities": [{"type": "T", "idPattern": "a**"}]}]})).contains("idPattern"));
+        assert!(err(json!({"information": [{"propertyNames": ["a b"]}]})).contains("invalid attribute name"));
+        assert!(err(json!({"endpoint": "no uri"})).contains("endpoint"));
+        assert!(err(json!({"mode": "sometimes"})).contains("mode"));
+        assert!(err(json!({"operations": ["fly"]})).contains("fly"));
+        assert!(err(json!({"operations": []})).contains("operations"));
+        assert!(err(json!({"expiresAt": "tomorrow"})).contains("expiresAt"));
+        assert!(err(json!({"location": {"type": "Point", "coordinates": [200, 0]}})).contains("location"));
+        assert!(err(json!({"observationInterval": {"endAt": "2020-01-01T00:00:00Z"}})).contains("startAt"));
+        let backwards = json!({"startAt": "2021-01-01T00:00:00Z", "endAt": "2020-01-01T00:00:00Z"});
+        assert!(err(json!({"managementInterval": backwards})).contains("before"));
+        assert!(err(json!({"contextSourceInfo": [{"key": "k", "value": 1}]})).contains("contextSourceInfo"));
+        assert!(err(json!({"scope": "no-slash"})).contains("scope"));
+        assert!(err(json!({"refreshRate": 5})).contains("refreshRate"));
+        assert!(err(json!({"management": {"timeout": -5}})).contains("timeout"));
+        assert!(err(json!({"management": {"cooldown": 0}})).contains("cooldown"));
+        assert!(err(json!({"management": {"cacheDuration": "bogus"}})).contains("cacheDuration"));
+        assert!(err(json!({"management": {"localOnly": "yes"}})).contains("localOnly"));
+        assert!(err(json!({"registrationName": 3})).contains("registrationName"));
+        // Exclusive: entity ids and attributes (§4.3.6.3); auxiliary: retrievals only (§5.9.2.4).
+        let typed = json!([{"entities": [{"type": "T"}], "propertyNames": ["p"]}]);
+        assert!(err(json!({"mode": "exclusive", "information": typed})).contains("entity ids"));
+        let bare = json!([{"entities": [{"id": "urn:x:1", "type": "T"}]}]);
+        assert!(err(json!({"mode": "exclusive", "information": bare})).contains("attributes"));
+        assert!(err(json!({"mode": "auxiliary", "operations": ["updateOps"]})).contains("auxiliary"));
+        assert!(compiled(json!({"mode": "auxiliary", "operations": ["retrieveEntity"]})).is_ok());
+    }
+
+    #[test]
+    fn names_are_expanded_for_storage_and_compacted_for_clients() {
+        let ctx = Context::new(
+            crate::jsonld::TermMap::compile(&[json!({"Robot": "http://x.org/Robot", "pos": "http://x.org/pos"})
+                .as_object()
+                .unwrap()])
+            .unwrap(),
+            json!({}),
+        );
+        let body = json!({"id": "urn:r:1", "type": "ContextSourceRegistration", "endpoint": "http://s.org",
+            "information": [{"entities": [{"type": "Robot"}], "propertyNames": ["pos"], "relationshipNames": ["rel"]}],
+            "myProp": "x", "status": "ok", "createdAt": "2020-01-01T00:00:00Z"});
+        let stored = normalize(body.as_object().unwrap().clone(), &ctx).unwrap();
+        assert_eq!(stored["information"][0]["entities"][0]["type"], "http://x.org/Robot");
+        assert_eq!(stored["information"][0]["propertyNames"][0], "http://x.org/pos");
+        assert_eq!(stored["information"][0]["relationshipNames"][0], format!("{}rel", crate::jsonld::DEFAULT_VOCAB));
+        assert!(stored.contains_key(&format!("{}myProp", crate::jsonld::DEFAULT_VOCAB)));
+        assert!(!stored.contains_key("status") && !stored.contains_key("createdAt"));
+        let c = compile("urn:r:1", "", &stored, Value::Null, 0).unwrap();
+        let doc = RegDoc {
+            id: "urn:r:1".into(),
+            tenant: String::new(),
+            body: stored,
+            context: Value::Null,
+            created_at: 0,
+            modified_at: 0,
+            stats: RegStats::default(),
+        };
+        let shown = render(&doc, &c, &ctx, false);
+        assert_eq!(shown["information"][0]["entities"][0]["type"], "Robot");
+        assert_eq!(shown["information"][0]["propertyNames"], json!(["pos"]));
+        assert_eq!(shown["myProp"], "x");
+        assert_eq!(shown["mode"], "inclusive");
+        assert_eq!(shown["operations"], json!(["federationOps"]));
+        assert!(shown.get("status").is_none() && shown.get("createdAt").is_none());
+        let core = render(&doc, &c, &CORE, true);
+        assert_eq!(core["information"][0]["entities"][0]["type"], "http://x.org/Robot");
+        assert!(core["createdAt"].is_string());
+    }
+
+    #[test]
+    fn discovery_filters_on_properties_scope_and_geometry() {
+        let c = compiled(
+            json!({"scope": "/Madrid/Centro", "csp": "a", "location": {"type": "Point", "coordinates": [8.68, 49.41]},
+            "information": [{"entities": [{"type": "T", "id": "urn:e:1"}], "propertyNames": ["p"]}]}),
+        )
+        .unwrap();
+        let q = |s: &str| Some(q::compile(s, &CORE).unwrap());
+        let d = |f: &dyn Fn(&mut Discovery)| {
+            let mut d = Discovery::default();
+            f(&mut d);
+            d.matches(&c, 0)
+        };
+        assert!(d(&|d| d.q = q("csp==\"a\"")) && !d(&|d| d.q = q("csp==\"b\"")));
+        assert!(d(&|d| d.csf = q("endpoint==\"http://source.example.org\"")));
+        assert!(d(&|d| d.csf = q("mode==\"inclusive\"")));
+        assert!(d(&|d| d.scope = Some(scope::parse("/Madrid/#").unwrap())));
+        assert!(!d(&|d| d.scope = Some(scope::parse("/Berlin").unwrap())));
+        let near = geo::parse("near;maxDistance==2000", "Point", "[8.681,49.411]", None).unwrap().resolve(&CORE);
+        let far = geo::parse("near;maxDistance==2000", "Point", "[9.68,49.41]", None).unwrap().resolve(&CORE);
+        assert!(d(&|d| d.geo = Some(near.clone())) && !d(&|d| d.geo = Some(far.clone())));
+        assert!(d(&|d| d.ids = Some(vec!["urn:e:1".into()])) && !d(&|d| d.ids = Some(vec!["urn:e:2".into()])));
+        assert!(d(&|d| d.types = Some(types::parse("T,U", &CORE).unwrap())));
+        assert!(!d(&|d| d.types = Some(types::parse("U", &CORE).unwrap())));
+        assert!(d(&|d| d.attrs = Some(vec![CORE.expand("p")])) && !d(&|d| d.attrs = Some(vec![CORE.expand("z")])));
+        assert!(!d(&|d| d.time = Some((TimeRel::Before(1), true))), "no observationInterval");
+    }
+}
