@@ -10,5 +10,6 @@ mod errors;
 mod helpers;
 mod persistence;
 mod query;
+mod registrations;
 mod subscriptions;
 mod tenants;

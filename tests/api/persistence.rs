@@ -180,3 +180,58 @@ async fn pending_notifications_survive_kill_9() {
     assert_eq!(s["notification"]["format"], "keyValues");
     assert_eq!(s["notification"]["status"], "ok");
 }
+
+/// Context source registrations are durable: a registration acknowledged with 201 is served
+/// after `kill -9` and a restart, updates included, deleted ones stay deleted, per tenant.
+#[tokio::test]
+async fn registrations_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let regs = |url: &str| format!("{url}/ngsi-ld/v1/csourceRegistrations");
+    let b = start(dir.path()).await;
+    for (id, tenant) in
+        [("urn:ngsi-ld:ContextSourceRegistration:kept", "iot"), ("urn:ngsi-ld:ContextSourceRegistration:gone", "iot")]
+    {
+        let body = json!({"id": id, "type": "ContextSourceRegistration", "endpoint": "http://iota:4041",
+            "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}],
+                             "propertyNames": [if id.ends_with("kept") { "position" } else { "orientation" }]}],
+            "mode": "exclusive", "operations": ["updateOps"]});
+        let r = client.post(regs(&b.url)).header("NGSILD-Tenant", tenant).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let r = client
+        .patch(format!("{}/urn:ngsi-ld:ContextSourceRegistration:kept", regs(&b.url)))
+        .header("NGSILD-Tenant", "iot")
+        .json(&json!({"registrationName": "r2d2 commands"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = client
+        .delete(format!("{}/urn:ngsi-ld:ContextSourceRegistration:gone", regs(&b.url)))
+        .header("NGSILD-Tenant", "iot")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    drop(b); // SIGKILL
+    let b = start(dir.path()).await;
+    let found: Value = client
+        .get(format!("{}?type=Robot", regs(&b.url)))
+        .header("NGSILD-Tenant", "iot")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["id"], "urn:ngsi-ld:ContextSourceRegistration:kept");
+    assert_eq!(found[0]["registrationName"], "r2d2 commands");
+    assert_eq!(found[0]["mode"], "exclusive");
+    // Its conflict rules hold after the restart too.
+    let again = json!({"type": "ContextSourceRegistration", "endpoint": "http://other:4041", "mode": "exclusive",
+        "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}], "propertyNames": ["position"]}]});
+    let r = client.post(regs(&b.url)).header("NGSILD-Tenant", "iot").json(&again).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+}
