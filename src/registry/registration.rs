@@ -865,7 +865,7 @@ pub fn compile(
         None => return Err(bad(format!("a registration needs \"type\": \"{REG_TYPE}\""))),
     }
     for k in ["registrationName", "description", "tenant"] {
-        if body.get(k).is_some_and(|v| !v.as_str().is_some_and(|s| !s.is_empty())) {
+        if body.get(k).is_some_and(|v| v.as_str().is_none_or(str::is_empty)) {
             return Err(bad(format!("{k} must be a non-empty string")));
         }
     }
@@ -905,7 +905,7 @@ pub fn compile(
         }
     };
     if let Some(r) = body.get("refreshRate")
-        && !r.as_str().is_some_and(|s| parse_duration(s).is_some())
+        && r.as_str().is_none_or(|s| parse_duration(s).is_none())
     {
         return Err(bad("refreshRate must be an ISO 8601 duration"));
     }
