@@ -1067,8 +1067,8 @@ impl Discovery {
             }
         }
         if let Some(p) = &self.id_pattern {
-            // A registered pattern may describe ids the query's pattern matches: two patterns
-            // are compared as text, else assumed to overlap.
+            // Only a registered id can be tested against the query's pattern; a registered
+            // pattern, or no id at all, is assumed to describe some id the pattern matches.
             if let Some(id) = &e.id
                 && !p.is_match(id)
             {
