@@ -152,10 +152,18 @@ impl Registrations {
         Ok(r)
     }
 
+    /// Installs a registration; one it replaces hands over its statistics (the in-memory ones
+    /// are the newest) and whether they still need persisting.
     fn install(&self, doc: RegDoc, compiled: CompiledRegistration, dirty: bool) {
         let tenant = doc.tenant.clone();
-        let e = Entry { doc, compiled: Arc::new(compiled), dirty };
-        self.tenants.write().entry(tenant).or_default().insert(e);
+        let mut e = Entry { doc, compiled: Arc::new(compiled), dirty };
+        let mut tenants = self.tenants.write();
+        let t = tenants.entry(tenant).or_default();
+        if let Some(old) = t.regs.get(&e.doc.id) {
+            e.doc.stats = old.doc.stats.clone();
+            e.dirty |= old.dirty;
+        }
+        t.insert(e);
     }
 
     async fn persist(&self, doc: &RegDoc) -> NgsiResult<()> {
@@ -363,7 +371,7 @@ impl Registrations {
         e.dirty = true;
     }
 
-    /// Persists the statistics that changed since the last call.
+    /// Persists the statistics that changed since the last call, in one commit.
     pub async fn flush_stats(&self) -> NgsiResult<()> {
         let docs: Vec<RegDoc> = {
             let mut tenants = self.tenants.write();
@@ -381,11 +389,17 @@ impl Registrations {
             return Ok(());
         }
         let _w = self.writes.lock().await;
+        let mut batch = Vec::with_capacity(docs.len());
         for d in docs {
-            // A registration deleted meanwhile stays deleted.
-            if self.doc(&d.tenant, &d.id).is_some() {
-                self.persist(&d).await?;
+            // A registration deleted meanwhile stays deleted; one updated meanwhile was written
+            // whole with its statistics, so the copy taken above is not older than the store's.
+            if self.doc(&d.tenant, &d.id).is_some_and(|now| now.modified_at == d.modified_at) {
+                let v = serde_json::to_value(&d).map_err(|e| NgsiError::internal(e.to_string()))?;
+                batch.push((key(&d.tenant, &d.id), v));
             }
+        }
+        if !batch.is_empty() {
+            self.store.put_meta_many(REGISTRATIONS, batch).await?;
         }
         Ok(())
     }
