@@ -15,6 +15,7 @@
 pub mod registration;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -111,6 +112,8 @@ pub struct Registrations {
     tenants: RwLock<HashMap<String, TenantRegs>>,
     /// Serialises writes, so conflict checks see every registration written before.
     writes: tokio::sync::Mutex<()>,
+    /// The next [`CompiledRegistration::seq`].
+    next_seq: AtomicU64,
 }
 
 fn key(tenant: &str, id: &str) -> String {
@@ -125,6 +128,7 @@ impl Registrations {
             store: store.clone(),
             tenants: RwLock::new(HashMap::new()),
             writes: tokio::sync::Mutex::new(()),
+            next_seq: AtomicU64::new(0),
         });
         for (k, v) in store.list_meta(REGISTRATIONS).await.map_err(|e| e.to_string())? {
             let doc: RegDoc = match serde_json::from_value(v) {
@@ -153,17 +157,19 @@ impl Registrations {
     }
 
     /// Installs a registration; one it replaces hands over its statistics (the in-memory ones
-    /// are the newest) and whether they still need persisting.
-    fn install(&self, doc: RegDoc, compiled: CompiledRegistration, dirty: bool) {
-        let tenant = doc.tenant.clone();
-        let mut e = Entry { doc, compiled: Arc::new(compiled), dirty };
+    /// are the newest), whether they still need persisting, and its place in the order.
+    fn install(&self, mut doc: RegDoc, mut compiled: CompiledRegistration, mut dirty: bool) {
         let mut tenants = self.tenants.write();
-        let t = tenants.entry(tenant).or_default();
-        if let Some(old) = t.regs.get(&e.doc.id) {
-            e.doc.stats = old.doc.stats.clone();
-            e.dirty |= old.dirty;
+        let t = tenants.entry(doc.tenant.clone()).or_default();
+        match t.regs.get(&doc.id) {
+            Some(old) => {
+                doc.stats = old.doc.stats.clone();
+                dirty |= old.dirty;
+                compiled.seq = old.compiled.seq;
+            }
+            None => compiled.seq = self.next_seq.fetch_add(1, Ordering::Relaxed),
         }
-        t.insert(e);
+        t.insert(Entry { doc, compiled: Arc::new(compiled), dirty });
     }
 
     async fn persist(&self, doc: &RegDoc) -> NgsiResult<()> {
@@ -283,7 +289,7 @@ impl Registrations {
         };
         let now = now_millis();
         let mut all: Vec<&Entry> = t.regs.values().filter(|e| d.matches(&e.compiled, now)).collect();
-        all.sort_by(|a, b| a.doc.created_at.cmp(&b.doc.created_at).then_with(|| a.doc.id.cmp(&b.doc.id)));
+        all.sort_by_key(|e| (e.compiled.created_at, e.compiled.seq));
         let page = all
             .iter()
             .skip(offset)
@@ -333,9 +339,7 @@ impl Registrations {
             .filter(|e| e.compiled.current(now) && e.compiled.serves(op, entity_id, types, attrs))
             .map(|e| e.compiled.clone())
             .collect();
-        out.sort_by(|a, b| {
-            a.mode.cmp(&b.mode).then_with(|| a.created_at.cmp(&b.created_at)).then_with(|| a.id.cmp(&b.id))
-        });
+        out.sort_by_key(|c| (c.mode, c.created_at, c.seq));
         out
     }
 

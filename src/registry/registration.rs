@@ -507,6 +507,9 @@ pub struct CompiledRegistration {
     /// The client's `@context` when it registered (`null` = core only).
     pub context: Value,
     pub created_at: i64,
+    /// The order of registration among those created in the same millisecond (set by the
+    /// registry; oldest first means by `created_at`, then by this).
+    pub seq: u64,
     /// The registration's properties as an entity (expanded names; GeoProperties for
     /// `location`, `observationSpace`, `operationSpace`) for `q`, `csf`, `scopeQ` and geo-queries.
     pub props: Entity,
@@ -944,6 +947,7 @@ pub fn compile(
         management,
         context,
         created_at,
+        seq: 0,
         props,
     })
 }
