@@ -35,6 +35,9 @@ pub struct Settings {
     pub notification_queue: usize,
     /// Notifications in flight at once.
     pub notification_concurrency: usize,
+    /// Time-out of a request forwarded to a context source, in milliseconds (Orion-LD:
+    /// -distOpTimeout); a registration's management.timeout overrides it.
+    pub forward_timeout_ms: u64,
 }
 
 /// Where a setting came from, for warnings.
@@ -63,6 +66,7 @@ const ORION_FLAGS: &[(&str, &str, bool)] = &[
     ("corsMaxAge", "cors_max_age", true),
     ("ctxTimeout", "context_timeout_ms", true),
     ("httpTimeout", "notification_timeout_ms", true),
+    ("distOpTimeout", "forward_timeout_ms", true),
     ("configFile", "config", true),
     // Orbis always runs in the foreground: -fg changes nothing and needs no warning.
     ("fg", "foreground", false),
@@ -131,7 +135,6 @@ const ORION_IGNORED: &[(&str, bool)] = &[
     ("statCounters", false),
     ("promPort", true),
     ("ha", true),
-    ("distOpTimeout", true),
     ("coreContextDir", true),
     ("socketService", false),
     ("ssPort", true),
@@ -177,6 +180,7 @@ impl Settings {
             "notification_timeout_ms" => self.notification_timeout_ms = num(value)?.max(1),
             "notification_retry_window_secs" => self.notification_retry_window_secs = num(value)?,
             "notification_queue" => self.notification_queue = (num(value)? as usize).max(1),
+            "forward_timeout_ms" => self.forward_timeout_ms = num(value)?.max(1),
             "notification_concurrency" => self.notification_concurrency = (num(value)? as usize).max(1),
             _ => return Err(format!("unknown setting {key}")),
         }
@@ -332,7 +336,7 @@ Settings (defaults in config/default.toml), lowest precedence first:
 
 Keys: host, port, data_dir, multiservice, log_level, page_size, max_body_bytes, cors_origin,
       cors_max_age, context_timeout_ms, public_url, workers, notification_timeout_ms,
-      notification_retry_window_secs, notification_queue, notification_concurrency
+      notification_retry_window_secs, notification_queue, notification_concurrency, forward_timeout_ms
 Other Orion-LD flags (-dbhost, -db, -experimental, ...) are accepted with a warning.";
 
 #[cfg(test)]

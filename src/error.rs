@@ -22,6 +22,10 @@ pub enum ErrorKind {
     NonexistentTenant,
     /// A remote `@context` (or another upstream) did not answer in time.
     GatewayTimeout,
+    /// A context source a request was forwarded to refused it or was unreachable (502).
+    ContextSourceFailed,
+    /// A context source a request was forwarded to did not answer in time (504).
+    ContextSourceTimeout,
 }
 
 impl ErrorKind {
@@ -39,6 +43,8 @@ impl ErrorKind {
             ErrorKind::LdContextNotAvailable | ErrorKind::GatewayTimeout => "LdContextNotAvailable",
             ErrorKind::NoMultiTenantSupport => "NoMultiTenantSupport",
             ErrorKind::NonexistentTenant => "NonexistentTenant",
+            // GS CIM 009 has no type of its own for a failed distributed operation.
+            ErrorKind::ContextSourceFailed | ErrorKind::ContextSourceTimeout => "InternalError",
         }
     }
 
@@ -57,6 +63,8 @@ impl ErrorKind {
             ErrorKind::GatewayTimeout => "@context download timed out",
             ErrorKind::NoMultiTenantSupport => "No multi-tenant support",
             ErrorKind::NonexistentTenant => "Nonexistent tenant",
+            ErrorKind::ContextSourceFailed => "Context source failed",
+            ErrorKind::ContextSourceTimeout => "Context source timed out",
         }
     }
 }

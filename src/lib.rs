@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod http;
 pub mod jsonld;
 pub mod model;

@@ -42,7 +42,12 @@ impl Application {
         let registry = Registrations::start(store.clone())
             .await
             .map_err(|e| format!("cannot load the context source registrations: {e}"))?;
-        let broker = Broker { store, resolver, notifier, registry };
+        let forwarder = Arc::new(crate::forward::Forwarder::new(
+            registry.clone(),
+            resolver.clone(),
+            Duration::from_millis(settings.forward_timeout_ms.max(1)),
+        ));
+        let broker = Broker { store, resolver, notifier, registry, forwarder };
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .map_err(|e| format!("cannot listen on {}:{}: {e}", settings.host, settings.port))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();

@@ -34,12 +34,13 @@ pub async fn update(
     payload: Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
-    Params::parse(&req, &["type"])?;
+    let p = Params::parse(&req, &["type", "local"])?;
     let media = body_media(&req, true)?;
     let t = tenant(&req, &state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
     let ctx = body_context(&req, &state, media, &body).await?;
-    let out = update_attrs::run(&state.broker, &t, &path, &body, &ctx).await?;
+    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    let out = update_attrs::run(&state.broker, &t, &path, &body, &ctx, &dist).await?;
     Ok(respond::attr_outcome(&out, &ctx))
 }
 
@@ -51,13 +52,14 @@ pub async fn partial_update(
     payload: Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
-    Params::parse(&req, &["type"])?;
+    let p = Params::parse(&req, &["type", "local"])?;
     let media = body_media(&req, true)?;
     let t = tenant(&req, &state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
     let ctx = body_context(&req, &state, media, &body).await?;
     let (id, attr) = path.into_inner();
-    update_attr::run(&state.broker, &t, &id, &attr, &body, &ctx).await?;
+    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    update_attr::run(&state.broker, &t, &id, &attr, &body, &ctx, &dist).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

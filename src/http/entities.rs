@@ -94,7 +94,8 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
         count: p.bool("count")?,
         local: p.bool("local")?,
     };
-    let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size).await?;
+    let dist = super::extract::dist(&req, &state, params.local);
+    let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist).await?;
     with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await
 }
 
@@ -147,7 +148,8 @@ pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Res
     let t = tenant(&req, &state)?;
     let ctx = header_context(&req, &state).await?;
     let opts = respond::render_opts(&p, &ctx)?;
-    let e = retrieve_entity::run(&state.broker, &t, &path).await?;
+    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    let e = retrieve_entity::run(&state.broker, &t, &path, &ctx, &dist).await?;
     if let Some(types) = p.list("type") {
         let wanted: Vec<String> = types.iter().map(|x| ctx.expand(x)).collect();
         if !e.types.iter().any(|t| wanted.contains(t)) {
@@ -228,9 +230,10 @@ pub async fn merge(
 /// Delete Entity (§5.6.6): 204.
 #[utoipa::path(delete, path = "/ngsi-ld/v1/entities/{entityId}", tag = "Entities", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)")), responses((status = 204, description = "Deleted"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails)))]
 pub async fn delete(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
-    Params::parse(&req, &["type"])?;
+    let p = Params::parse(&req, &["type", "local"])?;
     let t = tenant(&req, &state)?;
-    delete_entity::run(&state.broker, &t, &path).await?;
+    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    delete_entity::run(&state.broker, &t, &path, &dist).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -278,7 +281,8 @@ pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Res
             .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| NgsiError::bad_data("joinLevel must be a positive integer"))?;
     }
-    let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size).await?;
+    let dist = super::extract::dist(&req, &state, params.local);
+    let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist).await?;
     with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await
 }
 

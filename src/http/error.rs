@@ -50,6 +50,8 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::LdContextNotAvailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::NoMultiTenantSupport => StatusCode::NOT_IMPLEMENTED,
+        ErrorKind::ContextSourceFailed => StatusCode::BAD_GATEWAY,
+        ErrorKind::ContextSourceTimeout => StatusCode::GATEWAY_TIMEOUT,
     }
 }
 

@@ -216,6 +216,15 @@ pub async fn batch_contexts(
     Ok(out)
 }
 
+/// Whether a request may be forwarded to context sources: not with `local=true`, and not when
+/// its `Via` header shows it already went through this broker (a loop).
+pub fn dist(req: &HttpRequest, state: &AppState, local: bool) -> crate::forward::Dist {
+    let via: Vec<String> = req.headers().get_all("via").filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
+    let via = (!via.is_empty()).then(|| via.join(", "));
+    let looped = via.as_deref().is_some_and(|v| state.broker.forwarder.is_loop(v));
+    crate::forward::Dist { local_only: local || looped, via, query: Some(req.query_string().to_owned()) }
+}
+
 /// Response media types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accept {

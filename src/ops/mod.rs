@@ -49,6 +49,8 @@ pub struct Broker {
     pub resolver: Arc<Resolver>,
     pub notifier: Arc<crate::notify::Notifier>,
     pub registry: Arc<crate::registry::Registrations>,
+    /// Distributed operations through the registrations.
+    pub forwarder: Arc<crate::forward::Forwarder>,
 }
 
 impl Broker {

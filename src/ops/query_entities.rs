@@ -82,8 +82,9 @@ pub async fn run(
     b: &Broker,
     tenant: &str,
     p: &QueryParams,
-    ctx: &Context,
+    ctx: &Arc<Context>,
     default_limit: usize,
+    dist: &crate::forward::Dist,
 ) -> NgsiResult<QueryResult> {
     let query = compile(p, ctx)?;
     if !query.names_what_to_find() && !p.local {
@@ -101,9 +102,27 @@ pub async fn run(
     if limit == 0 && !p.count {
         return Err(NgsiError::bad_data("limit=0 is only allowed together with count=true"));
     }
-    b.require_tenant(tenant).await?;
-    let page = b.store.query(tenant, &query.into_filter(), p.offset, limit, p.count).await?;
-    Ok(QueryResult { entities: page.entities, total: page.total })
+    let forwarding = b.forwarder.active(tenant, dist);
+    let types: Vec<String> = if forwarding {
+        query.selectors.iter().filter_map(|s| s.types.as_ref().and_then(|t| t.candidates())).flatten().collect()
+    } else {
+        Vec::new()
+    };
+    let attrs = query.attrs.clone();
+    if !forwarding {
+        b.require_tenant(tenant).await?;
+    }
+    let page = match b.store.tenant_exists(tenant).await? {
+        true => b.store.query(tenant, &query.into_filter(), p.offset, limit, p.count).await?,
+        false => crate::store::Page::default(),
+    };
+    // Context sources registered for these types answer the same query (§4.3.6).
+    let entities = if forwarding {
+        b.forwarder.query(dist, tenant, &types, attrs.as_deref(), page.entities, limit, ctx).await
+    } else {
+        page.entities
+    };
+    Ok(QueryResult { entities, total: page.total })
 }
 
 /// Reads a Query body (§5.2.23) into parameters; returns them with the projection the body asks

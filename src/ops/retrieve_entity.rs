@@ -14,9 +14,17 @@ use crate::model::{AttrKind, Entity};
 /// The most linked entities one retrieval fetches, so a dense graph cannot make it unbounded.
 const MAX_LINKED: usize = 1000;
 
-pub async fn run(b: &Broker, tenant: &str, id: &str) -> NgsiResult<Arc<Entity>> {
+pub async fn run(
+    b: &Broker,
+    tenant: &str,
+    id: &str,
+    ctx: &Arc<crate::jsonld::Context>,
+    dist: &crate::forward::Dist,
+) -> NgsiResult<Arc<Entity>> {
     check_entity_id(id)?;
-    if let Some(e) = b.store.get(tenant, id).await? {
+    let local = b.store.get(tenant, id).await?;
+    // Context sources registered for the entity add their attributes (§4.3.6).
+    if let Some(e) = b.forwarder.retrieve(dist, tenant, id, local, ctx).await {
         return Ok(e);
     }
     // Only a miss needs to know whether the tenant exists (404 NonexistentTenant or not found).

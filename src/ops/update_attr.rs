@@ -9,14 +9,30 @@ use serde_json::{Value, json};
 
 use super::{Broker, check_attr_name, check_entity_id, entity_not_found};
 use crate::error::{NgsiError, NgsiResult};
+use crate::forward::Dist;
 use crate::jsonld::Context;
 use crate::model::parse::parse_attribute;
 use crate::model::{AttrKind, now_millis};
 use crate::store::{Mutation, Write};
 
-pub async fn run(b: &Broker, tenant: &str, id: &str, attr: &str, body: &Value, ctx: &Arc<Context>) -> NgsiResult<()> {
+pub async fn run(
+    b: &Broker,
+    tenant: &str,
+    id: &str,
+    attr: &str,
+    body: &Value,
+    ctx: &Arc<Context>,
+    dist: &Dist,
+) -> NgsiResult<()> {
     check_entity_id(id)?;
     check_attr_name(attr)?;
+    // Attributes registered by context sources go to them (IoT agent commands, §4.3.6).
+    if b.forwarder.active(tenant, dist) {
+        let types = b.store.get(tenant, id).await?.map(|e| e.types.clone()).unwrap_or_default();
+        if !b.forwarder.update_attr(dist, tenant, id, &types, &ctx.expand(attr), body, ctx).await? {
+            return Ok(());
+        }
+    }
     b.require_tenant(tenant).await?;
     let obj = body.as_object().ok_or_else(|| NgsiError::bad_data("an attribute fragment must be a JSON object"))?;
     let dataset_id = match obj.get("datasetId") {

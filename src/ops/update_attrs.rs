@@ -13,13 +13,55 @@ use serde_json::Value;
 
 use super::{AttrOutcome, Broker, entity_not_found};
 use crate::error::{NgsiError, NgsiResult};
+use crate::forward::Dist;
 use crate::jsonld::Context;
 use crate::model::parse::EntityInput;
 use crate::model::{Entity, now_millis};
 use crate::store::{Mutation, Write};
 
-pub async fn run(b: &Broker, tenant: &str, id: &str, body: &Value, ctx: &Arc<Context>) -> NgsiResult<AttrOutcome> {
+pub async fn run(
+    b: &Broker,
+    tenant: &str,
+    id: &str,
+    body: &Value,
+    ctx: &Arc<Context>,
+    dist: &Dist,
+) -> NgsiResult<AttrOutcome> {
     let now = now_millis();
+    // Attributes registered by context sources go to them; the broker updates the rest.
+    let mut forwarded = AttrOutcome::default();
+    let mut body = std::borrow::Cow::Borrowed(body);
+    if b.forwarder.active(tenant, dist)
+        && let Some(fragment) = body.as_object()
+    {
+        super::check_entity_id(id)?;
+        let types = b.store.get(tenant, id).await?.map(|e| e.types.clone()).unwrap_or_default();
+        let (rest, sent, refused) = b.forwarder.update_attrs(dist, tenant, id, &types, fragment, ctx).await;
+        if !sent.is_empty() || !refused.is_empty() {
+            forwarded.updated = sent;
+            forwarded.not_updated = refused;
+            let attrs_left = rest.keys().any(|k| !matches!(k.as_str(), "id" | "type" | "@context"));
+            if !attrs_left {
+                return Ok(forwarded);
+            }
+            body = std::borrow::Cow::Owned(Value::Object(rest));
+        }
+    }
+    let mut result = local(b, tenant, id, &body, ctx, now).await?;
+    result.updated.extend(forwarded.updated);
+    result.not_updated.extend(forwarded.not_updated);
+    Ok(result)
+}
+
+/// The update of the broker's own copy.
+async fn local(
+    b: &Broker,
+    tenant: &str,
+    id: &str,
+    body: &Value,
+    ctx: &Arc<Context>,
+    now: i64,
+) -> NgsiResult<AttrOutcome> {
     let input = super::fragment_for(b, tenant, id, body, ctx, now).await?;
     if input.attrs.is_empty() && input.types.is_empty() && input.scope.is_none() && !input.scope_null {
         return Err(NgsiError::bad_data("no attribute to update"));

@@ -7,6 +7,7 @@ mod contexts;
 mod discovery;
 mod entities;
 mod errors;
+mod forwarding;
 mod helpers;
 mod persistence;
 mod query;

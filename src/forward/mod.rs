@@ -1,0 +1,474 @@
+//! Distributed operations (GS CIM 009 §4.3.6, §5.6–5.7 "distributed"): requests on entities
+//! that context source registrations cover are forwarded to the registered sources, and their
+//! answers are merged with the broker's own data.
+//!
+//! What is forwarded, by registration mode: an exclusive or redirect registration takes the
+//! attributes it names away from the broker (updates go only to the source, reads take the
+//! source's values); an inclusive one adds to the broker's data (updates go to both, reads merge,
+//! the most recent value winning); an auxiliary one only fills gaps in reads. A forwarded request
+//! carries a `Via` header naming this broker, and a request that already names it is answered
+//! locally, so two brokers registered on each other cannot loop; `local=true` turns forwarding
+//! off. Every forwarded request is bounded by the registration's `management.timeout` or the
+//! configured default, so a source that is down does not hang the caller, and its outcome is
+//! counted in the registration's status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::error::{ErrorKind, NgsiError, NgsiResult};
+use crate::jsonld::resolver::Resolver;
+use crate::jsonld::{CORE, Context};
+use crate::model::Entity;
+use crate::registry::Registrations;
+use crate::registry::registration::{CompiledRegistration, Mode, Op};
+
+const LD_CONTEXT_REL: &str = "http://www.w3.org/ns/json-ld#context";
+
+/// Whether and how a request may be distributed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dist {
+    /// `local=true`, or the request came from this broker (its `Via` names it).
+    pub local_only: bool,
+    /// The request's `Via` header, extended when forwarding.
+    pub via: Option<String>,
+    /// The request's query string (forwarded as it is by Query Entities).
+    pub query: Option<String>,
+}
+
+impl Dist {
+    /// A request that is never forwarded (internal callers, tests).
+    pub fn local() -> Dist {
+        Dist { local_only: true, via: None, query: None }
+    }
+}
+
+/// A registration chosen for a request, with the attributes (expanded) to ask it for or send it
+/// (`None`: all of them).
+pub struct Target {
+    pub reg: Arc<CompiledRegistration>,
+    pub attrs: Option<Vec<String>>,
+}
+
+/// The outcome of one forwarded request.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Option<Value>,
+}
+
+pub struct Forwarder {
+    client: reqwest::Client,
+    pub registry: Arc<Registrations>,
+    resolver: Arc<Resolver>,
+    timeout: Duration,
+    /// This broker's name in `Via` headers.
+    pub via_name: String,
+}
+
+impl Forwarder {
+    pub fn new(registry: Arc<Registrations>, resolver: Arc<Resolver>, timeout: Duration) -> Forwarder {
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
+        let via_name = format!("orbis-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        Forwarder { client, registry, resolver, timeout, via_name }
+    }
+
+    /// Whether a `Via` header value names this broker (the request went round a loop).
+    pub fn is_loop(&self, via: &str) -> bool {
+        via.split(',').any(|hop| hop.split_whitespace().any(|t| t == self.via_name))
+    }
+
+    /// Whether anything in the tenant could be forwarded.
+    pub fn active(&self, tenant: &str, dist: &Dist) -> bool {
+        !dist.local_only && self.registry.has_any(tenant)
+    }
+
+    /// The registrations serving `op` on this entity and these attributes, with the attributes
+    /// each provides among those asked for.
+    pub fn targets(
+        &self,
+        tenant: &str,
+        id: Option<&str>,
+        types: &[String],
+        attrs: Option<&[String]>,
+        op: Op,
+    ) -> Vec<Target> {
+        self.registry
+            .matching(tenant, id, types, attrs, op)
+            .into_iter()
+            .map(|reg| {
+                let provided = reg.attributes_for(id, types);
+                let attrs = match (provided, attrs) {
+                    (None, None) => None,
+                    (None, Some(a)) => Some(a.to_vec()),
+                    (Some(p), None) => Some(p),
+                    (Some(p), Some(a)) => Some(p.into_iter().filter(|n| a.contains(n)).collect()),
+                };
+                Target { reg, attrs }
+            })
+            .collect()
+    }
+
+    /// The context a source speaks: its `jsonldContext` (contextSourceInfo), else the context
+    /// the registration was made with, else the core context.
+    pub async fn context_of(&self, reg: &CompiledRegistration) -> Arc<Context> {
+        let named = reg.context_source_info.iter().find(|(k, _)| k == "jsonldContext").map(|(_, v)| v.clone());
+        let resolved = match (named, &reg.context) {
+            (Some(url), _) => self.resolver.from_url(&url).await,
+            (None, Value::Null) => return CORE.clone(),
+            (None, v) => self.resolver.from_value(v).await,
+        };
+        resolved.unwrap_or_else(|e| {
+            tracing::warn!(registration = %reg.id, error = %e, "the source's @context is unavailable; using the core context");
+            CORE.clone()
+        })
+    }
+
+    /// Sends one request to a source and records the outcome in the registration's status.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send(
+        &self,
+        t: &Target,
+        tenant: &str,
+        method: reqwest::Method,
+        path_and_query: &str,
+        ctx: &Context,
+        body: Option<&Value>,
+        via: Option<&str>,
+    ) -> Answer {
+        let reg = &t.reg;
+        let url = format!("{}{}", reg.endpoint.trim_end_matches('/'), path_and_query);
+        let timeout =
+            reg.management.timeout.map(|ms| Duration::from_millis(ms.max(1.0) as u64)).unwrap_or(self.timeout);
+        let via_value = match via {
+            Some(v) if !v.is_empty() => format!("{v}, 1.1 {}", self.via_name),
+            _ => format!("1.1 {}", self.via_name),
+        };
+        let mut req = self.client.request(method, &url).timeout(timeout).header("Via", via_value);
+        let remote_tenant = reg.remote_tenant.as_deref().unwrap_or(tenant);
+        if !remote_tenant.is_empty() {
+            req = req.header("NGSILD-Tenant", remote_tenant);
+        }
+        let link = ctx.link_url().unwrap_or(crate::jsonld::core::CORE_CONTEXT_URL);
+        req = req.header("Link", format!("<{link}>; rel=\"{LD_CONTEXT_REL}\"; type=\"application/ld+json\""));
+        req = req.header("Accept", "application/json");
+        for (k, v) in &reg.context_source_info {
+            if k != "jsonldContext" && reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_ok() {
+                req = req.header(k.as_str(), v.as_str());
+            }
+        }
+        if let Some(b) = body {
+            req = req.header("Content-Type", "application/json").body(b.to_string());
+        }
+        let answer = match req.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let body = resp.bytes().await.ok().and_then(|b| serde_json::from_slice(&b).ok());
+                Answer { status, body }
+            }
+            Err(e) => {
+                tracing::warn!(registration = %reg.id, url = %url, error = %e, "a context source did not answer");
+                Answer { status: if e.is_timeout() { 504 } else { 503 }, body: None }
+            }
+        };
+        self.registry.record_outcome(&reg.tenant, &reg.id, answer.status < 500);
+        answer
+    }
+}
+
+/// Renames the top-level attribute keys of a fragment from one context to another (the client's
+/// names to the source's).
+pub fn recompact(fragment: &Map<String, Value>, from: &Context, to: &Context) -> Map<String, Value> {
+    fragment
+        .iter()
+        .map(|(k, v)| {
+            let key = if matches!(k.as_str(), "id" | "type" | "@context" | "scope") {
+                k.clone()
+            } else {
+                to.compact(&from.expand(k))
+            };
+            (key, v.clone())
+        })
+        .collect()
+}
+
+/// Reads an entity a source answered (normalized, compacted with the source's context).
+pub fn entity_from(v: &Value, ctx: &Context) -> Option<Entity> {
+    let now = crate::model::now_millis();
+    let input = crate::model::parse::parse_entity(v, ctx, crate::model::parse::Purpose::Create, now).ok()?;
+    let id = input.id.clone()?;
+    Some(input.into_entity(id, now))
+}
+
+/// Merges a source's entity into the broker's view of it (§4.3.6): attributes of a proxied
+/// registration replace the broker's; inclusive ones win when more recent (observedAt, else
+/// modifiedAt); auxiliary ones only fill gaps.
+pub fn merge(into: &mut Entity, from: Entity, mode: Mode) {
+    for t in from.types {
+        if !into.types.contains(&t) {
+            into.types.push(t);
+        }
+    }
+    for (name, instances) in from.attrs {
+        match (into.attrs.get(&name), mode) {
+            (None, _) | (Some(_), Mode::Exclusive | Mode::Redirect) => {
+                into.attrs.insert(name, instances);
+            }
+            (Some(_), Mode::Auxiliary) => {}
+            (Some(mine), Mode::Inclusive) => {
+                let stamp = |i: &crate::model::Instances| {
+                    i.iter()
+                        .map(|a| a.observed_at().and_then(crate::model::parse_datetime).unwrap_or(a.modified_at))
+                        .max()
+                        .unwrap_or(0)
+                };
+                if stamp(&instances) > stamp(mine) {
+                    into.attrs.insert(name, instances);
+                }
+            }
+        }
+    }
+}
+
+/// A failed forwarded request as an error for the caller.
+pub fn failure(a: &Answer, what: &str) -> NgsiError {
+    let detail = a
+        .body
+        .as_ref()
+        .and_then(|b| b.get("detail").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| format!("the context source answered {}", a.status));
+    let kind = match a.status {
+        404 => ErrorKind::ResourceNotFound,
+        400 => ErrorKind::BadRequestData,
+        504 => ErrorKind::ContextSourceTimeout,
+        _ => ErrorKind::ContextSourceFailed,
+    };
+    NgsiError::new(kind, format!("{what}: {detail}"))
+}
+
+/// Percent-encodes a path segment (entity ids are URIs and may hold `#`, `?` or `/`).
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:@!$&'()*+,;=".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Forwarder {
+    /// The context to speak to a source with: its `jsonldContext` if it named one (IoT agents
+    /// do), else the client's.
+    pub async fn context_for(&self, reg: &CompiledRegistration, client: &Arc<Context>) -> Arc<Context> {
+        match reg.context_source_info.iter().find(|(k, _)| k == "jsonldContext") {
+            Some(_) => self.context_of(reg).await,
+            None => client.clone(),
+        }
+    }
+
+    /// Distributed Partial Attribute Update (§5.6.4): sends the fragment to the sources
+    /// registered for the attribute. Returns whether the broker keeps the attribute locally too
+    /// (no exclusive or redirect registration took it).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_attr(
+        &self,
+        dist: &Dist,
+        tenant: &str,
+        id: &str,
+        types: &[String],
+        name: &str,
+        body: &Value,
+        ctx: &Arc<Context>,
+    ) -> NgsiResult<bool> {
+        if !self.active(tenant, dist) {
+            return Ok(true);
+        }
+        let targets = self.targets(tenant, Some(id), types, Some(&[name.to_owned()]), Op::UpdateAttrs);
+        let mut keep_local = true;
+        for t in targets.iter().filter(|t| t.attrs.as_ref().is_none_or(|a| !a.is_empty())) {
+            let cs = self.context_for(&t.reg, ctx).await;
+            let path = format!("/ngsi-ld/v1/entities/{}/attrs/{}", segment(id), segment(&cs.compact(name)));
+            let a = self.send(t, tenant, reqwest::Method::PATCH, &path, &cs, Some(body), dist.via.as_deref()).await;
+            if t.reg.mode.is_proxied() {
+                keep_local = false;
+                if a.status >= 300 {
+                    return Err(failure(&a, &format!("the context source of {name} refused the update")));
+                }
+            }
+        }
+        Ok(keep_local)
+    }
+
+    /// Distributed Update Entity Attributes (§5.6.2): sends each source the attributes it is
+    /// registered for. Returns the fragment left for the broker (the attributes no exclusive or
+    /// redirect registration took), the attributes forwarded, and those a source refused.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_attrs(
+        &self,
+        dist: &Dist,
+        tenant: &str,
+        id: &str,
+        types: &[String],
+        fragment: &Map<String, Value>,
+        ctx: &Arc<Context>,
+    ) -> (Map<String, Value>, Vec<String>, Vec<(String, String)>) {
+        if !self.active(tenant, dist) {
+            return (fragment.clone(), Vec::new(), Vec::new());
+        }
+        let names: Vec<String> = fragment
+            .keys()
+            .filter(|k| !matches!(k.as_str(), "id" | "type" | "@context" | "scope"))
+            .map(|k| ctx.expand(k))
+            .collect();
+        let targets = self.targets(tenant, Some(id), types, Some(&names), Op::UpdateEntity);
+        let mut local = fragment.clone();
+        let (mut sent, mut refused) = (Vec::new(), Vec::new());
+        for t in &targets {
+            let mine: Vec<&String> = names.iter().filter(|n| t.attrs.as_ref().is_none_or(|a| a.contains(n))).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let part: Map<String, Value> = fragment
+                .iter()
+                .filter(|(k, _)| mine.contains(&&ctx.expand(k)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let cs = self.context_for(&t.reg, ctx).await;
+            let body = Value::Object(recompact(&part, ctx, &cs));
+            let path = format!("/ngsi-ld/v1/entities/{}/attrs", segment(id));
+            let a = self.send(t, tenant, reqwest::Method::PATCH, &path, &cs, Some(&body), dist.via.as_deref()).await;
+            for k in part.keys() {
+                let n = ctx.expand(k);
+                if a.status < 300 {
+                    if !sent.contains(&n) {
+                        sent.push(n);
+                    }
+                } else {
+                    refused.push((n, failure(&a, "context source").detail));
+                }
+                if t.reg.mode.is_proxied() {
+                    local.remove(k);
+                }
+            }
+        }
+        (local, sent, refused)
+    }
+
+    /// Distributed Retrieve Entity (§5.7.1): asks the sources registered for the entity and
+    /// merges their answers into the broker's own view (`local`, if it has the entity).
+    pub async fn retrieve(
+        &self,
+        dist: &Dist,
+        tenant: &str,
+        id: &str,
+        local: Option<Arc<Entity>>,
+        ctx: &Arc<Context>,
+    ) -> Option<Arc<Entity>> {
+        if !self.active(tenant, dist) {
+            return local;
+        }
+        let types: Vec<String> = local.as_ref().map(|e| e.types.clone()).unwrap_or_default();
+        let targets = self.targets(tenant, Some(id), &types, None, Op::RetrieveEntity);
+        if targets.is_empty() {
+            return local;
+        }
+        let mut merged: Option<Entity> = local.as_deref().cloned();
+        for t in &targets {
+            let cs = self.context_for(&t.reg, ctx).await;
+            let mut path = format!("/ngsi-ld/v1/entities/{}", segment(id));
+            if let Some(attrs) = t.attrs.as_ref().filter(|a| !a.is_empty()) {
+                let list: Vec<String> = attrs.iter().map(|a| cs.compact(a)).collect();
+                path.push_str(&format!("?attrs={}", list.iter().map(|a| segment(a)).collect::<Vec<_>>().join(",")));
+            }
+            let a = self.send(t, tenant, reqwest::Method::GET, &path, &cs, None, dist.via.as_deref()).await;
+            let Some(remote) = a.body.as_ref().filter(|_| a.status == 200).and_then(|b| entity_from(b, &cs)) else {
+                continue;
+            };
+            if remote.id != id {
+                continue;
+            }
+            // Only what the registration provides counts.
+            let mut remote = remote;
+            if let Some(attrs) = &t.attrs {
+                remote.attrs.retain(|k, _| attrs.iter().any(|a| a.as_str() == k.as_ref()));
+            }
+            match &mut merged {
+                Some(m) => merge(m, remote, t.reg.mode),
+                None => merged = Some(remote),
+            }
+        }
+        merged.map(Arc::new)
+    }
+
+    /// Distributed Query Entities (§5.7.2): the same query (the client's query string and
+    /// context) goes to every source registered for the types asked for; entities are merged
+    /// by id with the broker's own page, which keeps its order, the others following. Paging is
+    /// per source (no entity map): a page holds at most `limit` entities.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn query(
+        &self,
+        dist: &Dist,
+        tenant: &str,
+        types: &[String],
+        attrs: Option<&[String]>,
+        local: Vec<Arc<Entity>>,
+        limit: usize,
+        ctx: &Arc<Context>,
+    ) -> Vec<Arc<Entity>> {
+        if !self.active(tenant, dist) {
+            return local;
+        }
+        let targets = self.targets(tenant, None, types, attrs, Op::QueryEntity);
+        if targets.is_empty() {
+            return local;
+        }
+        let mut out: Vec<Entity> = local.iter().map(|e| (**e).clone()).collect();
+        let query = dist.query.clone().unwrap_or_default();
+        for t in &targets {
+            let path = if query.is_empty() {
+                "/ngsi-ld/v1/entities".to_owned()
+            } else {
+                format!("/ngsi-ld/v1/entities?{query}")
+            };
+            let a = self.send(t, tenant, reqwest::Method::GET, &path, ctx, None, dist.via.as_deref()).await;
+            let Some(Value::Array(items)) = a.body.filter(|_| a.status == 200) else { continue };
+            for item in &items {
+                let Some(mut remote) = entity_from(item, ctx) else { continue };
+                if let Some(attrs) = &t.attrs {
+                    remote.attrs.retain(|k, _| attrs.iter().any(|a| a.as_str() == k.as_ref()));
+                }
+                match out.iter_mut().find(|e| e.id == remote.id) {
+                    Some(m) => merge(m, remote, t.reg.mode),
+                    None => out.push(remote),
+                }
+            }
+        }
+        out.truncate(limit.max(local.len()));
+        out.into_iter().map(Arc::new).collect()
+    }
+
+    /// Distributed Delete Entity (§5.6.6): the sources registered for the entity delete it too.
+    /// Returns whether any of them had it, and whether an exclusive or redirect one holds it
+    /// (the broker then has nothing to delete itself).
+    pub async fn delete(&self, dist: &Dist, tenant: &str, id: &str, types: &[String]) -> (bool, bool) {
+        if !self.active(tenant, dist) {
+            return (false, false);
+        }
+        let (mut any, mut proxied) = (false, false);
+        for t in &self.targets(tenant, Some(id), types, None, Op::DeleteEntity) {
+            let path = format!("/ngsi-ld/v1/entities/{}", segment(id));
+            let a = self.send(t, tenant, reqwest::Method::DELETE, &path, &CORE, None, dist.via.as_deref()).await;
+            any |= a.status < 300;
+            proxied |= t.reg.mode.is_proxied();
+        }
+        (any, proxied)
+    }
+}

@@ -1,0 +1,244 @@
+//! Distributed operations through context source registrations, black-box: the IoT agent
+//! command pattern against a recording stub, retrieval and query merged from a second broker,
+//! loop prevention with `Via`, time-outs, `local=true` and deletion.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+
+/// One request a stub context source received.
+#[derive(Debug, Clone)]
+struct Got {
+    method: String,
+    path: String,
+    headers: std::collections::HashMap<String, String>,
+    body: Value,
+}
+
+/// A context source that records requests and answers with a fixed status and body, after an
+/// optional delay.
+struct Stub {
+    url: String,
+    got: Arc<Mutex<Vec<Got>>>,
+}
+
+async fn stub(status: u16, answer: Value, delay: Duration) -> Stub {
+    use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+    let got: Arc<Mutex<Vec<Got>>> = Arc::default();
+    let g = got.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(move || {
+        let (g, answer) = (g.clone(), answer.clone());
+        App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+            let (g, answer) = (g.clone(), answer.clone());
+            async move {
+                g.lock().push(Got {
+                    method: req.method().to_string(),
+                    path: req.uri().to_string(),
+                    headers: req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                        .collect(),
+                    body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                });
+                tokio::time::sleep(delay).await;
+                let mut r = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+                if answer.is_null() { r.finish() } else { r.content_type("application/json").body(answer.to_string()) }
+            }
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    Stub { url: format!("http://127.0.0.1:{port}"), got }
+}
+
+async fn register(app: &TestApp, body: Value) -> String {
+    let r = app.post_json("/ngsi-ld/v1/csourceRegistrations", &body).await;
+    assert_eq!(r.status(), 201, "registration refused: {:?}", r.text().await);
+    r.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().to_owned()
+}
+
+/// The device entity as an IoT agent provisions it: measures and command status, not the
+/// command itself (which the agent registers exclusively).
+fn robot() -> Value {
+    json!({"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot",
+           "position_status": {"type": "Property", "value": "UNKNOWN"},
+           "battery": {"type": "Property", "value": 80}})
+}
+
+/// The IoT agent pattern (FIWARE iotagent-node-lib, NGSI-LD mode): the agent registers itself
+/// exclusively for a command attribute with updateOps; updating that attribute on the broker is
+/// forwarded to the agent, which answers 204; the broker does not store it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_attribute_updates_go_to_the_registered_agent() {
+    let app = spawn_app().await;
+    let agent = stub(204, Value::Null, Duration::ZERO).await;
+    app.create(robot()).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": agent.url, "mode": "exclusive",
+               "operations": ["updateOps"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}],
+                                "propertyNames": ["position"]}]}),
+    )
+    .await;
+    let r = app
+        .patch_json(
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs/position",
+            &json!({"type": "Property", "value": [28, -104, 23]}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    {
+        let got = agent.got.lock();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].method, "PATCH");
+        assert_eq!(got[0].path, "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs/position");
+        assert_eq!(got[0].body["value"], json!([28, -104, 23]));
+        assert!(got[0].headers["via"].contains("orbis-"), "{:?}", got[0].headers);
+    }
+    // The broker does not store the command: it belongs to the agent.
+    let e: Value = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2?local=true").await.json().await.unwrap();
+    assert!(e.get("position").is_none(), "{e}");
+
+    // PATCH /attrs splits: the command to the agent, the rest stays here.
+    let r = app
+        .patch_json(
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs",
+            &json!({"position": {"type": "Property", "value": [1, 2, 3]}, "battery": {"type": "Property", "value": 70}}),
+        )
+        .await;
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    {
+        let got = agent.got.lock();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].path, "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs");
+        assert_eq!(got[1].body, json!({"position": {"type": "Property", "value": [1, 2, 3]}}));
+    }
+    let e: Value = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2?local=true").await.json().await.unwrap();
+    assert_eq!(e["battery"]["value"], 70);
+    // local=true: not forwarded; the broker has no such attribute.
+    let r = app
+        .patch_json(
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs/position?local=true",
+            &json!({"type": "Property", "value": [9, 9, 9]}),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(agent.got.lock().len(), 2);
+}
+
+/// An agent that refuses or does not answer: the caller gets an error in time, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_or_slow_source_does_not_hang_the_caller() {
+    let app = spawn_app().await;
+    app.create(robot()).await;
+    let refusing = stub(500, json!({"detail": "device offline"}), Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": refusing.url, "mode": "exclusive",
+               "operations": ["updateOps"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}], "propertyNames": ["position"]}]}),
+    )
+    .await;
+    let r = app
+        .patch_json(
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs/position",
+            &json!({"type": "Property", "value": 1}),
+        )
+        .await;
+    assert!(r.status().is_server_error(), "{}", r.status());
+    let p: Value = r.json().await.unwrap();
+    assert!(p["detail"].as_str().unwrap().contains("device offline"), "{p}");
+
+    // A slow inclusive source with a 300 ms time-out: the retrieval answers with local data.
+    let slow = stub(200, json!({"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}), Duration::from_secs(5)).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": slow.url, "management": {"timeout": 300},
+               "information": [{"entities": [{"type": "Robot"}], "propertyNames": ["temperature"]}]}),
+    )
+    .await;
+    let t = Instant::now();
+    let r = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2").await;
+    assert_eq!(r.status(), 200);
+    assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["battery"]["value"], 80);
+}
+
+/// Retrieve and query merge a second broker's data (a federation): the registration says
+/// which attributes it provides; the `Via` header stops a loop between two brokers registered
+/// on each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrieve_and_query_merge_a_second_broker_without_looping() {
+    let a = spawn_app().await;
+    let b = spawn_app().await;
+    a.create(json!({"id": "urn:ngsi-ld:Room:1", "type": "Room", "name": {"type": "Property", "value": "lab"}})).await;
+    b.create(json!({"id": "urn:ngsi-ld:Room:1", "type": "Room", "temperature": {"type": "Property", "value": 21.5}}))
+        .await;
+    b.create(json!({"id": "urn:ngsi-ld:Room:2", "type": "Room", "temperature": {"type": "Property", "value": 19}}))
+        .await;
+    register(
+        &a,
+        json!({"type": "ContextSourceRegistration", "endpoint": b.address,
+               "information": [{"entities": [{"type": "Room"}], "propertyNames": ["temperature"]}]}),
+    )
+    .await;
+    // And B points back at A: without loop prevention this would recurse.
+    register(
+        &b,
+        json!({"type": "ContextSourceRegistration", "endpoint": a.address,
+               "information": [{"entities": [{"type": "Room"}]}]}),
+    )
+    .await;
+    let e: Value = a.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Room:1").await.json().await.unwrap();
+    assert_eq!(e["name"]["value"], "lab");
+    assert_eq!(e["temperature"]["value"], 21.5);
+    let local: Value = a.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Room:1?local=true").await.json().await.unwrap();
+    assert!(local.get("temperature").is_none(), "{local}");
+
+    let rooms: Vec<Value> = a.get("/ngsi-ld/v1/entities?type=Room").await.json().await.unwrap();
+    let mut ids: Vec<&str> = rooms.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["urn:ngsi-ld:Room:1", "urn:ngsi-ld:Room:2"]);
+    let r1 = rooms.iter().find(|r| r["id"] == "urn:ngsi-ld:Room:1").unwrap();
+    assert_eq!(r1["temperature"]["value"], 21.5);
+    assert_eq!(r1["name"]["value"], "lab");
+    // An entity only the source has is found through the broker too.
+    let e: Value = a.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Room:2").await.json().await.unwrap();
+    assert_eq!(e["temperature"]["value"], 19);
+    let r = a.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Room:2?local=true").await;
+    assert_eq!(r.status(), 404);
+}
+
+/// Delete Entity goes to the sources registered for the entity as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_is_forwarded() {
+    let app = spawn_app().await;
+    let src = stub(204, Value::Null, Duration::ZERO).await;
+    app.create(robot()).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "mode": "inclusive",
+               "operations": ["deleteEntity"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}]}]}),
+    )
+    .await;
+    assert_eq!(app.delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2").await.status(), 204);
+    let got = src.got.lock().clone();
+    assert!(
+        got.iter().any(|g| g.method == "DELETE" && g.path == "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2"),
+        "{got:?}"
+    );
+}
