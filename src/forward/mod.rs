@@ -72,6 +72,8 @@ impl Forwarder {
         let client = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(60))
+            // Sources written against Orion-LD read header names as sent (`Via`, `Link`).
+            .http1_title_case_headers()
             .build()
             .unwrap_or_default();
         let via_name = format!("orbis-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);

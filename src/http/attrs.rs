@@ -16,7 +16,7 @@ pub async fn append(
     payload: Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
-    let p = Params::parse(&req, &["options", "type"])?;
+    let p = Params::parse(&req, &["options", "type", "local"])?;
     let no_overwrite = p.options(&["noOverwrite"])?.iter().any(|o| o == "noOverwrite");
     let media = body_media(&req, false)?;
     let t = tenant(&req, &state)?;
@@ -71,7 +71,7 @@ pub async fn replace(
     payload: Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
-    Params::parse(&req, &["type"])?;
+    Params::parse(&req, &["type", "local"])?;
     let media = body_media(&req, false)?;
     let t = tenant(&req, &state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
@@ -84,7 +84,7 @@ pub async fn replace(
 /// Delete Attribute (§5.6.5): 204.
 #[utoipa::path(delete, path = "/ngsi-ld/v1/entities/{entityId}/attrs/{attrId}", tag = "Attributes", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("attrId" = String, Path, description = "Attribute name (compacted with the request context)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("datasetId" = Option<String>, Query, description = "Instance to delete"), ("deleteAll" = Option<String>, Query, description = "true: all instances")), responses((status = 204, description = "Deleted"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails)))]
 pub async fn delete(req: HttpRequest, path: Path<(String, String)>, state: State) -> Result<HttpResponse, ApiError> {
-    let p = Params::parse(&req, &["datasetId", "deleteAll", "type"])?;
+    let p = Params::parse(&req, &["datasetId", "deleteAll", "type", "local"])?;
     let t = tenant(&req, &state)?;
     let ctx = header_context(&req, &state).await?;
     let (id, attr) = path.into_inner();
