@@ -26,7 +26,7 @@ use crate::error::{ErrorKind, NgsiError, NgsiResult};
 use crate::jsonld::Context;
 use crate::model::parse::is_uri;
 use crate::model::{now_millis, parse_datetime};
-use crate::store::{EntityFilter, Store};
+use crate::store::Store;
 use registration::{CompiledRegistration, Discovery, Mode, Op, RegDoc};
 
 /// The store collection holding registrations (key: tenant NUL id).
@@ -410,9 +410,10 @@ impl Registrations {
 
     /// The checks of §4.3.6.3 and §5.9.2.4 for an exclusive or redirect registration: it may not
     /// overlap another exclusive registration (nor an exclusive one a redirect one: overlapping
-    /// redirect registrations are allowed, operations go to all of them); an exclusive one may
-    /// not take over an attribute an entity of the broker holds; a redirect one may not cover
-    /// an entity the broker holds. Each is a Conflict (409).
+    /// redirect registrations are allowed, operations go to all of them): a Conflict (409).
+    /// Data the broker already holds does not block a registration: the ETSI distributed tests
+    /// create the entity locally first and then register it (D011_01_exc and others); from
+    /// then on the registered attributes are served by the source.
     async fn check_conflicts(&self, tenant: &str, c: &CompiledRegistration) -> NgsiResult<()> {
         if !c.mode.is_proxied() {
             return Ok(());
@@ -432,44 +433,6 @@ impl Registrations {
                         "the {} registration {} already covers some of these entities and attributes",
                         o.mode.name(),
                         o.id
-                    )));
-                }
-            }
-        }
-        for info in &c.information {
-            let names: Vec<String> = info.names().cloned().collect();
-            if c.mode == Mode::Exclusive {
-                for id in info.entities.iter().filter_map(|e| e.id.as_deref()) {
-                    if let Some(ent) = self.store.get(tenant, id).await?
-                        && let Some(n) = names.iter().find(|n| ent.attrs.contains_key(n.as_str()))
-                    {
-                        return Err(conflict(format!(
-                            "entity {id} holds attribute {n}, which an exclusive registration would take over"
-                        )));
-                    }
-                }
-                continue;
-            }
-            let attrs = (!names.is_empty()).then_some(names);
-            let filters: Vec<EntityFilter> = if info.entities.is_empty() {
-                vec![EntityFilter { attrs: attrs.clone(), ..Default::default() }]
-            } else {
-                info.entities
-                    .iter()
-                    .map(|e| EntityFilter {
-                        ids: e.id.clone().map(|i| vec![i]),
-                        id_pattern: if e.id.is_none() { e.id_pattern.clone() } else { None },
-                        types: Some(e.types.clone()),
-                        attrs: attrs.clone(),
-                        ..Default::default()
-                    })
-                    .collect()
-            };
-            for f in filters {
-                if let Some(ent) = self.store.query(tenant, &f, 0, 1, false).await?.entities.first() {
-                    return Err(conflict(format!(
-                        "entity {} is held by this broker, so a redirect registration cannot cover it",
-                        ent.id
                     )));
                 }
             }
@@ -683,18 +646,16 @@ mod tests {
             |id: &str| json!({"id": id, "mode": "redirect", "information": [{"entities": [{"type": "Drone"}]}]});
         register(&r, "t", redirect2("urn:r:f")).await.unwrap();
         register(&r, "t", redirect2("urn:r:g")).await.unwrap();
-        // Local data: an exclusive registration cannot take over an attribute an entity holds,
-        // a redirect one cannot cover an entity the broker holds.
+        // Local data does not block a registration: the source serves the attribute from then on.
         put_entity(&store, "v", "urn:robot:9", "Robot", "position").await;
-        let e = register(
+        register(
             &r,
             "v",
             json!({"mode": "exclusive",
                    "information": [{"entities": [{"id": "urn:robot:9", "type": "Robot"}], "propertyNames": ["position"]}]}),
         )
         .await
-        .unwrap_err();
-        assert_eq!(e.kind, ErrorKind::AlreadyExists, "{e}");
+        .unwrap();
         register(
             &r,
             "v",
