@@ -30,7 +30,7 @@ const USAGE: &str = "usage: cargo xtask bench [options]
   --mem-entities N     entities loaded for the RSS figure         (100000)
   --grow-to N          also measure create after loading N        (= --mem-entities)
                        entities, e.g. --grow-to 1000000
-  --only WHAT          all | core | notify                        (all)
+  --only WHAT          all | core | notify | fanout               (all)
                        core: workloads (0)-(9), RSS, create flatness;
                        notify: the notification workload (10)-(11)
   --notify-wait SECS   longest wait for the notifications after (11)  (300)
@@ -53,6 +53,7 @@ pub(crate) enum Only {
     All,
     Core,
     Notify,
+    Fanout,
 }
 
 pub(crate) struct Opts {
@@ -101,7 +102,8 @@ pub(crate) fn parse_opts(args: &[String]) -> Result<Opts, String> {
                 "all" => Only::All,
                 "core" => Only::Core,
                 "notify" => Only::Notify,
-                _ => return Err(format!("--only: all, core or notify, not {value:?}\n{USAGE}")),
+                "fanout" => Only::Fanout,
+                _ => return Err(format!("--only: all, core, notify or fanout, not {value:?}\n{USAGE}")),
             };
             continue;
         }
@@ -331,7 +333,7 @@ pub(crate) struct Bench {
     pub(crate) pin_wrk: bool,
     tag: u64,
     /// The path `query.lua` requests.
-    query_path: String,
+    pub(crate) query_path: String,
     /// More environment variables for the Lua scripts.
     pub(crate) lua_env: Vec<(&'static str, String)>,
 }
@@ -538,14 +540,21 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     let mut f = Figures::default();
     let mut nf = crate::notify_bench::Figures::default();
     let mut complete = true;
-    if only != Only::Notify
+    let mut ff = crate::fanout_bench::Figures::default();
+    if matches!(only, Only::All | Only::Core)
         && let Err(e) = measure(&mut bench, &bin, &mut f)
     {
         f.problems.push(e);
         complete = false;
     }
-    if only != Only::Core
+    if matches!(only, Only::All | Only::Notify)
         && let Err(e) = crate::notify_bench::measure(&mut bench, &bin, &mut nf)
+    {
+        f.problems.push(e);
+        complete = false;
+    }
+    if matches!(only, Only::All | Only::Fanout)
+        && let Err(e) = crate::fanout_bench::measure(&mut bench, &bin, &mut ff)
     {
         f.problems.push(e);
         complete = false;
@@ -569,14 +578,25 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         .collect();
     f.problems.extend(bad);
     let mut out = report(&bench.opts, &date, cores, &loadavg.join(" "), &loadavg_end.join(" "), complete);
-    if only != Only::Notify {
+    if matches!(only, Only::All | Only::Core) {
         report_core(&bench.opts, &f, &mut out);
     }
-    if only != Only::Core {
+    if matches!(only, Only::All | Only::Notify) {
         crate::notify_bench::report(&bench.opts, &nf, &mut out);
     }
+    crate::fanout_bench::report(&bench.opts, &ff, &mut out);
+    runs_fanout(&ff, &mut f.problems);
     print!("{out}");
     if f.problems.is_empty() { Ok(()) } else { Err(format!("benchmark failed:\n  {}", f.problems.join("\n  "))) }
+}
+
+/// Errors seen by the fan-out runs count as problems.
+fn runs_fanout(ff: &crate::fanout_bench::Figures, problems: &mut Vec<String>) {
+    for (n, r) in [("fan-out local", &ff.local), ("fan-out", &ff.fanout)] {
+        if r.non2xx + r.sock_errors > 0 {
+            problems.push(format!("{n}: {} non-2xx responses, {} socket errors", r.non2xx, r.sock_errors));
+        }
+    }
 }
 
 fn measure(bench: &mut Bench, bin: &Path, f: &mut Figures) -> Result<(), String> {

@@ -7,6 +7,7 @@
 //!   targets (see BENCHMARKS.md).
 
 mod bench;
+mod fanout_bench;
 mod httpc;
 mod notify_bench;
 
