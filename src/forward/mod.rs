@@ -51,6 +51,28 @@ pub struct Target {
     pub attrs: Option<Vec<String>>,
 }
 
+/// What forwarding an entity fragment did.
+#[derive(Debug, Default)]
+pub struct Forwarded {
+    /// The fragment left for the broker (without what exclusive and redirect sources took).
+    pub rest: Map<String, Value>,
+    /// Attributes (expanded) a source accepted.
+    pub sent: Vec<String>,
+    /// Attributes (expanded) a source refused, with the reason.
+    pub refused: Vec<(String, String)>,
+    /// Whether any source was asked.
+    pub forwarded: bool,
+    /// Whether a redirect registration took the operation (the broker then keeps nothing).
+    pub redirected: bool,
+}
+
+impl Forwarded {
+    /// Whether attributes are left for the broker.
+    pub fn attrs_left(&self) -> bool {
+        self.rest.keys().any(|k| !matches!(k.as_str(), "id" | "type" | "@context"))
+    }
+}
+
 /// The outcome of one forwarded request.
 #[derive(Debug)]
 pub struct Answer {
@@ -290,19 +312,40 @@ impl Forwarder {
         body: &Value,
         ctx: &Arc<Context>,
     ) -> NgsiResult<bool> {
+        self.single_attr(dist, tenant, id, types, name, Some(body), ctx, Op::UpdateAttrs, reqwest::Method::PATCH, "")
+            .await
+    }
+
+    /// An operation on one attribute (partial update, replace, delete), sent to the sources
+    /// registered for it with `method` at `/entities/{id}/attrs/{attr}` plus `query`. Returns
+    /// whether the broker keeps the attribute locally too.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn single_attr(
+        &self,
+        dist: &Dist,
+        tenant: &str,
+        id: &str,
+        types: &[String],
+        name: &str,
+        body: Option<&Value>,
+        ctx: &Arc<Context>,
+        op: Op,
+        method: reqwest::Method,
+        query: &str,
+    ) -> NgsiResult<bool> {
         if !self.active(tenant, dist) {
             return Ok(true);
         }
-        let targets = self.targets(tenant, Some(id), types, Some(&[name.to_owned()]), Op::UpdateAttrs);
+        let targets = self.targets(tenant, Some(id), types, Some(&[name.to_owned()]), op);
         let mut keep_local = true;
         for t in targets.iter().filter(|t| t.attrs.as_ref().is_none_or(|a| !a.is_empty())) {
             let cs = self.context_for(&t.reg, ctx).await;
-            let path = format!("/ngsi-ld/v1/entities/{}/attrs/{}", segment(id), segment(&cs.compact(name)));
-            let a = self.send(t, tenant, reqwest::Method::PATCH, &path, &cs, Some(body), dist.via.as_deref()).await;
+            let path = format!("/ngsi-ld/v1/entities/{}/attrs/{}{query}", segment(id), segment(&cs.compact(name)));
+            let a = self.send(t, tenant, method.clone(), &path, &cs, body, dist.via.as_deref()).await;
             if t.reg.mode.is_proxied() {
                 keep_local = false;
                 if a.status >= 300 {
-                    return Err(failure(&a, &format!("the context source of {name} refused the update")));
+                    return Err(failure(&a, &format!("the context source of {name} refused the operation")));
                 }
             }
         }
@@ -321,47 +364,77 @@ impl Forwarder {
         types: &[String],
         fragment: &Map<String, Value>,
         ctx: &Arc<Context>,
-    ) -> (Map<String, Value>, Vec<String>, Vec<(String, String)>) {
+    ) -> Forwarded {
+        let path = format!("/ngsi-ld/v1/entities/{}/attrs", segment(id));
+        self.fragment(dist, tenant, id, types, fragment, ctx, Op::UpdateEntity, reqwest::Method::PATCH, &path, false)
+            .await
+    }
+
+    /// An operation carrying an entity fragment (create, update, append, merge, replace): each
+    /// source registered for `op` gets the attributes it is registered for, with `method` at
+    /// `path` (relative to its endpoint); `with_identity` adds the entity's id and type to what
+    /// it gets (create, replace).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn fragment(
+        &self,
+        dist: &Dist,
+        tenant: &str,
+        id: &str,
+        types: &[String],
+        fragment: &Map<String, Value>,
+        ctx: &Arc<Context>,
+        op: Op,
+        method: reqwest::Method,
+        path: &str,
+        with_identity: bool,
+    ) -> Forwarded {
+        let mut out = Forwarded { rest: fragment.clone(), ..Default::default() };
         if !self.active(tenant, dist) {
-            return (fragment.clone(), Vec::new(), Vec::new());
+            return out;
         }
         let names: Vec<String> = fragment
             .keys()
             .filter(|k| !matches!(k.as_str(), "id" | "type" | "@context" | "scope"))
             .map(|k| ctx.expand(k))
             .collect();
-        let targets = self.targets(tenant, Some(id), types, Some(&names), Op::UpdateEntity);
-        let mut local = fragment.clone();
-        let (mut sent, mut refused) = (Vec::new(), Vec::new());
+        let targets = self.targets(tenant, Some(id), types, (!names.is_empty()).then_some(&names[..]), op);
         for t in &targets {
             let mine: Vec<&String> = names.iter().filter(|n| t.attrs.as_ref().is_none_or(|a| a.contains(n))).collect();
-            if mine.is_empty() {
+            if mine.is_empty() && !with_identity {
                 continue;
             }
             let part: Map<String, Value> = fragment
                 .iter()
-                .filter(|(k, _)| mine.contains(&&ctx.expand(k)))
+                .filter(|(k, _)| {
+                    (with_identity && matches!(k.as_str(), "id" | "type")) || mine.contains(&&ctx.expand(k))
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             let cs = self.context_for(&t.reg, ctx).await;
             let body = Value::Object(recompact(&part, ctx, &cs));
-            let path = format!("/ngsi-ld/v1/entities/{}/attrs", segment(id));
-            let a = self.send(t, tenant, reqwest::Method::PATCH, &path, &cs, Some(&body), dist.via.as_deref()).await;
-            for k in part.keys() {
+            let a = self.send(t, tenant, method.clone(), path, &cs, Some(&body), dist.via.as_deref()).await;
+            out.forwarded = true;
+            if t.reg.mode == Mode::Redirect {
+                out.redirected = true;
+            }
+            for k in part.keys().filter(|k| !matches!(k.as_str(), "id" | "type")) {
                 let n = ctx.expand(k);
                 if a.status < 300 {
-                    if !sent.contains(&n) {
-                        sent.push(n);
+                    if !out.sent.contains(&n) {
+                        out.sent.push(n);
                     }
                 } else {
-                    refused.push((n, failure(&a, "context source").detail));
+                    out.refused.push((n, failure(&a, "context source").detail));
                 }
                 if t.reg.mode.is_proxied() {
-                    local.remove(k);
+                    out.rest.remove(k);
                 }
             }
+            if a.status >= 300 && part.keys().all(|k| matches!(k.as_str(), "id" | "type")) {
+                out.refused.push((id.to_owned(), failure(&a, "context source").detail));
+            }
         }
-        (local, sent, refused)
+        out
     }
 
     /// Distributed Retrieve Entity (§5.7.1): asks the sources registered for the entity and

@@ -22,7 +22,8 @@ pub async fn append(
     let t = tenant(&req, &state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
     let ctx = body_context(&req, &state, media, &body).await?;
-    let out = append_attrs::run(&state.broker, &t, &path, &body, &ctx, no_overwrite).await?;
+    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    let out = append_attrs::run(&state.broker, &t, &path, &body, &ctx, no_overwrite, &dist).await?;
     Ok(respond::attr_outcome(&out, &ctx))
 }
 
@@ -71,13 +72,14 @@ pub async fn replace(
     payload: Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
-    Params::parse(&req, &["type", "local"])?;
+    let p = Params::parse(&req, &["type", "local"])?;
     let media = body_media(&req, false)?;
     let t = tenant(&req, &state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
     let ctx = body_context(&req, &state, media, &body).await?;
     let (id, attr) = path.into_inner();
-    replace_attr::run(&state.broker, &t, &id, &attr, &body, &ctx).await?;
+    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    replace_attr::run(&state.broker, &t, &id, &attr, &body, &ctx, &dist).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -89,6 +91,7 @@ pub async fn delete(req: HttpRequest, path: Path<(String, String)>, state: State
     let ctx = header_context(&req, &state).await?;
     let (id, attr) = path.into_inner();
     let dataset_id = p.get("datasetId").map(str::to_owned);
-    delete_attr::run(&state.broker, &t, &id, &attr, &ctx, dataset_id, p.bool("deleteAll")?).await?;
+    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    delete_attr::run(&state.broker, &t, &id, &attr, &ctx, dataset_id, p.bool("deleteAll")?, &dist).await?;
     Ok(HttpResponse::NoContent().finish())
 }

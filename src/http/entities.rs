@@ -20,7 +20,7 @@ use crate::render::{self, Join};
 /// Create Entity (§5.6.1): 201 with Location.
 #[utoipa::path(post, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "NGSI-LD entity (normalized or concise)"), responses((status = 201, description = "Created; Location header names the entity"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 409, description = "Already exists", body = crate::http::error::ProblemDetails), (status = 415, description = "Unsupported media type")))]
 pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
-    Params::parse(&req, &["local"])?;
+    let p = Params::parse(&req, &["local"])?;
     let media = body_media(&req, false)?;
     let t = tenant(&req, &state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
@@ -28,7 +28,8 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
         return Err(NgsiError::invalid("the body of Create Entity must be a JSON object").into());
     }
     let ctx = body_context(&req, &state, media, &body).await?;
-    let id = create_entity::run(&state.broker, &t, &body, &ctx).await?;
+    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    let id = create_entity::run(&state.broker, &t, &body, &ctx, &dist).await?;
     let mut resp = HttpResponse::Created();
     resp.insert_header((header::LOCATION, format!("/ngsi-ld/v1/entities/{id}")));
     if !t.is_empty() {
@@ -201,12 +202,13 @@ pub async fn replace(
     payload: Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
-    Params::parse(&req, &["type", "local"])?;
+    let p = Params::parse(&req, &["type", "local"])?;
     let media = body_media(&req, false)?;
     let t = tenant(&req, &state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
     let ctx = body_context(&req, &state, media, &body).await?;
-    replace_entity::run(&state.broker, &t, &path, &body, &ctx).await?;
+    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    replace_entity::run(&state.broker, &t, &path, &body, &ctx, &dist).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -218,12 +220,13 @@ pub async fn merge(
     payload: Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
-    Params::parse(&req, &["type", "options", "observedAt", "format", "local"])?;
+    let p = Params::parse(&req, &["type", "options", "observedAt", "format", "local"])?;
     let media = body_media(&req, true)?;
     let t = tenant(&req, &state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
     let ctx = body_context(&req, &state, media, &body).await?;
-    merge_entity::run(&state.broker, &t, &path, &body, &ctx).await?;
+    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    merge_entity::run(&state.broker, &t, &path, &body, &ctx, &dist).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -12,7 +12,48 @@ use crate::jsonld::Context;
 use crate::model::now_millis;
 use crate::store::{Mutation, Write};
 
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
+    b: &Broker,
+    tenant: &str,
+    id: &str,
+    body: &Value,
+    ctx: &Arc<Context>,
+    no_overwrite: bool,
+    dist: &crate::forward::Dist,
+) -> NgsiResult<AttrOutcome> {
+    // Attributes registered by context sources go to them (§4.3.6); the broker appends the rest.
+    let mut forwarded = AttrOutcome::default();
+    let mut body = std::borrow::Cow::Borrowed(body);
+    if b.forwarder.active(tenant, dist)
+        && let Some(fragment) = body.as_object()
+    {
+        super::check_entity_id(id)?;
+        let types = super::local_types(b, tenant, id).await?;
+        let query = if no_overwrite { "?options=noOverwrite" } else { "" };
+        let path = format!("/ngsi-ld/v1/entities/{}/attrs{query}", crate::forward::segment(id));
+        let op = crate::registry::registration::Op::AppendAttrs;
+        let f = b
+            .forwarder
+            .fragment(dist, tenant, id, &types, fragment, ctx, op, reqwest::Method::POST, &path, false)
+            .await;
+        if f.forwarded {
+            let left = f.attrs_left();
+            forwarded.updated = f.sent;
+            forwarded.not_updated = f.refused;
+            if !left {
+                return Ok(forwarded);
+            }
+            body = std::borrow::Cow::Owned(Value::Object(f.rest));
+        }
+    }
+    let mut result = local(b, tenant, id, &body, ctx, no_overwrite).await?;
+    result.updated.extend(forwarded.updated);
+    result.not_updated.extend(forwarded.not_updated);
+    Ok(result)
+}
+
+async fn local(
     b: &Broker,
     tenant: &str,
     id: &str,

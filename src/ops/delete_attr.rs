@@ -10,6 +10,7 @@ use crate::jsonld::Context;
 use crate::model::now_millis;
 use crate::store::{Mutation, Write};
 
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     b: &Broker,
     tenant: &str,
@@ -18,10 +19,31 @@ pub async fn run(
     ctx: &Arc<Context>,
     dataset_id: Option<String>,
     delete_all: bool,
+    dist: &crate::forward::Dist,
 ) -> NgsiResult<()> {
     check_entity_id(id)?;
     if attr != "scope" {
         check_attr_name(attr)?;
+    }
+    if attr != "scope" && b.forwarder.active(tenant, dist) {
+        let types = super::local_types(b, tenant, id).await?;
+        let mut query = Vec::new();
+        if let Some(d) = &dataset_id {
+            query.push(format!("datasetId={}", crate::forward::segment(d)));
+        }
+        if delete_all {
+            query.push("deleteAll=true".to_owned());
+        }
+        let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+        let op = crate::registry::registration::Op::DeleteAttrs;
+        let name = ctx.expand(attr);
+        let keep = b
+            .forwarder
+            .single_attr(dist, tenant, id, &types, &name, None, ctx, op, reqwest::Method::DELETE, &query)
+            .await?;
+        if !keep {
+            return Ok(());
+        }
     }
     b.require_tenant(tenant).await?;
     let name = ctx.expand(attr);

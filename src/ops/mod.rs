@@ -94,6 +94,19 @@ pub async fn fragment_for(
     Ok(input)
 }
 
+/// The types of an entity the broker holds (to match registrations), none if it holds none.
+pub async fn local_types(b: &Broker, tenant: &str, id: &str) -> NgsiResult<Vec<String>> {
+    Ok(b.store.get(tenant, id).await?.map(|e| e.types.clone()).unwrap_or_default())
+}
+
+/// The first refusal of a context source as the operation's error.
+pub fn refused(f: &crate::forward::Forwarded) -> NgsiResult<()> {
+    match f.refused.first() {
+        Some((name, why)) => Err(NgsiError::new(ErrorKind::ContextSourceFailed, format!("{name}: {why}"))),
+        None => Ok(()),
+    }
+}
+
 /// Checks an entity id taken from a path or a list.
 pub fn check_entity_id(id: &str) -> NgsiResult<()> {
     check_id(id, "entity")

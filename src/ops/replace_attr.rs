@@ -12,9 +12,29 @@ use crate::model::now_millis;
 use crate::model::parse::parse_attribute;
 use crate::store::{Mutation, Write};
 
-pub async fn run(b: &Broker, tenant: &str, id: &str, attr: &str, body: &Value, ctx: &Arc<Context>) -> NgsiResult<()> {
+pub async fn run(
+    b: &Broker,
+    tenant: &str,
+    id: &str,
+    attr: &str,
+    body: &Value,
+    ctx: &Arc<Context>,
+    dist: &crate::forward::Dist,
+) -> NgsiResult<()> {
     check_entity_id(id)?;
     check_attr_name(attr)?;
+    if b.forwarder.active(tenant, dist) {
+        let types = super::local_types(b, tenant, id).await?;
+        let op = crate::registry::registration::Op::ReplaceAttrs;
+        let name = ctx.expand(attr);
+        let keep = b
+            .forwarder
+            .single_attr(dist, tenant, id, &types, &name, Some(body), ctx, op, reqwest::Method::PUT, "")
+            .await?;
+        if !keep {
+            return Ok(());
+        }
+    }
     b.require_tenant(tenant).await?;
     let now = now_millis();
     let parsed = parse_attribute(attr, body, ctx, now)?;

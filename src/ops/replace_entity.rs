@@ -11,9 +11,34 @@ use crate::jsonld::Context;
 use crate::model::now_millis;
 use crate::store::{Mutation, Write};
 
-pub async fn run(b: &Broker, tenant: &str, id: &str, body: &Value, ctx: &Arc<Context>) -> NgsiResult<()> {
+pub async fn run(
+    b: &Broker,
+    tenant: &str,
+    id: &str,
+    body: &Value,
+    ctx: &Arc<Context>,
+    dist: &crate::forward::Dist,
+) -> NgsiResult<()> {
     let now = now_millis();
-    let input = super::fragment_for(b, tenant, id, body, ctx, now).await?;
+    let mut body = std::borrow::Cow::Borrowed(body);
+    if b.forwarder.active(tenant, dist)
+        && let Some(fragment) = body.as_object()
+    {
+        super::check_entity_id(id)?;
+        let types = super::local_types(b, tenant, id).await?;
+        let path = format!("/ngsi-ld/v1/entities/{}", crate::forward::segment(id));
+        let op = crate::registry::registration::Op::ReplaceEntity;
+        let f =
+            b.forwarder.fragment(dist, tenant, id, &types, fragment, ctx, op, reqwest::Method::PUT, &path, true).await;
+        super::refused(&f)?;
+        if f.redirected && !f.attrs_left() {
+            return Ok(());
+        }
+        if f.forwarded {
+            body = std::borrow::Cow::Owned(Value::Object(f.rest));
+        }
+    }
+    let input = super::fragment_for(b, tenant, id, &body, ctx, now).await?;
     let owned = id.to_owned();
     b.write_one(
         tenant,

@@ -36,15 +36,15 @@ pub async fn run(
     {
         super::check_entity_id(id)?;
         let types = b.store.get(tenant, id).await?.map(|e| e.types.clone()).unwrap_or_default();
-        let (rest, sent, refused) = b.forwarder.update_attrs(dist, tenant, id, &types, fragment, ctx).await;
-        if !sent.is_empty() || !refused.is_empty() {
-            forwarded.updated = sent;
-            forwarded.not_updated = refused;
-            let attrs_left = rest.keys().any(|k| !matches!(k.as_str(), "id" | "type" | "@context"));
-            if !attrs_left {
+        let f = b.forwarder.update_attrs(dist, tenant, id, &types, fragment, ctx).await;
+        if f.forwarded {
+            let left = f.attrs_left();
+            forwarded.updated = f.sent;
+            forwarded.not_updated = f.refused;
+            if !left {
                 return Ok(forwarded);
             }
-            body = std::borrow::Cow::Owned(Value::Object(rest));
+            body = std::borrow::Cow::Owned(Value::Object(f.rest));
         }
     }
     let mut result = local(b, tenant, id, &body, ctx, now).await?;

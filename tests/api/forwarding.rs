@@ -242,3 +242,61 @@ async fn delete_is_forwarded() {
         "{got:?}"
     );
 }
+
+/// Create, append, merge, replace and attribute deletion send the registered attributes to an
+/// exclusive source; the broker keeps the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_carrying_registered_attributes_go_to_the_source() {
+    let app = spawn_app().await;
+    let src = stub(204, Value::Null, Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "mode": "exclusive",
+               "operations": ["createEntity", "appendAttrs", "mergeEntity", "replaceEntity", "deleteAttrs"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:c3po", "type": "Robot"}],
+                                "propertyNames": ["position"]}]}),
+    )
+    .await;
+    let r = app
+        .post_json(
+            "/ngsi-ld/v1/entities",
+            &json!({"id": "urn:ngsi-ld:Robot:c3po", "type": "Robot",
+                    "position": {"type": "Property", "value": 1}, "battery": {"type": "Property", "value": 9}}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let e: Value = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:c3po?local=true").await.json().await.unwrap();
+    assert!(e.get("position").is_none(), "the source holds position: {e}");
+    assert_eq!(e["battery"]["value"], 9);
+    let r = app
+        .post_json(
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:c3po/attrs",
+            &json!({"position": {"type": "Property", "value": 2}}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = app
+        .patch_json(
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:c3po",
+            &json!({"position": {"type": "Property", "value": 3}}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(app.delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:c3po/attrs/position").await.status(), 204);
+    let got = src.got.lock().clone();
+    let seen: Vec<(String, String)> = got.iter().map(|g| (g.method.clone(), g.path.clone())).collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("POST".to_owned(), "/ngsi-ld/v1/entities".to_owned()),
+            ("POST".to_owned(), "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:c3po/attrs".to_owned()),
+            ("PATCH".to_owned(), "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:c3po".to_owned()),
+            ("DELETE".to_owned(), "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:c3po/attrs/position".to_owned()),
+        ]
+    );
+    assert_eq!(
+        got[0].body,
+        json!({"id": "urn:ngsi-ld:Robot:c3po", "type": "Robot", "position": {"type": "Property", "value": 1}})
+    );
+    assert_eq!(got[2].body, json!({"position": {"type": "Property", "value": 3}}));
+}
