@@ -507,13 +507,14 @@ impl Forwarder {
         }
         let mut out: Vec<Entity> = local.iter().map(|e| (**e).clone()).collect();
         let query = dist.query.clone().unwrap_or_default();
-        for t in &targets {
-            let path = if query.is_empty() {
-                "/ngsi-ld/v1/entities".to_owned()
-            } else {
-                format!("/ngsi-ld/v1/entities?{query}")
-            };
-            let a = self.send(t, tenant, reqwest::Method::GET, &path, ctx, None, dist.via.as_deref()).await;
+        let path =
+            if query.is_empty() { "/ngsi-ld/v1/entities".to_owned() } else { format!("/ngsi-ld/v1/entities?{query}") };
+        // The sources are asked at once; their answers are merged in registration order.
+        let answers = futures_util::future::join_all(
+            targets.iter().map(|t| self.send(t, tenant, reqwest::Method::GET, &path, ctx, None, dist.via.as_deref())),
+        )
+        .await;
+        for (t, a) in targets.iter().zip(answers) {
             let Some(Value::Array(items)) = a.body.filter(|_| a.status == 200) else { continue };
             for item in &items {
                 let Some(mut remote) = entity_from(item, ctx) else { continue };

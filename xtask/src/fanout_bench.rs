@@ -2,10 +2,11 @@
 //! a query on one broker that fans out to three context sources.
 //!
 //! Four fresh brokers are started (all pinned to core 0): A, and sources S1..S3 holding 100
-//! Vehicles each (ids distinct per source). A holds 20 Vehicles of its own and one inclusive
+//! Vehicles each (ids distinct per source). A holds 5 Vehicles of its own and one inclusive
 //! registration per source for type Vehicle. wrk (core 1) sends `GET
 //! /ngsi-ld/v1/entities?type=Vehicle&limit=20` to A, which asks the three sources and merges
-//! their answers; the same query with `local=true` on A is the reference figure.
+//! their answers into one page (A's 5 first, then the sources'); the same query with
+//! `local=true` on A is the reference figure.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -30,7 +31,7 @@ pub(crate) fn measure(bench: &mut Bench, bin: &Path, f: &mut Figures) -> Result<
     eprintln!("brokers F: a query fanning out to {SOURCES} context sources (13)");
     f.ran = true;
     let mut a = Broker::start(bin, "f")?;
-    load(&a, 0, 20, &|i| format!("urn:ngsi-ld:Vehicle:a-{i}"))?;
+    load(&a, 0, 5, &|i| format!("urn:ngsi-ld:Vehicle:a-{i}"))?;
     let mut sources = Vec::new();
     for s in 0..SOURCES {
         let b = Broker::start(bin, &format!("s{s}"))?;
