@@ -169,7 +169,7 @@ async fn watched_attributes_and_geo_queries_select_registrations() {
     let near = json!({"location": {"type": "Point", "coordinates": [-8.521, 41.2]},
                       "information": [{"entities": [{"type": ty}], "propertyNames": ["brand"]}]});
     let reg = must_post(&b, &regs_path(), &tenant, &registration(&ty, near)).await;
-    let mut got = vec![rx.expect("a near registration").await, rx.expect("a registration naming brand").await];
+    let mut got = [rx.expect("a near registration").await, rx.expect("a registration naming brand").await];
     got.sort_by_key(|n| n.body["subscriptionId"].as_str().unwrap_or("").to_owned());
     let mut want = [by_geo, by_attr];
     want.sort();
