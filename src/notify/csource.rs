@@ -170,17 +170,25 @@ pub fn matches(c: &Compiled, reg: &CompiledRegistration, now: i64) -> bool {
 
 /// A registration as the subscription's notifications show it: as a GET renders it, compacted
 /// with the subscription's context, with only the information items the subscription selects
-/// when some do (§5.11.7 recommends sending the relevant information only).
+/// when some do (§5.11.7 recommends sending the relevant information only), and each entity
+/// `type` as an array (either form is valid for EntityInfo; receivers written against the ETSI
+/// suite read the array form, 047_03).
 pub fn render_registration(c: &Compiled, doc: &RegDoc, reg: &CompiledRegistration) -> Value {
     let ctx: &Context = c.notify_ctx.as_ref().map(|(c, _)| c).unwrap_or(&c.ctx);
     let mut v = registration::render(doc, reg, ctx, false);
     let keep = matching_info(c, reg);
-    if keep.iter().any(|k| *k)
-        && let Some(Value::Array(items)) = v.get_mut("information")
-        && items.len() == keep.len()
-    {
-        let mut flags = keep.into_iter();
-        items.retain(|_| flags.next().unwrap_or(true));
+    if let Some(Value::Array(items)) = v.get_mut("information") {
+        if keep.iter().any(|k| *k) && items.len() == keep.len() {
+            let mut flags = keep.into_iter();
+            items.retain(|_| flags.next().unwrap_or(true));
+        }
+        for e in items.iter_mut().filter_map(|i| i.get_mut("entities")).filter_map(Value::as_array_mut).flatten() {
+            if let Some(t) = e.get_mut("type")
+                && t.is_string()
+            {
+                *t = Value::Array(vec![t.take()]);
+            }
+        }
     }
     v
 }

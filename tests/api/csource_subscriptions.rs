@@ -166,7 +166,7 @@ async fn registration_changes_notify_with_trigger_reasons() {
     assert_csource_notification(&n.body, &sub, "newlyMatching", &[&car]);
     assert_eq!(n.body["data"][0]["type"], "ContextSourceRegistration");
     assert_eq!(n.body["data"][0]["registrationName"], "cars");
-    assert_eq!(n.body["data"][0]["information"][0]["entities"][0]["type"], "Vehicle");
+    assert_eq!(n.body["data"][0]["information"][0]["entities"][0]["type"], json!(["Vehicle"]));
     assert!(n.header("link").is_some_and(|l| l.contains(LD_CONTEXT_REL)));
     // Updated and still matching.
     let r = app.patch_json(&format!("{REGS}/{car}"), &json!({"registrationName": "autos"})).await;
@@ -285,4 +285,19 @@ async fn tenants_are_isolated() {
     let n = rx.expect().await;
     assert_csource_notification(&n.body, &sub, "newlyMatching", &[&id]);
     assert_eq!(n.header("ngsild-tenant"), Some("acme"));
+}
+
+#[tokio::test]
+async fn only_matching_information_is_sent_and_time_intervals_repeat() {
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    let both = reg(json!({"information": [{"entities": [{"type": "Bus"}]}, {"entities": [{"type": "Vehicle"}]}]}));
+    let id = must_create(&app, REGS, None, &both).await;
+    let sub = must_create(&app, CSUBS, None, &csub(&rx.url, json!({"timeInterval": 1}))).await;
+    // Initially, then every second, with the Vehicle information item only.
+    for _ in 0..2 {
+        let n = rx.expect().await;
+        assert_csource_notification(&n.body, &sub, "newlyMatching", &[&id]);
+        assert_eq!(n.body["data"][0]["information"], json!([{"entities": [{"type": ["Vehicle"]}]}]));
+    }
 }
