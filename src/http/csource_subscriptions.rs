@@ -33,7 +33,11 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
     if !t.is_empty() {
         resp.insert_header(("NGSILD-Tenant", t));
     }
-    Ok(resp.finish())
+    let mut resp = resp.finish();
+    // Header names are case-insensitive, but some clients (ETSI 038_02) look `Location` up
+    // case-sensitively, so this answer spells them as Orion-LD does.
+    resp.head_mut().set_camel_case_headers(true);
+    Ok(resp)
 }
 
 /// Query Context Source Registration Subscriptions (§5.11.5).

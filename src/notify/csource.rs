@@ -194,11 +194,17 @@ pub fn render_registration(c: &Compiled, doc: &RegDoc, reg: &CompiledRegistratio
 }
 
 /// The subscription as a client sees it: as an entity subscription, without the entity
-/// notification triggers.
+/// notification triggers, and without `timesFailed` while nothing failed (the member is
+/// optional; ETSI 047_05 expects it absent).
 pub fn render(doc: &SubDoc, c: &Compiled, ctx: &Context, now: i64, sys_attrs: bool) -> Value {
     let mut v = subscription::render(doc, c, ctx, now, sys_attrs);
     if let Value::Object(o) = &mut v {
         o.remove("notificationTrigger");
+        if let Some(Value::Object(n)) = o.get_mut("notification")
+            && n.get("timesFailed").and_then(Value::as_u64) == Some(0)
+        {
+            n.remove("timesFailed");
+        }
     }
     v
 }

@@ -198,6 +198,7 @@ async fn registration_changes_notify_with_trigger_reasons() {
     }
     assert_eq!(got["notification"]["timesSent"], 5, "{got}");
     assert_eq!(got["notification"]["status"], "ok");
+    assert!(got["notification"].get("timesFailed").is_none(), "{got}");
     assert!(got["notification"]["lastSuccess"].is_string());
 }
 
