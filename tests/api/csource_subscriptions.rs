@@ -302,3 +302,26 @@ async fn only_matching_information_is_sent_and_time_intervals_repeat() {
         assert_eq!(n.body["data"][0]["information"], json!([{"entities": [{"type": ["Vehicle"]}]}]));
     }
 }
+
+#[tokio::test]
+async fn failed_deliveries_are_counted() {
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    rx.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sub = must_create(&app, CSUBS, None, &csub(&rx.url, json!({}))).await;
+    must_create(&app, REGS, None, &reg(json!({}))).await;
+    let mut got = Value::Null;
+    for _ in 0..50 {
+        got = app.get(&format!("{CSUBS}/{sub}")).await.json().await.unwrap();
+        if got["notification"]["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(got["notification"]["status"], "failed", "{got}");
+    assert!(got["notification"]["timesFailed"].as_u64().is_some_and(|n| n >= 1), "{got}");
+    assert!(got["notification"]["lastFailure"].is_string(), "{got}");
+    // Once the receiver is back, the retry succeeds.
+    rx.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(rx.expect().await.body["triggerReason"], "newlyMatching");
+}
