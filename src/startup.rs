@@ -42,6 +42,8 @@ impl Application {
         let registry = Registrations::start(store.clone())
             .await
             .map_err(|e| format!("cannot load the context source registrations: {e}"))?;
+        registry.set_notifier(notifier.clone());
+        notifier.set_registrations(&registry);
         let forwarder = Arc::new(crate::forward::Forwarder::new(
             registry.clone(),
             resolver.clone(),

@@ -1,12 +1,13 @@
 //! The HTTP edge: the only module that imports actix-web or knows status codes. Routes map to
 //! handlers grouped by resource (`entities`, `attrs`, `batch`, `contexts`, `subscriptions`,
-//! `registrations`, `discovery`, `admin`); each handler parses and checks the request with
+//! `registrations`, `csource_subscriptions`, `discovery`, `admin`); each handler parses and checks the request with
 //! `extract`, calls one operation in `ops`, and answers through `respond`/`render`. Errors of every layer become ProblemDetails in `error`.
 
 pub mod admin;
 pub mod attrs;
 pub mod batch;
 pub mod contexts;
+pub mod csource_subscriptions;
 pub mod discovery;
 pub mod entities;
 pub mod error;
@@ -185,6 +186,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             (M::GET, web::get().to(subscriptions::retrieve)),
             (M::PATCH, web::patch().to(subscriptions::update)),
             (M::DELETE, web::delete().to(subscriptions::delete)),
+        ],
+    ))
+    .service(resource(
+        &format!("{v1}/csourceSubscriptions"),
+        vec![
+            (M::GET, web::get().to(csource_subscriptions::query)),
+            (M::POST, web::post().to(csource_subscriptions::create)),
+        ],
+    ))
+    .service(resource(
+        &format!("{v1}/csourceSubscriptions/{{subscriptionId}}"),
+        vec![
+            (M::GET, web::get().to(csource_subscriptions::retrieve)),
+            (M::PATCH, web::patch().to(csource_subscriptions::update)),
+            (M::DELETE, web::delete().to(csource_subscriptions::delete)),
         ],
     ))
     .service(resource(

@@ -16,7 +16,7 @@ use crate::ops::{
 /// The largest page of subscriptions.
 const MAX_LIMIT: usize = 1000;
 
-async fn object_body(req: &HttpRequest, payload: Payload, state: &State) -> Result<Value, ApiError> {
+pub(super) async fn object_body(req: &HttpRequest, payload: Payload, state: &State) -> Result<Value, ApiError> {
     let body = read_json(payload, state.settings.max_body_bytes).await?;
     if !body.is_object() {
         return Err(NgsiError::invalid(format!("the body of {} must be a JSON object", req.path())).into());

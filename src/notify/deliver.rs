@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 
 use super::sender::{SendError, Sender};
-use super::{Job, Notifier, NotifySettings, OUTBOX, SUBSCRIPTIONS, key};
+use super::{Job, Kind, Notifier, NotifySettings, OUTBOX, key};
 use crate::model::now_millis;
 
 /// The most outbox keys remembered as waiting (about 60 bytes each); beyond that, read-backs scan
@@ -88,7 +88,7 @@ impl Queue {
     fn enqueue(&self, jobs: Vec<Job>) {
         let mut inner = self.inner.lock();
         for j in jobs {
-            let k = key(&j.tenant, &j.sub);
+            let k = j.work_key();
             inner.per_sub.entry(k.clone()).or_default().push_back(j);
             if !inner.running.contains(&k) && !inner.ready.contains(&k) {
                 inner.ready.push_back(k);
@@ -290,13 +290,15 @@ async fn work(n: Arc<Notifier>, k: String, senders: Arc<Senders>, in_flight: Arc
 /// Sends one notification until it is accepted or its retry window has passed.
 async fn deliver(n: &Notifier, job: &Job, senders: &Senders, in_flight: &Semaphore, window: Duration) {
     let k = key(&job.tenant, &job.sub);
+    let kind = job.kind();
     let mut backoff = Duration::from_millis(250);
     loop {
-        let Some(compiled) = n.registry.read().subs.get(&k).map(|e| e.compiled.clone()) else {
+        let Some(compiled) = n.registry.read().of(kind).get(&k).map(|e| e.compiled.clone()) else {
             // The subscription is gone: nobody is waiting for this notification any more.
             return;
         };
         let linked = match compiled.render.join {
+            _ if job.csource.is_some() => None,
             Some(_) => {
                 let roots: Vec<&crate::model::Entity> = job.fired.iter().filter_map(|f| f.new.as_deref()).collect();
                 let level = compiled.render.join_level;
@@ -311,7 +313,10 @@ async fn deliver(n: &Notifier, job: &Job, senders: &Senders, in_flight: &Semapho
             None => None,
         };
         let now = now_millis();
-        let out = super::payload::build(&compiled, &job.fired, linked, now);
+        let out = match &job.csource {
+            Some(p) => super::csource::build(&compiled, p, now),
+            None => super::payload::build(&compiled, &job.fired, linked, now),
+        };
         let result = match senders.for_uri(&out.uri) {
             Ok(sender) => {
                 let _permit = in_flight.acquire().await;
@@ -320,7 +325,7 @@ async fn deliver(n: &Notifier, job: &Job, senders: &Senders, in_flight: &Semapho
             Err(e) => Err(e),
         };
         let ok = result.is_ok();
-        record(n, &k, now, result.err());
+        record(n, kind, &k, now, result.err());
         if ok {
             return;
         }
@@ -334,9 +339,9 @@ async fn deliver(n: &Notifier, job: &Job, senders: &Senders, in_flight: &Semapho
 }
 
 /// Counts one delivery attempt in the subscription's status.
-pub(crate) fn record(n: &Notifier, k: &str, now: i64, err: Option<SendError>) {
+pub(crate) fn record(n: &Notifier, kind: Kind, k: &str, now: i64, err: Option<SendError>) {
     let mut reg = n.registry.write();
-    let Some(e) = reg.subs.get_mut(k) else { return };
+    let Some(e) = reg.of_mut(kind).get_mut(k) else { return };
     let s = &mut e.doc.stats;
     s.times_sent += 1;
     s.last_notification = Some(now);
@@ -372,22 +377,24 @@ async fn flush_outbox(n: &Notifier) {
 /// write: after a crash they may lag by up to one flush period (2 s).
 pub(crate) async fn flush_stats(n: &Notifier) {
     let _guard = n.persist_lock.lock().await;
-    let docs: Vec<(String, serde_json::Value)> = {
-        let mut reg = n.registry.write();
-        reg.subs
-            .iter_mut()
-            .filter(|(_, e)| e.dirty)
-            .filter_map(|(k, e)| {
-                e.dirty = false;
-                serde_json::to_value(&e.doc).ok().map(|v| (k.clone(), v))
-            })
-            .collect()
-    };
-    if docs.is_empty() {
-        return;
-    }
-    if let Err(e) = n.store.put_meta_many(SUBSCRIPTIONS, docs).await {
-        tracing::error!(error = %e, "cannot persist subscription statistics");
+    for kind in [Kind::Entity, Kind::Csource] {
+        let docs: Vec<(String, serde_json::Value)> = {
+            let mut reg = n.registry.write();
+            reg.of_mut(kind)
+                .iter_mut()
+                .filter(|(_, e)| e.dirty)
+                .filter_map(|(k, e)| {
+                    e.dirty = false;
+                    serde_json::to_value(&e.doc).ok().map(|v| (k.clone(), v))
+                })
+                .collect()
+        };
+        if docs.is_empty() {
+            continue;
+        }
+        if let Err(e) = n.store.put_meta_many(kind.collection(), docs).await {
+            tracing::error!(error = %e, "cannot persist subscription statistics");
+        }
     }
 }
 

@@ -8,8 +8,13 @@
 //! a write and its delivery, even through a crash: at start-up the outbox is read back and what
 //! it holds is sent again. Delivery ([`deliver`]) runs per subscription in order, retries with
 //! backoff within a retry window, and counts every attempt in the subscription's status.
+//!
+//! Context source registration subscriptions ([`csource`]) live in the same notifier: they
+//! share the stored and compiled forms, the delivery queue and the statistics, and are fired by
+//! the registry ([`Notifier::registration_changed`]) rather than by the store.
 
 pub mod amqp;
+pub mod csource;
 pub mod deliver;
 pub mod http;
 pub mod matcher;
@@ -20,8 +25,8 @@ pub mod sender;
 pub mod subscription;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value, json};
@@ -30,6 +35,8 @@ use crate::error::{ErrorKind, NgsiError, NgsiResult};
 use crate::jsonld::Context;
 use crate::jsonld::resolver::Resolver;
 use crate::model::now_millis;
+use crate::registry::Registrations;
+use crate::registry::registration::{CompiledRegistration, RegDoc};
 use crate::store::{Change, ChangeObserver, Store};
 use matcher::{Fired, TenantIndex};
 use subscription::{Compiled, SubDoc};
@@ -63,6 +70,41 @@ impl Default for NotifySettings {
     }
 }
 
+/// The two kinds of subscription the notifier holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Subscriptions to entities (`/subscriptions`, §5.8).
+    Entity,
+    /// Subscriptions to context source registrations (`/csourceSubscriptions`, §5.11).
+    Csource,
+}
+
+impl Kind {
+    /// The store collection holding them.
+    pub fn collection(self) -> &'static str {
+        match self {
+            Kind::Entity => SUBSCRIPTIONS,
+            Kind::Csource => csource::CSOURCE_SUBSCRIPTIONS,
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Entity => "subscription",
+            Kind::Csource => "context source registration subscription",
+        }
+    }
+
+    /// The key of a subscription's delivery queue and timer: the two kinds have separate id
+    /// spaces, so a registration subscription's key is set apart.
+    pub(crate) fn work_key(self, tenant: &str, id: &str) -> String {
+        match self {
+            Kind::Entity => key(tenant, id),
+            Kind::Csource => format!("{tenant}\u{0}\u{1}{id}"),
+        }
+    }
+}
+
 /// A subscription known to the notifier.
 pub struct Entry {
     pub doc: SubDoc,
@@ -83,12 +125,28 @@ pub struct Job {
     pub fired: Vec<Fired>,
     /// When the notification was first queued (the retry window starts here).
     pub queued_at: i64,
+    /// For a context source registration subscription: the registrations to notify (`fired`
+    /// is then empty).
+    pub csource: Option<Arc<csource::Payload>>,
+}
+
+impl Job {
+    pub fn kind(&self) -> Kind {
+        if self.csource.is_some() { Kind::Csource } else { Kind::Entity }
+    }
+
+    /// The key of the subscription's delivery queue.
+    pub(crate) fn work_key(&self) -> String {
+        self.kind().work_key(&self.tenant, &self.sub)
+    }
 }
 
 #[derive(Default)]
 pub(crate) struct Registry {
     pub(crate) subs: HashMap<String, Entry>,
     index: HashMap<String, TenantIndex>,
+    /// Context source registration subscriptions (few, so not indexed).
+    pub(crate) csubs: HashMap<String, Entry>,
 }
 
 pub(crate) fn key(tenant: &str, id: &str) -> String {
@@ -96,6 +154,20 @@ pub(crate) fn key(tenant: &str, id: &str) -> String {
 }
 
 impl Registry {
+    pub(crate) fn of(&self, kind: Kind) -> &HashMap<String, Entry> {
+        match kind {
+            Kind::Entity => &self.subs,
+            Kind::Csource => &self.csubs,
+        }
+    }
+
+    pub(crate) fn of_mut(&mut self, kind: Kind) -> &mut HashMap<String, Entry> {
+        match kind {
+            Kind::Entity => &mut self.subs,
+            Kind::Csource => &mut self.csubs,
+        }
+    }
+
     fn insert(&mut self, e: Entry) {
         let k = key(&e.doc.tenant, &e.doc.id);
         self.remove(&k);
@@ -131,6 +203,9 @@ pub struct Notifier {
     seq: AtomicU64,
     pub(crate) queue: deliver::Queue,
     pub(crate) periodic: periodic::Timers,
+    /// The registry of context source registrations (for the notifications that registration
+    /// subscriptions send when they are created, updated or periodic).
+    registrations: OnceLock<Weak<Registrations>>,
 }
 
 impl Notifier {
@@ -153,19 +228,24 @@ impl Notifier {
             seq: AtomicU64::new((now_millis().max(0) as u64) << 16),
             queue,
             periodic: periodic::Timers::default(),
+            registrations: OnceLock::new(),
         });
-        let docs = store.list_meta(SUBSCRIPTIONS).await.map_err(|e| e.to_string())?;
-        for (k, v) in docs {
-            let doc: SubDoc = match serde_json::from_value(v) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(key = %k, error = %e, "a stored subscription is unreadable; skipped");
-                    continue;
+        for kind in [Kind::Entity, Kind::Csource] {
+            let docs = store.list_meta(kind.collection()).await.map_err(|e| e.to_string())?;
+            for (k, v) in docs {
+                let doc: SubDoc = match serde_json::from_value(v) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::error!(key = %k, error = %e, "a stored subscription is unreadable; skipped");
+                        continue;
+                    }
+                };
+                match n.compile_doc(&doc, kind).await {
+                    Ok(c) => n.install(doc, c, kind),
+                    Err(e) => {
+                        tracing::error!(id = %doc.id, error = %e, "a stored subscription does not compile; skipped")
+                    }
                 }
-            };
-            match n.compile_doc(&doc).await {
-                Ok(c) => n.install(doc, c),
-                Err(e) => tracing::error!(id = %doc.id, error = %e, "a stored subscription does not compile; skipped"),
             }
         }
         store.set_observer(n.clone());
@@ -178,9 +258,12 @@ impl Notifier {
 
     /// Compiles a stored subscription with its context (and its `jsonldContext`, which decides
     /// how notifications are compacted).
-    async fn compile_doc(&self, doc: &SubDoc) -> NgsiResult<Compiled> {
+    async fn compile_doc(&self, doc: &SubDoc, kind: Kind) -> NgsiResult<Compiled> {
         let ctx = self.context_of(&doc.context).await?;
-        let mut c = subscription::compile(&doc.id, &doc.tenant, &doc.body, ctx)?;
+        let mut c = match kind {
+            Kind::Entity => subscription::compile(&doc.id, &doc.tenant, &doc.body, ctx)?,
+            Kind::Csource => csource::compile(&doc.id, &doc.tenant, &doc.body, ctx)?,
+        };
         if let Some(Value::String(url)) = doc.body.get("jsonldContext") {
             // An implicitly created context is both: resolve (and count) it once.
             let notify = if doc.context.as_str() == Some(url.as_str()) {
@@ -200,19 +283,43 @@ impl Notifier {
         }
     }
 
-    fn install(self: &Arc<Self>, doc: SubDoc, compiled: Compiled) {
+    fn install(self: &Arc<Self>, doc: SubDoc, compiled: Compiled, kind: Kind) {
         let compiled = Arc::new(compiled);
-        let k = key(&doc.tenant, &doc.id);
-        self.periodic.cancel(&k);
+        let wk = kind.work_key(&doc.tenant, &doc.id);
+        self.periodic.cancel(&wk);
         if compiled.time_interval.is_some() {
-            self.periodic.start(self.clone(), k.clone(), compiled.clone());
+            self.periodic.start(self.clone(), wk, compiled.clone());
         }
-        self.registry.write().insert(Entry { doc, compiled, last_fired: None, dirty: false });
+        let e = Entry { doc, compiled, last_fired: None, dirty: false };
+        match kind {
+            Kind::Entity => self.registry.write().insert(e),
+            Kind::Csource => {
+                self.registry.write().csubs.insert(key(&e.doc.tenant, &e.doc.id), e);
+            }
+        }
+    }
+
+    /// Lets registration subscriptions read the registrations (set once at start-up; the
+    /// registry holds the notifier, so this link is weak).
+    pub fn set_registrations(&self, r: &Arc<Registrations>) {
+        let _ = self.registrations.set(Arc::downgrade(r));
     }
 
     /// Creates a subscription from a client body (already without `@context`).
     pub async fn create(
         self: &Arc<Self>,
+        tenant: &str,
+        body: Map<String, Value>,
+        ctx: Arc<Context>,
+    ) -> NgsiResult<String> {
+        self.create_of(Kind::Entity, tenant, body, ctx).await
+    }
+
+    /// Creates a subscription of either kind. A registration subscription is sent the
+    /// registrations it matches at once (§5.11.7).
+    pub async fn create_of(
+        self: &Arc<Self>,
+        kind: Kind,
         tenant: &str,
         mut body: Map<String, Value>,
         ctx: Arc<Context>,
@@ -222,7 +329,7 @@ impl Notifier {
         }
         let id = match body.get("id") {
             Some(Value::String(id)) if crate::model::parse::is_uri(id) => id.clone(),
-            Some(_) => return Err(NgsiError::bad_data("the subscription id must be a URI")),
+            Some(_) => return Err(NgsiError::bad_data(format!("the {} id must be a URI", kind.noun()))),
             None => format!("urn:ngsi-ld:Subscription:{}", uuid::Uuid::new_v4()),
         };
         body.insert("id".into(), json!(id));
@@ -243,14 +350,18 @@ impl Notifier {
             modified_at: now,
             stats: Default::default(),
         };
-        let compiled = self.compile_doc(&doc).await?;
+        let compiled = self.compile_doc(&doc, kind).await?;
         let k = key(tenant, &id);
         let _guard = self.persist_lock.lock().await;
-        if self.registry.read().subs.contains_key(&k) {
-            return Err(NgsiError::new(ErrorKind::AlreadyExists, format!("subscription {id} already exists")));
+        if self.registry.read().of(kind).contains_key(&k) {
+            return Err(NgsiError::new(ErrorKind::AlreadyExists, format!("{} {id} already exists", kind.noun())));
         }
-        self.persist(&doc).await?;
-        self.install(doc, compiled);
+        self.persist(&doc, kind).await?;
+        self.install(doc, compiled, kind);
+        drop(_guard);
+        if kind == Kind::Csource {
+            self.csource_current(tenant, &id).await;
+        }
         Ok(id)
     }
 
@@ -275,21 +386,33 @@ impl Notifier {
         Ok(Some(entry.url))
     }
 
-    async fn persist(&self, doc: &SubDoc) -> NgsiResult<()> {
+    async fn persist(&self, doc: &SubDoc, kind: Kind) -> NgsiResult<()> {
         let v = serde_json::to_value(doc).map_err(|e| NgsiError::internal(e.to_string()))?;
-        self.store.put_meta(SUBSCRIPTIONS, &key(&doc.tenant, &doc.id), v).await?;
+        self.store.put_meta(kind.collection(), &key(&doc.tenant, &doc.id), v).await?;
         Ok(())
     }
 
-    fn not_found(id: &str) -> NgsiError {
-        NgsiError::new(ErrorKind::ResourceNotFound, format!("subscription {id} not found"))
+    fn not_found(id: &str, kind: Kind) -> NgsiError {
+        NgsiError::new(ErrorKind::ResourceNotFound, format!("{} {id} not found", kind.noun()))
+    }
+
+    fn render(e: &Entry, kind: Kind, ctx: &Context, now: i64, sys_attrs: bool) -> Value {
+        match kind {
+            Kind::Entity => subscription::render(&e.doc, &e.compiled, ctx, now, sys_attrs),
+            Kind::Csource => csource::render(&e.doc, &e.compiled, ctx, now, sys_attrs),
+        }
     }
 
     /// A subscription as clients see it.
     pub fn get(&self, tenant: &str, id: &str, ctx: &Context, sys_attrs: bool) -> NgsiResult<Value> {
+        self.get_of(Kind::Entity, tenant, id, ctx, sys_attrs)
+    }
+
+    /// A subscription of either kind as clients see it.
+    pub fn get_of(&self, kind: Kind, tenant: &str, id: &str, ctx: &Context, sys_attrs: bool) -> NgsiResult<Value> {
         let reg = self.registry.read();
-        let e = reg.subs.get(&key(tenant, id)).ok_or_else(|| Self::not_found(id))?;
-        Ok(subscription::render(&e.doc, &e.compiled, ctx, now_millis(), sys_attrs))
+        let e = reg.of(kind).get(&key(tenant, id)).ok_or_else(|| Self::not_found(id, kind))?;
+        Ok(Self::render(e, kind, ctx, now_millis(), sys_attrs))
     }
 
     /// A tenant's subscriptions, oldest first: one page and the total.
@@ -301,16 +424,24 @@ impl Notifier {
         limit: usize,
         sys_attrs: bool,
     ) -> (Vec<Value>, usize) {
+        self.list_of(Kind::Entity, tenant, ctx, offset, limit, sys_attrs)
+    }
+
+    /// A tenant's subscriptions of one kind, oldest first: one page and the total.
+    pub fn list_of(
+        &self,
+        kind: Kind,
+        tenant: &str,
+        ctx: &Context,
+        offset: usize,
+        limit: usize,
+        sys_attrs: bool,
+    ) -> (Vec<Value>, usize) {
         let reg = self.registry.read();
-        let mut all: Vec<&Entry> = reg.subs.values().filter(|e| e.doc.tenant == tenant).collect();
+        let mut all: Vec<&Entry> = reg.of(kind).values().filter(|e| e.doc.tenant == tenant).collect();
         all.sort_by(|a, b| a.doc.created_at.cmp(&b.doc.created_at).then_with(|| a.doc.id.cmp(&b.doc.id)));
         let now = now_millis();
-        let page = all
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .map(|e| subscription::render(&e.doc, &e.compiled, ctx, now, sys_attrs))
-            .collect();
+        let page = all.iter().skip(offset).take(limit).map(|e| Self::render(e, kind, ctx, now, sys_attrs)).collect();
         (page, all.len())
     }
 
@@ -323,9 +454,22 @@ impl Notifier {
         patch: Map<String, Value>,
         ctx: Arc<Context>,
     ) -> NgsiResult<()> {
+        self.update_of(Kind::Entity, tenant, id, patch, ctx).await
+    }
+
+    /// Updates a subscription of either kind. An updated registration subscription is sent
+    /// every registration it now matches (§5.11.7).
+    pub async fn update_of(
+        self: &Arc<Self>,
+        kind: Kind,
+        tenant: &str,
+        id: &str,
+        patch: Map<String, Value>,
+        ctx: Arc<Context>,
+    ) -> NgsiResult<()> {
         let mut doc = {
             let reg = self.registry.read();
-            reg.subs.get(&key(tenant, id)).ok_or_else(|| Self::not_found(id))?.doc.clone()
+            reg.of(kind).get(&key(tenant, id)).ok_or_else(|| Self::not_found(id, kind))?.doc.clone()
         };
         if patch.is_empty() {
             return Err(NgsiError::bad_data("an empty fragment updates nothing"));
@@ -333,7 +477,7 @@ impl Notifier {
         if let Some(v) = patch.get("id")
             && v.as_str() != Some(id)
         {
-            return Err(NgsiError::bad_data("the id of a subscription cannot change"));
+            return Err(NgsiError::bad_data(format!("the id of a {} cannot change", kind.noun())));
         }
         // Members given replace the stored ones whole (GS CIM 009 §5.8.2); null removes one.
         let patch = subscription::normalize(patch, &ctx);
@@ -351,31 +495,135 @@ impl Notifier {
             return Err(NgsiError::bad_data("expiresAt must be in the future"));
         }
         doc.modified_at = now;
-        let compiled = self.compile_doc(&doc).await?;
+        let compiled = self.compile_doc(&doc, kind).await?;
         let _guard = self.persist_lock.lock().await;
         // Statistics may have moved on while the update was compiled; a concurrent delete wins.
-        match self.registry.read().subs.get(&key(tenant, id)) {
+        match self.registry.read().of(kind).get(&key(tenant, id)) {
             Some(e) => doc.stats = e.doc.stats.clone(),
-            None => return Err(Self::not_found(id)),
+            None => return Err(Self::not_found(id, kind)),
         }
-        self.persist(&doc).await?;
-        self.install(doc, compiled);
+        self.persist(&doc, kind).await?;
+        self.install(doc, compiled, kind);
+        drop(_guard);
+        if kind == Kind::Csource {
+            self.csource_current(tenant, id).await;
+        }
         Ok(())
     }
 
     pub async fn delete(&self, tenant: &str, id: &str) -> NgsiResult<()> {
+        self.delete_of(Kind::Entity, tenant, id).await
+    }
+
+    /// Deletes a subscription of either kind.
+    pub async fn delete_of(&self, kind: Kind, tenant: &str, id: &str) -> NgsiResult<()> {
         let k = key(tenant, id);
         let _guard = self.persist_lock.lock().await;
-        if !self.registry.read().subs.contains_key(&k) {
-            return Err(Self::not_found(id));
+        if !self.registry.read().of(kind).contains_key(&k) {
+            return Err(Self::not_found(id, kind));
         }
-        self.store.delete_meta(SUBSCRIPTIONS, &k).await?;
-        self.periodic.cancel(&k);
-        self.registry.write().remove(&k);
+        self.store.delete_meta(kind.collection(), &k).await?;
+        self.periodic.cancel(&kind.work_key(tenant, id));
+        match kind {
+            Kind::Entity => {
+                self.registry.write().remove(&k);
+            }
+            Kind::Csource => {
+                self.registry.write().csubs.remove(&k);
+            }
+        }
         Ok(())
     }
 
-    /// The number of subscriptions (all tenants), for `/version`.
+    /// The registrations a registration subscription matches now, rendered for it.
+    pub(crate) fn csource_matching(&self, c: &Compiled) -> Vec<Value> {
+        let Some(r) = self.registrations.get().and_then(Weak::upgrade) else {
+            return Vec::new();
+        };
+        let now = now_millis();
+        r.all(&c.tenant)
+            .iter()
+            .filter(|(_, reg)| csource::matches(c, reg, now))
+            .map(|(doc, reg)| csource::render_registration(c, doc, reg))
+            .collect()
+    }
+
+    /// Sends a registration subscription the registrations it matches now (`newlyMatching`),
+    /// if it is active and matches any.
+    async fn csource_current(&self, tenant: &str, id: &str) {
+        let Some(c) = self.registry.read().csubs.get(&key(tenant, id)).map(|e| e.compiled.clone()) else {
+            return;
+        };
+        if !c.live(now_millis()) {
+            return;
+        }
+        let data = self.csource_matching(&c);
+        if data.is_empty() {
+            return;
+        }
+        let payload = csource::Payload { reason: csource::Reason::NewlyMatching, data };
+        self.queue.push_loose(Self::csource_job(&c, payload)).await;
+    }
+
+    pub(crate) fn csource_job(c: &Compiled, p: csource::Payload) -> Job {
+        Job {
+            outbox: None,
+            tenant: c.tenant.clone(),
+            sub: c.id.clone(),
+            fired: Vec::new(),
+            queued_at: now_millis(),
+            csource: Some(Arc::new(p)),
+        }
+    }
+
+    /// Tells the registration subscriptions of a tenant that a registration was created (`old`
+    /// None), updated or deleted (`new` None), once the change is persisted. Each active
+    /// subscription that matched the old or matches the new state is notified:
+    /// `newlyMatching`, `updated` or `noLongerMatching` (§5.11.7), throttling permitting.
+    ///
+    /// The notifications are queued in memory only (waiting for room when the queue is full):
+    /// unlike entity notifications they have no outbox entry, because registrations are not
+    /// written through the store's group commit.
+    pub async fn registration_changed(
+        &self,
+        tenant: &str,
+        old: Option<&(RegDoc, Arc<CompiledRegistration>)>,
+        new: Option<&(RegDoc, Arc<CompiledRegistration>)>,
+    ) {
+        let now = now_millis();
+        let jobs: Vec<Job> = {
+            let mut reg = self.registry.write();
+            let mut jobs = Vec::new();
+            for e in reg.csubs.values_mut().filter(|e| e.doc.tenant == tenant) {
+                let c = &e.compiled;
+                if !c.live(now) {
+                    continue;
+                }
+                let was = old.is_some_and(|(_, r)| csource::matches(c, r, now));
+                let is = new.is_some_and(|(_, r)| csource::matches(c, r, now));
+                let (reason, shown) = match (was, is, new, old) {
+                    (false, true, Some(n), _) => (csource::Reason::NewlyMatching, n),
+                    (true, true, Some(n), _) => (csource::Reason::Updated, n),
+                    (true, false, Some(n), _) | (true, false, None, Some(n)) => (csource::Reason::NoLongerMatching, n),
+                    _ => continue,
+                };
+                if let (Some(t), Some(last)) = (c.throttling, e.last_fired)
+                    && ((now - last) as f64) < t * 1000.0
+                {
+                    continue;
+                }
+                e.last_fired = Some(now);
+                let data = vec![csource::render_registration(c, &shown.0, &shown.1)];
+                jobs.push(Self::csource_job(c, csource::Payload { reason, data }));
+            }
+            jobs
+        };
+        for j in jobs {
+            self.queue.push_loose(j).await;
+        }
+    }
+
+    /// The number of entity subscriptions (all tenants), for `/version`.
     pub fn count(&self) -> usize {
         self.registry.read().subs.len()
     }
@@ -443,6 +691,7 @@ impl Notifier {
                 sub: sub.to_owned(),
                 fired,
                 queued_at,
+                csource: None,
             });
         }
         if jobs.is_empty() {
@@ -521,6 +770,7 @@ impl ChangeObserver for Notifier {
                 sub: e.doc.id.clone(),
                 fired,
                 queued_at: now,
+                csource: None,
             });
         }
         self.queue.hold(&okey, jobs.len());

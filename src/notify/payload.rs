@@ -198,13 +198,22 @@ pub fn build(c: &Compiled, fired: &[Fired], linked: Option<Arc<HashMap<String, A
     } else {
         Value::Array(data)
     };
-    let mut body = json!({
+    let body = json!({
         "id": format!("urn:ngsi-ld:Notification:{}", uuid::Uuid::new_v4()),
         "type": "Notification",
         "subscriptionId": c.id,
         "notifiedAt": format_millis(now),
         "data": data_value,
     });
+    envelope(c, body, Some(c.render.format))
+}
+
+/// Wraps a notification body for its endpoint: the `@context` of each `data` item (JSON-LD) or
+/// the Link header, the content type, the attribute format (entity notifications), the tenant
+/// and the `receiverInfo` headers.
+pub(crate) fn envelope(c: &Compiled, mut body: Value, format: Option<Format>) -> Outgoing {
+    let ctx: &Context = c.notify_ctx.as_ref().map(|(c, _)| c).unwrap_or(&c.ctx);
+    let accept = c.endpoint.accept.as_str();
     let mut headers = vec![("Content-Type".to_owned(), accept.to_owned())];
     if accept == "application/ld+json" {
         let member = match (&c.notify_ctx, &ctx.original) {
@@ -225,12 +234,14 @@ pub fn build(c: &Compiled, fired: &[Fired], linked: Option<Arc<HashMap<String, A
         headers
             .push(("Link".to_owned(), format!("<{link_url}>; rel=\"{LD_CONTEXT_REL}\"; type=\"application/ld+json\"")));
     }
-    let format = match c.render.format {
-        Format::Normalized => "Normalized",
-        Format::Concise => "Concise",
-        Format::KeyValues => "Simplified",
-    };
-    headers.push(("Ngsild-Attribute-Format".to_owned(), format.to_owned()));
+    if let Some(format) = format {
+        let format = match format {
+            Format::Normalized => "Normalized",
+            Format::Concise => "Concise",
+            Format::KeyValues => "Simplified",
+        };
+        headers.push(("Ngsild-Attribute-Format".to_owned(), format.to_owned()));
+    }
     if !c.tenant.is_empty() {
         headers.push(("NGSILD-Tenant".to_owned(), c.tenant.clone()));
     }

@@ -1,6 +1,7 @@
 //! Periodic notifications (`timeInterval`, GS CIM 009 §5.8.1): every interval the
 //! subscription's query runs against the store and the matching entities are notified, whether
-//! they changed or not. One timer task per subscription, cancelled when it changes or goes.
+//! they changed or not (for a context source registration subscription: the registrations it
+//! matches). One timer task per subscription, cancelled when it changes or goes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +36,15 @@ impl Timers {
                 if !c.live(now_millis()) {
                     continue;
                 }
+                if c.csource.is_some() {
+                    // A registration subscription is sent every registration it matches.
+                    let data = n.csource_matching(&c);
+                    if !data.is_empty() {
+                        let p = super::csource::Payload { reason: super::csource::Reason::NewlyMatching, data };
+                        n.queue.push_loose(Notifier::csource_job(&c, p)).await;
+                    }
+                    continue;
+                }
                 let query = EntityQuery {
                     selectors: c.selectors.clone(),
                     attrs: (!c.watched.is_empty()).then(|| c.watched.clone()),
@@ -61,6 +71,7 @@ impl Timers {
                         sub: c.id.clone(),
                         fired,
                         queued_at: now_millis(),
+                        csource: None,
                     })
                     .await;
             }

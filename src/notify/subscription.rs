@@ -128,6 +128,8 @@ pub struct Compiled {
     pub expires_at: Option<i64>,
     pub throttling: Option<f64>,
     pub time_interval: Option<f64>,
+    /// The filters of a context source registration subscription (None for an entity one).
+    pub csource: Option<super::csource::CsourceFilter>,
 }
 
 impl Compiled {
@@ -150,7 +152,7 @@ impl Compiled {
 
 /// Decodes `%XX` escapes: a `q` is written as in a URL, and clients copy it into subscriptions
 /// still encoded (`name=="Eiffel%20Tower"`).
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     if !s.contains('%') {
         return s.to_owned();
     }
@@ -547,6 +549,7 @@ pub fn compile(id: &str, tenant: &str, body: &Map<String, Value>, ctx: Arc<Conte
         expires_at,
         throttling,
         time_interval,
+        csource: None,
     })
 }
 

@@ -8,6 +8,11 @@
 //! it: the registration API (`ops/*_registration*.rs`) and the forwarding layer, which asks
 //! [`Registrations::matching`] which sources to distribute an operation to.
 //!
+//! Every change (create, update, delete) is told to the notifier once it is persisted, which
+//! notifies the context source registration subscriptions it concerns
+//! ([`crate::notify::Notifier::registration_changed`]); registrations are not entities, so the
+//! store's change observer does not see them.
+//!
 //! Creating or updating an exclusive or redirect registration is checked against the other
 //! registrations and the broker's own entities (§4.3.6.3, §5.9.2.4, §5.9.3.4); those checks and
 //! every write run one at a time, so two concurrent registrations cannot both pass them.
@@ -16,7 +21,7 @@ pub mod registration;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use parking_lot::RwLock;
@@ -114,7 +119,12 @@ pub struct Registrations {
     writes: tokio::sync::Mutex<()>,
     /// The next [`CompiledRegistration::seq`].
     next_seq: AtomicU64,
+    /// Told of every change, for context source registration subscriptions.
+    notifier: OnceLock<Arc<crate::notify::Notifier>>,
 }
+
+/// A registration as stored and as compiled.
+pub type Snapshot = (RegDoc, Arc<CompiledRegistration>);
 
 fn key(tenant: &str, id: &str) -> String {
     format!("{tenant}\u{0}{id}")
@@ -129,6 +139,7 @@ impl Registrations {
             tenants: RwLock::new(HashMap::new()),
             writes: tokio::sync::Mutex::new(()),
             next_seq: AtomicU64::new(0),
+            notifier: OnceLock::new(),
         });
         for (k, v) in store.list_meta(REGISTRATIONS).await.map_err(|e| e.to_string())? {
             let doc: RegDoc = match serde_json::from_value(v) {
@@ -178,6 +189,30 @@ impl Registrations {
         Ok(())
     }
 
+    /// Connects the notifier (once, at start-up): from then on it is told of every change.
+    pub fn set_notifier(&self, n: Arc<crate::notify::Notifier>) {
+        let _ = self.notifier.set(n);
+    }
+
+    async fn changed(&self, tenant: &str, old: Option<&Snapshot>, new: Option<&Snapshot>) {
+        if let Some(n) = self.notifier.get() {
+            n.registration_changed(tenant, old, new).await;
+        }
+    }
+
+    fn snapshot(&self, tenant: &str, id: &str) -> Option<Snapshot> {
+        self.tenants.read().get(tenant)?.regs.get(id).map(|e| (e.doc.clone(), e.compiled.clone()))
+    }
+
+    /// A tenant's registrations, oldest first.
+    pub fn all(&self, tenant: &str) -> Vec<Snapshot> {
+        let tenants = self.tenants.read();
+        let Some(t) = tenants.get(tenant) else { return Vec::new() };
+        let mut all: Vec<&Entry> = t.regs.values().collect();
+        all.sort_by_key(|e| (e.compiled.created_at, e.compiled.seq));
+        all.into_iter().map(|e| (e.doc.clone(), e.compiled.clone())).collect()
+    }
+
     fn doc(&self, tenant: &str, id: &str) -> Option<RegDoc> {
         self.tenants.read().get(tenant)?.regs.get(id).map(|e| e.doc.clone())
     }
@@ -211,6 +246,8 @@ impl Registrations {
         self.check_conflicts(tenant, &compiled).await?;
         self.persist(&doc).await?;
         self.install(doc, compiled, false);
+        let new = self.snapshot(tenant, &id);
+        self.changed(tenant, None, new.as_ref()).await;
         Ok(id)
     }
 
@@ -240,28 +277,34 @@ impl Registrations {
         let compiled = registration::compile(id, tenant, &doc.body, doc.context.clone(), doc.created_at)?;
         self.check_conflicts(tenant, &compiled).await?;
         // Statistics may have moved on since the document was read.
-        if let Some(d) = self.doc(tenant, id) {
-            doc.stats = d.stats;
+        let old = self.snapshot(tenant, id);
+        if let Some((d, _)) = &old {
+            doc.stats = d.stats.clone();
         }
         self.persist(&doc).await?;
         self.install(doc, compiled, false);
+        let new = self.snapshot(tenant, id);
+        self.changed(tenant, old.as_ref(), new.as_ref()).await;
         Ok(())
     }
 
     /// Deletes a registration (§5.9.4).
     pub async fn delete(&self, tenant: &str, id: &str) -> NgsiResult<()> {
         let _w = self.writes.lock().await;
-        if self.doc(tenant, id).is_none() {
+        let Some(old) = self.snapshot(tenant, id) else {
             return Err(not_found(id));
-        }
+        };
         self.store.delete_meta(REGISTRATIONS, &key(tenant, id)).await?;
-        let mut tenants = self.tenants.write();
-        if let Some(t) = tenants.get_mut(tenant) {
-            t.remove(id);
-            if t.regs.is_empty() {
-                tenants.remove(tenant);
+        {
+            let mut tenants = self.tenants.write();
+            if let Some(t) = tenants.get_mut(tenant) {
+                t.remove(id);
+                if t.regs.is_empty() {
+                    tenants.remove(tenant);
+                }
             }
         }
+        self.changed(tenant, Some(&old), None).await;
         Ok(())
     }
 

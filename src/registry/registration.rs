@@ -410,6 +410,30 @@ impl EntityInfo {
         id_ok && (types.is_empty() || self.types.iter().any(|t| types.contains(t)))
     }
 
+    /// Whether an entity selector (of a discovery query or a context source registration
+    /// subscription) may describe some entity of this info: its types select one of the info's
+    /// types, and its ids (any of) or its pattern fit the info's id or pattern. A registered
+    /// pattern, or no id at all, is assumed to describe some id the selector names.
+    pub fn meets(&self, ids: Option<&[String]>, id_pattern: Option<&Regex>, types: Option<&types::TypeSel>) -> bool {
+        if let Some(sel) = types
+            && !sel.matches(&self.types)
+        {
+            return false;
+        }
+        if let Some(ids) = ids {
+            let ok = match (&self.id, &self.id_pattern) {
+                (Some(id), _) => ids.contains(id),
+                (None, Some(p)) => ids.iter().any(|i| p.is_match(i)),
+                (None, None) => true,
+            };
+            if !ok {
+                return false;
+            }
+        }
+        // Only a registered id can be tested against the selector's pattern.
+        !matches!((id_pattern, &self.id), (Some(p), Some(id)) if !p.is_match(id))
+    }
+
     /// Whether some entity may be described by both (used for proxied-registration conflicts).
     fn overlaps(&self, other: &EntityInfo) -> bool {
         if !self.types.iter().any(|t| other.types.contains(t)) {
@@ -1055,31 +1079,7 @@ impl Discovery {
     }
 
     fn entity_matches(&self, e: &EntityInfo) -> bool {
-        if let Some(sel) = &self.types
-            && !sel.matches(&e.types)
-        {
-            return false;
-        }
-        if let Some(ids) = &self.ids {
-            let ok = match (&e.id, &e.id_pattern) {
-                (Some(id), _) => ids.contains(id),
-                (None, Some(p)) => ids.iter().any(|i| p.is_match(i)),
-                (None, None) => true,
-            };
-            if !ok {
-                return false;
-            }
-        }
-        if let Some(p) = &self.id_pattern {
-            // Only a registered id can be tested against the query's pattern; a registered
-            // pattern, or no id at all, is assumed to describe some id the pattern matches.
-            if let Some(id) = &e.id
-                && !p.is_match(id)
-            {
-                return false;
-            }
-        }
-        true
+        e.meets(self.ids.as_deref(), self.id_pattern.as_ref(), self.types.as_ref())
     }
 
     fn info_matches(&self, i: &RegInfo) -> bool {

@@ -4,6 +4,7 @@ mod admin;
 mod attrs;
 mod batch;
 mod contexts;
+mod csource_subscriptions;
 mod discovery;
 mod entities;
 mod errors;

@@ -235,3 +235,41 @@ async fn registrations_survive_kill_9() {
     let r = client.post(regs(&b.url)).header("NGSILD-Tenant", "iot").json(&again).send().await.unwrap();
     assert_eq!(r.status(), 409);
 }
+
+/// Context source registration subscriptions are durable: one acknowledged with 201 is served
+/// after `kill -9` and a restart, in its tenant, updates included, a deleted one stays deleted,
+/// and it is notified of registrations made after the restart.
+#[tokio::test]
+async fn csource_subscriptions_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let rx = crate::helpers::Receiver::start().await;
+    let csubs = |url: &str| format!("{url}/ngsi-ld/v1/csourceSubscriptions");
+    let b = start(dir.path()).await;
+    for id in ["urn:ngsi-ld:Subscription:kept", "urn:ngsi-ld:Subscription:gone"] {
+        let body = json!({"id": id, "type": "Subscription", "entities": [{"type": "Robot"}],
+            "notification": {"endpoint": {"uri": rx.url}}});
+        let r = client.post(csubs(&b.url)).header("NGSILD-Tenant", "iot").json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let kept = format!("{}/urn:ngsi-ld:Subscription:kept", csubs(&b.url));
+    let r = client.patch(&kept).header("NGSILD-Tenant", "iot").json(&json!({"description": "robots"})).send().await;
+    assert_eq!(r.unwrap().status(), 204);
+    let gone = format!("{}/urn:ngsi-ld:Subscription:gone", csubs(&b.url));
+    assert_eq!(client.delete(&gone).header("NGSILD-Tenant", "iot").send().await.unwrap().status(), 204);
+    drop(b); // SIGKILL
+    let b = start(dir.path()).await;
+    let found: Value =
+        client.get(csubs(&b.url)).header("NGSILD-Tenant", "iot").send().await.unwrap().json().await.unwrap();
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["id"], "urn:ngsi-ld:Subscription:kept");
+    assert_eq!(found[0]["description"], "robots");
+    let reg = json!({"id": "urn:ngsi-ld:ContextSourceRegistration:r", "type": "ContextSourceRegistration",
+        "endpoint": "http://iota:4041", "information": [{"entities": [{"type": "Robot"}]}]});
+    let url = format!("{}/ngsi-ld/v1/csourceRegistrations", b.url);
+    assert_eq!(client.post(url).header("NGSILD-Tenant", "iot").json(&reg).send().await.unwrap().status(), 201);
+    let n = rx.expect().await;
+    assert_eq!(n.body["subscriptionId"], "urn:ngsi-ld:Subscription:kept");
+    assert_eq!(n.body["triggerReason"], "newlyMatching");
+    rx.expect_none(300).await;
+}
