@@ -2,13 +2,11 @@
 
 use actix_web::web::{Path, Payload};
 use actix_web::{HttpRequest, HttpResponse, http::header};
-use serde_json::Value;
 
 use super::State;
 use super::error::ApiError;
-use super::extract::{Params, accept, body_context, body_media, header_context, read_json, tenant};
+use super::extract::{Params, accept, body_context, body_media, header_context, tenant};
 use super::respond;
-use crate::error::NgsiError;
 use crate::ops::query_entities::geo_from_params;
 use crate::ops::{
     create_registration, delete_registration, query_registrations, retrieve_registration, update_registration,
@@ -16,21 +14,13 @@ use crate::ops::{
 
 const BASE: &str = "/ngsi-ld/v1/csourceRegistrations";
 
-async fn object_body(req: &HttpRequest, payload: Payload, state: &State) -> Result<Value, ApiError> {
-    let body = read_json(payload, state.settings.max_body_bytes).await?;
-    if !body.is_object() {
-        return Err(NgsiError::invalid(format!("the body of {} must be a JSON object", req.path())).into());
-    }
-    Ok(body)
-}
-
 /// Register Context Source (§5.9.2): 201 with Location.
 #[utoipa::path(post, path = "/ngsi-ld/v1/csourceRegistrations", tag = "Context Source Registrations", request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "CSourceRegistration"), responses((status = 201, description = "Created; Location names it"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 409, description = "Already exists, or conflicts with an exclusive or redirect registration or with local entities", body = crate::http::error::ProblemDetails)))]
 pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     Params::parse(&req, &[])?;
     let media = body_media(&req, false)?;
     let t = tenant(&req, &state)?;
-    let body = object_body(&req, payload, &state).await?;
+    let body = super::subscriptions::object_body(&req, payload, &state).await?;
     let ctx = body_context(&req, &state, media, &body).await?;
     let id = create_registration::run(&state.broker, &t, &body, ctx).await?;
     let mut resp = HttpResponse::Created();
@@ -95,37 +85,15 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
         timeproperty: text("timeproperty"),
     };
     let (page, total) = query_registrations::run(&state.broker, &t, &params, &ctx, offset, limit, count, sys_attrs)?;
-    let mut resp = respond::document(Value::Array(page), &ctx, acc);
-    if count && let Ok(v) = header::HeaderValue::from_str(&total.to_string()) {
-        resp.headers_mut().insert(header::HeaderName::from_static("ngsild-results-count"), v);
-    }
-    // Paging links (§5.5.9, §6.3.20): the same query, previous and next page.
+    // Paging links repeat the query's other parameters.
     let others: Vec<(&str, &str)> = p
         .pairs()
         .iter()
         .filter(|(k, _)| k != "limit" && k != "offset")
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let prefix = match serde_urlencoded::to_string(&others) {
-        Ok(s) if !s.is_empty() => format!("{s}&"),
-        _ => String::new(),
-    };
-    let link = |o: usize, rel: &str| {
-        format!("<{BASE}?{prefix}limit={limit}&offset={o}>;rel=\"{rel}\";type=\"application/ld+json\"")
-    };
-    if limit > 0 {
-        if offset > 0
-            && let Ok(v) = header::HeaderValue::from_str(&link(offset.saturating_sub(limit), "prev"))
-        {
-            resp.headers_mut().append(header::LINK, v);
-        }
-        if offset + limit < total
-            && let Ok(v) = header::HeaderValue::from_str(&link(offset + limit, "next"))
-        {
-            resp.headers_mut().append(header::LINK, v);
-        }
-    }
-    Ok(resp)
+    let query = serde_urlencoded::to_string(&others).unwrap_or_default();
+    Ok(respond::page(page, &ctx, acc, BASE, &query, offset, limit, total, count))
 }
 
 /// Retrieve Context Source Registration (§5.10.1).
@@ -151,7 +119,7 @@ pub async fn update(
     Params::parse(&req, &[])?;
     let media = body_media(&req, true)?;
     let t = tenant(&req, &state)?;
-    let body = object_body(&req, payload, &state).await?;
+    let body = super::subscriptions::object_body(&req, payload, &state).await?;
     let ctx = body_context(&req, &state, media, &body).await?;
     update_registration::run(&state.broker, &t, &path, &body, ctx).await?;
     Ok(HttpResponse::NoContent().finish())

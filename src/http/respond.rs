@@ -235,3 +235,41 @@ pub fn document(mut body: Value, ctx: &Context, accept: Accept) -> HttpResponse 
             .body(body.to_string()),
     }
 }
+
+/// A page of a collection (subscriptions, registrations): the documents, `NGSILD-Results-Count`
+/// when counted, and `Link` headers to the previous and the next page (GS CIM 009 §5.5.9,
+/// §6.3.20) that repeat the query's other parameters (`query`, already encoded, may be empty).
+#[allow(clippy::too_many_arguments)]
+pub fn page(
+    items: Vec<Value>,
+    ctx: &Context,
+    accept: Accept,
+    base: &str,
+    query: &str,
+    offset: usize,
+    limit: usize,
+    total: usize,
+    count: bool,
+) -> HttpResponse {
+    let mut resp = document(Value::Array(items), ctx, accept);
+    if count && let Ok(v) = header::HeaderValue::from_str(&total.to_string()) {
+        resp.headers_mut().insert(header::HeaderName::from_static("ngsild-results-count"), v);
+    }
+    let prefix = if query.is_empty() { String::new() } else { format!("{query}&") };
+    let link = |o: usize, rel: &str| {
+        format!("<{base}?{prefix}limit={limit}&offset={o}>;rel=\"{rel}\";type=\"application/ld+json\"")
+    };
+    let mut links = Vec::new();
+    if limit > 0 && offset > 0 {
+        links.push(link(offset.saturating_sub(limit), "prev"));
+    }
+    if limit > 0 && offset + limit < total {
+        links.push(link(offset + limit, "next"));
+    }
+    for l in links {
+        if let Ok(v) = header::HeaderValue::from_str(&l) {
+            resp.headers_mut().append(header::LINK, v);
+        }
+    }
+    resp
+}

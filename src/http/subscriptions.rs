@@ -56,29 +56,7 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
         return Err(NgsiError::bad_data("limit=0 is only allowed together with count=true").into());
     }
     let (page, total) = query_subscriptions::run(&state.broker, &t, &ctx, offset, limit, MAX_LIMIT, sys_attrs)?;
-    let mut resp = respond::document(Value::Array(page), &ctx, acc);
-    if count && let Ok(v) = header::HeaderValue::from_str(&total.to_string()) {
-        resp.headers_mut().insert(header::HeaderName::from_static("ngsild-results-count"), v);
-    }
-    // Paging links (GS CIM 009 §6.3.20 and §5.5.9): the previous and the next page, if any.
-    let link = |o: usize, rel: &str| {
-        format!("</ngsi-ld/v1/subscriptions?limit={limit}&offset={o}>;rel=\"{rel}\";type=\"application/ld+json\"")
-    };
-    if limit > 0 {
-        if offset > 0 {
-            let prev = link(offset.saturating_sub(limit), "prev");
-            if let Ok(v) = header::HeaderValue::from_str(&prev) {
-                resp.headers_mut().append(header::LINK, v);
-            }
-        }
-        if offset + limit < total {
-            let next = link(offset + limit, "next");
-            if let Ok(v) = header::HeaderValue::from_str(&next) {
-                resp.headers_mut().append(header::LINK, v);
-            }
-        }
-    }
-    Ok(resp)
+    Ok(respond::page(page, &ctx, acc, "/ngsi-ld/v1/subscriptions", "", offset, limit, total, count))
 }
 
 /// Retrieve Subscription (§5.8.3).
