@@ -26,6 +26,8 @@ pub enum ErrorKind {
     ContextSourceFailed,
     /// A context source a request was forwarded to did not answer in time (504).
     ContextSourceTimeout,
+    /// A forwarded request came back to this broker (508).
+    LoopDetected,
 }
 
 impl ErrorKind {
@@ -45,6 +47,7 @@ impl ErrorKind {
             ErrorKind::NonexistentTenant => "NonexistentTenant",
             // GS CIM 009 has no type of its own for a failed distributed operation.
             ErrorKind::ContextSourceFailed | ErrorKind::ContextSourceTimeout => "InternalError",
+            ErrorKind::LoopDetected => "LoopDetected",
         }
     }
 
@@ -65,6 +68,7 @@ impl ErrorKind {
             ErrorKind::NonexistentTenant => "Nonexistent tenant",
             ErrorKind::ContextSourceFailed => "Context source failed",
             ErrorKind::ContextSourceTimeout => "Context source timed out",
+            ErrorKind::LoopDetected => "Loop detected",
         }
     }
 }

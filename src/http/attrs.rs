@@ -22,7 +22,7 @@ pub async fn append(
     let t = tenant(&req, &state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
     let ctx = body_context(&req, &state, media, &body).await?;
-    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     let out = append_attrs::run(&state.broker, &t, &path, &body, &ctx, no_overwrite, &dist).await?;
     Ok(respond::attr_outcome(&out, &ctx))
 }
@@ -40,7 +40,7 @@ pub async fn update(
     let t = tenant(&req, &state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
     let ctx = body_context(&req, &state, media, &body).await?;
-    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     let out = update_attrs::run(&state.broker, &t, &path, &body, &ctx, &dist).await?;
     Ok(respond::attr_outcome(&out, &ctx))
 }
@@ -59,7 +59,7 @@ pub async fn partial_update(
     let body = read_json(payload, state.settings.max_body_bytes).await?;
     let ctx = body_context(&req, &state, media, &body).await?;
     let (id, attr) = path.into_inner();
-    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     update_attr::run(&state.broker, &t, &id, &attr, &body, &ctx, &dist).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -78,7 +78,7 @@ pub async fn replace(
     let body = read_json(payload, state.settings.max_body_bytes).await?;
     let ctx = body_context(&req, &state, media, &body).await?;
     let (id, attr) = path.into_inner();
-    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     replace_attr::run(&state.broker, &t, &id, &attr, &body, &ctx, &dist).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -91,7 +91,7 @@ pub async fn delete(req: HttpRequest, path: Path<(String, String)>, state: State
     let ctx = header_context(&req, &state).await?;
     let (id, attr) = path.into_inner();
     let dataset_id = p.get("datasetId").map(str::to_owned);
-    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     delete_attr::run(&state.broker, &t, &id, &attr, &ctx, dataset_id, p.bool("deleteAll")?, &dist).await?;
     Ok(HttpResponse::NoContent().finish())
 }

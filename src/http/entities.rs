@@ -28,7 +28,7 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
         return Err(NgsiError::invalid("the body of Create Entity must be a JSON object").into());
     }
     let ctx = body_context(&req, &state, media, &body).await?;
-    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     let id = create_entity::run(&state.broker, &t, &body, &ctx, &dist).await?;
     let mut resp = HttpResponse::Created();
     resp.insert_header((header::LOCATION, format!("/ngsi-ld/v1/entities/{id}")));
@@ -95,7 +95,7 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
         count: p.bool("count")?,
         local: p.bool("local")?,
     };
-    let dist = super::extract::dist(&req, &state, params.local);
+    let dist = super::extract::dist(&req, &state, params.local)?;
     let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist).await?;
     with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await
 }
@@ -149,7 +149,7 @@ pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Res
     let t = tenant(&req, &state)?;
     let ctx = header_context(&req, &state).await?;
     let opts = respond::render_opts(&p, &ctx)?;
-    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     let e = retrieve_entity::run(&state.broker, &t, &path, &ctx, &dist).await?;
     if let Some(types) = p.list("type") {
         let wanted: Vec<String> = types.iter().map(|x| ctx.expand(x)).collect();
@@ -207,7 +207,7 @@ pub async fn replace(
     let t = tenant(&req, &state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
     let ctx = body_context(&req, &state, media, &body).await?;
-    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     replace_entity::run(&state.broker, &t, &path, &body, &ctx, &dist).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -225,7 +225,7 @@ pub async fn merge(
     let t = tenant(&req, &state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
     let ctx = body_context(&req, &state, media, &body).await?;
-    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     merge_entity::run(&state.broker, &t, &path, &body, &ctx, &dist).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -235,7 +235,7 @@ pub async fn merge(
 pub async fn delete(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, &["type", "local"])?;
     let t = tenant(&req, &state)?;
-    let dist = super::extract::dist(&req, &state, p.bool("local")?);
+    let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     delete_entity::run(&state.broker, &t, &path, &dist).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -284,7 +284,7 @@ pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Res
             .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| NgsiError::bad_data("joinLevel must be a positive integer"))?;
     }
-    let dist = super::extract::dist(&req, &state, params.local);
+    let dist = super::extract::dist(&req, &state, params.local)?;
     let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist).await?;
     with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await
 }

@@ -52,6 +52,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::NoMultiTenantSupport => StatusCode::NOT_IMPLEMENTED,
         ErrorKind::ContextSourceFailed => StatusCode::BAD_GATEWAY,
         ErrorKind::ContextSourceTimeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::LoopDetected => StatusCode::LOOP_DETECTED,
     }
 }
 

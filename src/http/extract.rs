@@ -218,11 +218,18 @@ pub async fn batch_contexts(
 
 /// Whether a request may be forwarded to context sources: not with `local=true`, and not when
 /// its `Via` header shows it already went through this broker (a loop).
-pub fn dist(req: &HttpRequest, state: &AppState, local: bool) -> crate::forward::Dist {
+pub fn dist(req: &HttpRequest, state: &AppState, local: bool) -> Result<crate::forward::Dist, ApiError> {
     let via: Vec<String> = req.headers().get_all("via").filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
     let via = (!via.is_empty()).then(|| via.join(", "));
-    let looped = via.as_deref().is_some_and(|v| state.broker.forwarder.is_loop(v));
-    crate::forward::Dist { local_only: local || looped, via, query: Some(req.query_string().to_owned()) }
+    // A request that already went through this broker came round a loop (GS CIM 009 §6.3.18).
+    if via.as_deref().is_some_and(|v| state.broker.forwarder.is_loop(v)) {
+        return Err(NgsiError::new(
+            ErrorKind::LoopDetected,
+            "the Via header shows this request already went through this broker",
+        )
+        .into());
+    }
+    Ok(crate::forward::Dist { local_only: local, via, query: Some(req.query_string().to_owned()) })
 }
 
 /// Response media types.

@@ -107,6 +107,11 @@ async fn command_attribute_updates_go_to_the_registered_agent() {
         assert_eq!(got[0].body["value"], json!([28, -104, 23]));
         assert!(got[0].headers["via"].contains("orbis-"), "{:?}", got[0].headers);
     }
+    // A request carrying this broker's own Via came round a loop: 508 Loop Detected (§6.3.18).
+    let via = agent.got.lock()[0].headers["via"].clone();
+    let r =
+        app.client.get(app.url("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2")).header("Via", via).send().await.unwrap();
+    crate::helpers::assert_problem(r, 508, "LoopDetected").await;
     // The broker does not store the command: it belongs to the agent.
     let e: Value = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2?local=true").await.json().await.unwrap();
     assert!(e.get("position").is_none(), "{e}");
