@@ -7,8 +7,8 @@
 //! source's values); an inclusive one adds to the broker's data (updates go to both, reads merge,
 //! the most recent value winning); an auxiliary one only fills gaps in reads. A forwarded request
 //! carries a `Via` header naming this broker, and a request that already names it is answered
-//! locally, so two brokers registered on each other cannot loop; `local=true` turns forwarding
-//! off. Every forwarded request is bounded by the registration's `management.timeout` or the
+//! 508 Loop Detected, so two brokers registered on each other cannot loop; `local=true` turns
+//! forwarding off. Every forwarded request is bounded by the registration's `management.timeout` or the
 //! configured default, so a source that is down does not hang the caller, and its outcome is
 //! counted in the registration's status.
 
@@ -29,7 +29,7 @@ const LD_CONTEXT_REL: &str = "http://www.w3.org/ns/json-ld#context";
 /// Whether and how a request may be distributed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dist {
-    /// `local=true`, or the request came from this broker (its `Via` names it).
+    /// `local=true`: the request stays on this broker.
     pub local_only: bool,
     /// The request's `Via` header, extended when forwarding.
     pub via: Option<String>,
