@@ -861,14 +861,23 @@ fn near_plan(ts: &TenantState, filter: &EntityFilter, offset: usize, limit: usiz
             e.0 = d;
         }
     }
-    let mut hits: Vec<(f64, &OrderKey, &Arc<Entity>)> = best
-        .into_values()
-        .filter_map(|(d, key)| ts.entities.get(&key.1).filter(|e| filter.matches(e)).map(|e| (d, key, e)))
-        .collect();
-    hits.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-    let total = hits.len();
-    let entities = hits.into_iter().skip(offset).take(limit).map(|(_, _, e)| e.clone()).collect();
-    Some(Page { entities, total: count.then_some(total) })
+    // Nearest first (ties in creation order); only what a page needs is looked up and refined,
+    // unless the matches must be counted.
+    let mut cands: Vec<(f64, &OrderKey)> = best.into_values().collect();
+    cands.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+    let want = offset.saturating_add(limit);
+    let (mut entities, mut matched) = (Vec::with_capacity(limit.min(cands.len())), 0usize);
+    for (_, key) in cands {
+        let Some(e) = ts.entities.get(&key.1).filter(|e| filter.matches(e)) else { continue };
+        if matched >= offset && matched < want {
+            entities.push(e.clone());
+        }
+        matched += 1;
+        if !count && matched >= want {
+            break;
+        }
+    }
+    Some(Page { entities, total: count.then_some(matched) })
 }
 
 /// The entities whose GeoProperty box intersects the filter's search box, in creation order,
