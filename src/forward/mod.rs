@@ -352,24 +352,6 @@ impl Forwarder {
         Ok(keep_local)
     }
 
-    /// Distributed Update Entity Attributes (§5.6.2): sends each source the attributes it is
-    /// registered for. Returns the fragment left for the broker (the attributes no exclusive or
-    /// redirect registration took), the attributes forwarded, and those a source refused.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn update_attrs(
-        &self,
-        dist: &Dist,
-        tenant: &str,
-        id: &str,
-        types: &[String],
-        fragment: &Map<String, Value>,
-        ctx: &Arc<Context>,
-    ) -> Forwarded {
-        let path = format!("/ngsi-ld/v1/entities/{}/attrs", segment(id));
-        self.fragment(dist, tenant, id, types, fragment, ctx, Op::UpdateEntity, reqwest::Method::PATCH, &path, false)
-            .await
-    }
-
     /// An operation carrying an entity fragment (create, update, append, merge, replace): each
     /// source registered for `op` gets the attributes it is registered for, with `method` at
     /// `path` (relative to its endpoint); `with_identity` adds the entity's id and type to what

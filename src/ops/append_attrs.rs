@@ -23,34 +23,21 @@ pub async fn run(
     dist: &crate::forward::Dist,
 ) -> NgsiResult<AttrOutcome> {
     // Attributes registered by context sources go to them (§4.3.6); the broker appends the rest.
-    let mut forwarded = AttrOutcome::default();
-    let mut body = std::borrow::Cow::Borrowed(body);
-    if b.forwarder.active(tenant, dist)
-        && let Some(fragment) = body.as_object()
-    {
-        super::check_entity_id(id)?;
-        let types = super::local_types(b, tenant, id).await?;
-        let query = if no_overwrite { "?options=noOverwrite" } else { "" };
-        let path = format!("/ngsi-ld/v1/entities/{}/attrs{query}", crate::forward::segment(id));
-        let op = crate::registry::registration::Op::AppendAttrs;
-        let f = b
-            .forwarder
-            .fragment(dist, tenant, id, &types, fragment, ctx, op, reqwest::Method::POST, &path, false)
-            .await;
-        if f.forwarded {
-            let left = f.attrs_left();
-            forwarded.updated = f.sent;
-            forwarded.not_updated = f.refused;
-            if !left {
-                return Ok(forwarded);
-            }
-            body = std::borrow::Cow::Owned(Value::Object(f.rest));
+    let query = if no_overwrite { "?options=noOverwrite" } else { "" };
+    let path = format!("/ngsi-ld/v1/entities/{}/attrs{query}", crate::forward::segment(id));
+    let op = crate::registry::registration::Op::AppendAttrs;
+    match super::forward_fragment(b, tenant, id, body, ctx, dist, op, reqwest::Method::POST, &path, false).await? {
+        None => local(b, tenant, id, body, ctx, no_overwrite).await,
+        Some(f) => {
+            let mut result = match f.attrs_left() {
+                true => local(b, tenant, id, &Value::Object(f.rest), ctx, no_overwrite).await?,
+                false => AttrOutcome::default(),
+            };
+            result.updated.extend(f.sent);
+            result.not_updated.extend(f.refused);
+            Ok(result)
         }
     }
-    let mut result = local(b, tenant, id, &body, ctx, no_overwrite).await?;
-    result.updated.extend(forwarded.updated);
-    result.not_updated.extend(forwarded.not_updated);
-    Ok(result)
 }
 
 async fn local(

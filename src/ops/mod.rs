@@ -104,6 +104,32 @@ pub async fn local_types(b: &Broker, tenant: &str, id: &str) -> NgsiResult<Vec<S
     Ok(b.store.get(tenant, id).await?.map(|e| e.types.clone()).unwrap_or_default())
 }
 
+/// The distributed part of an operation carrying a fragment of an existing entity (§4.3.6):
+/// the attributes of `body` that context sources are registered for `op` are sent to them with
+/// `method` at `path` (relative to each source's endpoint). `None` when nothing was forwarded;
+/// otherwise what was, with the fragment left for the broker (`rest`).
+#[allow(clippy::too_many_arguments)]
+pub async fn forward_fragment(
+    b: &Broker,
+    tenant: &str,
+    id: &str,
+    body: &Value,
+    ctx: &Arc<Context>,
+    dist: &crate::forward::Dist,
+    op: crate::registry::registration::Op,
+    method: reqwest::Method,
+    path: &str,
+    with_identity: bool,
+) -> NgsiResult<Option<crate::forward::Forwarded>> {
+    let Some(fragment) = body.as_object().filter(|_| b.forwarder.active(tenant, dist)) else {
+        return Ok(None);
+    };
+    check_entity_id(id)?;
+    let types = local_types(b, tenant, id).await?;
+    let f = b.forwarder.fragment(dist, tenant, id, &types, fragment, ctx, op, method, path, with_identity).await;
+    Ok(f.forwarded.then_some(f))
+}
+
 /// The first refusal of a context source as the operation's error.
 pub fn refused(f: &crate::forward::Forwarded) -> NgsiResult<()> {
     match f.refused.first() {

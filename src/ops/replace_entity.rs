@@ -21,22 +21,16 @@ pub async fn run(
 ) -> NgsiResult<()> {
     let now = now_millis();
     let mut body = std::borrow::Cow::Borrowed(body);
-    if b.forwarder.active(tenant, dist)
-        && let Some(fragment) = body.as_object()
+    let path = format!("/ngsi-ld/v1/entities/{}", crate::forward::segment(id));
+    let op = crate::registry::registration::Op::ReplaceEntity;
+    if let Some(f) =
+        super::forward_fragment(b, tenant, id, &body, ctx, dist, op, reqwest::Method::PUT, &path, true).await?
     {
-        super::check_entity_id(id)?;
-        let types = super::local_types(b, tenant, id).await?;
-        let path = format!("/ngsi-ld/v1/entities/{}", crate::forward::segment(id));
-        let op = crate::registry::registration::Op::ReplaceEntity;
-        let f =
-            b.forwarder.fragment(dist, tenant, id, &types, fragment, ctx, op, reqwest::Method::PUT, &path, true).await;
         super::refused(&f)?;
         if f.redirected && !f.attrs_left() {
             return Ok(());
         }
-        if f.forwarded {
-            body = std::borrow::Cow::Owned(Value::Object(f.rest));
-        }
+        body = std::borrow::Cow::Owned(Value::Object(f.rest));
     }
     let input = super::fragment_for(b, tenant, id, &body, ctx, now).await?;
     let owned = id.to_owned();

@@ -29,28 +29,20 @@ pub async fn run(
 ) -> NgsiResult<AttrOutcome> {
     let now = now_millis();
     // Attributes registered by context sources go to them; the broker updates the rest.
-    let mut forwarded = AttrOutcome::default();
-    let mut body = std::borrow::Cow::Borrowed(body);
-    if b.forwarder.active(tenant, dist)
-        && let Some(fragment) = body.as_object()
-    {
-        super::check_entity_id(id)?;
-        let types = b.store.get(tenant, id).await?.map(|e| e.types.clone()).unwrap_or_default();
-        let f = b.forwarder.update_attrs(dist, tenant, id, &types, fragment, ctx).await;
-        if f.forwarded {
-            let left = f.attrs_left();
-            forwarded.updated = f.sent;
-            forwarded.not_updated = f.refused;
-            if !left {
-                return Ok(forwarded);
-            }
-            body = std::borrow::Cow::Owned(Value::Object(f.rest));
+    let path = format!("/ngsi-ld/v1/entities/{}/attrs", crate::forward::segment(id));
+    let op = crate::registry::registration::Op::UpdateEntity;
+    match super::forward_fragment(b, tenant, id, body, ctx, dist, op, reqwest::Method::PATCH, &path, false).await? {
+        None => local(b, tenant, id, body, ctx, now).await,
+        Some(f) => {
+            let mut result = match f.attrs_left() {
+                true => local(b, tenant, id, &Value::Object(f.rest), ctx, now).await?,
+                false => AttrOutcome::default(),
+            };
+            result.updated.extend(f.sent);
+            result.not_updated.extend(f.refused);
+            Ok(result)
         }
     }
-    let mut result = local(b, tenant, id, &body, ctx, now).await?;
-    result.updated.extend(forwarded.updated);
-    result.not_updated.extend(forwarded.not_updated);
-    Ok(result)
 }
 
 /// The update of the broker's own copy.
