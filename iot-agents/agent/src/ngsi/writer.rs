@@ -1,0 +1,1 @@
+//! Placeholder: the batching writer lands with the southbound transports.
