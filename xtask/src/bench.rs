@@ -10,7 +10,9 @@
 //!   and measures create again (create flatness as the store grows);
 //! * broker N: the notification workload ((10) and (11), `crate::notify_bench`).
 //!
-//! `--only core` runs brokers A and B, `--only notify` broker N.
+//! * broker G and an `orbis-agent`: MQTT measures through the IoT agent (`crate::agent_bench`).
+//!
+//! `--only core` runs brokers A and B, `--only notify` broker N, `--only agent` broker G.
 
 use std::fmt::Write as _;
 use std::io::ErrorKind;
@@ -30,11 +32,12 @@ const USAGE: &str = "usage: cargo xtask bench [options]
   --mem-entities N     entities loaded for the RSS figure         (100000)
   --grow-to N          also measure create after loading N        (= --mem-entities)
                        entities, e.g. --grow-to 1000000
-  --only WHAT          all | core | notify | fanout               (all)
+  --only WHAT          all | core | notify | fanout | agent       (all)
                        core: workloads (0)-(9), RSS, create flatness;
                        notify: the notification workload (10)-(11)
   --notify-wait SECS   longest wait for the notifications after (11)  (300)
-  --no-build           use the existing target/release/orbis
+  --agent-rate N       MQTT measures/s published in (14)          (20000)
+  --no-build           use the existing target/release/orbis and orbis-agent
 Requires wrk (apt-get install -y wrk) and taskset (util-linux).";
 
 /// Pre-created entities read and updated by the retrieve and update workloads.
@@ -54,6 +57,7 @@ pub(crate) enum Only {
     Core,
     Notify,
     Fanout,
+    Agent,
 }
 
 pub(crate) struct Opts {
@@ -66,6 +70,7 @@ pub(crate) struct Opts {
     build: bool,
     pub(crate) only: Only,
     pub(crate) notify_wait: u64,
+    pub(crate) agent_rate: u64,
 }
 
 pub(crate) fn parse_opts(args: &[String]) -> Result<Opts, String> {
@@ -79,6 +84,7 @@ pub(crate) fn parse_opts(args: &[String]) -> Result<Opts, String> {
         build: true,
         only: Only::All,
         notify_wait: 300,
+        agent_rate: 20_000,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -103,7 +109,8 @@ pub(crate) fn parse_opts(args: &[String]) -> Result<Opts, String> {
                 "core" => Only::Core,
                 "notify" => Only::Notify,
                 "fanout" => Only::Fanout,
-                _ => return Err(format!("--only: all, core, notify or fanout, not {value:?}\n{USAGE}")),
+                "agent" => Only::Agent,
+                _ => return Err(format!("--only: all, core, notify, fanout or agent, not {value:?}\n{USAGE}")),
             };
             continue;
         }
@@ -117,6 +124,7 @@ pub(crate) fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--mem-entities" => o.mem_entities = n.max(LOAD_CHUNK),
             "--grow-to" => o.grow_to = n,
             "--notify-wait" => o.notify_wait = n,
+            "--agent-rate" => o.agent_rate = n.max(1),
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
     }
@@ -528,6 +536,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     let root = root();
     if opts.build {
         crate::run("cargo", &["build", "--release", "--bin", "orbis"])?;
+        if matches!(opts.only, Only::All | Only::Agent) {
+            crate::run("cargo", &["build", "--release", "-p", "orbis-agent", "--bin", "orbis-agent"])?;
+        }
     }
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
     let bin = target.join("release").join("orbis");
@@ -559,6 +570,14 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         f.problems.push(e);
         complete = false;
     }
+    let mut af = crate::agent_bench::Figures::default();
+    if matches!(only, Only::All | Only::Agent)
+        && let Err(e) =
+            crate::agent_bench::measure(&bench.opts, &bin, &target.join("release").join("orbis-agent"), &mut af)
+    {
+        f.problems.push(e);
+        complete = false;
+    }
     f.problems.append(&mut nf.problems);
     let loadavg_end = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let loadavg_end: Vec<&str> = loadavg_end.split_whitespace().take(3).collect();
@@ -585,6 +604,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         crate::notify_bench::report(&bench.opts, &nf, &mut out);
     }
     crate::fanout_bench::report(&bench.opts, &ff, &mut out);
+    crate::agent_bench::report(&af, &mut out);
     runs_fanout(&ff, &mut f.problems);
     print!("{out}");
     if f.problems.is_empty() { Ok(()) } else { Err(format!("benchmark failed:\n  {}", f.problems.join("\n  "))) }

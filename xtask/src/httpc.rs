@@ -19,6 +19,18 @@ pub fn request(
     body: Option<&str>,
     timeout: Duration,
 ) -> Result<Response, String> {
+    request_with(addr, method, path, body, &[], timeout)
+}
+
+/// [`request`] with extra headers (a tenant, the FIWARE service headers).
+pub fn request_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Response, String> {
     let err = |e: std::io::Error| format!("{method} {path}: {e}");
     let mut s = TcpStream::connect(addr).map_err(err)?;
     s.set_read_timeout(Some(timeout)).map_err(err)?;
@@ -26,6 +38,9 @@ pub fn request(
     s.set_nodelay(true).map_err(err)?;
     let mut head =
         format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
     if let Some(b) = body {
         head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
     }

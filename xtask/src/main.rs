@@ -4,8 +4,9 @@
 //! * `codegen` — regenerates `openapi/openapi.json` from the broker's annotations.
 //! * `bench`   — release build, broker pinned to core 0, `wrk` workloads on core 1, RSS and
 //!   create flatness, notifications (`--only notify`: that part alone); prints a table with the
-//!   targets (see BENCHMARKS.md).
+//!   targets (see BENCHMARKS.md); `--only agent` measures the IoT agent.
 
+mod agent_bench;
 mod bench;
 mod fanout_bench;
 mod httpc;
