@@ -172,7 +172,15 @@ async fn update(
     let reregister = registration::registration_body(&old, group.as_ref(), settings)
         != registration::registration_body(&new, group.as_ref(), settings);
     if reregister {
-        new.registration_id = registration::register(&agent, &new, group.as_ref()).await?;
+        // An exclusive registration of the same attribute would conflict: the old one goes first.
+        registration::unregister(&agent, &old, group.as_ref()).await?;
+        match registration::register(&agent, &new, group.as_ref()).await {
+            Ok(id) => new.registration_id = id,
+            Err(e) => {
+                restore(&agent, old, group.as_ref()).await;
+                return Err(e);
+            }
+        }
     }
     let resolved = crate::mapping::resolve(&new, group.as_ref(), settings);
     let entity = json!({"id": resolved.entity_id, "type": resolved.entity_type, "@context": resolved.context});
@@ -183,14 +191,26 @@ async fn update(
     };
     if let Err(e) = outcome {
         if reregister {
-            roll_back(&agent, &[(new, group)]).await;
+            roll_back(&agent, &[(new, group.clone())]).await;
+            restore(&agent, old, group.as_ref()).await;
         }
         return Err(e);
     }
-    if reregister && let Err(e) = registration::unregister(&agent, &old, group.as_ref()).await {
-        tracing::warn!(device = %old.device_id, error = %e, "could not remove the superseded registration");
-    }
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Puts back the registration of a device whose update failed, and records its new id.
+async fn restore(agent: &Agent, mut old: Device, group: Option<&crate::model::Group>) {
+    let outcome = match registration::register(agent, &old, group).await {
+        Ok(id) => {
+            old.registration_id = id;
+            agent.registry.update_device(old.clone()).await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = outcome {
+        tracing::warn!(device = %old.device_id, error = %e, "could not restore the registration of a device");
+    }
 }
 
 /// Unregisters and deletes one stored device.
