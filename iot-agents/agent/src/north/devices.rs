@@ -73,8 +73,9 @@ async fn create(req: HttpRequest, body: web::Bytes, agent: web::Data<Agent>) -> 
         return Err(AgentError::wrong_syntax(format!("unknown property {k}")));
     }
     let devices = validate::items(&body, "devices")?.iter().map(|i| device_from(i, &h)).collect::<Result<Vec<_>>>()?;
-    for d in &devices {
-        if exact(&agent, d).await?.is_some() {
+    for (i, d) in devices.iter().enumerate() {
+        let twice = devices[..i].iter().any(|o| o.device_id == d.device_id && o.apikey == d.apikey);
+        if twice || exact(&agent, d).await?.is_some() {
             return Err(AgentError::duplicate_device(format!(
                 "Duplicate device id: {} in service {}{}",
                 d.device_id, d.service, d.service_path

@@ -534,3 +534,64 @@ async fn the_log_level_is_changed_at_run_time() {
     let body: Value = e.agent.client.get(&url).send().await.expect("answer").json().await.expect("JSON");
     assert_eq!(body["level"], "WARNING", "refused changes leave the level alone");
 }
+
+#[tokio::test]
+async fn a_group_cb_host_receives_the_registrations_of_its_devices() {
+    let e = env().await;
+    let other = common::spawn_broker().await;
+    let (svc, key, ty) = (unique("s"), unique("k"), unique("Valve"));
+    let tenant = svc.to_lowercase();
+    let g = json!({"groups": [{"apikey": key, "resource": "/iot/json", "entity_type": ty, "cbHost": other.url,
+                               "commands": [{"name": "open"}]}]});
+    assert_eq!(send(call(&e.agent, Method::POST, "/iot/groups", &svc, "/").json(&g)).await.0, StatusCode::CREATED);
+    let d = json!({"devices": [{"device_id": "v1", "apikey": key}]});
+    assert_eq!(send(call(&e.agent, Method::POST, "/iot/devices", &svc, "/").json(&d)).await.0, StatusCode::CREATED);
+    assert_eq!(registrations(&other.url, &tenant, &ty).await.len(), 1, "the group's broker has it");
+    assert!(registrations(&e.broker.url, &tenant, &ty).await.is_empty(), "the agent's broker does not");
+    assert_eq!(send(call(&e.agent, Method::DELETE, "/iot/devices/v1", &svc, "/")).await.0, StatusCode::NO_CONTENT);
+    assert!(registrations(&other.url, &tenant, &ty).await.is_empty(), "deleting the device unregisters it there");
+}
+
+#[tokio::test]
+async fn a_device_twice_in_one_batch_is_a_duplicate() {
+    let e = env().await;
+    let (svc, key) = (unique("s"), unique("k"));
+    let d = json!({"devices": [{"device_id": "x", "apikey": key, "commands": [{"name": "go"}]},
+                               {"device_id": "x", "apikey": key, "commands": [{"name": "go"}]}]});
+    assert_error(
+        send(call(&e.agent, Method::POST, "/iot/devices", &svc, "/").json(&d)).await,
+        409,
+        "DUPLICATE_DEVICE_ID",
+    );
+    let (_, list) = send(call(&e.agent, Method::GET, "/iot/devices", &svc, "/")).await;
+    assert_eq!(list["count"], 0);
+}
+
+#[tokio::test]
+async fn bad_broker_or_provider_urls_fail_the_build() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = common::agent_settings("orion:1026", dir.path());
+    let err = orbis_agent::startup::Application::build(settings.clone()).await.err().expect("refused");
+    assert!(err.contains("orion:1026"), "{err}");
+    settings.cb_url = "http://127.0.0.1:1".into();
+    settings.provider_url = "iota:4041".into();
+    assert!(orbis_agent::startup::Application::build(settings).await.is_err());
+}
+
+#[tokio::test]
+async fn a_refused_registration_rolls_back_the_ones_made_for_the_batch() {
+    let e = env().await;
+    let (svc, ty) = (unique("s"), unique("Door"));
+    let tenant = svc.to_lowercase();
+    let same = format!("urn:ngsi-ld:{ty}:shared");
+    // Both devices claim the same command of the same entity: the broker refuses the second
+    // exclusive registration.
+    let d = json!({"devices": [
+        {"device_id": "a", "entity_name": same, "entity_type": ty, "commands": [{"name": "lock"}]},
+        {"device_id": "b", "entity_name": same, "entity_type": ty, "commands": [{"name": "lock"}]}]});
+    let got = send(call(&e.agent, Method::POST, "/iot/devices", &svc, "/").json(&d)).await;
+    assert_error(got, 409, "ENTITY_GENERIC_ERROR");
+    assert!(registrations(&e.broker.url, &tenant, &ty).await.is_empty(), "the first registration is undone");
+    let (_, list) = send(call(&e.agent, Method::GET, "/iot/devices", &svc, "/")).await;
+    assert_eq!(list["count"], 0);
+}
