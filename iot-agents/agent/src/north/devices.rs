@@ -68,6 +68,7 @@ async fn roll_back(agent: &Agent, done: &[(Device, Option<crate::model::Group>)]
 
 async fn create(req: HttpRequest, body: web::Bytes, agent: web::Data<Agent>) -> Result<HttpResponse> {
     let h = service_headers(&req)?;
+    let _writes = registration::write_lock().await;
     let body = validate::parse_object(&body)?;
     if let Some(k) = body.keys().find(|k| k.as_str() != "devices") {
         return Err(AgentError::wrong_syntax(format!("unknown property {k}")));
@@ -149,6 +150,7 @@ async fn update(
     agent: web::Data<Agent>,
 ) -> Result<HttpResponse> {
     let h = service_headers(&req)?;
+    let _writes = registration::write_lock().await;
     let changes = validate::parse_object(&body)?;
     if changes.get("device_id").is_some_and(|v| !v.is_null()) {
         return Err(AgentError::bad_request("Can't change the ID of a preprovisioned device"));
@@ -224,6 +226,7 @@ pub async fn remove(agent: &Agent, d: &Device) -> Result<()> {
 
 async fn delete(req: HttpRequest, path: web::Path<String>, agent: web::Data<Agent>) -> Result<HttpResponse> {
     let h = service_headers(&req)?;
+    let _writes = registration::write_lock().await;
     let d = stored(&req, &agent, &h, &path).await?;
     remove(&agent, &d).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -130,6 +130,7 @@ async fn delete(req: HttpRequest, agent: web::Data<Agent>) -> Result<HttpRespons
     let q = query(&req);
     let p = require_query(&q, &["resource", "apikey"])?;
     let (resource, apikey) = (p[0], p[1]);
+    let _writes = registration::write_lock().await;
     let group = owned_group(&agent, &h.service, &h.subservice, resource, apikey).await?;
     if truthy(q.get("device")) {
         let devices =

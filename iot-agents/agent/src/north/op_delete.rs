@@ -23,6 +23,7 @@ async fn op_delete(req: HttpRequest, body: web::Bytes, agent: web::Data<Agent>) 
         };
         wanted.push((id.to_owned(), validate::string_field(item, "apikey")?.map(str::to_owned)));
     }
+    let _writes = super::registration::write_lock().await;
     let mut missing = Vec::new();
     for (id, apikey) in wanted {
         match agent.registry.get_device(&h.service, &h.subservice, &id, apikey.as_deref()).await? {

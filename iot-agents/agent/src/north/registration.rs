@@ -13,6 +13,16 @@ use crate::ngsi::client::{BrokerClient, Tenant};
 use crate::registry::Scope;
 use crate::startup::Agent;
 
+/// Serialises the provisioning writes that pair a broker registration with a registry record
+/// (check, register, store), so two concurrent requests for the same device cannot both pass
+/// the duplicate check. Provisioning is rare; one at a time costs nothing.
+static WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Takes the provisioning write lock for the rest of the caller's scope.
+pub async fn write_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    WRITES.lock().await
+}
+
 /// The names registered for a device: its commands and lazy attributes plus its group's,
 /// without duplicates (upstream merges the lists before registering).
 pub fn registered_names(device: &Device, group: Option<&Group>) -> (Vec<String>, Vec<String>) {

@@ -123,6 +123,12 @@ async fn group_bodies_are_validated() {
     let bad_exp = json!({"groups": [{"apikey": unique("k"), "resource": "/iot/json", "entity_type": "T",
                                      "entityNameExp": "id +"}]});
     assert_error(send(post(bad_exp)).await, 400, "INVALID_EXPRESSION");
+    // Unknown group fields (such as the tutorials' `cbroker`) are accepted and dropped.
+    let k = unique("k");
+    let extra = json!({"groups": [{"apikey": k, "resource": "/iot/json", "entity_type": "T", "cbroker": "http://x"}]});
+    assert_eq!(send(post(extra)).await.0, StatusCode::CREATED);
+    let del = call(&e.agent, Method::DELETE, &format!("/iot/groups?resource=/iot/json&apikey={k}"), &svc, "/");
+    assert_eq!(send(del).await.0, StatusCode::NO_CONTENT);
     let not_json = call(&e.agent, Method::POST, "/iot/groups", &svc, "/").body("{nope");
     assert_error(send(not_json).await, 400, "WRONG_SYNTAX");
     // A batch is all or nothing.
@@ -173,6 +179,9 @@ async fn every_provisioning_route_requires_both_headers() {
         (Method::PUT, "/iot/groups?resource=r&apikey=k"),
         (Method::DELETE, "/iot/groups?resource=r&apikey=k"),
         (Method::GET, "/iot/services"),
+        (Method::POST, "/iot/services"),
+        (Method::PUT, "/iot/services?resource=r&apikey=k"),
+        (Method::DELETE, "/iot/services?resource=r&apikey=k"),
         (Method::POST, "/iot/devices"),
         (Method::GET, "/iot/devices"),
         (Method::GET, "/iot/devices/d1"),
