@@ -71,6 +71,14 @@ async fn list(req: HttpRequest, agent: web::Data<Agent>, key: &str) -> Result<Ht
     Ok(HttpResponse::Ok().json(json!({ "count": page.count, key: items })))
 }
 
+/// The two query parameters that name a group (both mandatory).
+fn resource_and_apikey(q: &std::collections::HashMap<String, String>) -> Result<(&str, &str)> {
+    match require_query(q, &["resource", "apikey"])?.as_slice() {
+        [resource, apikey] => Ok((resource, apikey)),
+        _ => Err(AgentError::missing_headers("Some headers were missing from the request: [\"resource\",\"apikey\"]")),
+    }
+}
+
 /// The stored group named by `?resource=&apikey=`, owned by the request's tenant.
 async fn owned_group(agent: &Agent, service: &str, subservice: &str, resource: &str, apikey: &str) -> Result<Group> {
     match agent.registry.find_group(resource, apikey).await? {
@@ -87,8 +95,7 @@ async fn owned_group(agent: &Agent, service: &str, subservice: &str, resource: &
 async fn update(req: HttpRequest, body: web::Bytes, agent: web::Data<Agent>) -> Result<HttpResponse> {
     let h = service_headers(&req)?;
     let q = query(&req);
-    let p = require_query(&q, &["resource", "apikey"])?;
-    let (resource, apikey) = (p[0], p[1]);
+    let (resource, apikey) = resource_and_apikey(&q)?;
     let changes = validate::parse_object(&body)?;
     validate::check_mappings(&changes, false)?;
     let stored = match owned_group(&agent, &h.service, &h.subservice, resource, apikey).await {
@@ -128,8 +135,7 @@ fn truthy(v: Option<&String>) -> bool {
 async fn delete(req: HttpRequest, agent: web::Data<Agent>) -> Result<HttpResponse> {
     let h = service_headers(&req)?;
     let q = query(&req);
-    let p = require_query(&q, &["resource", "apikey"])?;
-    let (resource, apikey) = (p[0], p[1]);
+    let (resource, apikey) = resource_and_apikey(&q)?;
     let _writes = registration::write_lock().await;
     let group = owned_group(&agent, &h.service, &h.subservice, resource, apikey).await?;
     if truthy(q.get("device")) {
