@@ -6,18 +6,17 @@ use orbis_agent::startup::Application;
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let (settings, bad) = Settings::from_env();
-    let filter = match settings.log_level.to_ascii_uppercase().as_str() {
-        "DEBUG" => "debug",
-        "WARNING" | "WARN" => "warn",
-        "ERROR" | "FATAL" => "error",
-        _ => "info",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
-        )
-        .init();
+    use tracing_subscriber::prelude::*;
+    let filter = orbis_agent::north::admin::filter_for(&settings.log_level);
+    let (filter, reload) = tracing_subscriber::reload::Layer::new(
+        tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+    );
+    tracing_subscriber::registry().with(filter).with(tracing_subscriber::fmt::layer()).init();
+    // `PUT /admin/log` changes the level through this hook.
+    orbis_agent::north::admin::install_reload(Box::new(move |level| {
+        reload.reload(tracing_subscriber::EnvFilter::new(level)).map_err(|e| e.to_string())
+    }));
     for b in bad {
         tracing::warn!(variable = %b.name, value = %b.value, "ignoring an unreadable setting");
     }

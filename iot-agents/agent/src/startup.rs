@@ -36,6 +36,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, String> {
+        crate::north::check_settings(&settings)?;
         std::fs::create_dir_all(&settings.data_dir).map_err(|e| format!("data directory: {e}"))?;
         let registry: Arc<dyn Registry> =
             Arc::new(crate::registry::embedded::EmbeddedRegistry::open(&settings.data_dir.join("registry.redb"))?);

@@ -2,3 +2,4 @@
 //! the machine's Mosquitto (127.0.0.1:1883) and RabbitMQ (127.0.0.1:5672), and simulated devices.
 
 mod common;
+mod provisioning;
