@@ -113,7 +113,8 @@ impl Agent {
 
     /// A counter from the agent's `/metrics` (the sum over its label sets).
     fn counter(&self, name: &str) -> Result<u64, String> {
-        let r = httpc::request(&self.north, "GET", "/metrics", None, Duration::from_secs(5))?;
+        let accept = [("Accept", "text/plain")];
+        let r = httpc::request_with(&self.north, "GET", "/metrics", None, &accept, Duration::from_secs(5))?;
         if r.status != 200 {
             return Err(format!("GET /metrics answered HTTP {}", r.status));
         }
@@ -148,7 +149,7 @@ impl Drop for Agent {
 }
 
 /// The counter of entities the agent's upserts wrote.
-const WRITTEN: &str = "orbis_agent_entities_upserted_total";
+const WRITTEN: &str = "iota_entities_upserted_total";
 
 /// A QoS 1 publisher whose acknowledgements are counted.
 struct Publisher {

@@ -36,8 +36,10 @@ pub fn request_with(
     s.set_read_timeout(Some(timeout)).map_err(err)?;
     s.set_write_timeout(Some(timeout)).map_err(err)?;
     s.set_nodelay(true).map_err(err)?;
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("accept")) {
+        head.push_str("Accept: application/json\r\n");
+    }
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
