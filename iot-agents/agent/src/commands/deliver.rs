@@ -1,8 +1,8 @@
 //! Sends a command down to its device: HTTP push to the device's `endpoint`, a publish on MQTT
 //! (`/{apikey}/{id}/cmd`) or AMQP (`.{apikey}.{id}.cmd`), or nothing for a polling device (the
-//! command waits for `getCmd=1`). The route follows the device (else its group): an endpoint
-//! means push unless the transport says otherwise; no endpoint and no transport means MQTT when
-//! the agent has MQTT, else polling.
+//! command waits for `getCmd=1`). The route follows the device (else its group): an MQTT or
+//! AMQP transport wins; then `polling: true` means polling; an endpoint means push; no endpoint
+//! and no transport means MQTT when the agent has MQTT, else polling.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use crate::startup::Agent;
 use super::target;
 
 /// How long a delivery waits for a transport that is still connecting.
-const TRANSPORT_WAIT: Duration = Duration::from_secs(5);
+const TRANSPORT_WAIT: Duration = Duration::from_secs(10);
 /// The largest device answer to a push kept as the command's result.
 const MAX_ANSWER: usize = 64 * 1024;
 
@@ -53,6 +53,7 @@ pub fn route(resolved: &Resolved, settings: &Settings) -> Route {
     match (transport.as_deref(), endpoint) {
         (Some("MQTT"), _) => Route::Mqtt,
         (Some("AMQP"), _) => Route::Amqp,
+        _ if d.polling == Some(true) => Route::Poll,
         (_, Some(e)) => Route::Push(e),
         (Some(_), None) => Route::Poll,
         (None, None) if settings.mqtt_host.is_some() => Route::Mqtt,
@@ -249,6 +250,8 @@ mod tests {
         assert_eq!(route(&resolved(d.clone(), Some(g.clone()), &s), &s), Route::Amqp);
         let http = Device { transport: Some("HTTP".into()), ..d.clone() };
         assert_eq!(route(&resolved(http, Some(g), &s), &s), Route::Poll);
+        let polling = Device { polling: Some(true), ..pushed.clone() };
+        assert_eq!(route(&resolved(polling, None, &s), &s), Route::Poll);
         let mqtt = Device { transport: Some("MQTT".into()), ..pushed };
         assert_eq!(route(&resolved(mqtt, None, &s), &s), Route::Mqtt);
     }

@@ -27,11 +27,12 @@ use crate::startup::Agent;
 
 pub use status::StatusWriter;
 
-/// What the commands module keeps for the agent's lifetime: the ordered status writer and the
-/// HTTP client used to push commands and configuration to devices.
+/// What the commands module keeps for the agent's lifetime: the ordered status writer, the
+/// HTTP client used to push commands and configuration to devices, and the entity → device index.
 pub struct Commands {
     pub(crate) status: StatusWriter,
     pub(crate) http: reqwest::Client,
+    pub(crate) entities: target::EntityIndex,
 }
 
 impl Commands {
@@ -40,7 +41,7 @@ impl Commands {
             .timeout(std::time::Duration::from_millis(settings.cb_timeout_ms))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Commands { status: StatusWriter::new(), http }
+        Commands { status: StatusWriter::new(), http, entities: target::EntityIndex::default() }
     }
 }
 
