@@ -692,3 +692,27 @@ async fn configuration_requests_are_ignored_when_retrieval_is_off() {
         .expect("ignored");
     assert!(seen.lock().is_empty());
 }
+
+#[tokio::test]
+async fn a_device_that_changes_entity_is_found_under_its_new_entity_only() {
+    let env = Env::new(|_| {}).await;
+    let id = unique("dev");
+    let apikey = unique("key");
+    let entity = env.provision(device(&id, &apikey, &["move"])).await;
+    let c = Client::new();
+    let patch = |e: String| {
+        c.patch(format!("{}/ngsi-ld/v1/entities/{}/attrs/move", env.north, urlencode(&e)))
+            .header("NGSILD-Tenant", &env.tenant)
+            .body(r#"{"type":"Property","value":1}"#)
+            .send()
+    };
+    assert_eq!(patch(entity.clone()).await.expect("send").status(), 204);
+
+    let mut stored = env.agent().registry.get_device(&env.tenant, "/", &id, None).await.expect("read").expect("device");
+    stored.entity_name = Some(format!("urn:ngsi-ld:Robot:{id}-renamed"));
+    env.agent().registry.update_device(stored).await.expect("update");
+
+    assert_eq!(patch(entity.clone()).await.expect("send").status(), 404, "the old entity is no longer the device's");
+    assert_eq!(patch(format!("{entity}-renamed")).await.expect("send").status(), 204);
+    assert_eq!(env.pending(&id).await.len(), 2);
+}
