@@ -176,12 +176,11 @@ async fn push(
         Err(e) => return Outcome::Failed(format!("the device endpoint could not be reached: {e}")),
     };
     let status = resp.status();
-    let body = match resp.bytes().await {
+    let body = match read_capped(resp, MAX_ANSWER).await {
         Ok(b) => b,
         Err(e) => return Outcome::Failed(format!("the device answer could not be read: {e}")),
     };
-    let body = &body[..body.len().min(MAX_ANSWER)];
-    let result = answer(body, ul);
+    let result = answer(&body, ul);
     if status.is_success() {
         Outcome::Answered(CommandStatus::Ok, result)
     } else {
@@ -196,6 +195,19 @@ async fn push(
             if reason.is_empty() { String::new() } else { format!(": {reason}") }
         ))
     }
+}
+
+/// Reads at most `cap` bytes of a response body; the rest is not read.
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> reqwest::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = cap - out.len();
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= cap {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// A device's answer as a result: an UltraLight `dev@cmd|result` gives its result, JSON gives

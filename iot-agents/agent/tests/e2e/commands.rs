@@ -716,3 +716,22 @@ async fn a_device_that_changes_entity_is_found_under_its_new_entity_only() {
     assert_eq!(patch(format!("{entity}-renamed")).await.expect("send").status(), 204);
     assert_eq!(env.pending(&id).await.len(), 2);
 }
+
+#[tokio::test]
+async fn an_ultralight_device_gets_its_push_command_in_ultralight() {
+    let env = Env::new(|_| {}).await;
+    let (endpoint, seen) = stub_device(200, "ok").await;
+    let id = unique("dev");
+    let mut d = device(&id, &unique("key"), &["ping"]);
+    d.endpoint = Some(endpoint);
+    d.protocol = Some("PDI-IoTA-UltraLight".into());
+    let entity = env.provision(d).await;
+
+    assert_eq!(env.command(&entity, "ping", json!("hello")).await, 204);
+
+    env.status(&entity, "ping", "OK").await;
+    let got = seen.lock().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, format!("{id}@ping|hello"));
+    assert_eq!(got[0].header("content-type"), Some("text/plain"));
+}
