@@ -211,6 +211,17 @@ pub struct Device {
     /// The id of the context source registration made for the device's commands.
     #[serde(rename = "registrationId", default, skip_serializing_if = "Option::is_none")]
     pub registration_id: Option<String>,
+    /// Broker subscriptions made for the device's configuration retrieval.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<DeviceSubscription>,
+}
+
+/// A broker subscription made for a device (`{id, triggers}`, as iotagent-node-lib stores it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceSubscription {
+    pub id: String,
+    /// The attributes watched (sorted).
+    pub triggers: Vec<String>,
 }
 
 /// The state of a command sent to a device (`<cmd>_status` in the broker).

@@ -24,6 +24,8 @@ pub struct Agent {
     pub mqtt: OnceLock<Arc<dyn Downlink>>,
     /// Publishes to devices over AMQP, once the AMQP transport is connected.
     pub amqp: OnceLock<Arc<dyn Downlink>>,
+    /// The command state kept for the agent's lifetime (status writer, push client).
+    pub commands: crate::commands::Commands,
 }
 
 /// A built agent, listening, not yet running.
@@ -55,7 +57,9 @@ impl Application {
             metrics: Metrics::default(),
             mqtt: OnceLock::new(),
             amqp: OnceLock::new(),
+            commands: crate::commands::Commands::new(&settings),
         });
+        crate::commands::start(agent.clone());
 
         let data = web::Data::from(agent.clone());
         let limit = settings.max_body_bytes;
