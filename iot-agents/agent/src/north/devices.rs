@@ -220,6 +220,14 @@ async fn restore(agent: &Agent, mut old: Device, group: Option<&crate::model::Gr
 pub async fn remove(agent: &Agent, d: &Device) -> Result<()> {
     let group = registration::group_of(agent, d).await?;
     registration::unregister(agent, d, group.as_ref()).await?;
+    // The configuration subscriptions made for the device go with it; a broker that no longer
+    // knows one is not a reason to keep the device.
+    let broker = registration::broker_for(agent, group.as_ref());
+    for sub in &d.subscriptions {
+        if let Err(e) = broker.unsubscribe(&registration::tenant_of(d), &sub.id).await {
+            tracing::warn!(device = %d.device_id, subscription = %sub.id, error = %e, "could not remove a configuration subscription");
+        }
+    }
     agent.registry.delete_device(&d.service, &d.service_path, &d.device_id, d.apikey.as_deref()).await?;
     Ok(())
 }

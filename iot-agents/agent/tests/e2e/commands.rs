@@ -665,6 +665,10 @@ async fn a_configuration_subscription_pushes_every_change_and_is_not_duplicated(
     }
     let stored = env.agent().registry.get_device(&env.tenant, "/", &id, None).await.expect("read").expect("device");
     assert_eq!(stored.subscriptions.len(), 1, "a repeated request does not subscribe again");
+    let sub_url = format!("{}/ngsi-ld/v1/subscriptions/{}", env.broker.url, urlencode(&stored.subscriptions[0].id));
+    let client = reqwest::Client::new();
+    let r = client.get(&sub_url).header("NGSILD-Tenant", &env.tenant).send().await.expect("GET subscription");
+    assert_eq!(r.status(), 200, "the subscription is on the broker");
 
     set_attr(&env, &entity, "sleepTime", json!(42)).await;
     common::eventually(10, "the pushed change", || {
@@ -675,6 +679,18 @@ async fn a_configuration_subscription_pushes_every_change_and_is_not_duplicated(
         async move { pushed.then_some(()) }
     })
     .await;
+
+    // Deleting the device through the provisioning API removes its subscription from the broker.
+    let r = client
+        .delete(format!("{}/iot/devices/{id}", env.north))
+        .header("fiware-service", &env.tenant)
+        .header("fiware-servicepath", "/")
+        .send()
+        .await
+        .expect("DELETE device");
+    assert_eq!(r.status(), 204);
+    let r = client.get(&sub_url).header("NGSILD-Tenant", &env.tenant).send().await.expect("GET subscription");
+    assert_eq!(r.status(), 404, "the device's subscription went with it");
 }
 
 #[tokio::test]

@@ -65,8 +65,12 @@ pub fn agent_settings(broker_url: &str, data_dir: &std::path::Path) -> Settings 
 }
 
 pub async fn spawn_agent(settings: Settings) -> TestAgent {
-    let dir = settings.data_dir.clone();
-    let app = Application::build(settings).await.expect("agent builds");
+    start_app(Application::build(settings).await.expect("agent builds"))
+}
+
+/// Runs an agent already built.
+pub fn start_app(app: Application) -> TestAgent {
+    let dir = app.agent.settings.data_dir.clone();
     let north = format!("http://127.0.0.1:{}", app.north_port());
     let http = app.http_port().map(|p| format!("http://127.0.0.1:{p}"));
     let settings = app.agent.settings.clone();

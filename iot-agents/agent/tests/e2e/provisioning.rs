@@ -472,11 +472,11 @@ async fn provisioning_survives_a_restart() {
     }
     // The first agent releases its registry once its last task has ended.
     let settings = common::agent_settings(&broker.url, dir.path());
-    common::eventually(10, "the registry to be released", || async {
-        orbis_agent::startup::Application::build(settings.clone()).await.ok().map(drop)
+    let app = common::eventually(10, "the registry to be released", || async {
+        orbis_agent::startup::Application::build(settings.clone()).await.ok()
     })
     .await;
-    let agent = common::spawn_agent(settings).await;
+    let agent = common::start_app(app);
     let (_, groups) = send(call(&agent, Method::GET, "/iot/groups", &svc, "/")).await;
     assert_eq!(groups["groups"][0]["apikey"], key);
     let (st, d) = send(call(&agent, Method::GET, "/iot/devices/d1", &svc, "/")).await;
