@@ -83,11 +83,12 @@ impl Application {
                 .map_err(|e| format!("southbound HTTP port {port}: {e}"))?;
             http_port = Some(south.local_addr().map_err(|e| e.to_string())?.port());
             let data = web::Data::from(agent.clone());
-            let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(crate::south::http::configure))
-                .workers(2)
-                .listen(south)
-                .map_err(|e| e.to_string())?
-                .run();
+            let server =
+                HttpServer::new(move || App::new().app_data(data.clone()).configure(crate::south::http::configure))
+                    .workers(2)
+                    .listen(south)
+                    .map_err(|e| e.to_string())?
+                    .run();
             servers.push(server);
         }
         if let Some(downlink) = crate::south::mqtt::start(&agent) {

@@ -160,8 +160,7 @@ impl Writer {
     pub fn shutdown(&self) {
         let _ = self.inner.stop.send(true);
         self.inner.capacity.close();
-        let drained: Vec<Job> =
-            self.inner.lanes.lock().values_mut().flat_map(|lane| lane.queue.drain(..)).collect();
+        let drained: Vec<Job> = self.inner.lanes.lock().values_mut().flat_map(|lane| lane.queue.drain(..)).collect();
         for job in drained {
             let _ = job.done.send(Err(AgentError::broker(503, "the northbound writer is shutting down")));
         }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -71,7 +71,8 @@ impl Downlink for AmqpDownlink {
 /// background); returns the downlink.
 pub fn start(agent: &Arc<Agent>) -> Option<Arc<dyn Downlink>> {
     let url = agent.settings.amqp_url.clone()?;
-    let downlink = Arc::new(AmqpDownlink { exchange: agent.settings.amqp_exchange.clone(), channel: RwLock::new(None) });
+    let downlink =
+        Arc::new(AmqpDownlink { exchange: agent.settings.amqp_exchange.clone(), channel: RwLock::new(None) });
     let agent = agent.clone();
     let dl = downlink.clone();
     tokio::spawn(async move {

@@ -244,10 +244,12 @@ async fn json_attribute(
         let media = media_type(&req);
         let body = read_body(&agent, payload).await?;
         let value = match media.as_deref() {
-            Some("text/plain") => Value::from(
-                String::from_utf8(body).map_err(|_| AgentError::bad_payload("the text body is not UTF-8"))?,
-            ),
-            Some("application/octet-stream") => Value::from(body.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+            Some("text/plain") => {
+                Value::from(String::from_utf8(body).map_err(|_| AgentError::bad_payload("the text body is not UTF-8"))?)
+            }
+            Some("application/octet-stream") => {
+                Value::from(body.iter().map(|b| format!("{b:02x}")).collect::<String>())
+            }
             Some(m) if is_json(m) => serde_json::from_slice(&body)
                 .map_err(|e| AgentError::bad_payload(format!("the body is not JSON: {e}")))?,
             Some(m) => return Err(AgentError::unsupported_type(format!("unsupported content type: {m}"))),

@@ -66,7 +66,13 @@ async fn existing_device(agent: &Agent, apikey: &str, device_id: &str) -> Result
 
 /// Checks that a message can be served before its payload is read: a known device, or a group
 /// that allows autoprovisioning.
-fn check_known(agent: &Agent, apikey: &str, device_id: &str, group: Option<&Group>, device: Option<&Device>) -> Result<()> {
+fn check_known(
+    agent: &Agent,
+    apikey: &str,
+    device_id: &str,
+    group: Option<&Group>,
+    device: Option<&Device>,
+) -> Result<()> {
     if device.is_some() {
         return Ok(());
     }
@@ -169,13 +175,22 @@ async fn handle_inner(
     dispatch(agent, &target, parsed).await
 }
 
+/// Command results a device reported: (command, result) pairs.
+pub type CommandResults = Vec<(String, Value)>;
+
 /// A payload read in its protocol.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed {
     /// Measure groups, and (UltraLight) command results found among them.
-    Measures { groups: Vec<Measures>, results: Vec<(String, Value)> },
+    Measures {
+        groups: Vec<Measures>,
+        results: Vec<(String, Value)>,
+    },
     Results(Vec<(String, Value)>),
-    Configuration { kind: String, fields: Vec<String> },
+    Configuration {
+        kind: String,
+        fields: Vec<String>,
+    },
 }
 
 /// Reads a payload of the given kind in the given protocol; `BAD_PAYLOAD` when it does not parse.
@@ -223,7 +238,7 @@ fn utf8(body: &[u8]) -> Result<&str> {
 
 /// Splits an UltraLight payload into measure groups and command results: a group whose first
 /// field holds `@` after its first character (`dev@cmd|result`) is a command result.
-pub fn parse_ul(text: &str) -> Result<(Vec<Measures>, Vec<(String, Value)>)> {
+pub fn parse_ul(text: &str) -> Result<(Vec<Measures>, CommandResults)> {
     let mut measures = Vec::new();
     let mut results = Vec::new();
     for group in text.trim().split('#') {
@@ -276,7 +291,9 @@ pub async fn write_measures(agent: &Agent, target: &Target, groups: Vec<Measures
             Value::Array(groups.iter().cloned().map(Value::Object).collect())
         };
         let mut stored = device.clone();
-        stored.last_measure = Some(json!({ "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "measure": measure }));
+        stored.last_measure = Some(
+            json!({ "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "measure": measure }),
+        );
         agent.registry.update_device(stored).await?;
     }
     let resolved = mapping::resolve(device, group, &agent.settings);

@@ -159,7 +159,9 @@ mod tests {
 
     #[test]
     fn other_topics_are_refused() {
-        for topic in ["/key/dev", "/key/dev/cmd", "/key/dev/attrs/a/b", "//dev/attrs", "/key//attrs", "/json/key/dev/x", ""] {
+        for topic in
+            ["/key/dev", "/key/dev/cmd", "/key/dev/attrs/a/b", "//dev/attrs", "/key//attrs", "/json/key/dev/x", ""]
+        {
             assert_eq!(parse_mqtt(topic), None, "{topic}");
         }
     }
