@@ -223,7 +223,7 @@ impl Inner {
         if batch.len() == 1 {
             for job in batch {
                 let r = self.write(&client, &key.tenant, &job.entities).await;
-                let _ = job.done.send(r);
+                self.settle(job, r);
             }
             return;
         }
@@ -242,10 +242,21 @@ impl Inner {
             Err(_) => {
                 for job in batch {
                     let r = self.write(&client, &key.tenant, &job.entities).await;
-                    let _ = job.done.send(r);
+                    self.settle(job, r);
                 }
             }
         }
+    }
+
+    /// Tells the submitter how its job ended, counting the entities the broker refused.
+    fn settle(&self, job: Job, result: Result<()>) {
+        if let Err(e) = &result
+            && !retriable(e.status)
+        {
+            Metrics::add(&self.metrics.entities_rejected, job.entities.len() as u64);
+            tracing::warn!(error = %e.message, "the broker refused a measure");
+        }
+        let _ = job.done.send(result);
     }
 
     /// Upserts the entities in chunks of `batch_max`, retrying each chunk while the broker is
@@ -279,8 +290,7 @@ impl Inner {
                         pause = (pause * 2).min(BACKOFF_MAX);
                     }
                     Err(e) => {
-                        Metrics::add(&self.metrics.entities_rejected, chunk.len() as u64);
-                        tracing::warn!(broker = client.base(), error = %e.message, "the broker refused an upsert");
+                        tracing::debug!(broker = client.base(), error = %e.message, "the broker refused an upsert");
                         return Err(e);
                     }
                 }
@@ -296,26 +306,35 @@ fn retriable(status: u16) -> bool {
     status >= 500 || status == 429 || status == 408
 }
 
-/// The next batch of a lane: jobs from the front of its queue, in order, up to `batch_max`
-/// entities (a larger job goes alone), stopping at the first job that touches an entity an
-/// upsert in flight is writing (so that updates of one entity stay in order).
+/// The next batch of a lane: queued jobs in order, up to `batch_max` entities (a larger job goes
+/// alone). A job touching an entity that an upsert in flight is writing waits, and so does every
+/// later job touching an entity of a waiting job, so each entity's updates stay in order; other
+/// jobs go ahead of it. Only the first jobs of the queue are considered, to bound the work.
 fn take_batch(lane: &mut Lane, batch_max: usize) -> Vec<Job> {
     let mut batch: Vec<Job> = Vec::new();
     let mut size = 0;
-    while let Some(job) = lane.queue.front() {
-        if job.ids.iter().any(|id| lane.in_flight_ids.contains_key(id)) {
-            break;
-        }
-        if !batch.is_empty() && size + job.entities.len() > batch_max {
-            break;
-        }
-        size += job.entities.len();
-        if let Some(job) = lane.queue.pop_front() {
+    let mut blocked: HashSet<String> = HashSet::new();
+    let mut kept: VecDeque<Job> = VecDeque::new();
+    let mut scanned = 0;
+    let scan_limit = batch_max.saturating_mul(4).max(64);
+    while let Some(job) = lane.queue.pop_front() {
+        scanned += 1;
+        let waits = job.ids.iter().any(|id| lane.in_flight_ids.contains_key(id) || blocked.contains(id));
+        let too_big = !batch.is_empty() && size + job.entities.len() > batch_max;
+        if waits || too_big {
+            blocked.extend(job.ids.iter().cloned());
+            kept.push_back(job);
+        } else {
+            size += job.entities.len();
             batch.push(job);
         }
-        if size >= batch_max {
+        if size >= batch_max || scanned >= scan_limit {
             break;
         }
+    }
+    // The jobs left behind keep their places at the front.
+    while let Some(job) = kept.pop_back() {
+        lane.queue.push_front(job);
     }
     batch
 }
@@ -349,17 +368,26 @@ mod tests {
         assert!(lane.queue.is_empty());
     }
 
+    fn batch_ids(batch: &[Job]) -> Vec<String> {
+        batch.iter().flat_map(|j| j.entities.iter()).filter_map(|e| e["id"].as_str()).map(str::to_owned).collect()
+    }
+
     #[test]
-    fn a_job_on_an_entity_in_flight_waits_and_holds_back_later_jobs() {
+    fn a_job_on_an_entity_in_flight_waits_with_the_later_jobs_it_shares_entities_with() {
         let mut lane = Lane::default();
         lane.in_flight_ids.insert("a".into(), 1);
-        let (j1, _r1) = job(&["a"]);
-        let (j2, _r2) = job(&["b"]);
-        lane.queue.push_back(j1);
-        lane.queue.push_back(j2);
-        assert!(take_batch(&mut lane, 10).is_empty());
+        let mut rxs = Vec::new();
+        for ids in [&["a"][..], &["b"], &["a", "c"], &["c"], &["d"]] {
+            let (j, rx) = job(ids);
+            lane.queue.push_back(j);
+            rxs.push(rx);
+        }
+        // `a` is in flight: its job waits, so does the later job on `a` and `c`, and the job on
+        // `c` after that one; `b` and `d` go ahead.
+        assert_eq!(batch_ids(&take_batch(&mut lane, 10)), vec!["b", "d"]);
+        assert_eq!(lane.queue.len(), 3);
         lane.in_flight_ids.clear();
-        assert_eq!(take_batch(&mut lane, 10).len(), 2);
+        assert_eq!(batch_ids(&take_batch(&mut lane, 10)), vec!["a", "a", "c", "c"]);
     }
 
     #[test]
@@ -381,6 +409,138 @@ mod tests {
         assert!(!retriable(400));
         assert!(!retriable(404));
         assert!(!retriable(207));
+    }
+
+    /// What the stand-in broker saw: each upsert's `id=value` pairs, and how many upserts
+    /// arrived while another one on the same entity was still being answered.
+    #[derive(Default)]
+    struct Seen {
+        requests: Vec<Vec<String>>,
+        in_flight: HashMap<String, usize>,
+        overlaps: usize,
+    }
+
+    /// A stand-in broker: records every upsert and answers per `answer` (given the request's
+    /// number, from 0, and its entity ids) after `delay` (given the ids) milliseconds.
+    async fn mock_broker(
+        answer: fn(usize, &[String]) -> u16,
+        delay: fn(&HashSet<String>) -> u64,
+    ) -> (String, Arc<Mutex<Seen>>) {
+        use actix_web::{App, HttpResponse, HttpServer, web};
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let data = web::Data::new(seen.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = HttpServer::new(move || {
+            App::new().app_data(data.clone()).route(
+                "/ngsi-ld/v1/entityOperations/upsert/",
+                web::post().to(move |seen: web::Data<Arc<Mutex<Seen>>>, body: web::Bytes| async move {
+                    let entities: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
+                    let ids: HashSet<String> =
+                        entities.iter().filter_map(|e| e["id"].as_str()).map(str::to_owned).collect();
+                    let n = {
+                        let mut seen = seen.lock();
+                        seen.requests
+                            .push(entities.iter().map(|e| format!("{}={}", e["id"], e["v"]["value"])).collect());
+                        for id in &ids {
+                            let count = seen.in_flight.entry(id.clone()).or_default();
+                            *count += 1;
+                            if *count > 1 {
+                                seen.overlaps += 1;
+                            }
+                        }
+                        seen.requests.len() - 1
+                    };
+                    tokio::time::sleep(Duration::from_millis(delay(&ids))).await;
+                    {
+                        let mut seen = seen.lock();
+                        for id in &ids {
+                            if let Some(c) = seen.in_flight.get_mut(id) {
+                                *c -= 1;
+                            }
+                        }
+                    }
+                    let ids: Vec<String> = ids.into_iter().collect();
+                    let status = answer(n, &ids);
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"))
+                        .body(format!("answer {status}"))
+                }),
+            )
+        })
+        .workers(1)
+        .listen(listener)
+        .expect("listen")
+        .run();
+        tokio::spawn(server);
+        (format!("http://127.0.0.1:{port}"), seen)
+    }
+
+    fn entity(id: &str, v: i64) -> Value {
+        json!({"id": id, "type": "T", "v": {"type": "Property", "value": v}})
+    }
+
+    #[tokio::test]
+    async fn a_failing_broker_is_retried_until_it_accepts() {
+        let (url, seen) = mock_broker(|n, _| if n < 2 { 503 } else { 204 }, |_| 0).await;
+        let metrics = Arc::new(Metrics::default());
+        let writer = Writer::new(BrokerClient::new(&url, 2000), 10, 100, metrics.clone());
+        let r = writer.submit(None, Tenant::new("t", "/"), vec![entity("urn:a", 1)]).await.await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(seen.lock().requests.len(), 3);
+        assert_eq!(metrics.upsert_retries.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(metrics.entities_upserted.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(writer.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_refused_job_is_rejected_alone_and_its_batch_mates_are_written() {
+        let (url, _seen) =
+            mock_broker(|_, ids| if ids.iter().any(|i| i == "urn:bad") { 400 } else { 201 }, |_| 50).await;
+        let metrics = Arc::new(Metrics::default());
+        let writer = Writer::new(BrokerClient::new(&url, 2000), 10, 100, metrics.clone());
+        // The first job occupies the lane's entity while the others queue up and batch together.
+        let first = writer.submit(None, Tenant::default(), vec![entity("urn:x", 0)]).await;
+        let good = writer.submit(None, Tenant::default(), vec![entity("urn:x", 1)]).await;
+        let bad = writer.submit(None, Tenant::default(), vec![entity("urn:bad", 2)]).await;
+        assert!(first.await.is_ok());
+        assert!(good.await.is_ok());
+        let e = bad.await.expect_err("refused");
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("answer 400"));
+        assert_eq!(metrics.entities_rejected.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn jobs_are_batched_and_each_entity_keeps_its_order() {
+        // Upserts of `urn:e0` are slow, so the other entities' updates overtake them.
+        let (url, seen) = mock_broker(|_, _| 204, |ids| if ids.contains("urn:e0") { 100 } else { 10 }).await;
+        let writer = Writer::new(BrokerClient::new(&url, 2000), 50, 1000, Arc::new(Metrics::default()));
+        let mut pending = Vec::new();
+        for i in 0..40 {
+            let id = format!("urn:e{}", i % 4);
+            pending.push(writer.submit(None, Tenant::default(), vec![entity(&id, i)]).await);
+        }
+        for p in pending {
+            assert!(p.await.is_ok());
+        }
+        let seen = seen.lock();
+        assert!(seen.requests.len() < 40, "jobs were merged into fewer upserts: {}", seen.requests.len());
+        assert_eq!(seen.requests.iter().map(Vec::len).sum::<usize>(), 40);
+        assert_eq!(seen.overlaps, 0, "two upserts of one entity were in flight at once");
+        // Upserts touching one entity never overlap, so the broker sees each entity's updates in
+        // submission order.
+        for e in 0..4 {
+            let prefix = format!("\"urn:e{e}\"=");
+            let values: Vec<i64> = seen
+                .requests
+                .iter()
+                .flatten()
+                .filter_map(|s| s.strip_prefix(&prefix))
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            let expected: Vec<i64> = (0..40).filter(|i| i % 4 == e).collect();
+            assert_eq!(values, expected, "order of urn:e{e}");
+        }
     }
 
     #[tokio::test]
