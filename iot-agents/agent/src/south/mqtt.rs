@@ -9,13 +9,15 @@
 //! the pipeline in arrival order, which is also the order of submission to the writer), and the
 //! acknowledging task (waits for the writer in the same order and acknowledges).
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
-use tokio::sync::mpsc;
+use parking_lot::Mutex;
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS, SubscribeFilter};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{AgentError, Result};
 use crate::metrics::Metrics;
@@ -33,6 +35,8 @@ const REQUESTS: usize = 1024;
 const RECONNECT_START: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
 const TRANSPORT: &str = "MQTT";
+/// How long a downlink publish waits for the MQTT broker's acknowledgement.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn qos(level: u8) -> QoS {
     match level {
@@ -42,20 +46,73 @@ fn qos(level: u8) -> QoS {
     }
 }
 
-/// Publishes to devices through one of the agent's MQTT connections.
+fn mqtt_error(message: impl std::fmt::Display) -> AgentError {
+    AgentError::new("MQTT_ERROR", 500, format!("MQTT: {message}"))
+}
+
+/// Matches downlink publishes to the MQTT broker's acknowledgements. The event loop reports each
+/// publish it sends (`Outgoing::Publish(pkid)`) in the order the requests were queued, so the
+/// waiting publishers form a FIFO until their packet id is known, then wait by packet id.
+#[derive(Default)]
+struct Acks {
+    /// Publishers whose message the event loop has not sent yet, in request order.
+    unsent: Mutex<VecDeque<(QoS, oneshot::Sender<()>)>>,
+    /// Publishers waiting for the acknowledgement of a packet id.
+    unacked: Mutex<HashMap<u16, oneshot::Sender<()>>>,
+    /// Keeps requests and `unsent` in the same order.
+    order: tokio::sync::Mutex<()>,
+}
+
+impl Acks {
+    /// The event loop sent a publish (or resent it after a reconnection: then its publisher is
+    /// already waiting by packet id).
+    fn sent(&self, pkid: u16) {
+        if pkid != 0 && self.unacked.lock().contains_key(&pkid) {
+            return;
+        }
+        let Some((qos, tx)) = self.unsent.lock().pop_front() else { return };
+        if qos == QoS::AtMostOnce {
+            let _ = tx.send(());
+        } else {
+            self.unacked.lock().insert(pkid, tx);
+        }
+    }
+
+    /// The MQTT broker acknowledged a publish (PUBACK for QoS 1, PUBCOMP for QoS 2).
+    fn acked(&self, pkid: u16) {
+        if let Some(tx) = self.unacked.lock().remove(&pkid) {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Publishes to devices through the agent's first MQTT connection.
 pub struct MqttDownlink {
     client: AsyncClient,
+    acks: Arc<Acks>,
 }
 
 #[async_trait]
 impl Downlink for MqttDownlink {
-    /// Queues the message on the connection; the client library sends it (and, for QoS 1/2,
-    /// resends it after a reconnection until the MQTT broker acknowledges it).
+    /// Publishes and waits until the MQTT broker acknowledged the message (QoS 1/2) or the
+    /// connection sent it (QoS 0). The client library resends unacknowledged messages after a
+    /// reconnection; after `PUBLISH_TIMEOUT` the caller gets an error.
     async fn publish(&self, topic: &str, payload: Vec<u8>, qos_level: u8, retain: bool) -> Result<()> {
-        self.client
-            .publish(topic, qos(qos_level), retain, payload)
-            .await
-            .map_err(|e| AgentError::new("MQTT_ERROR", 500, format!("cannot publish to the MQTT broker: {e}")))
+        let level = qos(qos_level);
+        let (tx, rx) = oneshot::channel();
+        {
+            let _order = self.acks.order.lock().await;
+            self.acks.unsent.lock().push_back((level, tx));
+            if let Err(e) = self.client.publish(topic, level, retain, payload).await {
+                self.acks.unsent.lock().pop_back();
+                return Err(mqtt_error(format!("cannot publish: {e}")));
+            }
+        }
+        match tokio::time::timeout(PUBLISH_TIMEOUT, rx).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(mqtt_error("the connection stopped before the message was acknowledged")),
+            Err(_) => Err(mqtt_error("the MQTT broker did not acknowledge the message in time")),
+        }
     }
 }
 
@@ -79,10 +136,14 @@ pub fn start(agent: &Arc<Agent>) -> Option<Arc<dyn Downlink>> {
             options.set_credentials(user.clone(), agent.settings.mqtt_password.clone().unwrap_or_default());
         }
         let (client, eventloop) = AsyncClient::new(options, REQUESTS);
-        if downlink.is_none() {
-            downlink = Some(Arc::new(MqttDownlink { client: client.clone() }) as Arc<dyn Downlink>);
-        }
-        spawn_connection(agent.clone(), client, eventloop);
+        let acks = if downlink.is_none() {
+            let acks = Arc::new(Acks::default());
+            downlink = Some(Arc::new(MqttDownlink { client: client.clone(), acks: acks.clone() }) as Arc<dyn Downlink>);
+            Some(acks)
+        } else {
+            None
+        };
+        spawn_connection(agent.clone(), client, eventloop, acks);
     }
     downlink
 }
@@ -94,7 +155,12 @@ struct Received {
     publish: Publish,
 }
 
-fn spawn_connection(agent: Arc<Agent>, client: AsyncClient, mut eventloop: rumqttc::EventLoop) {
+fn spawn_connection(
+    agent: Arc<Agent>,
+    client: AsyncClient,
+    mut eventloop: rumqttc::EventLoop,
+    downlink_acks: Option<Arc<Acks>>,
+) {
     let session = Arc::new(AtomicU64::new(0));
     let (to_process, mut processing) = mpsc::channel::<Received>(WINDOW);
     let (to_ack, mut acking) = mpsc::channel::<(Received, Option<Accepted>)>(WINDOW);
@@ -123,6 +189,21 @@ fn spawn_connection(agent: Arc<Agent>, client: AsyncClient, mut eventloop: rumqt
                     let received = Received { session: loop_session.load(Ordering::SeqCst), publish };
                     if to_process.send(received).await.is_err() {
                         return;
+                    }
+                }
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    if let Some(acks) = &downlink_acks {
+                        acks.sent(pkid);
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    if let Some(acks) = &downlink_acks {
+                        acks.acked(ack.pkid);
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubComp(comp))) => {
+                    if let Some(acks) = &downlink_acks {
+                        acks.acked(comp.pkid);
                     }
                 }
                 Ok(_) => {}

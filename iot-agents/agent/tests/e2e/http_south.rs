@@ -219,6 +219,32 @@ async fn a_burst_of_first_measures_provisions_one_device() {
 }
 
 #[tokio::test]
+async fn store_last_measure_keeps_the_last_measure_on_the_device() {
+    let broker = common::spawn_broker().await;
+    let south = spawn_south(&broker.url, |_| {}).await;
+    let (key, service) = (unique("k"), tenant());
+    let mut g = group(&key, &service, "/iot/json");
+    g.store_last_measure = Some(true);
+    south.add_group(g).await;
+    for body in [r#"{"a": 1}"#, r#"{"a": 2, "b": "x"}"#] {
+        let r = south
+            .test
+            .client
+            .post(format!("{}/iot/json?k={key}&i=keeper", south.http()))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status(), 200);
+    }
+    let device = south.agent.registry.find_device(Some(&key), "keeper").await.expect("registry").expect("device");
+    let last = device.last_measure.expect("last measure kept");
+    assert_eq!(last["measure"], json!({"a": 2, "b": "x"}));
+    assert!(last["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+}
+
+#[tokio::test]
 async fn a_polling_device_gets_an_empty_answer_without_commands() {
     let broker = common::spawn_broker().await;
     let south = spawn_south(&broker.url, |_| {}).await;

@@ -16,6 +16,8 @@ use crate::http_south::{South, group, spawn_south, tenant};
 pub struct Device {
     client: AsyncClient,
     acks: mpsc::UnboundedReceiver<()>,
+    subacks: mpsc::UnboundedReceiver<()>,
+    received: mpsc::UnboundedReceiver<rumqttc::Publish>,
 }
 
 impl Device {
@@ -24,6 +26,8 @@ impl Device {
         options.set_keep_alive(Duration::from_secs(10));
         let (client, mut eventloop) = AsyncClient::new(options, 64);
         let (tx, acks) = mpsc::unbounded_channel();
+        let (sub_tx, subacks) = mpsc::unbounded_channel();
+        let (msg_tx, received) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
@@ -32,12 +36,35 @@ impl Device {
                             return;
                         }
                     }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = sub_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = msg_tx.send(p);
+                    }
                     Ok(_) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             }
         });
-        Device { client, acks }
+        Device { client, acks, subacks, received }
+    }
+
+    /// Subscribes (QoS 1) and waits for the subscription to be in place.
+    pub async fn subscribe(&mut self, topic: &str) {
+        self.client.subscribe(topic, QoS::AtLeastOnce).await.expect("subscribe queued");
+        tokio::time::timeout(Duration::from_secs(10), self.subacks.recv())
+            .await
+            .expect("Mosquitto acknowledged the subscription in time")
+            .expect("device event loop running");
+    }
+
+    /// The next message the device receives.
+    pub async fn next_message(&mut self) -> rumqttc::Publish {
+        tokio::time::timeout(Duration::from_secs(10), self.received.recv())
+            .await
+            .expect("a message in time")
+            .expect("device event loop running")
     }
 
     pub async fn publish(&mut self, topic: &str, payload: &[u8]) {
@@ -136,6 +163,40 @@ async fn agents_with_different_share_prefixes_each_get_every_message() {
     assert_eq!(e["v"]["value"], json!(5));
     let e = second.entity_when(&other_broker.url, &service, &key, "both", |e| e.get("v").is_some()).await;
     assert_eq!(e["v"]["value"], json!(5));
+}
+
+#[tokio::test]
+async fn the_mqtt_downlink_publishes_commands_and_waits_for_the_acknowledgement() {
+    let broker = common::spawn_broker().await;
+    let south = spawn_mqtt(&broker.url, 2).await;
+    let (key, dev) = (unique("k"), "cmd-dev");
+    let topic = orbis_agent::south::topic::command_topic(&key, dev);
+    let mut device = Device::connect().await;
+    device.subscribe(&topic).await;
+    wait_subscribed(&south, &mut device).await;
+    let downlink = south.agent.mqtt.get().expect("MQTT downlink set").clone();
+
+    downlink.publish(&topic, br#"{"ping": {"data": "22"}}"#.to_vec(), 1, false).await.expect("acknowledged");
+    let got = device.next_message().await;
+    assert_eq!(got.topic, topic);
+    assert_eq!(&got.payload[..], br#"{"ping": {"data": "22"}}"#);
+    assert_eq!(got.qos, QoS::AtLeastOnce);
+
+    // Several at once, mixed QoS: each caller is answered, and all arrive.
+    let sends = (0..5u8).map(|i| {
+        let downlink = downlink.clone();
+        let topic = topic.clone();
+        async move { downlink.publish(&topic, vec![b'0' + i], i % 2, false).await }
+    });
+    for r in futures_util::future::join_all(sends).await {
+        r.expect("published");
+    }
+    let mut payloads = Vec::new();
+    for _ in 0..5 {
+        payloads.push(device.next_message().await.payload[0]);
+    }
+    payloads.sort_unstable();
+    assert_eq!(payloads, b"01234".to_vec());
 }
 
 #[tokio::test]
