@@ -93,9 +93,7 @@ impl Future for Accepted {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.rx.as_mut() {
             None => Poll::Ready(Ok(())),
-            Some(rx) => Pin::new(rx).poll(cx).map(|r| {
-                r.unwrap_or_else(|_| Err(AgentError::broker(503, "the northbound writer stopped before writing")))
-            }),
+            Some(rx) => Pin::new(rx).poll(cx).map(|r| r.unwrap_or_else(|_| Err(stopped()))),
         }
     }
 }
@@ -129,7 +127,7 @@ impl Writer {
         let inner = &self.inner;
         let (tx, rx) = oneshot::channel();
         if *inner.stop.borrow() {
-            let _ = tx.send(Err(AgentError::broker(503, "the northbound writer is shutting down")));
+            let _ = tx.send(Err(stopped()));
             return Accepted { rx: Some(rx) };
         }
         // A job larger than the whole queue takes the whole queue rather than waiting forever.
@@ -137,7 +135,7 @@ impl Writer {
         let permit = match inner.capacity.clone().acquire_many_owned(wanted).await {
             Ok(p) => p,
             Err(_) => {
-                let _ = tx.send(Err(AgentError::broker(503, "the northbound writer is shutting down")));
+                let _ = tx.send(Err(stopped()));
                 return Accepted { rx: Some(rx) };
             }
         };
@@ -162,7 +160,7 @@ impl Writer {
         self.inner.capacity.close();
         let drained: Vec<Job> = self.inner.lanes.lock().values_mut().flat_map(|lane| lane.queue.drain(..)).collect();
         for job in drained {
-            let _ = job.done.send(Err(AgentError::broker(503, "the northbound writer is shutting down")));
+            let _ = job.done.send(Err(stopped()));
         }
     }
 }
@@ -234,7 +232,7 @@ impl Inner {
                     let _ = job.done.send(Ok(()));
                 }
             }
-            Err(e) if e.status == 503 && *self.stop.borrow() => {
+            Err(e) if is_stopped(&e) => {
                 for job in batch {
                     let _ = job.done.send(Err(e.clone()));
                 }
@@ -248,13 +246,17 @@ impl Inner {
         }
     }
 
-    /// Tells the submitter how its job ended, counting the entities the broker refused.
-    fn settle(&self, job: Job, result: Result<()>) {
-        if let Err(e) = &result
-            && !retriable(e.status)
+    /// Tells the submitter how its job ended, counting the entities the broker refused. A
+    /// refusal the broker sent with a success status (a 207 partial failure) is reported as 500.
+    fn settle(&self, job: Job, mut result: Result<()>) {
+        if let Err(e) = &mut result
+            && !is_stopped(e)
         {
             Metrics::add(&self.metrics.entities_rejected, job.entities.len() as u64);
             tracing::warn!(error = %e.message, "the broker refused a measure");
+            if e.status < 400 {
+                e.status = 500;
+            }
         }
         let _ = job.done.send(result);
     }
@@ -267,11 +269,11 @@ impl Inner {
             let mut stop = self.stop.subscribe();
             loop {
                 if *stop.borrow() {
-                    return Err(AgentError::broker(503, "the northbound writer is shutting down"));
+                    return Err(stopped());
                 }
                 let result = {
                     let Ok(_slot) = self.requests.acquire().await else {
-                        return Err(AgentError::broker(503, "the northbound writer is shutting down"));
+                        return Err(stopped());
                     };
                     client.upsert(tenant, chunk).await
                 };
@@ -298,6 +300,19 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// The error name of a job the writer gave up on because it is stopping (the message was not
+/// written, and transports leave it to their broker for redelivery).
+pub const STOPPED: &str = "AGENT_STOPPING";
+
+fn stopped() -> AgentError {
+    AgentError::new(STOPPED, 503, "the agent is stopping; the measure was not written")
+}
+
+/// Whether an error means the job was not written because the writer stopped.
+pub fn is_stopped(e: &AgentError) -> bool {
+    e.name == STOPPED
 }
 
 /// Whether a failed upsert is worth retrying: the broker was unreachable (reported as 503), timed
@@ -563,7 +578,7 @@ mod tests {
         assert!(metrics.upsert_retries.load(std::sync::atomic::Ordering::Relaxed) >= 1);
         writer.shutdown();
         let e = accepted.await.expect_err("unwritten at shutdown");
-        assert_eq!(e.status, 503);
+        assert!(is_stopped(&e));
         assert!(second.await.is_err());
     }
 }

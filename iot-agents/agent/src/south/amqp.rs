@@ -21,7 +21,7 @@ use tokio::sync::{RwLock, mpsc};
 
 use crate::error::{AgentError, Result};
 use crate::metrics::Metrics;
-use crate::ngsi::writer::Accepted;
+use crate::ngsi::writer::{self, Accepted};
 use crate::south::Downlink;
 use crate::south::pipeline;
 use crate::south::topic::{self, Topic};
@@ -148,7 +148,7 @@ async fn session(agent: &Arc<Agent>, url: &str, downlink: &AmqpDownlink) -> Resu
                 None => true,
                 Some(accepted) => match accepted.await {
                     Ok(()) => true,
-                    Err(e) if e.status >= 500 => false,
+                    Err(e) if writer::is_stopped(&e) => false,
                     Err(e) => {
                         Metrics::inc(&ack_agent.metrics.messages_rejected);
                         tracing::warn!(key = %delivery.routing_key, error = %e, "the context broker refused a measure");
@@ -181,6 +181,12 @@ async fn session(agent: &Arc<Agent>, url: &str, downlink: &AmqpDownlink) -> Resu
 
 /// Runs one delivery through the pipeline; `None` when it was refused (logged and counted).
 async fn process(agent: &Agent, key: &str, data: &[u8]) -> Option<Accepted> {
+    if data.len() > agent.settings.max_body_bytes {
+        Metrics::inc(&agent.metrics.messages_received);
+        Metrics::inc(&agent.metrics.messages_rejected);
+        tracing::warn!(key, bytes = data.len(), "ignoring a message larger than the body limit");
+        return None;
+    }
     let Some(Topic { protocol, apikey, device_id, kind }) = topic::parse_amqp(key) else {
         Metrics::inc(&agent.metrics.messages_received);
         Metrics::inc(&agent.metrics.messages_rejected);

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{AgentError, Result};
 use crate::metrics::Metrics;
-use crate::ngsi::writer::Accepted;
+use crate::ngsi::writer::{self, Accepted};
 use crate::south::Downlink;
 use crate::south::pipeline;
 use crate::south::topic::{self, Topic};
@@ -233,7 +233,7 @@ fn spawn_connection(
             if let Some(accepted) = accepted {
                 match accepted.await {
                     Ok(()) => {}
-                    Err(e) if e.status >= 500 => {
+                    Err(e) if writer::is_stopped(&e) => {
                         // Only a stopping writer answers so: leave the message to the MQTT broker.
                         tracing::info!(topic = %received.publish.topic, "not acknowledging an unwritten message");
                         continue;

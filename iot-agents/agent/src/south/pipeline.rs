@@ -299,9 +299,14 @@ pub async fn write_measures(agent: &Agent, target: &Target, groups: Vec<Measures
     let resolved = mapping::resolve(device, group, &agent.settings);
     let entities = mapping::measures_to_entities(&resolved, &groups, Utc::now())?;
     let tenant = Tenant::new(device.service.clone(), device.service_path.clone());
-    let base = group.and_then(|g| g.cb_host.as_deref());
+    let base = group.and_then(|g| g.cb_host.as_deref()).filter(|h| !h.is_empty()).map(broker_url);
     Metrics::add(&agent.metrics.measures_accepted, groups.len() as u64);
-    Ok(agent.writer.submit(base, tenant, entities).await)
+    Ok(agent.writer.submit(base.as_deref(), tenant, entities).await)
+}
+
+/// A group's `cbHost` as a URL: iotagent-node-lib accepts `host:port` and adds `http://`.
+pub fn broker_url(cb_host: &str) -> String {
+    if cb_host.contains("://") { cb_host.to_owned() } else { format!("http://{cb_host}") }
 }
 
 #[cfg(test)]
@@ -318,6 +323,12 @@ mod tests {
         assert!(parse(Protocol::Json, &Kind::Measures, b"not json", None).is_err());
         let p = parse(Protocol::Json, &Kind::CommandResult, br#"{"ping": "ok"}"#, None).expect("result");
         assert_eq!(p, Parsed::Results(vec![("ping".into(), json!("ok"))]));
+    }
+
+    #[test]
+    fn a_cb_host_without_scheme_is_http() {
+        assert_eq!(broker_url("orion:1026"), "http://orion:1026");
+        assert_eq!(broker_url("https://b.example/"), "https://b.example/");
     }
 
     #[test]

@@ -245,6 +245,32 @@ async fn store_last_measure_keeps_the_last_measure_on_the_device() {
 }
 
 #[tokio::test]
+async fn a_group_with_cb_host_writes_to_its_own_broker() {
+    let default_broker = common::spawn_broker().await;
+    let group_broker = common::spawn_broker().await;
+    let south = spawn_south(&default_broker.url, |_| {}).await;
+    let (key, service) = (unique("k"), tenant());
+    let mut g = group(&key, &service, "/iot/json");
+    // `host:port`, as iotagent-node-lib accepts it.
+    g.cb_host = Some(group_broker.url.trim_start_matches("http://").to_owned());
+    south.add_group(g).await;
+    let r = south
+        .test
+        .client
+        .post(format!("{}/iot/json?k={key}&i=routed", south.http()))
+        .header("content-type", "application/json")
+        .body(r#"{"v": 3}"#)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    let id = south.entity_id(&key, "routed").await.expect("device");
+    let e = common::broker_entity(&group_broker.url, Some(&service), &id).await.expect("entity in the group's broker");
+    assert_eq!(e["v"]["value"], json!(3));
+    assert!(common::broker_entity(&default_broker.url, Some(&service), &id).await.is_none());
+}
+
+#[tokio::test]
 async fn a_polling_device_gets_an_empty_answer_without_commands() {
     let broker = common::spawn_broker().await;
     let south = spawn_south(&broker.url, |_| {}).await;
