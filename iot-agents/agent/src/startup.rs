@@ -91,12 +91,8 @@ impl Application {
                     .run();
             servers.push(server);
         }
-        if let Some(downlink) = crate::south::mqtt::start(&agent) {
-            let _ = agent.mqtt.set(downlink);
-        }
-        if let Some(downlink) = crate::south::amqp::start(&agent) {
-            let _ = agent.amqp.set(downlink);
-        }
+        crate::south::mqtt::start(&agent);
+        crate::south::amqp::start(&agent);
         Ok(Application { north_port, http_port, servers, agent })
     }
 

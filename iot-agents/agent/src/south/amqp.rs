@@ -68,9 +68,10 @@ impl Downlink for AmqpDownlink {
 }
 
 /// Starts the AMQP consumer when `amqp_url` is set (connecting, and reconnecting, in the
-/// background); returns the downlink.
-pub fn start(agent: &Arc<Agent>) -> Option<Arc<dyn Downlink>> {
-    let url = agent.settings.amqp_url.clone()?;
+/// background). The downlink is put in `agent.amqp` once connected (unless something else was
+/// put there first).
+pub fn start(agent: &Arc<Agent>) {
+    let Some(url) = agent.settings.amqp_url.clone() else { return };
     let downlink =
         Arc::new(AmqpDownlink { exchange: agent.settings.amqp_exchange.clone(), channel: RwLock::new(None) });
     let agent = agent.clone();
@@ -87,11 +88,10 @@ pub fn start(agent: &Arc<Agent>) -> Option<Arc<dyn Downlink>> {
             pause = (pause * 2).min(RECONNECT_MAX);
         }
     });
-    Some(downlink)
 }
 
 /// One connection: declares the topology, consumes until the connection ends.
-async fn session(agent: &Arc<Agent>, url: &str, downlink: &AmqpDownlink) -> Result<()> {
+async fn session(agent: &Arc<Agent>, url: &str, downlink: &Arc<AmqpDownlink>) -> Result<()> {
     let s = &agent.settings;
     let connection = Connection::connect(url, ConnectionProperties::default()).await.map_err(amqp_error)?;
     let channel = connection.create_channel().await.map_err(amqp_error)?;
@@ -126,6 +126,7 @@ async fn session(agent: &Arc<Agent>, url: &str, downlink: &AmqpDownlink) -> Resu
     let publisher = connection.create_channel().await.map_err(amqp_error)?;
     publisher.confirm_select(ConfirmSelectOptions::default()).await.map_err(amqp_error)?;
     *downlink.channel.write().await = Some(publisher);
+    let _ = agent.amqp.set(downlink.clone() as Arc<dyn Downlink>);
 
     let tag = format!("{}-{}", s.mqtt_client_id, &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let mut consumer = channel

@@ -116,10 +116,11 @@ impl Downlink for MqttDownlink {
     }
 }
 
-/// Starts the MQTT connections when `mqtt_host` is set; returns the downlink.
-pub fn start(agent: &Arc<Agent>) -> Option<Arc<dyn Downlink>> {
-    let host = agent.settings.mqtt_host.clone()?;
-    let mut downlink = None;
+/// Starts the MQTT connections when `mqtt_host` is set. The first connection's downlink is put
+/// in `agent.mqtt` once it is connected (unless something else was put there first).
+pub fn start(agent: &Arc<Agent>) {
+    let Some(host) = agent.settings.mqtt_host.clone() else { return };
+    let mut downlink: Option<Arc<MqttDownlink>> = None;
     for i in 0..agent.settings.mqtt_connections.max(1) {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let mut options = MqttOptions::new(
@@ -136,16 +137,15 @@ pub fn start(agent: &Arc<Agent>) -> Option<Arc<dyn Downlink>> {
             options.set_credentials(user.clone(), agent.settings.mqtt_password.clone().unwrap_or_default());
         }
         let (client, eventloop) = AsyncClient::new(options, REQUESTS);
-        let acks = if downlink.is_none() {
-            let acks = Arc::new(Acks::default());
-            downlink = Some(Arc::new(MqttDownlink { client: client.clone(), acks: acks.clone() }) as Arc<dyn Downlink>);
-            Some(acks)
+        let link = if downlink.is_none() {
+            let link = Arc::new(MqttDownlink { client: client.clone(), acks: Arc::new(Acks::default()) });
+            downlink = Some(link.clone());
+            Some(link)
         } else {
             None
         };
-        spawn_connection(agent.clone(), client, eventloop, acks);
+        spawn_connection(agent.clone(), client, eventloop, link);
     }
-    downlink
 }
 
 /// A received message with the session it arrived in (acknowledging a packet id of an earlier
@@ -159,8 +159,9 @@ fn spawn_connection(
     agent: Arc<Agent>,
     client: AsyncClient,
     mut eventloop: rumqttc::EventLoop,
-    downlink_acks: Option<Arc<Acks>>,
+    downlink: Option<Arc<MqttDownlink>>,
 ) {
+    let downlink_acks = downlink.as_ref().map(|d| d.acks.clone());
     let session = Arc::new(AtomicU64::new(0));
     let (to_process, mut processing) = mpsc::channel::<Received>(WINDOW);
     let (to_ack, mut acking) = mpsc::channel::<(Received, Option<Accepted>)>(WINDOW);
@@ -172,6 +173,7 @@ fn spawn_connection(
     // The event loop: connects, subscribes on every (re)connection, forwards publishes.
     let loop_client = client.clone();
     let loop_session = session.clone();
+    let loop_agent = agent.clone();
     tokio::spawn(async move {
         let mut pause = RECONNECT_START;
         loop {
@@ -182,6 +184,9 @@ fn spawn_connection(
                     // `try_` because this task is the one that drains the request queue.
                     if let Err(e) = loop_client.try_subscribe_many(filters.clone()) {
                         tracing::error!(error = %e, "cannot subscribe to the MQTT topics");
+                    }
+                    if let Some(link) = &downlink {
+                        let _ = loop_agent.mqtt.set(link.clone() as Arc<dyn Downlink>);
                     }
                     tracing::info!("connected to the MQTT broker");
                 }

@@ -154,11 +154,9 @@ async fn commands_go_down_through_the_amqp_downlink() {
         )
         .await
         .expect("bind");
-    let downlink = south.agent.amqp.get().expect("AMQP downlink set").clone();
-    common::eventually(20, "the downlink connected", || async {
-        downlink.publish(&routing, br#"{"ping": {}}"#.to_vec(), 1, false).await.ok()
-    })
-    .await;
+    // The downlink is there once the agent is connected.
+    let downlink = common::eventually(20, "the AMQP downlink", || async { south.agent.amqp.get().cloned() }).await;
+    downlink.publish(&routing, br#"{"ping": {}}"#.to_vec(), 1, false).await.expect("confirmed");
     let got = common::eventually(10, "the command at the device", || async {
         rabbit
             .channel
