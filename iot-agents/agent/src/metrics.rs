@@ -14,6 +14,8 @@ pub struct Metrics {
     pub measures_accepted: AtomicU64,
     /// Entities the broker accepted in upserts.
     pub entities_upserted: AtomicU64,
+    /// Entities the broker refused (a 4xx answer); their messages were rejected.
+    pub entities_rejected: AtomicU64,
     /// Upsert requests that failed and were retried.
     pub upsert_retries: AtomicU64,
     /// Commands received from the broker.

@@ -11,6 +11,7 @@ use actix_web::{App, HttpServer, web};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::ngsi::client::BrokerClient;
+use crate::ngsi::writer::Writer;
 use crate::registry::Registry;
 use crate::south::Downlink;
 
@@ -19,7 +20,9 @@ pub struct Agent {
     pub settings: Settings,
     pub registry: Arc<dyn Registry>,
     pub broker: BrokerClient,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// Batches measures into upserts and retries them until the broker accepts them.
+    pub writer: Writer,
     /// Publishes to devices over MQTT, once the MQTT transport is connected.
     pub mqtt: OnceLock<Arc<dyn Downlink>>,
     /// Publishes to devices over AMQP, once the AMQP transport is connected.
@@ -50,11 +53,14 @@ impl Application {
         if settings.provider_url.is_empty() {
             settings.provider_url = format!("http://127.0.0.1:{north_port}");
         }
+        let metrics = Arc::new(Metrics::default());
+        let writer = Writer::new(broker.clone(), settings.batch_max, settings.queue_capacity, metrics.clone());
         let agent = Arc::new(Agent {
             settings: settings.clone(),
             registry,
             broker,
-            metrics: Metrics::default(),
+            metrics,
+            writer,
             mqtt: OnceLock::new(),
             amqp: OnceLock::new(),
             commands: crate::commands::Commands::new(&settings),
@@ -75,7 +81,24 @@ impl Application {
         .listen(north)
         .map_err(|e| e.to_string())?
         .run();
-        Ok(Application { north_port, http_port: None, servers: vec![server], agent })
+        let mut servers = vec![server];
+        let mut http_port = None;
+        if let Some(port) = settings.http_port {
+            let south = TcpListener::bind((settings.host.as_str(), port))
+                .map_err(|e| format!("southbound HTTP port {port}: {e}"))?;
+            http_port = Some(south.local_addr().map_err(|e| e.to_string())?.port());
+            let data = web::Data::from(agent.clone());
+            let server =
+                HttpServer::new(move || App::new().app_data(data.clone()).configure(crate::south::http::configure))
+                    .workers(2)
+                    .listen(south)
+                    .map_err(|e| e.to_string())?
+                    .run();
+            servers.push(server);
+        }
+        crate::south::mqtt::start(&agent);
+        crate::south::amqp::start(&agent);
+        Ok(Application { north_port, http_port, servers, agent })
     }
 
     pub fn north_port(&self) -> u16 {
@@ -93,6 +116,8 @@ impl Application {
     /// Runs every listener until one stops.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let results = futures_util::future::join_all(self.servers).await;
+        // Measures not yet written are left to their transports (unacknowledged, requeued).
+        self.agent.writer.shutdown();
         results.into_iter().collect()
     }
 }

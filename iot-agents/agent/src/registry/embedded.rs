@@ -157,6 +157,10 @@ impl Registry for EmbeddedRegistry {
         Ok(self.state.lock().groups.get(&group_key(apikey, resource)).cloned())
     }
 
+    async fn find_group_by_apikey(&self, apikey: &str) -> Result<Option<Group>> {
+        Ok(self.state.lock().groups.values().find(|g| g.apikey == apikey).cloned())
+    }
+
     async fn update_group(&self, group: Group) -> Result<()> {
         let mut st = self.state.lock();
         let key = group_key(&group.apikey, &group.resource);

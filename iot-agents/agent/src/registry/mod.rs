@@ -35,6 +35,9 @@ pub trait Registry: Send + Sync + 'static {
     async fn list_groups(&self, scope: Scope<'_>, limit: Option<usize>, offset: usize) -> Result<Page<Group>>;
     /// The group serving southbound messages with this resource and API key, whatever its service.
     async fn find_group(&self, resource: &str, apikey: &str) -> Result<Option<Group>>;
+    /// Any group with this API key, whatever its resource (the southbound fall-back when no
+    /// group has the protocol's default resource).
+    async fn find_group_by_apikey(&self, apikey: &str) -> Result<Option<Group>>;
     /// Replaces a stored group (same `{apikey, resource}`); `DEVICE_GROUP_NOT_FOUND` if absent.
     async fn update_group(&self, group: Group) -> Result<()>;
     /// Deletes the group; `DEVICE_GROUP_NOT_FOUND` if absent, `MISMATCHED_SERVICE` if it belongs

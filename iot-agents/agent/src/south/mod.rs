@@ -2,6 +2,12 @@
 //! transport parses its framing and hands measures, command results and configuration requests
 //! to the shared pipeline here.
 
+pub mod amqp;
+pub mod http;
+pub mod mqtt;
+pub mod pipeline;
+pub mod topic;
+
 use async_trait::async_trait;
 
 use crate::error::Result;
