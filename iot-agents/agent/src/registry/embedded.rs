@@ -3,7 +3,7 @@
 //! file in one committed transaction before the call returns, so the registry survives a
 //! restart. Provisioning writes are rare; they run one at a time under a lock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -34,7 +34,38 @@ fn device_key(d: &Device) -> String {
 struct State {
     groups: BTreeMap<String, Group>,
     devices: BTreeMap<String, Device>,
+    /// Device id → keys of the devices with that id (usually one): every southbound message
+    /// looks its device up by id, which must not cost a scan of all devices.
+    by_id: HashMap<String, Vec<String>>,
     commands: BTreeMap<String, PendingCommand>,
+}
+
+impl State {
+    fn add_device(&mut self, key: String, d: Device) {
+        let keys = self.by_id.entry(d.device_id.clone()).or_default();
+        if !keys.contains(&key) {
+            keys.push(key.clone());
+        }
+        self.devices.insert(key, d);
+    }
+
+    fn remove_device(&mut self, key: &str) -> Option<Device> {
+        let d = self.devices.remove(key)?;
+        if let Some(keys) = self.by_id.get_mut(&d.device_id) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.by_id.remove(&d.device_id);
+            }
+        }
+        Some(d)
+    }
+
+    /// The devices with this id, in key order.
+    fn with_id<'a>(&'a self, device_id: &str) -> impl Iterator<Item = (&'a String, &'a Device)> + 'a {
+        let mut keys: Vec<&String> = self.by_id.get(device_id).map(|k| k.iter().collect()).unwrap_or_default();
+        keys.sort();
+        keys.into_iter().filter_map(|k| Some((k, self.devices.get(k)?)))
+    }
 }
 
 /// A redb-backed registry with an in-memory copy of every record.
@@ -80,11 +111,15 @@ impl EmbeddedRegistry {
             }
             txn.commit().map_err(|e| e.to_string())?;
         }
-        let state = State {
+        let mut state = State {
             groups: load(&db, GROUPS).map_err(|e| e.to_string())?,
-            devices: load(&db, DEVICES).map_err(|e| e.to_string())?,
             commands: load(&db, COMMANDS).map_err(|e| e.to_string())?,
+            ..State::default()
         };
+        let devices: BTreeMap<String, Device> = load(&db, DEVICES).map_err(|e| e.to_string())?;
+        for (k, d) in devices {
+            state.add_device(k, d);
+        }
         Ok(EmbeddedRegistry { db, state: Mutex::new(state) })
     }
 
@@ -203,7 +238,9 @@ impl Registry for EmbeddedRegistry {
             staged.push((key, d));
         }
         self.commit(ops)?;
-        st.devices.extend(staged);
+        for (k, d) in staged {
+            st.add_device(k, d);
+        }
         Ok(())
     }
 
@@ -214,7 +251,7 @@ impl Registry for EmbeddedRegistry {
             return Ok(d.clone());
         }
         self.commit(vec![Op::Put(DEVICES, key.clone(), encode(&device)?)])?;
-        st.devices.insert(key, device.clone());
+        st.add_device(key, device.clone());
         Ok(device)
     }
 
@@ -233,12 +270,11 @@ impl Registry for EmbeddedRegistry {
     ) -> Result<Option<Device>> {
         let st = self.state.lock();
         Ok(st
-            .devices
-            .values()
+            .with_id(device_id)
+            .map(|(_, d)| d)
             .find(|d| {
                 d.service == service
                     && d.service_path == subservice
-                    && d.device_id == device_id
                     && apikey.is_none_or(|k| d.apikey.as_deref() == Some(k))
             })
             .cloned())
@@ -247,9 +283,9 @@ impl Registry for EmbeddedRegistry {
     async fn find_device(&self, apikey: Option<&str>, device_id: &str) -> Result<Option<Device>> {
         let st = self.state.lock();
         Ok(st
-            .devices
-            .values()
-            .find(|d| d.device_id == device_id && apikey.is_none_or(|k| d.apikey.as_deref() == Some(k)))
+            .with_id(device_id)
+            .map(|(_, d)| d)
+            .find(|d| apikey.is_none_or(|k| d.apikey.as_deref() == Some(k)))
             .cloned())
     }
 
@@ -273,12 +309,10 @@ impl Registry for EmbeddedRegistry {
     ) -> Result<Device> {
         let mut st = self.state.lock();
         let key = st
-            .devices
-            .iter()
+            .with_id(device_id)
             .find(|(_, d)| {
                 d.service == service
                     && d.service_path == subservice
-                    && d.device_id == device_id
                     && apikey.is_none_or(|k| d.apikey.as_deref() == Some(k))
             })
             .map(|(k, _)| k.clone());
@@ -286,7 +320,8 @@ impl Registry for EmbeddedRegistry {
             return Err(AgentError::device_not_found(format!("No device was found with id:{device_id}")));
         };
         self.commit(vec![Op::Del(DEVICES, &key)])?;
-        Ok(st.devices.remove(&key).expect("found above"))
+        st.remove_device(&key)
+            .ok_or_else(|| AgentError::device_not_found(format!("No device was found with id:{device_id}")))
     }
 
     async fn delete_devices_of(&self, service: &str, subservice: &str) -> Result<Vec<Device>> {
@@ -298,7 +333,7 @@ impl Registry for EmbeddedRegistry {
             .map(|(k, _)| k.clone())
             .collect();
         self.commit(keys.iter().map(|k| Op::Del(DEVICES, k)).collect())?;
-        Ok(keys.iter().filter_map(|k| st.devices.remove(k)).collect())
+        Ok(keys.iter().filter_map(|k| st.remove_device(k)).collect())
     }
 
     async fn put_command(&self, command: PendingCommand) -> Result<()> {
@@ -377,5 +412,16 @@ mod tests {
         assert_eq!(ids, vec!["d1"], "d3 was in a refused batch, d2 was deleted");
         assert!(r.find_device(Some("k1"), "d1").await.unwrap().is_some());
         assert!(r.find_device(Some("other"), "d1").await.unwrap().is_none());
+        assert!(r.find_device(None, "d2").await.unwrap().is_none(), "a deleted device leaves the id index");
+
+        // The same device id under two API keys: each key finds its own, no key finds the first.
+        let other = Device { apikey: Some("k2".into()), service_path: "/b".into(), ..device("d1") };
+        r.create_devices(vec![other]).await.unwrap();
+        assert_eq!(r.find_device(Some("k2"), "d1").await.unwrap().unwrap().service_path, "/b");
+        assert_eq!(r.find_device(Some("k1"), "d1").await.unwrap().unwrap().service_path, "/a");
+        assert_eq!(r.get_device("smart", "/b", "d1", None).await.unwrap().unwrap().apikey.as_deref(), Some("k2"));
+        r.delete_devices_of("smart", "/a").await.unwrap();
+        assert!(r.find_device(Some("k1"), "d1").await.unwrap().is_none());
+        assert!(r.find_device(None, "d1").await.unwrap().is_some());
     }
 }
