@@ -45,8 +45,14 @@ pub struct Settings {
     pub mqtt_retain: bool,
     /// Publish configuration values without the leading `/` (`IOTA_MQTT_AVOID_LEADING_SLASH`).
     pub mqtt_avoid_leading_slash: bool,
-    /// Client id prefix; each connection appends a random suffix.
+    /// Client id prefix (`IOTA_MQTT_CLIENT_ID`); each connection appends its number, and a random
+    /// suffix when sessions are clean.
     pub mqtt_client_id: String,
+    /// Clean MQTT sessions (`IOTA_MQTT_CLEAN`, default true). With `false` the connections keep
+    /// persistent sessions under stable client ids (`<client id>-<n>`, so give each agent instance
+    /// its own `IOTA_MQTT_CLIENT_ID`): messages Mosquitto holds for a connection that dropped are
+    /// delivered when it comes back instead of being discarded.
+    pub mqtt_clean: bool,
     /// MQTT connections sharing the subscriptions (`ORBIS_AGENT_MQTT_CONNECTIONS`, 4): each
     /// has its own in-flight window at the MQTT broker.
     pub mqtt_connections: usize,
@@ -103,6 +109,7 @@ impl Default for Settings {
             mqtt_retain: false,
             mqtt_avoid_leading_slash: false,
             mqtt_client_id: "orbis-agent".into(),
+            mqtt_clean: true,
             mqtt_connections: 4,
             mqtt_share_prefix: String::new(),
             amqp_url: None,
@@ -216,6 +223,9 @@ impl Settings {
         }
         if let Some(c) = get("IOTA_MQTT_CLIENT_ID") {
             s.mqtt_client_id = c;
+        }
+        if let Some(b) = flag("IOTA_MQTT_CLEAN") {
+            s.mqtt_clean = b;
         }
         if let Some(n) = num("ORBIS_AGENT_MQTT_CONNECTIONS", &mut bad) {
             s.mqtt_connections = (n as usize).clamp(1, 64);

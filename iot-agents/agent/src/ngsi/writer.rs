@@ -155,6 +155,21 @@ impl Writer {
 
     /// Stops retrying: every job not yet written resolves with a 503 error, and later submissions
     /// are refused at once.
+    /// Resolves when the writer stops: transports wait on it to stop taking messages.
+    pub fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.stop.subscribe();
+        async move {
+            loop {
+                if *rx.borrow_and_update() {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
     pub fn shutdown(&self) {
         let _ = self.inner.stop.send(true);
         self.inner.capacity.close();

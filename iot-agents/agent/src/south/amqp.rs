@@ -76,12 +76,22 @@ pub fn start(agent: &Arc<Agent>) {
         Arc::new(AmqpDownlink { exchange: agent.settings.amqp_exchange.clone(), channel: RwLock::new(None) });
     let agent = agent.clone();
     let dl = downlink.clone();
+    let stopping = agent.writer.stopping();
     tokio::spawn(async move {
+        tokio::pin!(stopping);
         let mut pause = RECONNECT_START;
         loop {
-            match session(&agent, &url, &dl).await {
-                Ok(()) => pause = RECONNECT_START,
-                Err(e) => tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "AMQP connection failed"),
+            tokio::select! {
+                outcome = session(&agent, &url, &dl) => match outcome {
+                    Ok(()) => pause = RECONNECT_START,
+                    Err(e) => tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "AMQP connection failed"),
+                },
+                // The agent stops: dropping the connection hands unacknowledged messages back to
+                // the queue (RabbitMQ requeues them), and releases the agent.
+                _ = &mut stopping => {
+                    *dl.channel.write().await = None;
+                    return;
+                }
             }
             *dl.channel.write().await = None;
             tokio::time::sleep(pause).await;

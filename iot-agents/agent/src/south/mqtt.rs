@@ -122,15 +122,16 @@ pub fn start(agent: &Arc<Agent>) {
     let Some(host) = agent.settings.mqtt_host.clone() else { return };
     let mut downlink: Option<Arc<MqttDownlink>> = None;
     for i in 0..agent.settings.mqtt_connections.max(1) {
-        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-        let mut options = MqttOptions::new(
-            format!("{}-{i}-{suffix}", agent.settings.mqtt_client_id),
-            host.clone(),
-            agent.settings.mqtt_port,
-        );
+        let clean = agent.settings.mqtt_clean;
+        let id = if clean {
+            format!("{}-{i}-{}", agent.settings.mqtt_client_id, &uuid::Uuid::new_v4().simple().to_string()[..8])
+        } else {
+            format!("{}-{i}", agent.settings.mqtt_client_id)
+        };
+        let mut options = MqttOptions::new(id, host.clone(), agent.settings.mqtt_port);
         options
             .set_keep_alive(Duration::from_secs(30))
-            .set_clean_session(true)
+            .set_clean_session(clean)
             .set_manual_acks(true)
             .set_max_packet_size(agent.settings.max_body_bytes.saturating_add(64 * 1024), 16 * 1024 * 1024);
         if let Some(user) = &agent.settings.mqtt_username {
@@ -174,10 +175,29 @@ fn spawn_connection(
     let loop_client = client.clone();
     let loop_session = session.clone();
     let loop_agent = agent.clone();
+    let stopping = agent.writer.stopping();
     tokio::spawn(async move {
+        tokio::pin!(stopping);
         let mut pause = RECONNECT_START;
         loop {
-            match eventloop.poll().await {
+            let event = tokio::select! {
+                event = eventloop.poll() => event,
+                _ = &mut stopping => {
+                    // The agent stops: say goodbye so a persistent session keeps what is not
+                    // acknowledged, and drop the tasks' hold on the agent.
+                    let _ = loop_client.try_disconnect();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                        while let Ok(ev) = eventloop.poll().await {
+                            if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
+                    return;
+                }
+            };
+            match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     pause = RECONNECT_START;
                     loop_session.fetch_add(1, Ordering::SeqCst);

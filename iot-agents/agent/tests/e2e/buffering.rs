@@ -86,3 +86,65 @@ async fn an_http_measure_is_answered_503_while_the_broker_is_down_and_written_la
     let e = south.entity_when(&url, &service, &key, "late", |e| e.get("v").is_some()).await;
     assert_eq!(e["v"]["value"], json!(11));
 }
+
+/// With persistent MQTT sessions (`IOTA_MQTT_CLEAN=false`), measures published while the agent
+/// is stopped are kept by Mosquitto for its session and written once it is back.
+#[tokio::test]
+async fn mqtt_measures_sent_while_the_agent_is_down_arrive_after_it_restarts() {
+    let broker = common::spawn_broker().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = common::agent_settings(&broker.url, dir.path());
+    settings.mqtt_host = Some("127.0.0.1".into());
+    settings.mqtt_connections = 1;
+    settings.mqtt_clean = false;
+    settings.mqtt_client_id = unique("persist");
+    let (key, service) = (unique("k"), tenant());
+    let mut device = Device::connect().await;
+
+    let app = orbis_agent::startup::Application::build(settings.clone()).await.expect("agent builds");
+    app.agent.registry.create_groups(vec![group(&key, &service, "/iot/json")]).await.expect("group stored");
+    let agent = app.agent.clone();
+    let handles = app.handles();
+    tokio::spawn(app.run_until_stopped());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while agent.metrics.entities_upserted.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the agent never wrote the first measure");
+        device.publish(&format!("/json/{key}/first/attrs"), br#"{"seq": 0}"#).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Stop the agent and wait until every task let go of it.
+    for h in &handles {
+        h.stop(true).await;
+    }
+    let weak = std::sync::Arc::downgrade(&agent);
+    drop(agent);
+    common::eventually(10, "the stopped agent to be released", || {
+        let gone = weak.upgrade().is_none();
+        async move { gone.then_some(()) }
+    })
+    .await;
+
+    const N: usize = 20;
+    for i in 0..N {
+        device.publish(&format!("/json/{key}/d{i}/attrs"), format!(r#"{{"seq": {i}}}"#).as_bytes()).await;
+    }
+
+    let app = common::eventually(10, "the registry to be released", || async {
+        orbis_agent::startup::Application::build(settings.clone()).await.ok()
+    })
+    .await;
+    let agent = app.agent.clone();
+    tokio::spawn(app.run_until_stopped());
+    for i in 0..N {
+        let id = format!("d{i}");
+        let entity = common::eventually(20, "a measure sent while the agent was down", || async {
+            let device = agent.registry.find_device(Some(&key), &id).await.expect("registry")?;
+            let group = agent.registry.find_group_by_apikey(&key).await.expect("registry");
+            let eid = orbis_agent::mapping::resolve(&device, group.as_ref(), &agent.settings).entity_id;
+            common::broker_entity(&broker.url, Some(&service), &eid).await
+        })
+        .await;
+        assert_eq!(entity["seq"]["value"], json!(i));
+    }
+}
