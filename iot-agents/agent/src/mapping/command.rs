@@ -12,7 +12,7 @@ use crate::model::CommandDef;
 pub fn command_payload(resolved: &Resolved, command: &CommandDef, value: &Value, ultralight: bool) -> Result<Vec<u8>> {
     let payload = match command.expression.as_deref().filter(|e| !e.trim().is_empty()) {
         Some(exp) => {
-            let mut ctx = measures::fixed_context(resolved);
+            let mut ctx = measures::device_context(resolved);
             ctx.insert(command.name.clone(), value.clone());
             let node = jexl::compile(exp)?;
             jexl::eval(&node, &ctx).map_err(|e| {

@@ -251,10 +251,10 @@ impl Parser {
             let Some(Tok::Punct(p)) = self.peek().cloned() else {
                 if let Some(Tok::Ident(w)) = self.peek()
                     && w == "in"
-                    && 40 > min_bp
+                    && 20 > min_bp
                 {
                     self.pos += 1;
-                    let rhs = self.expr(40)?;
+                    let rhs = self.expr(20)?;
                     lhs = Node::Binary(BinOp::In, Box::new(lhs), Box::new(rhs));
                     continue;
                 }
@@ -383,24 +383,26 @@ enum Bin {
     Op(BinOp),
 }
 
-/// Binary operators: (operator, binding power, right-associative).
+/// Binary operators as Jexl's grammar ranks them: (operator, binding power, right-associative).
+/// Unlike JavaScript, `&&` and `||` share one level, `%` and `^` bind tighter than `*`, and every
+/// operator is left-associative (`2 ^ 3 ^ 2` is 64).
 fn binary(p: &str) -> Option<(Bin, u8, bool)> {
     Some(match p {
         "||" => (Bin::Or, 10, false),
-        "&&" => (Bin::And, 20, false),
-        "==" => (Bin::Op(BinOp::Eq), 30, false),
-        "!=" => (Bin::Op(BinOp::Ne), 30, false),
-        "<" => (Bin::Op(BinOp::Lt), 40, false),
-        "<=" => (Bin::Op(BinOp::Le), 40, false),
-        ">" => (Bin::Op(BinOp::Gt), 40, false),
-        ">=" => (Bin::Op(BinOp::Ge), 40, false),
-        "+" => (Bin::Op(BinOp::Add), 50, false),
-        "-" => (Bin::Op(BinOp::Sub), 50, false),
-        "*" => (Bin::Op(BinOp::Mul), 60, false),
-        "/" => (Bin::Op(BinOp::Div), 60, false),
-        "//" => (Bin::Op(BinOp::FloorDiv), 60, false),
-        "%" => (Bin::Op(BinOp::Mod), 60, false),
-        "^" => (Bin::Op(BinOp::Pow), 70, true),
+        "&&" => (Bin::And, 10, false),
+        "==" => (Bin::Op(BinOp::Eq), 20, false),
+        "!=" => (Bin::Op(BinOp::Ne), 20, false),
+        "<" => (Bin::Op(BinOp::Lt), 20, false),
+        "<=" => (Bin::Op(BinOp::Le), 20, false),
+        ">" => (Bin::Op(BinOp::Gt), 20, false),
+        ">=" => (Bin::Op(BinOp::Ge), 20, false),
+        "+" => (Bin::Op(BinOp::Add), 30, false),
+        "-" => (Bin::Op(BinOp::Sub), 30, false),
+        "*" => (Bin::Op(BinOp::Mul), 40, false),
+        "/" => (Bin::Op(BinOp::Div), 40, false),
+        "//" => (Bin::Op(BinOp::FloorDiv), 40, false),
+        "%" => (Bin::Op(BinOp::Mod), 50, false),
+        "^" => (Bin::Op(BinOp::Pow), 50, false),
         _ => return None,
     })
 }
@@ -645,8 +647,7 @@ fn binop(op: BinOp, a: &Value, b: &Value) -> Value {
         BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => Value::Bool(compare(op, a, b)),
         BinOp::In => Value::Bool(match b {
             Value::String(s) => s.contains(js::to_js_string(a).as_str()),
-            Value::Array(items) => items.iter().any(|x| js::strict_eq(x, a)),
-            Value::Object(m) => m.contains_key(&js::to_js_string(a)),
+            Value::Array(items) => items.iter().any(|x| js::loose_eq(x, a)),
             _ => false,
         }),
     }
@@ -698,7 +699,9 @@ mod tests {
         assert_eq!(ev("a % b", c.clone()), json!(1));
         assert_eq!(ev("a / b", c.clone()), json!(3.5));
         assert_eq!(ev("a // b", c.clone()), json!(3));
-        assert_eq!(ev("2 ^ 3 ^ 2", c.clone()), json!(512));
+        assert_eq!(ev("2 ^ 3 ^ 2", c.clone()), json!(64));
+        assert_eq!(ev("2 * 7 % 4", c.clone()), json!(6));
+        assert_eq!(ev("true || false && false", c.clone()), json!(false));
         assert_eq!(ev("-a + 1", c.clone()), json!(-6));
         assert_eq!(ev("a - -b", c.clone()), json!(9));
         assert_eq!(ev("s * 2", c.clone()), json!(6));
@@ -738,7 +741,8 @@ mod tests {
         assert_eq!(ev("'ell' in s", c.clone()), json!(true));
         assert_eq!(ev("2 in l", c.clone()), json!(true));
         assert_eq!(ev("5 in l", c.clone()), json!(false));
-        assert_eq!(ev("'k' in o", c.clone()), json!(true));
+        assert_eq!(ev("'k' in o", c.clone()), json!(false));
+        assert_eq!(ev("'2' in l", c.clone()), json!(true));
         assert_eq!(ev("'a' in ['a','b'] && 1 + 1 == 2", c), json!(true));
     }
 

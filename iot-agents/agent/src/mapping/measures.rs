@@ -80,11 +80,17 @@ pub fn urn(entity_type: &str, name: &str) -> String {
 /// The entity id one measure group goes to: the group's `entityNameExp` evaluated with the
 /// measures when it yields a name, else the resolved entity id.
 pub fn entity_id_for(resolved: &Resolved, measures: &Measures) -> String {
+    if resolved.entity_name_exp.is_none() {
+        return resolved.entity_id.clone();
+    }
+    entity_id_with(resolved, &device_context(resolved), measures)
+}
+
+fn entity_id_with(resolved: &Resolved, fixed: &Map<String, Value>, measures: &Measures) -> String {
     let Some(exp) = &resolved.entity_name_exp else {
         return resolved.entity_id.clone();
     };
-    let fixed = fixed_context(resolved);
-    let ctx = Ctx { results: &Map::new(), fixed: &fixed, measures };
+    let ctx = Ctx { results: &Map::new(), fixed, measures };
     match jexl::compile(exp).map(|n| jexl::eval(&n, &ctx)) {
         Ok(Ok(Value::String(s))) if !s.is_empty() => urn(&resolved.entity_type, &s),
         Ok(Ok(v @ Value::Number(_))) => urn(&resolved.entity_type, &js::to_js_string(&v)),
@@ -95,8 +101,11 @@ pub fn entity_id_for(resolved: &Resolved, measures: &Measures) -> String {
     }
 }
 
-/// The identifiers every expression sees besides the measures.
-pub(crate) fn fixed_context(r: &Resolved) -> Map<String, Value> {
+/// The identifiers every expression sees besides the measures: `id` (the device id),
+/// `entity_name` (the entity id), `type`, `service`, `subservice`, `staticAttributes`,
+/// `metadata.<attribute>.<name>`, and each static attribute by name. For the expressions of
+/// command headers, HTTP endpoints and the like.
+pub fn device_context(r: &Resolved) -> Map<String, Value> {
     let mut m = Map::new();
     // Static attributes by name come first so the device's own fields win over them.
     for s in &r.static_attributes {
@@ -224,7 +233,7 @@ struct Out {
 
 /// See [`super::measures_to_entities`].
 pub fn measures_to_entities(resolved: &Resolved, groups: &[Measures], now: DateTime<Utc>) -> Result<Vec<Value>> {
-    let fixed = fixed_context(resolved);
+    let fixed = device_context(resolved);
     let mut batches: Vec<(DateTime<Utc>, Vec<Out>)> = Vec::with_capacity(groups.len());
     for m in groups {
         let order = time_instant(resolved, m).and_then(|v| js::to_date(&v)).unwrap_or(now);
@@ -280,7 +289,7 @@ fn group_to_entities(r: &Resolved, fixed: &Map<String, Value>, m: &Measures, now
 
     let mut results = Map::new();
     let explicit = Explicit::from_value(&r.explicit_attrs, &Ctx { results: &results, fixed, measures: m })?;
-    let main_id = if r.entity_name_exp.is_some() { entity_id_for(r, m) } else { r.entity_id.clone() };
+    let main_id = entity_id_with(r, fixed, m);
     let mut entities = vec![Out { id: main_id, entity_type: r.entity_type.clone(), attrs: Map::new() }];
 
     // Provisioned attributes, in order; each expression sees the results before it.
@@ -412,4 +421,46 @@ fn attribute(
 
 fn static_attribute(s: &StaticAttribute, observed: Option<&str>) -> Option<Map<String, Value>> {
     attribute(s.attr_type.as_deref(), s.value.clone(), s.metadata.as_ref(), observed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn urn_rewriting() {
+        assert_eq!(urn("T", "x"), "urn:ngsi-ld:T:x");
+        assert_eq!(urn("T", "urn:ngsi-ld:U:x"), "urn:ngsi-ld:U:x");
+        assert_eq!(urn("T", "T:x"), "urn:ngsi-ld:T:T:x");
+    }
+
+    #[test]
+    fn strict_iso_8601() {
+        for ok in ["2024-01-02T03:04:05Z", "2024-01-02T03:04:05.123+02:00", "2024-01-02T03:04:05", "2024-01-02"] {
+            assert!(strict_iso(&json!(ok)).is_some(), "{ok}");
+        }
+        for bad in [
+            json!("2024-01-02 03:04:05"),
+            json!("Tue, 1 Jul 2003 10:52:37 +0200"),
+            json!(1_700_000_000),
+            json!("2024-13-01"),
+            json!("24-01-02"),
+        ] {
+            assert!(strict_iso(&bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_device_context_names_the_device() {
+        let d = Device { device_id: "d".into(), service: "s".into(), service_path: "/p".into(), ..Default::default() };
+        let r = resolve(&d, None, &Settings::default());
+        let c = Value::Object(device_context(&r));
+        assert_eq!(c["id"], json!("d"));
+        assert_eq!(c["type"], json!("Thing"));
+        assert_eq!(c["entity_name"], json!("urn:ngsi-ld:Thing:d"));
+        assert_eq!(c["service"], json!("s"));
+        assert_eq!(c["subservice"], json!("/p"));
+        assert_eq!(c["staticAttributes"], json!([]));
+    }
 }

@@ -24,7 +24,7 @@ pub mod ultralight;
 mod golden;
 
 pub use jexl::{evaluate, validate};
-pub use measures::{entity_id_for, strict_iso, urn};
+pub use measures::{device_context, entity_id_for, strict_iso, urn};
 pub use ultralight::{UlMessage, format_command as ul_command, parse_ul};
 
 /// One measure group: measure name (`object_id`) → value, as reported (`TimeInstant` included).

@@ -184,9 +184,27 @@ pub fn apply(name: &str, subject: Value, args: Vec<Value>) -> R {
             let pick = arg(0).clone();
             keys_where(s, |v| js::strict_eq(v, &pick))
         }
-        "valuesPicker" => {
+        "valuePickerMulti" | "valuesPicker" => {
             let picks = array(arg(0), name)?.clone();
             keys_where(s, |v| picks.iter().any(|p| js::strict_eq(p, v)))
+        }
+        "joinarrtostr" => {
+            let sep = if has(0) { js::to_js_string(arg(0)) } else { ",".to_owned() };
+            let items = array(s, name)?;
+            Value::String(
+                items
+                    .iter()
+                    .map(|v| if v.is_null() { String::new() } else { js::to_js_string(v) })
+                    .collect::<Vec<_>>()
+                    .join(&sep),
+            )
+        }
+        "matchregexp" => {
+            let re = regex(&js::to_js_string(arg(0)))?;
+            match re.captures(string(s, name)?) {
+                Some(c) => c.iter().map(|m| m.map(|m| Value::from(m.as_str())).unwrap_or(Value::Null)).collect(),
+                None => Value::Null,
+            }
         }
         "concatarr" => {
             let mut out = array(s, name)?.clone();
@@ -377,6 +395,8 @@ mod tests {
         assert_eq!(t("urldecode", json!("a%20b%2F%C3%B1"), vec![]), json!("a b%2Fñ"));
         assert!(apply("urldecode", json!("%zz"), vec![]).is_err());
         assert_eq!(t("hextostring", json!("48656c6c6f"), vec![]), json!("Hello"));
+        assert_eq!(t("matchregexp", json!("id-42-x"), vec![json!("([a-z]+)-([0-9]+)")]), json!(["id-42", "id", "42"]));
+        assert_eq!(t("matchregexp", json!("abc"), vec![json!("[0-9]")]), Value::Null);
     }
 
     #[test]
@@ -422,6 +442,8 @@ mod tests {
         assert_eq!(t("removeset", json!([1, 2, 2, 3]), vec![json!(2)]), json!([1, 3]));
         assert_eq!(t("concatarr", json!([1]), vec![json!([2, 3])]), json!([1, 2, 3]));
         assert_eq!(t("concatarr", json!([1]), vec![json!(2)]), json!([1, 2]));
+        assert_eq!(t("joinarrtostr", json!(["a", 1, null]), vec![json!("-")]), json!("a-1-"));
+        assert_eq!(t("joinarrtostr", json!(["a", "b"]), vec![]), json!("a,b"));
     }
 
     #[test]
@@ -437,6 +459,7 @@ mod tests {
         assert_eq!(t("thmapper", json!(31), th), Value::Null);
         let o = json!({"a": 1, "b": 2, "c": 1});
         assert_eq!(t("valuePicker", o.clone(), vec![json!(1)]), json!(["a", "c"]));
+        assert_eq!(t("valuePickerMulti", o.clone(), vec![json!([2])]), json!(["b"]));
         assert_eq!(t("valuesPicker", o, vec![json!([1, 2])]), json!(["a", "b", "c"]));
     }
 
