@@ -91,7 +91,7 @@ fn with_timestamps_off_the_time_instant_is_dropped() {
 #[test]
 fn a_time_instant_that_is_not_iso_8601_is_refused() {
     let r = resolve(&device(json!({"device_id": "d"})), None, &Settings::default());
-    for bad in [json!("yesterday"), json!(1_700_000_000_000u64), json!("01/02/2024"), json!("2024-01-02 03:04:05")] {
+    for bad in [json!("yesterday"), json!(1_700_000_000_000u64), json!("01/02/2024"), json!("2024-01-02T03:04:05+2")] {
         let e = measures_to_entities(&r, &measures(json!({"a": 1, "TimeInstant": bad})), now()).err();
         assert_eq!(e.map(|e| e.name), Some("BAD_TIMESTAMP"), "{bad}");
     }
@@ -175,7 +175,8 @@ fn explicit_attrs_true_keeps_provisioned_and_static_attributes() {
     let r = resolve(&device(json!({"device_id": "d"})), Some(&g), &Settings::default());
     let out = map(&r, json!({"t": 20, "h": 1}));
     let keys: Vec<&String> = out[0].as_object().map(|o| o.keys().collect()).unwrap_or_default();
-    assert_eq!(keys, ["@context", "id", "type", "temperature", "location"]);
+    // Static attributes come first, as upstream processes them first.
+    assert_eq!(keys, ["@context", "id", "type", "location", "temperature"]);
 }
 
 #[test]
@@ -193,20 +194,25 @@ fn explicit_attrs_as_a_list_or_an_expression() {
             .unwrap_or_default()
     };
     let m = json!({"t": 30, "h": 1, "x": 2});
-    assert_eq!(
-        keys(map(&with(json!("['temperature', 'h']")), m.clone())),
-        ["@context", "id", "type", "temperature", "h"]
-    );
+    // A list keeps the provisioned attributes it names; unmapped measures never pass.
+    assert_eq!(keys(map(&with(json!("['temperature', 'h']")), m.clone())), ["@context", "id", "type", "temperature"]);
     assert_eq!(
         keys(map(&with(json!("[{object_id: 't'}, 's']")), m.clone())),
-        ["@context", "id", "type", "temperature", "s"]
+        ["@context", "id", "type", "s", "temperature"]
     );
-    assert_eq!(keys(map(&with(json!(["x"])), m.clone())), ["@context", "id", "type", "x"]);
-    assert_eq!(keys(map(&with(json!("t > 20")), m.clone())), ["@context", "id", "type", "temperature", "s"]);
-    assert_eq!(keys(map(&with(json!("t > 40")), m.clone())).len(), 7);
+    assert_eq!(keys(map(&with(json!("['t']")), m.clone())), Vec::<String>::new());
+    // An expression yielding a boolean acts as the boolean.
+    assert_eq!(keys(map(&with(json!("t > 20")), m.clone())), ["@context", "id", "type", "s", "temperature"]);
+    assert_eq!(keys(map(&with(json!("t > 40")), m.clone())), ["@context", "id", "type", "s", "temperature", "h", "x"]);
+    // An expression yielding neither sends nothing; one that fails sends everything.
+    assert_eq!(map(&with(json!("missing")), m.clone()), json!([]));
+    assert_eq!(keys(map(&with(json!("t|nosuch")), m.clone())).len(), 7);
     // An empty list sends nothing at all, not even the timestamp.
     assert_eq!(map(&with(json!("t > 20 ? [] : ['h']")), m.clone()), json!([]));
-    assert_eq!(map(&with(json!("[]")), m), json!([]));
+    assert_eq!(map(&with(json!("[]")), m.clone()), json!([]));
+    // A non-empty list keeps the timestamp when timestamps are on.
+    let out = map(&with(json!("['temperature']")), json!({"t": 1, "TimeInstant": "2024-01-01T00:00:00Z"}));
+    assert_eq!(out[0]["temperature"]["observedAt"], json!("2024-01-01T00:00:00.000Z"));
 }
 
 #[test]
@@ -339,4 +345,80 @@ fn resolution_prefers_device_then_group_then_settings() {
     assert_eq!(resolve(&urn, None, &settings).entity_id, "urn:ngsi-ld:X:9");
     let several = Settings { json_ld_context: vec!["http://a".into(), "http://b".into()], ..Settings::default() };
     assert_eq!(resolve(&urn, None, &several).context, json!(["http://a", "http://b"]));
+}
+
+#[test]
+fn expressions_see_their_own_measure_under_the_attribute_name() {
+    let d = device(json!({"device_id": "d", "timestamp": false, "attributes": [
+        {"object_id": "t", "name": "temperature", "type": "Number", "expression": "temperature * 2"},
+        {"name": "id_seen", "type": "Text", "expression": "measure_id + '/' + id"}
+    ]}));
+    let r = resolve(&d, None, &Settings::default());
+    let out = map(&r, json!({"t": 21, "id": "m1"}));
+    assert_eq!(out[0]["temperature"]["value"], json!(42));
+    assert_eq!(out[0]["id_seen"]["value"], json!("m1/d"));
+    assert_eq!(out[0]["measure_id"]["value"], json!("m1"));
+}
+
+#[test]
+fn provisioned_names_consume_measures() {
+    let d = device(json!({"device_id": "d", "timestamp": false,
+        "attributes": [{"object_id": "t", "name": "temperature", "type": "Number"}],
+        "lazy": [{"name": "luminosity", "type": "Number"}],
+        "static_attributes": [{"name": "zone", "type": "Text", "value": "A"}]}));
+    let r = resolve(&d, None, &Settings::default());
+    // A measure named like an attribute (not its object_id) is not passed through; a lazy
+    // attribute's measure is sent with the lazy attribute's type; a static attribute keeps its
+    // value over a measure of the same name.
+    assert_eq!(
+        map(&r, json!({"temperature": 99, "luminosity": "5", "zone": "B"})),
+        json!([{"@context": CTX, "id": "urn:ngsi-ld:Thing:d", "type": "Thing",
+                "zone": {"type": "Property", "value": "A"},
+                "luminosity": {"type": "Property", "value": 5}}])
+    );
+}
+
+#[test]
+fn a_falsy_skip_value_skips_nothing() {
+    let d = device(json!({"device_id": "d", "timestamp": false, "attributes": [
+        {"object_id": "a", "name": "a", "skipValue": 0},
+        {"object_id": "b", "name": "b", "skipValue": "off"},
+        {"object_id": "c", "name": "c", "skipValue": [1], "expression": "c"}
+    ]}));
+    let r = resolve(&d, None, &Settings::default());
+    let out = map(&r, json!({"a": 0, "b": "off", "c": [1]}));
+    assert_eq!(out[0]["a"]["value"], json!(0));
+    assert!(out[0].get("b").is_none());
+    assert!(out[0].get("c").is_none());
+}
+
+#[test]
+fn metadata_expressions_and_time_instant_expressions() {
+    let d = device(json!({"device_id": "d", "attributes": [
+        {"object_id": "t", "name": "temperature", "type": "Number",
+         "metadata": {"accuracy": {"type": "Number", "expression": "t / 10"}, "unitCode": {"type": "Text", "value": "CEL"}}},
+        {"object_id": "ts", "name": "TimeInstant", "type": "DateTime", "expression": "ts|toisodate"}
+    ]}));
+    let r = resolve(&d, None, &Settings::default());
+    assert_eq!(
+        map(&r, json!({"t": 25, "ts": 1_700_000_000_000u64})),
+        json!([{"@context": CTX, "id": "urn:ngsi-ld:Thing:d", "type": "Thing",
+                "temperature": {"type": "Property", "value": 25, "accuracy": {"type": "Property", "value": 2.5},
+                                "unitCode": "CEL", "observedAt": "2023-11-14T22:13:20.000Z"}}])
+    );
+}
+
+#[test]
+fn multi_entity_names_may_be_expressions() {
+    let d = device(json!({"device_id": "d", "entity_type": "Hub", "timestamp": false, "attributes": [
+        {"object_id": "v", "name": "value", "type": "Number", "entity_name": "'Room:' + room", "entity_type": "Room"},
+        {"object_id": "w", "name": "other", "entity_name": "plainName"}
+    ]}));
+    let r = resolve(&d, None, &Settings::default());
+    let out = map(&r, json!({"v": 1, "w": 2, "room": "r7"}));
+    let ids: Vec<Value> = out.as_array().map(|a| a.iter().map(|e| e["id"].clone()).collect()).unwrap_or_default();
+    assert_eq!(
+        ids,
+        [json!("urn:ngsi-ld:Hub:d"), json!("urn:ngsi-ld:Room:Room:r7"), json!("urn:ngsi-ld:Hub:plainName")]
+    );
 }

@@ -4,14 +4,14 @@
 //! timestamps (`TimeInstant` → `observedAt`), static attributes, multi-entity attributes, and the
 //! ordering of a multi-measure by `TimeInstant`.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde_json::{Map, Value};
 
 use super::jexl::{self, Scope};
 use super::{Measures, Resolved, js, types};
 use crate::config::Settings;
 use crate::error::{AgentError, Result};
-use crate::model::{Attribute, Device, Group, StaticAttribute};
+use crate::model::{Device, Group};
 
 const URN: &str = "urn:ngsi-ld:";
 const TIME_INSTANT: &str = "TimeInstant";
@@ -132,8 +132,9 @@ pub fn device_context(r: &Resolved) -> Map<String, Value> {
     m
 }
 
-/// Expression scope: results of earlier expressions, then the fixed identifiers, then the
-/// measures. Nothing is copied per attribute.
+/// Expression scope, in upstream's order of precedence: the attributes computed so far, then
+/// the device's identifiers and static attributes, then the measures (`id` and `type` measures
+/// under `measure_id` / `measure_type`). Nothing is copied per attribute.
 struct Ctx<'a> {
     results: &'a Map<String, Value>,
     fixed: &'a Map<String, Value>,
@@ -142,86 +143,163 @@ struct Ctx<'a> {
 
 impl Scope for Ctx<'_> {
     fn get(&self, name: &str) -> Option<&Value> {
-        self.results.get(name).or_else(|| {
-            // The device's fields shadow measures of the same name, except static attributes,
-            // which measures override.
-            let fixed = self.fixed.get(name);
-            let is_device_field = matches!(
-                name,
-                "id" | "entity_name" | "type" | "service" | "subservice" | "staticAttributes" | "metadata"
-            );
-            if is_device_field { fixed.or_else(|| self.measures.get(name)) } else { self.measures.get(name).or(fixed) }
-        })
+        self.results.get(name).or_else(|| self.fixed.get(name)).or_else(|| measure(self.measures, name))
+    }
+}
+
+/// A measure by the name the mapping knows it under: `id` and `type` are renamed `measure_id`
+/// and `measure_type` before anything else looks at them.
+fn measure<'a>(m: &'a Measures, name: &str) -> Option<&'a Value> {
+    match name {
+        "id" | "type" => None,
+        "measure_id" => m.get("id"),
+        "measure_type" => m.get("type"),
+        other => m.get(other),
+    }
+}
+
+/// The name a measure passes through under when no attribute maps it.
+fn measure_name(key: &str) -> &str {
+    match key {
+        "id" => "measure_id",
+        "type" => "measure_type",
+        other => other,
     }
 }
 
 /// Which attributes `explicitAttrs` lets through.
 enum Explicit {
+    /// `false`: every attribute, and the measures no attribute maps.
     All,
+    /// `true`: the provisioned (static, lazy, active) attributes.
     Provisioned,
-    Named(Vec<String>),
+    /// An array: the provisioned attributes it names (strings match the name, `{object_id}`
+    /// objects the measure name).
+    Named { names: Vec<String>, object_ids: Vec<String> },
+    /// An expression that yields neither a boolean nor an array: nothing is sent.
+    Nothing,
 }
 
 impl Explicit {
-    fn from_value(v: &Value, ctx: &Ctx<'_>) -> Result<Explicit> {
+    fn from_value(v: &Value, ctx: &Ctx<'_>, timestamp: bool) -> Result<Explicit> {
         Ok(match v {
             Value::Bool(false) | Value::Null => Explicit::All,
             Value::Bool(true) => Explicit::Provisioned,
-            Value::Array(items) => Explicit::Named(names(items)),
+            Value::Array(items) => Explicit::named(items, timestamp),
             Value::String(s) => {
                 let node = jexl::compile(s)?;
                 match jexl::eval(&node, ctx) {
-                    Ok(Value::Array(items)) => Explicit::Named(names(&items)),
-                    Ok(other) if js::truthy(&other) => Explicit::Provisioned,
-                    Ok(_) => Explicit::All,
+                    Ok(Value::Bool(b)) => {
+                        if b {
+                            Explicit::Provisioned
+                        } else {
+                            Explicit::All
+                        }
+                    }
+                    Ok(Value::Array(items)) => Explicit::named(&items, timestamp),
+                    Ok(_) => Explicit::Nothing,
                     Err(e) => {
                         tracing::debug!(expression = %s, error = %e, "explicitAttrs failed; sending every attribute");
                         Explicit::All
                     }
                 }
             }
-            other => {
-                if js::truthy(other) {
-                    Explicit::Provisioned
-                } else {
-                    Explicit::All
-                }
-            }
+            _ => Explicit::All,
         })
     }
 
-    fn keeps(&self, provisioned: bool, name: &str, object_id: Option<&str>) -> bool {
+    fn named(items: &[Value], timestamp: bool) -> Explicit {
+        let mut names: Vec<String> = items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect();
+        let object_ids =
+            items.iter().filter_map(|i| i.get("object_id").and_then(Value::as_str).map(str::to_owned)).collect();
+        // A non-empty list keeps the timestamp, as upstream adds `TimeInstant` to it.
+        if !items.is_empty() && timestamp {
+            names.push(TIME_INSTANT.to_owned());
+        }
+        Explicit::Named { names, object_ids }
+    }
+
+    fn keeps_provisioned(&self, name: &str, object_id: &str) -> bool {
         match self {
-            Explicit::All => true,
-            Explicit::Provisioned => provisioned,
-            Explicit::Named(list) => list.iter().any(|n| n == name || Some(n.as_str()) == object_id),
+            Explicit::All | Explicit::Provisioned => true,
+            Explicit::Named { names, object_ids } => {
+                names.iter().any(|n| n == name) || object_ids.iter().any(|o| o == object_id)
+            }
+            Explicit::Nothing => false,
         }
     }
 }
 
-/// The names an `explicitAttrs` array selects: strings, or objects with `object_id` / `name`.
-fn names(items: &[Value]) -> Vec<String> {
-    items
-        .iter()
-        .filter_map(|i| match i {
-            Value::String(s) => Some(s.clone()),
-            Value::Object(o) => o.get("object_id").or_else(|| o.get("name")).and_then(Value::as_str).map(str::to_owned),
-            _ => None,
-        })
-        .collect()
-}
-
-/// A `TimeInstant` as strict ISO 8601 (a date, or a date and time with or without an offset).
+/// A `TimeInstant` as strict ISO 8601, as moment's `ISO_8601` strict parsing accepts it: a date
+/// (`YYYY-MM-DD`), optionally a time (`T` or space, `hh`, `hh:mm`, `hh:mm:ss`, fractions) and an
+/// offset (`Z`, `±hh`, `±hhmm`, `±hh:mm`; none means UTC here), or the basic format
+/// `YYYYMMDDThhmmss[Z]`.
 pub fn strict_iso(v: &Value) -> Option<DateTime<Utc>> {
     let s = v.as_str()?.trim();
-    let b = s.as_bytes();
-    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' || !b[..4].iter().all(u8::is_ascii_digit) {
+    let (date, rest) = if s.len() >= 10 && s.as_bytes()[4] == b'-' {
+        (NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d").ok()?, s.get(10..)?)
+    } else if s.len() >= 8 && s.as_bytes().iter().take(8).all(u8::is_ascii_digit) {
+        (NaiveDate::parse_from_str(s.get(..8)?, "%Y%m%d").ok()?, s.get(8..)?)
+    } else {
+        return None;
+    };
+    if rest.is_empty() {
+        return date.and_hms_opt(0, 0, 0).map(|d| d.and_utc());
+    }
+    let rest = rest.strip_prefix('T').or_else(|| rest.strip_prefix(' '))?;
+    let zone_at = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
+    let (time, zone) = rest.split_at(zone_at);
+    let time = parse_time(time)?;
+    let offset_secs = match zone {
+        "" | "Z" | "z" => 0,
+        z => {
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let digits: String = z[1..].chars().filter(|c| *c != ':').collect();
+            if !(digits.len() == 2 || digits.len() == 4) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let h: i32 = digits.get(..2)?.parse().ok()?;
+            let m: i32 = digits.get(2..).filter(|m| !m.is_empty()).map(str::parse).transpose().ok()?.unwrap_or(0);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    let local = date.and_time(time);
+    let offset = chrono::FixedOffset::east_opt(offset_secs)?;
+    local.and_local_timezone(offset).single().map(|d| d.with_timezone(&Utc))
+}
+
+/// `hh`, `hh:mm`, `hh:mm:ss`, `hh:mm:ss.fff` (or `,fff`), and the basic `hhmm`, `hhmmss`.
+fn parse_time(t: &str) -> Option<NaiveTime> {
+    let (main, frac) = match t.find(['.', ',']) {
+        Some(i) => (&t[..i], Some(&t[i + 1..])),
+        None => (t, None),
+    };
+    let digits: String = main.chars().filter(|c| *c != ':').collect();
+    let extended = main.contains(':');
+    if !digits.bytes().all(|b| b.is_ascii_digit()) || !matches!(digits.len(), 2 | 4 | 6) {
         return None;
     }
-    if b.len() > 10 && b[10] != b'T' {
+    if extended && main.len() != digits.len() + digits.len() / 2 - 1 {
         return None;
     }
-    js::to_date(&Value::from(s))
+    let h: u32 = digits.get(..2)?.parse().ok()?;
+    let m: u32 = digits.get(2..4).map(str::parse).transpose().ok()?.unwrap_or(0);
+    let s: u32 = digits.get(4..6).map(str::parse).transpose().ok()?.unwrap_or(0);
+    let nanos = match frac {
+        None => 0,
+        Some(f) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) && digits.len() == 6 => {
+            let mut padded = f.chars().take(9).collect::<String>();
+            while padded.len() < 9 {
+                padded.push('0');
+            }
+            padded.parse().ok()?
+        }
+        Some(_) => return None,
+    };
+    NaiveTime::from_hms_nano_opt(h, m, s, nanos)
 }
 
 /// One entity under construction.
@@ -260,7 +338,7 @@ pub fn measures_to_entities(resolved: &Resolved, groups: &[Measures], now: DateT
     Ok(out)
 }
 
-/// The `TimeInstant` of a measure group: the measure itself, or a measure mapped to an
+/// The raw `TimeInstant` of a measure group: the measure itself, or a measure mapped to an
 /// attribute named `TimeInstant`.
 fn time_instant(r: &Resolved, m: &Measures) -> Option<Value> {
     if let Some(v) = m.get(TIME_INSTANT) {
@@ -272,9 +350,119 @@ fn time_instant(r: &Resolved, m: &Measures) -> Option<Value> {
         .and_then(|a| m.get(a.object_id.as_deref().unwrap_or(&a.name)).cloned())
 }
 
+/// A provisioned attribute of any kind, as upstream processes them: static, lazy, then active.
+struct Proto<'a> {
+    name: &'a str,
+    object_id: &'a str,
+    attr_type: Option<&'a str>,
+    expression: Option<&'a str>,
+    skip_value: Option<&'a Value>,
+    entity_name: Option<&'a str>,
+    entity_type: Option<&'a str>,
+    metadata: Option<&'a Map<String, Value>>,
+    /// A static attribute's value.
+    fixed_value: Option<&'a Value>,
+}
+
+fn protos(r: &Resolved) -> impl Iterator<Item = Proto<'_>> {
+    let statics = r.static_attributes.iter().map(|s| Proto {
+        name: &s.name,
+        object_id: &s.name,
+        attr_type: s.attr_type.as_deref(),
+        expression: None,
+        skip_value: None,
+        entity_name: None,
+        entity_type: None,
+        metadata: s.metadata.as_ref(),
+        fixed_value: Some(&s.value),
+    });
+    let lazy = r.lazy.iter().map(|l| Proto {
+        name: &l.name,
+        object_id: l.object_id.as_deref().unwrap_or(&l.name),
+        attr_type: l.attr_type.as_deref(),
+        expression: None,
+        skip_value: None,
+        entity_name: None,
+        entity_type: None,
+        metadata: None,
+        fixed_value: None,
+    });
+    let active = r.attributes.iter().map(|a| Proto {
+        name: &a.name,
+        object_id: a.object_id.as_deref().unwrap_or(&a.name),
+        attr_type: a.attr_type.as_deref(),
+        expression: a.expression.as_deref().filter(|e| !e.trim().is_empty()),
+        skip_value: a.skip_value.as_ref(),
+        entity_name: a.entity_name.as_deref().filter(|n| !n.is_empty()),
+        entity_type: a.entity_type.as_deref().filter(|t| !t.is_empty()),
+        metadata: a.metadata.as_ref(),
+        fixed_value: None,
+    });
+    statics.chain(lazy).chain(active)
+}
+
+/// An attribute computed from a measure group, before the NGSI-LD shaping.
+struct Computed<'a> {
+    proto: Proto<'a>,
+    target: usize,
+    value: Value,
+    metadata: Option<Map<String, Value>>,
+}
+
 fn group_to_entities(r: &Resolved, fixed: &Map<String, Value>, m: &Measures, now: DateTime<Utc>) -> Result<Vec<Out>> {
+    let main_id = entity_id_with(r, fixed, m);
+    let mut entities = vec![Out { id: main_id, entity_type: r.entity_type.clone(), attrs: Map::new() }];
+    let mut results = Map::new();
+    let mut consumed: Vec<&str> = Vec::new();
+    let mut computed: Vec<Computed<'_>> = Vec::new();
+
+    for p in protos(r) {
+        consumed.push(p.object_id);
+        consumed.push(p.name);
+        let target = match p.entity_name {
+            Some(name) => {
+                target_entity(r, name, p.entity_type, &mut entities, &Ctx { results: &results, fixed, measures: m })
+            }
+            None => 0,
+        };
+        let measured = measure(m, p.object_id);
+        // Upstream puts the measured value under the attribute's name before its expression runs.
+        results.insert(p.name.to_owned(), measured.cloned().unwrap_or(Value::Null));
+        let mut hit = p.fixed_value.is_some() || measured.is_some();
+        let mut value = p.fixed_value.or(measured).cloned().unwrap_or(Value::Null);
+        if let Some(exp) = p.expression {
+            hit = true;
+            let node = jexl::compile(exp)?;
+            value = match jexl::eval(&node, &Ctx { results: &results, fixed, measures: m }) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::debug!(attribute = %p.name, expression = %exp, error = %e, "expression failed; attribute dropped");
+                    Value::Null
+                }
+            };
+        }
+        results.insert(p.name.to_owned(), value.clone());
+        let metadata = match p.metadata {
+            Some(md) => Some(metadata_values(md, &Ctx { results: &results, fixed, measures: m })?),
+            None => None,
+        };
+        if hit {
+            computed.push(Computed { proto: p, target, value, metadata });
+        }
+    }
+
+    let explicit =
+        Explicit::from_value(&r.explicit_attrs, &Ctx { results: &results, fixed, measures: m }, r.timestamp)?;
+
+    // The timestamp: a provisioned TimeInstant attribute (after its expression) or measure.
     let observed = if r.timestamp {
-        Some(match time_instant(r, m) {
+        let raw = computed
+            .iter()
+            .find(|c| c.proto.name == TIME_INSTANT)
+            .map(|c| c.value.clone())
+            .or_else(|| m.get(TIME_INSTANT).cloned())
+            .filter(|v| !v.is_null());
+        Some(match raw {
             Some(v) => {
                 let t = strict_iso(&v).ok_or_else(|| {
                     AgentError::bad_timestamp(format!("TimeInstant {v} is not an ISO 8601 date and time"))
@@ -287,92 +475,66 @@ fn group_to_entities(r: &Resolved, fixed: &Map<String, Value>, m: &Measures, now
         None
     };
 
-    let mut results = Map::new();
-    let explicit = Explicit::from_value(&r.explicit_attrs, &Ctx { results: &results, fixed, measures: m })?;
-    let main_id = entity_id_with(r, fixed, m);
-    let mut entities = vec![Out { id: main_id, entity_type: r.entity_type.clone(), attrs: Map::new() }];
-
-    // Provisioned attributes, in order; each expression sees the results before it.
-    let mut mapped_keys: Vec<&str> = Vec::with_capacity(r.attributes.len());
-    for a in &r.attributes {
-        let key = a.object_id.as_deref().unwrap_or(&a.name);
-        mapped_keys.push(key);
-        if a.name == TIME_INSTANT {
+    for c in computed {
+        let p = &c.proto;
+        if p.name == TIME_INSTANT || c.value.is_null() {
             continue;
         }
-        let measured = m.get(key);
-        let value = match &a.expression {
-            Some(exp) => {
-                let node = jexl::compile(exp)?;
-                match jexl::eval(&node, &Ctx { results: &results, fixed, measures: m }) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::debug!(attribute = %a.name, expression = %exp, error = %e, "expression failed; attribute dropped");
-                        Value::Null
-                    }
-                }
+        // A falsy skipValue is no skipValue upstream (`skipValue ? skipValue : null`).
+        if let Some(skip) = p.skip_value.filter(|s| js::truthy(s))
+            && js::strict_eq(&c.value, skip)
+        {
+            continue;
+        }
+        if !explicit.keeps_provisioned(p.name, p.object_id) {
+            continue;
+        }
+        if let Some(attr) = attribute(p.attr_type, c.value, c.metadata.as_ref(), observed.as_deref()) {
+            entities[c.target].attrs.insert(p.name.to_owned(), Value::Object(attr));
+        }
+    }
+
+    // Measures no attribute maps pass through as Properties when explicitAttrs is false.
+    if matches!(explicit, Explicit::All) {
+        for (k, v) in m {
+            let name = measure_name(k);
+            if k == TIME_INSTANT || consumed.contains(&name) {
+                continue;
             }
-            None => match measured {
-                Some(v) => v.clone(),
-                None => continue,
-            },
-        };
-        if !value.is_null() {
-            results.insert(a.name.clone(), value.clone());
-        }
-        let skip = a.skip_value.as_ref().unwrap_or(&Value::Null);
-        if value.is_null() || js::strict_eq(&value, skip) {
-            continue;
-        }
-        if !explicit.keeps(true, &a.name, a.object_id.as_deref()) {
-            continue;
-        }
-        let Some(attr) = attribute(a.attr_type.as_deref(), value, a.metadata.as_ref(), observed.as_deref()) else {
-            continue;
-        };
-        let target = target_entity(r, a, &mut entities, &Ctx { results: &results, fixed, measures: m });
-        entities[target].attrs.insert(a.name.clone(), Value::Object(attr));
-    }
-
-    // Measures no attribute maps pass through as Properties, unless explicitAttrs.
-    for (k, v) in m {
-        if k == TIME_INSTANT || mapped_keys.contains(&k.as_str()) {
-            continue;
-        }
-        let name = match k.as_str() {
-            "id" => "measure_id",
-            "type" => "measure_type",
-            other => other,
-        };
-        if entities[0].attrs.contains_key(name) || !explicit.keeps(false, name, Some(k)) {
-            continue;
-        }
-        if let Some(attr) = attribute(None, v.clone(), None, observed.as_deref()) {
-            entities[0].attrs.insert(name.to_owned(), Value::Object(attr));
-        }
-    }
-
-    // Static attributes go with every update, unless explicitAttrs leaves them out.
-    for s in &r.static_attributes {
-        if !explicit.keeps(true, &s.name, None) {
-            continue;
-        }
-        if let Some(attr) = static_attribute(s, observed.as_deref()) {
-            entities[0].attrs.insert(s.name.clone(), Value::Object(attr));
+            if let Some(attr) = attribute(None, v.clone(), None, observed.as_deref()) {
+                entities[0].attrs.insert(name.to_owned(), Value::Object(attr));
+            }
         }
     }
     Ok(entities)
 }
 
-/// The index in `entities` of the entity a multi-entity attribute goes to (0: the device's).
-fn target_entity(r: &Resolved, a: &Attribute, entities: &mut Vec<Out>, ctx: &Ctx<'_>) -> usize {
-    let Some(name) = a.entity_name.as_deref().filter(|n| !n.is_empty()) else {
-        return 0;
-    };
-    let entity_type = a.entity_type.clone().unwrap_or_else(|| r.entity_type.clone());
+/// Metadata with `expression` members evaluated (`TimeInstant` metadata is left alone).
+fn metadata_values(md: &Map<String, Value>, ctx: &Ctx<'_>) -> Result<Map<String, Value>> {
+    let mut out = md.clone();
+    for (k, v) in md {
+        let Some(exp) = v.get("expression").and_then(Value::as_str) else { continue };
+        if k == TIME_INSTANT {
+            continue;
+        }
+        let node = jexl::compile(exp)?;
+        let value = jexl::eval(&node, ctx).unwrap_or(Value::Null);
+        let mut meta = Map::new();
+        if let Some(t) = v.get("type") {
+            meta.insert("type".into(), t.clone());
+        }
+        meta.insert("value".into(), value);
+        out.insert(k.clone(), Value::Object(meta));
+    }
+    Ok(out)
+}
+
+/// The index in `entities` of the entity a multi-entity attribute goes to.
+fn target_entity(r: &Resolved, name: &str, entity_type: Option<&str>, entities: &mut Vec<Out>, ctx: &Ctx<'_>) -> usize {
+    let entity_type = entity_type.unwrap_or(&r.entity_type).to_owned();
     // Upstream evaluates the name as an expression and falls back to the literal text.
     let name = match jexl::compile(name).map(|n| jexl::eval(&n, ctx)) {
-        Ok(Ok(Value::String(s))) if !s.is_empty() => s,
+        Ok(Ok(v)) if js::truthy(&v) => js::to_js_string(&v),
         _ => name.to_owned(),
     };
     let id = urn(&entity_type, &name);
@@ -419,10 +581,6 @@ fn attribute(
     Some(attr)
 }
 
-fn static_attribute(s: &StaticAttribute, observed: Option<&str>) -> Option<Map<String, Value>> {
-    attribute(s.attr_type.as_deref(), s.value.clone(), s.metadata.as_ref(), observed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,15 +595,26 @@ mod tests {
 
     #[test]
     fn strict_iso_8601() {
-        for ok in ["2024-01-02T03:04:05Z", "2024-01-02T03:04:05.123+02:00", "2024-01-02T03:04:05", "2024-01-02"] {
-            assert!(strict_iso(&json!(ok)).is_some(), "{ok}");
-        }
+        let iso = |s: &str| strict_iso(&json!(s)).map(|d| js::iso(&d));
+        assert_eq!(iso("2024-01-02T03:04:05Z").as_deref(), Some("2024-01-02T03:04:05.000Z"));
+        assert_eq!(iso("2024-01-02T03:04:05.123+02:00").as_deref(), Some("2024-01-02T01:04:05.123Z"));
+        assert_eq!(iso("2024-01-02T03:04:05,5-0130").as_deref(), Some("2024-01-02T04:34:05.500Z"));
+        assert_eq!(iso("2024-01-02T03:04+01").as_deref(), Some("2024-01-02T02:04:00.000Z"));
+        assert_eq!(iso("2024-01-02 03:04:05").as_deref(), Some("2024-01-02T03:04:05.000Z"));
+        assert_eq!(iso("2024-01-02T03").as_deref(), Some("2024-01-02T03:00:00.000Z"));
+        assert_eq!(iso("2024-01-02").as_deref(), Some("2024-01-02T00:00:00.000Z"));
+        assert_eq!(iso("20240102T030405Z").as_deref(), Some("2024-01-02T03:04:05.000Z"));
         for bad in [
-            json!("2024-01-02 03:04:05"),
             json!("Tue, 1 Jul 2003 10:52:37 +0200"),
             json!(1_700_000_000),
             json!("2024-13-01"),
             json!("24-01-02"),
+            json!("2024-01-02T25:00:00Z"),
+            json!("2024-01-02T03:4:05Z"),
+            json!("2024-01-02T03:04:05+2"),
+            json!("2024-01-02X03:04:05"),
+            json!("2024-01-02T03:04:05.Z"),
+            json!("yesterday"),
         ] {
             assert!(strict_iso(&bad).is_none(), "{bad}");
         }
