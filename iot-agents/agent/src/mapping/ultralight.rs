@@ -64,7 +64,7 @@ fn measure_group(group: &str, g: usize, start: usize) -> Result<Measures> {
     let mut rest = group;
     let bars = group.matches('|').count();
     let mut timestamp = None;
-    if bars > 0 && bars % 2 == 0 {
+    if bars > 0 && bars.is_multiple_of(2) {
         let (ts, tail) = group.split_once('|').unwrap_or((group, ""));
         if !ts.is_empty() {
             timestamp = Some(ts);
