@@ -4,8 +4,8 @@
 
 use serde_json::{Map, Value};
 
-use super::{Resolved, jexl, measures, ultralight};
-use crate::error::{AgentError, Result};
+use super::{Resolved, jexl, js, measures, ultralight};
+use crate::error::Result;
 use crate::model::CommandDef;
 
 /// See [`super::command_payload`].
@@ -14,10 +14,13 @@ pub fn command_payload(resolved: &Resolved, command: &CommandDef, value: &Value,
         Some(exp) => {
             let mut ctx = measures::device_context(resolved);
             ctx.insert(command.name.clone(), value.clone());
-            let node = jexl::compile(exp)?;
-            jexl::eval(&node, &ctx).map_err(|e| {
-                AgentError::invalid_expression(format!("command '{}' expression failed: {e}", command.name))
-            })?
+            // As iotagent-json does, an expression that does not parse, fails, or yields a falsy
+            // value is sent as its own text: a literal payload needs no quoting.
+            let result = jexl::compile(exp).ok().and_then(|node| jexl::eval(&node, &ctx).ok());
+            match result {
+                Some(v) if js::truthy(&v) => v,
+                _ => Value::String(exp.to_owned()),
+            }
         }
         None if ultralight => value.clone(),
         None => {
@@ -95,10 +98,10 @@ mod tests {
         let c = cmd(Some("{set: id + '_' + ping, t: type, s: service, z: zone}"), None);
         let out: Value = serde_json::from_str(&text(command_payload(&r, &c, &json!(5), false))).unwrap_or_default();
         assert_eq!(out, json!({"set": "dev1_5", "t": "Robot", "s": "smart", "z": "A"}));
-        let bad = cmd(Some("ping +"), None);
-        assert_eq!(command_payload(&r, &bad, &json!(1), false).err().map(|e| e.name), Some("INVALID_EXPRESSION"));
-        let failing = cmd(Some("ping|nosuch"), None);
-        assert_eq!(command_payload(&r, &failing, &json!(1), false).err().map(|e| e.name), Some("INVALID_EXPRESSION"));
+        // An expression that does not parse, fails or yields nothing is sent as text.
+        assert_eq!(text(command_payload(&r, &cmd(Some("ping +"), None), &json!(1), false)), "\"ping +\"");
+        assert_eq!(text(command_payload(&r, &cmd(Some("ping|nosuch"), None), &json!(1), false)), "\"ping|nosuch\"");
+        assert_eq!(text(command_payload(&r, &cmd(Some("reboot"), Some("text")), &json!(1), false)), "reboot");
     }
 
     #[test]
