@@ -117,7 +117,8 @@ fn expressions_run_in_order_and_see_earlier_results() {
             {"name": "next", "type": "Number", "expression": "count + 1"},
             {"name": "label", "type": "Text", "expression": "service + ':' + id + ':' + type + ':' + entity_name"},
             {"object_id": "s", "name": "state", "type": "Text", "skipValue": "ignore"},
-            {"name": "nothing", "type": "Text", "expression": "missing"},
+            {"name": "nothing", "type": "Number", "expression": "missing * 2"},
+            {"name": "echo", "type": "Text", "expression": "missing"},
             {"object_id": "f", "name": "broken", "type": "Text", "expression": "f|nosuch"}
         ]
     }));
@@ -127,7 +128,10 @@ fn expressions_run_in_order_and_see_earlier_results() {
         json!([{"@context": CTX, "id": "urn:ngsi-ld:Meter:d", "type": "Meter",
                 "count": {"type": "Property", "value": 8},
                 "next": {"type": "Property", "value": 9},
-                "label": {"type": "Property", "value": "smart:d:Meter:urn:ngsi-ld:Meter:d"}}])
+                "label": {"type": "Property", "value": "smart:d:Meter:urn:ngsi-ld:Meter:d"},
+                // Upstream's applyExpression yields the expression's text when the result is
+                // undefined; NaN (undefined * 2) drops the attribute.
+                "echo": {"type": "Property", "value": "missing"}}])
     );
     assert_eq!(map(&r, json!({"c": 1, "s": "on"}))[0]["state"], json!({"type": "Property", "value": "on"}));
 }
@@ -294,11 +298,16 @@ fn entity_name_expressions_use_the_measures() {
     let m = measures(json!({"sn": "S7", "v": 1})).pop().unwrap_or_default();
     assert_eq!(entity_id_for(&r, &m), "urn:ngsi-ld:Sensor:d1__S7");
     assert_eq!(map(&r, json!({"sn": "S7", "v": 1}))[0]["id"], json!("urn:ngsi-ld:Sensor:d1__S7"));
-    // Without the measure the expression yields no name: the default id is used.
+    // Without the measure an undefined result is the expression's text, as upstream; a falsy
+    // result keeps the default id.
     let empty = Measures::new();
-    let bad = group(json!({"apikey": "k", "resource": "/r", "entity_type": "Sensor", "entityNameExp": "sn"}));
-    let r2 = resolve(&device(json!({"device_id": "d1"})), Some(&bad), &Settings::default());
-    assert_eq!(entity_id_for(&r2, &empty), "urn:ngsi-ld:Sensor:d1");
+    let with_exp = |e: &str| {
+        let g = group(json!({"apikey": "k", "resource": "/r", "entity_type": "Sensor", "entityNameExp": e}));
+        resolve(&device(json!({"device_id": "d1"})), Some(&g), &Settings::default())
+    };
+    assert_eq!(entity_id_for(&with_exp("sn"), &empty), "urn:ngsi-ld:Sensor:sn");
+    assert_eq!(entity_id_for(&with_exp("sn ? sn : ''"), &empty), "urn:ngsi-ld:Sensor:d1");
+    assert_eq!(entity_id_for(&with_exp("id + '-' + sn"), &empty), "urn:ngsi-ld:Sensor:d1-undefined");
 }
 
 #[test]
@@ -358,6 +367,11 @@ fn expressions_see_their_own_measure_under_the_attribute_name() {
     assert_eq!(out[0]["temperature"]["value"], json!(42));
     assert_eq!(out[0]["id_seen"]["value"], json!("m1/d"));
     assert_eq!(out[0]["measure_id"]["value"], json!("m1"));
+    // Without its measure the attribute's name is undefined while its expression runs, even if
+    // a measure of that name arrived (which the attribute consumes): NaN, nothing sent.
+    let out = map(&r, json!({"temperature": 5, "x": 1}));
+    assert!(out[0].get("temperature").is_none());
+    assert_eq!(out[0]["x"]["value"], json!(1));
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::sync::{Arc, LazyLock};
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
-use super::js;
+use super::js::{self, Val};
 use super::transforms;
 use crate::error::{AgentError, Result};
 
@@ -524,67 +524,79 @@ pub fn compile(src: &str) -> Result<Arc<Node>> {
 // ----------------------------------------------------------------------------------------------
 // Evaluation
 
-/// Evaluates a parsed expression. `Err` carries a message for a failing transform.
+/// Evaluates a parsed expression; `undefined` and `NaN` come back as `null`. `Err` carries a
+/// message for a failing transform.
 pub fn eval(node: &Node, scope: &dyn Scope) -> std::result::Result<Value, String> {
+    Ok(eval_val(node, scope)?.into_json().unwrap_or(Value::Null))
+}
+
+/// Evaluates a parsed expression, keeping JavaScript's `undefined` and `NaN` apart from `null`.
+pub fn eval_val(node: &Node, scope: &dyn Scope) -> std::result::Result<Val, String> {
     eval_in(node, scope, None)
 }
 
-fn eval_in(node: &Node, scope: &dyn Scope, rel: Option<&Value>) -> std::result::Result<Value, String> {
+fn eval_in(node: &Node, scope: &dyn Scope, rel: Option<&Value>) -> std::result::Result<Val, String> {
     let ev = |n: &Node| eval_in(n, scope, rel);
     Ok(match node {
-        Node::Literal(v) => v.clone(),
-        Node::Ident(name) => scope.get(name).cloned().unwrap_or(Value::Null),
-        Node::Relative(name) => rel.map(|r| member(r, name)).unwrap_or(Value::Null),
-        Node::Array(items) => Value::Array(items.iter().map(ev).collect::<std::result::Result<_, _>>()?),
+        Node::Literal(v) => Val::Json(v.clone()),
+        Node::Ident(name) => scope.get(name).map(|v| Val::Json(v.clone())).unwrap_or(Val::Undefined),
+        Node::Relative(name) => rel.map(|r| member(&Val::Json(r.clone()), name)).unwrap_or(Val::Undefined),
+        Node::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for n in items {
+                out.push(ev(n)?.to_json());
+            }
+            Val::Json(Value::Array(out))
+        }
         Node::Object(entries) => {
             let mut m = Map::new();
             for (k, n) in entries {
-                m.insert(k.clone(), ev(n)?);
+                // Like JSON.stringify, an undefined member is left out.
+                if let Some(v) = ev(n)?.into_json() {
+                    m.insert(k.clone(), v);
+                }
             }
-            Value::Object(m)
+            Val::Json(Value::Object(m))
         }
         Node::Member(subject, name) => member(&ev(subject)?, name),
         Node::Index(subject, idx) => {
             let s = ev(subject)?;
             match ev(idx)? {
-                Value::String(k) => member(&s, &k),
+                Val::Json(Value::String(k)) => member(&s, &k),
                 i => index(&s, &i),
             }
         }
-        Node::Filter(subject, cond) => {
-            let s = ev(subject)?;
-            match s {
-                Value::Array(items) => {
-                    let mut kept = Vec::new();
-                    for item in items {
-                        if js::truthy(&eval_in(cond, scope, Some(&item))?) {
-                            kept.push(item);
-                        }
+        Node::Filter(subject, cond) => match ev(subject)? {
+            Val::Json(Value::Array(items)) => {
+                let mut kept = Vec::new();
+                for item in items {
+                    if eval_in(cond, scope, Some(&item))?.truthy() {
+                        kept.push(item);
                     }
-                    Value::Array(kept)
                 }
-                Value::Null => Value::Null,
-                other => {
-                    if js::truthy(&eval_in(cond, scope, Some(&other))?) {
-                        other
-                    } else {
-                        Value::Null
-                    }
+                Val::Json(Value::Array(kept))
+            }
+            Val::Json(other) if !other.is_null() => {
+                if eval_in(cond, scope, Some(&other))?.truthy() {
+                    Val::Json(other)
+                } else {
+                    Val::Undefined
                 }
             }
-        }
-        Node::Unary(UnOp::Not, e) => Value::Bool(!js::truthy(&ev(e)?)),
-        Node::Unary(UnOp::Neg, e) => js::num(-js::to_number(&ev(e)?)),
+            _ => Val::Undefined,
+        },
+        Node::Unary(UnOp::Not, e) => Val::Json(Value::Bool(!ev(e)?.truthy())),
+        Node::Unary(UnOp::Neg, e) => Val::Num(-ev(e)?.number()),
         Node::And(a, b) => {
             let l = ev(a)?;
-            if js::truthy(&l) { ev(b)? } else { l }
+            if l.truthy() { ev(b)? } else { l }
         }
         Node::Or(a, b) => {
             let l = ev(a)?;
-            if js::truthy(&l) { l } else { ev(b)? }
+            if l.truthy() { l } else { ev(b)? }
         }
         Node::Ternary(c, t, f) => {
-            if js::truthy(&ev(c)?) {
+            if ev(c)?.truthy() {
                 ev(t)?
             } else {
                 ev(f)?
@@ -598,42 +610,47 @@ fn eval_in(node: &Node, scope: &dyn Scope, rel: Option<&Value>) -> std::result::
         }
         Node::Call(name, args) => {
             let mut a = args.iter().map(ev).collect::<std::result::Result<Vec<_>, _>>()?;
-            let subject = if a.is_empty() { Value::Null } else { a.remove(0) };
+            let subject = if a.is_empty() { Val::Undefined } else { a.remove(0) };
             transforms::apply(name, subject, a)?
         }
     })
 }
 
-/// `v.name` as Jexl resolves it: on an array, the member of its first element (so a filter's
-/// result can be dereferenced directly); `length` of a string as in JavaScript.
-fn member(v: &Value, name: &str) -> Value {
+/// `v.name` as Jexl resolves it: `undefined` on `null` or `undefined`; on an array, the member
+/// of its first element (so a filter's result can be dereferenced directly); `length` of a
+/// string as in JavaScript.
+fn member(v: &Val, name: &str) -> Val {
     match v {
-        Value::Object(m) => m.get(name).cloned().unwrap_or(Value::Null),
-        Value::Array(a) => a.first().map(|first| member(first, name)).unwrap_or(Value::Null),
-        Value::String(s) if name == "length" => Value::from(s.encode_utf16().count()),
-        _ => Value::Null,
+        Val::Json(Value::Object(m)) => m.get(name).map(|x| Val::Json(x.clone())).unwrap_or(Val::Undefined),
+        Val::Json(Value::Array(a)) => match a.first() {
+            Some(first) => member(&Val::Json(first.clone()), name),
+            None => Val::Undefined,
+        },
+        Val::Json(Value::String(s)) if name == "length" => Val::Num(s.encode_utf16().count() as f64),
+        _ => Val::Undefined,
     }
 }
 
-fn index(v: &Value, i: &Value) -> Value {
-    let f = js::to_number(i);
+fn index(v: &Val, i: &Val) -> Val {
+    let f = i.number();
     if f.is_nan() || f < 0.0 || f.fract() != 0.0 {
         return match v {
-            Value::Object(_) => member(v, &js::to_js_string(i)),
-            _ => Value::Null,
+            Val::Json(Value::Object(_)) => member(v, &i.string()),
+            _ => Val::Undefined,
         };
     }
     let i = f as usize;
-    match v {
-        Value::Array(a) => a.get(i).cloned().unwrap_or(Value::Null),
-        Value::String(s) => s.chars().nth(i).map(|c| Value::String(c.to_string())).unwrap_or(Value::Null),
-        Value::Object(m) => m.get(&i.to_string()).cloned().unwrap_or(Value::Null),
-        _ => Value::Null,
-    }
+    let found = match v {
+        Val::Json(Value::Array(a)) => a.get(i).cloned(),
+        Val::Json(Value::String(s)) => s.chars().nth(i).map(|c| Value::String(c.to_string())),
+        Val::Json(Value::Object(m)) => m.get(&i.to_string()).cloned(),
+        _ => None,
+    };
+    found.map(Val::Json).unwrap_or(Val::Undefined)
 }
 
-fn binop(op: BinOp, a: &Value, b: &Value) -> Value {
-    let n = |f: fn(f64, f64) -> f64| js::num(f(js::to_number(a), js::to_number(b)));
+fn binop(op: BinOp, a: &Val, b: &Val) -> Val {
+    let n = |f: fn(f64, f64) -> f64| Val::Num(f(a.number(), b.number()));
     match op {
         BinOp::Add => transforms::js_add(a, b),
         BinOp::Sub => n(|x, y| x - y),
@@ -642,21 +659,21 @@ fn binop(op: BinOp, a: &Value, b: &Value) -> Value {
         BinOp::FloorDiv => n(|x, y| (x / y).floor()),
         BinOp::Mod => n(|x, y| x % y),
         BinOp::Pow => n(f64::powf),
-        BinOp::Eq => Value::Bool(js::loose_eq(a, b)),
-        BinOp::Ne => Value::Bool(!js::loose_eq(a, b)),
-        BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => Value::Bool(compare(op, a, b)),
-        BinOp::In => Value::Bool(match b {
-            Value::String(s) => s.contains(js::to_js_string(a).as_str()),
-            Value::Array(items) => items.iter().any(|x| js::loose_eq(x, a)),
+        BinOp::Eq => Val::Json(Value::Bool(a.loose_eq(b))),
+        BinOp::Ne => Val::Json(Value::Bool(!a.loose_eq(b))),
+        BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => Val::Json(Value::Bool(compare(op, a, b))),
+        BinOp::In => Val::Json(Value::Bool(match b {
+            Val::Json(Value::String(s)) => s.contains(a.string().as_str()),
+            Val::Json(Value::Array(items)) => items.iter().any(|x| Val::Json(x.clone()).loose_eq(a)),
             _ => false,
-        }),
+        })),
     }
 }
 
-fn compare(op: BinOp, a: &Value, b: &Value) -> bool {
+fn compare(op: BinOp, a: &Val, b: &Val) -> bool {
     let ord = match (a, b) {
-        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
-        _ => js::to_number(a).partial_cmp(&js::to_number(b)),
+        (Val::Json(Value::String(x)), Val::Json(Value::String(y))) => Some(x.cmp(y)),
+        _ => a.number().partial_cmp(&b.number()),
     };
     let Some(o) = ord else { return false };
     match op {
@@ -736,6 +753,22 @@ mod tests {
     }
 
     #[test]
+    fn undefined_is_not_null() {
+        let c = json!({"n": null});
+        assert_eq!(ev("missing * 10", c.clone()), Value::Null);
+        assert_eq!(ev("(missing * 10) + 1", c.clone()), Value::Null);
+        assert_eq!(ev("n * 10", c.clone()), json!(0));
+        assert_eq!(ev("'x' + missing", c.clone()), json!("xundefined"));
+        assert_eq!(ev("'x' + n", c.clone()), json!("xnull"));
+        assert_eq!(ev("missing == null", c.clone()), json!(true));
+        assert_eq!(ev("missing == 0", c.clone()), json!(false));
+        assert_eq!(ev("missing|typeof", c.clone()), json!("undefined"));
+        assert_eq!(ev("n.x", c.clone()), Value::Null);
+        assert_eq!(ev("'abc'|parseint + 1", c.clone()), Value::Null);
+        assert_eq!(ev("'abc'|parseint|isnan", c), json!(true));
+    }
+
+    #[test]
     fn in_operator() {
         let c = json!({"s": "hello", "l": [1, 2, 3], "o": {"k": 1}});
         assert_eq!(ev("'ell' in s", c.clone()), json!(true));
@@ -758,6 +791,9 @@ mod tests {
         assert_eq!(ev("a.list[5]", c.clone()), Value::Null);
         assert_eq!(ev("missing.deep.path", c.clone()), Value::Null);
         assert_eq!(ev("unknown", c.clone()), Value::Null);
+        assert_eq!(eval_val(&parse("unknown").unwrap_or(Node::Literal(Value::Null)), &c), Ok(Val::Undefined));
+        assert_eq!(ev("{a: unknown, b: 1}", c.clone()), json!({"b": 1}));
+        assert_eq!(ev("[unknown]", c.clone()), json!([null]));
         assert_eq!(ev("[1, 'two', true, null, [3]]", c.clone()), json!([1, "two", true, null, [3]]));
         assert_eq!(
             ev("{type: 'Point', 'coordinates': [a.list[0], a.b.c], nested: {x: 1}}", c.clone()),

@@ -212,6 +212,90 @@ pub fn strict_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// A value while an expression is evaluated: JSON, a JavaScript number (`NaN` and the
+/// infinities included, so they propagate as in JavaScript), or `undefined` (an unknown name, a
+/// missing member), which differs from `null` in arithmetic (`NaN`, not 0) and in text
+/// (`"undefined"`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Undefined,
+    Num(f64),
+    Json(Value),
+}
+
+impl Val {
+    /// The JSON result: `None` for `undefined`; `NaN` and infinities are `null`.
+    pub fn into_json(self) -> Option<Value> {
+        match self {
+            Val::Undefined => None,
+            Val::Num(f) => Some(num(f)),
+            Val::Json(v) => Some(v),
+        }
+    }
+
+    /// As JSON for places that cannot hold `undefined` (array elements, transform arguments).
+    pub fn to_json(&self) -> Value {
+        match self {
+            Val::Undefined => Value::Null,
+            Val::Num(f) => num(*f),
+            Val::Json(v) => v.clone(),
+        }
+    }
+
+    pub fn is_nullish(&self) -> bool {
+        matches!(self, Val::Undefined | Val::Json(Value::Null))
+    }
+
+    /// `Number(v)`.
+    pub fn number(&self) -> f64 {
+        match self {
+            Val::Undefined => f64::NAN,
+            Val::Num(f) => *f,
+            Val::Json(v) => to_number(v),
+        }
+    }
+
+    /// `String(v)`.
+    pub fn string(&self) -> String {
+        match self {
+            Val::Undefined => "undefined".into(),
+            Val::Num(f) => number_to_string(*f),
+            Val::Json(v) => to_js_string(v),
+        }
+    }
+
+    pub fn truthy(&self) -> bool {
+        match self {
+            Val::Undefined => false,
+            Val::Num(f) => *f != 0.0 && !f.is_nan(),
+            Val::Json(v) => truthy(v),
+        }
+    }
+
+    /// `typeof v`.
+    pub fn type_of(&self) -> &'static str {
+        match self {
+            Val::Undefined => "undefined",
+            Val::Num(_) => "number",
+            Val::Json(v) => type_of(v),
+        }
+    }
+
+    /// Whether `+` concatenates with this operand (strings, and objects through their text).
+    pub fn is_stringy(&self) -> bool {
+        matches!(self, Val::Json(Value::String(_) | Value::Array(_) | Value::Object(_)))
+    }
+
+    /// `a == b`.
+    pub fn loose_eq(&self, other: &Val) -> bool {
+        match (self, other) {
+            (a, b) if a.is_nullish() || b.is_nullish() => a.is_nullish() && b.is_nullish(),
+            (Val::Json(a), Val::Json(b)) => loose_eq(a, b),
+            (a, b) => a.number() == b.number(),
+        }
+    }
+}
+
 /// `new Date(v)`: a number is milliseconds since the epoch; a string is ISO 8601 (an offset,
 /// `Z`, or none meaning UTC), a date alone, or RFC 2822. `None` is JavaScript's invalid date.
 pub fn to_date(v: &Value) -> Option<DateTime<Utc>> {
@@ -291,6 +375,21 @@ mod tests {
         assert!(!strict_eq(&json!(1), &json!("1")));
         assert!(strict_eq(&json!(1), &json!(1.0)));
         assert_eq!(type_of(&json!(null)), "object");
+    }
+
+    #[test]
+    fn undefined_and_nan_behave_as_in_javascript() {
+        assert!(Val::Undefined.number().is_nan());
+        assert_eq!(Val::Undefined.string(), "undefined");
+        assert_eq!(Val::Num(f64::NAN).string(), "NaN");
+        assert_eq!(Val::Undefined.type_of(), "undefined");
+        assert!(Val::Undefined.loose_eq(&Val::Json(Value::Null)));
+        assert!(!Val::Undefined.loose_eq(&Val::Num(0.0)));
+        assert!(!Val::Num(f64::NAN).loose_eq(&Val::Num(f64::NAN)));
+        assert!(Val::Num(1.0).loose_eq(&Val::Json(json!("1"))));
+        assert_eq!(Val::Undefined.into_json(), None);
+        assert_eq!(Val::Num(f64::NAN).into_json(), Some(Value::Null));
+        assert_eq!(Val::Num(2.0).to_json(), json!(2));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde_json::{Map, Value};
 
 use super::jexl::{self, Scope};
+use super::js::Val;
 use super::{Measures, Resolved, js, types};
 use crate::config::Settings;
 use crate::error::{AgentError, Result};
@@ -90,15 +91,31 @@ fn entity_id_with(resolved: &Resolved, fixed: &Map<String, Value>, measures: &Me
     let Some(exp) = &resolved.entity_name_exp else {
         return resolved.entity_id.clone();
     };
-    let ctx = Ctx { results: &Map::new(), fixed, measures };
-    match jexl::compile(exp).map(|n| jexl::eval(&n, &ctx)) {
-        Ok(Ok(Value::String(s))) if !s.is_empty() => urn(&resolved.entity_type, &s),
-        Ok(Ok(v @ Value::Number(_))) => urn(&resolved.entity_type, &js::to_js_string(&v)),
+    let ctx = Ctx { results: &Map::new(), shadowed: &[], fixed, measures };
+    // Upstream takes any truthy result (the expression's own text when it is undefined) as the
+    // name, and keeps the default on a falsy result or an error.
+    match apply_expression(exp, &ctx) {
+        Ok(v) if js::truthy(&v) => urn(&resolved.entity_type, &js::to_js_string(&v)),
         other => {
             tracing::debug!(expression = %exp, result = ?other, "entityNameExp gave no name; using the default entity id");
             resolved.entity_id.clone()
         }
     }
+}
+
+/// iotagent-node-lib's `applyExpression`: the result, or the expression's own text when the
+/// result is `undefined`; `NaN` is `null`, and a failing transform gives `null`.
+/// `INVALID_EXPRESSION` when the expression does not parse.
+fn apply_expression(exp: &str, ctx: &Ctx<'_>) -> Result<Value> {
+    let node = jexl::compile(exp)?;
+    Ok(match jexl::eval_val(&node, ctx) {
+        Ok(Val::Undefined) => Value::String(exp.to_owned()),
+        Ok(v) => v.into_json().unwrap_or(Value::Null),
+        Err(e) => {
+            tracing::debug!(expression = %exp, error = %e, "expression failed");
+            Value::Null
+        }
+    })
 }
 
 /// The identifiers every expression sees besides the measures: `id` (the device id),
@@ -137,13 +154,22 @@ pub fn device_context(r: &Resolved) -> Map<String, Value> {
 /// under `measure_id` / `measure_type`). Nothing is copied per attribute.
 struct Ctx<'a> {
     results: &'a Map<String, Value>,
+    /// Names that are `undefined` while their own expression runs (an attribute without a
+    /// measure): they hide the device's fields and measures of the same name.
+    shadowed: &'a [&'a str],
     fixed: &'a Map<String, Value>,
     measures: &'a Measures,
 }
 
 impl Scope for Ctx<'_> {
     fn get(&self, name: &str) -> Option<&Value> {
-        self.results.get(name).or_else(|| self.fixed.get(name)).or_else(|| measure(self.measures, name))
+        if let Some(v) = self.results.get(name) {
+            return Some(v);
+        }
+        if self.shadowed.contains(&name) {
+            return None;
+        }
+        self.fixed.get(name).or_else(|| measure(self.measures, name))
     }
 }
 
@@ -420,30 +446,39 @@ fn group_to_entities(r: &Resolved, fixed: &Map<String, Value>, m: &Measures, now
         consumed.push(p.object_id);
         consumed.push(p.name);
         let target = match p.entity_name {
-            Some(name) => {
-                target_entity(r, name, p.entity_type, &mut entities, &Ctx { results: &results, fixed, measures: m })
-            }
+            Some(name) => target_entity(
+                r,
+                name,
+                p.entity_type,
+                &mut entities,
+                &Ctx { results: &results, shadowed: &[], fixed, measures: m },
+            ),
             None => 0,
         };
         let measured = measure(m, p.object_id);
-        // Upstream puts the measured value under the attribute's name before its expression runs.
-        results.insert(p.name.to_owned(), measured.cloned().unwrap_or(Value::Null));
         let mut hit = p.fixed_value.is_some() || measured.is_some();
         let mut value = p.fixed_value.or(measured).cloned().unwrap_or(Value::Null);
         if let Some(exp) = p.expression {
             hit = true;
-            let node = jexl::compile(exp)?;
-            value = match jexl::eval(&node, &Ctx { results: &results, fixed, measures: m }) {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::debug!(attribute = %p.name, expression = %exp, error = %e, "expression failed; attribute dropped");
-                    Value::Null
+            // Upstream puts the measured value (or undefined) under the attribute's name before
+            // its expression runs.
+            let shadow = [p.name];
+            let ctx = match measured {
+                Some(v) => {
+                    results.insert(p.name.to_owned(), v.clone());
+                    Ctx { results: &results, shadowed: &[], fixed, measures: m }
+                }
+                None => {
+                    results.remove(p.name);
+                    Ctx { results: &results, shadowed: &shadow, fixed, measures: m }
                 }
             };
+            value = apply_expression(exp, &ctx)?;
         }
+        // Later expressions see this attribute's value (null when it got none).
         results.insert(p.name.to_owned(), value.clone());
         let metadata = match p.metadata {
-            Some(md) => Some(metadata_values(md, &Ctx { results: &results, fixed, measures: m })?),
+            Some(md) => Some(metadata_values(md, &Ctx { results: &results, shadowed: &[], fixed, measures: m })?),
             None => None,
         };
         if hit {
@@ -451,8 +486,11 @@ fn group_to_entities(r: &Resolved, fixed: &Map<String, Value>, m: &Measures, now
         }
     }
 
-    let explicit =
-        Explicit::from_value(&r.explicit_attrs, &Ctx { results: &results, fixed, measures: m }, r.timestamp)?;
+    let explicit = Explicit::from_value(
+        &r.explicit_attrs,
+        &Ctx { results: &results, shadowed: &[], fixed, measures: m },
+        r.timestamp,
+    )?;
 
     // The timestamp: a provisioned TimeInstant attribute (after its expression) or measure.
     let observed = if r.timestamp {
@@ -517,8 +555,7 @@ fn metadata_values(md: &Map<String, Value>, ctx: &Ctx<'_>) -> Result<Map<String,
         if k == TIME_INSTANT {
             continue;
         }
-        let node = jexl::compile(exp)?;
-        let value = jexl::eval(&node, ctx).unwrap_or(Value::Null);
+        let value = apply_expression(exp, ctx)?;
         let mut meta = Map::new();
         if let Some(t) = v.get("type") {
             meta.insert("type".into(), t.clone());
@@ -533,8 +570,8 @@ fn metadata_values(md: &Map<String, Value>, ctx: &Ctx<'_>) -> Result<Map<String,
 fn target_entity(r: &Resolved, name: &str, entity_type: Option<&str>, entities: &mut Vec<Out>, ctx: &Ctx<'_>) -> usize {
     let entity_type = entity_type.unwrap_or(&r.entity_type).to_owned();
     // Upstream evaluates the name as an expression and falls back to the literal text.
-    let name = match jexl::compile(name).map(|n| jexl::eval(&n, ctx)) {
-        Ok(Ok(v)) if js::truthy(&v) => js::to_js_string(&v),
+    let name = match apply_expression(name, ctx) {
+        Ok(v) if js::truthy(&v) => js::to_js_string(&v),
         _ => name.to_owned(),
     };
     let id = urn(&entity_type, &name);

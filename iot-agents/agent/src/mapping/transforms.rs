@@ -12,12 +12,41 @@ use parking_lot::Mutex;
 use regex::Regex;
 use serde_json::Value;
 
-use super::js;
+use super::js::{self, Val};
 
 type R = std::result::Result<Value, String>;
 
-/// Applies transform `name` to `subject` with `args`.
-pub fn apply(name: &str, subject: Value, args: Vec<Value>) -> R {
+/// Applies transform `name` to `subject` with `args`. The transforms whose upstream result
+/// depends on `undefined` or `NaN` are computed on [`Val`]; the rest on JSON.
+pub fn apply(name: &str, subject: Val, args: Vec<Val>) -> std::result::Result<Val, String> {
+    let date_ms = |v: &Val| js::to_date(&v.to_json()).map(|d| d.timestamp_millis() as f64).unwrap_or(f64::NAN);
+    Ok(match name {
+        "typeof" => Val::Json(Value::from(subject.type_of())),
+        "isnan" => Val::Json(Value::Bool(subject.number().is_nan())),
+        "parseint" => Val::Num(js::parse_int(&Value::String(subject.string()))),
+        "parsefloat" => Val::Num(js::parse_float(&Value::String(subject.string()))),
+        "floor" => Val::Num(subject.number().floor()),
+        "ceil" => Val::Num(subject.number().ceil()),
+        "round" => Val::Num((subject.number() + 0.5).floor()),
+        "gettime" | "getTime" => Val::Num(date_ms(&subject)),
+        "now" => Val::Num(chrono::Utc::now().timestamp_millis() as f64),
+        "tostring" => {
+            if subject.is_nullish() {
+                return Err("tostring: cannot convert null or undefined".into());
+            }
+            Val::Json(Value::String(subject.string()))
+        }
+        // `String(val)` upstream: undefined and NaN print as such.
+        "indexOf" | "length" | "trim" | "substr" | "substring" | "touppercase" | "tolowercase" | "toUpperCase"
+        | "toLowerCase" | "urlencode" | "urldecode" => {
+            Val::Json(apply_json(name, Value::String(subject.string()), args.iter().map(Val::to_json).collect())?)
+        }
+        _ => Val::Json(apply_json(name, subject.to_json(), args.iter().map(Val::to_json).collect())?),
+    })
+}
+
+/// The transforms computed on JSON values.
+fn apply_json(name: &str, subject: Value, args: Vec<Value>) -> R {
     let null = Value::Null;
     let arg = |i: usize| args.get(i).unwrap_or(&null);
     let has = |i: usize| args.get(i).is_some_and(|v| !v.is_null());
@@ -61,7 +90,7 @@ pub fn apply(name: &str, subject: Value, args: Vec<Value>) -> R {
             let items = array(s, name)?;
             let mut it = items.iter();
             let first = it.next().ok_or("addreduce: reduce of an empty array with no initial value")?.clone();
-            it.fold(first, |acc, v| js_add(&acc, v))
+            it.fold(Val::Json(first), |acc, v| js_add(&acc, &Val::Json(v.clone()))).to_json()
         }
         "lengtharray" => match s {
             Value::Array(a) => Value::from(a.len()),
@@ -69,19 +98,9 @@ pub fn apply(name: &str, subject: Value, args: Vec<Value>) -> R {
             Value::Null => return Err("lengtharray: cannot read length of null".into()),
             _ => Value::Null,
         },
-        "typeof" => Value::from(js::type_of(s)),
         "isarray" => Value::Bool(s.is_array()),
-        "isnan" => Value::Bool(js::to_number(s).is_nan()),
-        "parseint" => js::num(js::parse_int(s)),
-        "parsefloat" => js::num(js::parse_float(s)),
         "toisodate" | "toisostring" => Value::String(js::iso(&date(s, name)?)),
         "timeoffset" => js::to_date(s).map(|_| Value::from(0)).unwrap_or(Value::Null),
-        "tostring" => {
-            if s.is_null() {
-                return Err("tostring: cannot convert null".into());
-            }
-            Value::String(js::to_js_string(s))
-        }
         "urlencode" => Value::String(encode_uri(&js::to_js_string(s))),
         "urldecode" => Value::String(decode_uri(&js::to_js_string(s))?),
         "replacestr" => {
@@ -164,13 +183,8 @@ pub fn apply(name: &str, subject: Value, args: Vec<Value>) -> R {
         }
         "touppercase" | "toUpperCase" => Value::String(js::to_js_string(s).to_uppercase()),
         "tolowercase" | "toLowerCase" => Value::String(js::to_js_string(s).to_lowercase()),
-        "floor" => js::num(js::to_number(s).floor()),
-        "ceil" => js::num(js::to_number(s).ceil()),
-        "round" => js::num((js::to_number(s) + 0.5).floor()),
         "tofixed" | "toFixed" => Value::String(to_fixed(js::parse_float(s), js::to_number(arg(0)))?),
-        "gettime" | "getTime" => js::to_date(s).map(|d| Value::from(d.timestamp_millis())).unwrap_or(Value::Null),
         "localestring" => Value::String(date(s, name)?.format("%-m/%-d/%Y, %-I:%M:%S %p").to_string()),
-        "now" => Value::from(chrono::Utc::now().timestamp_millis()),
         "hextostring" => {
             let hex = js::to_js_string(s);
             let bytes: Vec<u8> = hex
@@ -218,15 +232,14 @@ pub fn apply(name: &str, subject: Value, args: Vec<Value>) -> R {
     })
 }
 
-/// JavaScript `+` (string concatenation when either side is not a number or boolean).
-pub fn js_add(a: &Value, b: &Value) -> Value {
-    let stringy = |v: &Value| matches!(v, Value::String(_) | Value::Array(_) | Value::Object(_));
-    if stringy(a) || stringy(b) {
-        let mut s = js::to_js_string(a);
-        s.push_str(&js::to_js_string(b));
-        Value::String(s)
+/// JavaScript `+` (string concatenation when either side is a string or an object).
+pub fn js_add(a: &Val, b: &Val) -> Val {
+    if a.is_stringy() || b.is_stringy() {
+        let mut s = a.string();
+        s.push_str(&b.string());
+        Val::Json(Value::String(s))
     } else {
-        js::num(js::to_number(a) + js::to_number(b))
+        Val::Num(a.number() + b.number())
     }
 }
 
@@ -358,13 +371,20 @@ mod tests {
     use serde_json::json;
 
     fn t(name: &str, subject: Value, args: Vec<Value>) -> Value {
-        apply(name, subject, args).unwrap_or_else(|e| panic!("{name}: {e}"))
+        match apply(name, Val::Json(subject), args.into_iter().map(Val::Json).collect()) {
+            Ok(v) => v.to_json(),
+            Err(e) => panic!("{name}: {e}"),
+        }
+    }
+
+    fn fails(name: &str, subject: Value, args: Vec<Value>) -> bool {
+        apply(name, Val::Json(subject), args.into_iter().map(Val::Json).collect()).is_err()
     }
 
     #[test]
     fn json_transforms() {
         assert_eq!(t("jsonparse", json!("{\"a\":[1,2]}"), vec![]), json!({"a": [1, 2]}));
-        assert!(apply("jsonparse", json!("{bad"), vec![]).is_err());
+        assert!(fails("jsonparse", json!("{bad"), vec![]));
         assert_eq!(t("jsonstringify", json!({"a": 1}), vec![]), json!("{\"a\":1}"));
     }
 
@@ -382,18 +402,18 @@ mod tests {
         assert_eq!(t("tolowercase", json!("aB"), vec![]), json!("ab"));
         assert_eq!(t("toLowerCase", json!("aB"), vec![]), json!("ab"));
         assert_eq!(t("tostring", json!(12.5), vec![]), json!("12.5"));
-        assert!(apply("tostring", Value::Null, vec![]).is_err());
+        assert!(fails("tostring", Value::Null, vec![]));
         assert_eq!(t("replacestr", json!("a-b-c"), vec![json!("-"), json!("+")]), json!("a+b-c"));
         assert_eq!(t("replaceallstr", json!("a-b-c"), vec![json!("-"), json!("+")]), json!("a+b+c"));
         assert_eq!(t("replaceregexp", json!("a1b22"), vec![json!("[0-9]+"), json!("#")]), json!("a#b22"));
         assert_eq!(t("replaceallregexp", json!("a1b22"), vec![json!("[0-9]+"), json!("#")]), json!("a#b#"));
-        assert!(apply("replacestr", json!(5), vec![json!("5"), json!("6")]).is_err());
-        assert!(apply("replaceregexp", json!("x"), vec![json!("("), json!("")]).is_err());
+        assert!(fails("replacestr", json!(5), vec![json!("5"), json!("6")]));
+        assert!(fails("replaceregexp", json!("x"), vec![json!("("), json!("")]));
         assert_eq!(t("split", json!("a,b,c"), vec![json!(",")]), json!(["a", "b", "c"]));
         assert_eq!(t("split", json!("ab"), vec![json!("")]), json!(["a", "b"]));
         assert_eq!(t("urlencode", json!("a b/ñ"), vec![]), json!("a%20b/%C3%B1"));
         assert_eq!(t("urldecode", json!("a%20b%2F%C3%B1"), vec![]), json!("a b%2Fñ"));
-        assert!(apply("urldecode", json!("%zz"), vec![]).is_err());
+        assert!(fails("urldecode", json!("%zz"), vec![]));
         assert_eq!(t("hextostring", json!("48656c6c6f"), vec![]), json!("Hello"));
         assert_eq!(t("matchregexp", json!("id-42-x"), vec![json!("([a-z]+)-([0-9]+)")]), json!(["id-42", "id", "42"]));
         assert_eq!(t("matchregexp", json!("abc"), vec![json!("[0-9]")]), Value::Null);
@@ -432,7 +452,7 @@ mod tests {
     fn array_transforms() {
         assert_eq!(t("addreduce", json!([1, 2, 3]), vec![]), json!(6));
         assert_eq!(t("addreduce", json!(["a", 1]), vec![]), json!("a1"));
-        assert!(apply("addreduce", json!([]), vec![]).is_err());
+        assert!(fails("addreduce", json!([]), vec![]));
         assert_eq!(t("lengtharray", json!([1, 2]), vec![]), json!(2));
         assert_eq!(t("slice", json!([1, 2, 3, 4]), vec![json!(1), json!(3)]), json!([2, 3]));
         assert_eq!(t("slice", json!([1, 2, 3, 4]), vec![json!(-2)]), json!([3, 4]));
@@ -467,7 +487,7 @@ mod tests {
     fn date_transforms() {
         assert_eq!(t("toisodate", json!(0), vec![]), json!("1970-01-01T00:00:00.000Z"));
         assert_eq!(t("toisostring", json!("2020-01-01T01:00:00+01:00"), vec![]), json!("2020-01-01T00:00:00.000Z"));
-        assert!(apply("toisodate", json!("nope"), vec![]).is_err());
+        assert!(fails("toisodate", json!("nope"), vec![]));
         assert_eq!(t("gettime", json!("1970-01-01T00:00:01Z"), vec![]), json!(1000));
         assert_eq!(t("getTime", json!("nope"), vec![]), Value::Null);
         assert_eq!(t("timeoffset", json!("2020-01-01T00:00:00Z"), vec![]), json!(0));
@@ -478,6 +498,6 @@ mod tests {
 
     #[test]
     fn unknown_transform_is_an_error() {
-        assert!(apply("nosuch", json!(1), vec![]).is_err());
+        assert!(fails("nosuch", json!(1), vec![]));
     }
 }
