@@ -249,6 +249,19 @@ fn multi_entity_attributes_go_to_their_own_entities() {
 }
 
 #[test]
+fn bad_geo_coordinates_refuse_the_update() {
+    let d =
+        device(json!({"device_id": "d", "attributes": [{"object_id": "p", "name": "location", "type": "geo:point"}]}));
+    let r = resolve(&d, None, &Settings::default());
+    let e = measures_to_entities(&r, &measures(json!({"p": "1,2,3"})), now()).err().map(|e| (e.name, e.status));
+    assert_eq!(e, Some(("BAD_GEOCOORDINATES", 400)));
+    assert_eq!(
+        map(&r, json!({"p": "1.5, 2"}))[0]["location"]["value"],
+        json!({"type": "Point", "coordinates": [1.5, 2]})
+    );
+}
+
+#[test]
 fn an_entity_with_only_id_and_type_is_not_sent() {
     let r = resolve(&device(json!({"device_id": "d"})), None, &Settings::default());
     assert_eq!(map(&r, json!({})), json!([]));

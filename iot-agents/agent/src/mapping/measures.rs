@@ -527,7 +527,7 @@ fn group_to_entities(r: &Resolved, fixed: &Map<String, Value>, m: &Measures, now
         if !explicit.keeps_provisioned(p.name, p.object_id) {
             continue;
         }
-        if let Some(attr) = attribute(p.attr_type, c.value, c.metadata.as_ref(), observed.as_deref()) {
+        if let Some(attr) = attribute(p.attr_type, c.value, c.metadata.as_ref(), observed.as_deref())? {
             entities[c.target].attrs.insert(p.name.to_owned(), Value::Object(attr));
         }
     }
@@ -539,7 +539,7 @@ fn group_to_entities(r: &Resolved, fixed: &Map<String, Value>, m: &Measures, now
             if k == TIME_INSTANT || consumed.contains(&name) {
                 continue;
             }
-            if let Some(attr) = attribute(None, v.clone(), None, observed.as_deref()) {
+            if let Some(attr) = attribute(None, v.clone(), None, observed.as_deref())? {
                 entities[0].attrs.insert(name.to_owned(), Value::Object(attr));
             }
         }
@@ -588,8 +588,10 @@ fn attribute(
     value: Value,
     metadata: Option<&Map<String, Value>>,
     observed: Option<&str>,
-) -> Option<Map<String, Value>> {
-    let mut attr = types::to_ngsi_ld(attr_type, value)?;
+) -> Result<Option<Map<String, Value>>> {
+    let Some(mut attr) = types::to_ngsi_ld(attr_type, value)? else {
+        return Ok(None);
+    };
     if let Some(md) = metadata {
         for (k, v) in md {
             match k.as_str() {
@@ -605,7 +607,7 @@ fn attribute(
                         }
                         other => (None, other.clone()),
                     };
-                    if let Some(sub) = types::to_ngsi_ld(t, val) {
+                    if let Some(sub) = types::to_ngsi_ld(t, val)? {
                         attr.insert(k.clone(), Value::Object(sub));
                     }
                 }
@@ -615,7 +617,7 @@ fn attribute(
     if let Some(at) = observed {
         attr.insert("observedAt".into(), Value::from(at));
     }
-    Some(attr)
+    Ok(Some(attr))
 }
 
 #[cfg(test)]

@@ -5,20 +5,30 @@
 use serde_json::{Map, Value};
 
 use super::js;
+use crate::error::{AgentError, Result};
 
 /// One attribute in NGSI-LD form, or `None` when the value is dropped (`null`, `NaN`, a number
-/// type whose value is not a number).
-pub fn to_ngsi_ld(attr_type: Option<&str>, value: Value) -> Option<Map<String, Value>> {
+/// type whose value is not a number). `BAD_GEOCOORDINATES` when a geo type's text or array holds
+/// an odd number of coordinates (upstream rejects the whole update then).
+pub fn to_ngsi_ld(attr_type: Option<&str>, value: Value) -> Result<Option<Map<String, Value>>> {
     if value.is_null() {
-        return None;
+        return Ok(None);
     }
     let lower = attr_type.unwrap_or("Text").to_ascii_lowercase();
     let mut out = Map::new();
     let (kind, member, v) = match lower.as_str() {
         "boolean" => ("Property", "value", Value::Bool(js::truthy(&value))),
-        "float" => ("Property", "value", number(&value, false)?),
-        "integer" => ("Property", "value", number(&value, true)?),
-        "number" => ("Property", "value", number(&value, false)?),
+        "float" | "integer" | "number" => {
+            let kind = match lower.as_str() {
+                "float" => Num::Float,
+                "integer" => Num::Integer,
+                _ => Num::Guess,
+            };
+            match number(&value, kind) {
+                Some(n) => ("Property", "value", n),
+                None => return Ok(None),
+            }
+        }
         "object" | "array" => ("Property", "value", parse_json(value)),
         "datetime" => ("Property", "value", temporal(value, "%Y-%m-%dT%H:%M:%S%.3fZ")),
         "date" => ("Property", "value", temporal(value, "%Y-%m-%d")),
@@ -39,16 +49,28 @@ pub fn to_ngsi_ld(attr_type: Option<&str>, value: Value) -> Option<Map<String, V
     };
     out.insert("type".into(), Value::from(kind));
     out.insert(member.into(), v);
-    Some(out)
+    Ok(Some(out))
+}
+
+#[derive(Clone, Copy)]
+enum Num {
+    Float,
+    Integer,
+    /// `Number`: `parseFloat` when the text has a `.`, else `parseInt` (so `"1e3"` is 1).
+    Guess,
 }
 
 /// `isNaN(v)` drops the attribute; otherwise `parseInt` or `parseFloat` as upstream.
-fn number(v: &Value, integer: bool) -> Option<Value> {
+fn number(v: &Value, kind: Num) -> Option<Value> {
     if js::to_number(v).is_nan() {
         return None;
     }
-    let f = if integer { js::parse_int(v) } else { js::parse_float(v) };
-    let f = if f.is_nan() { js::to_number(v) } else { f };
+    let float = match kind {
+        Num::Float => true,
+        Num::Integer => false,
+        Num::Guess => js::to_js_string(v).contains('.'),
+    };
+    let f = if float { js::parse_float(v) } else { js::parse_int(v) };
     match js::num(f) {
         Value::Null => None,
         n => Some(n),
@@ -71,34 +93,49 @@ fn temporal(v: Value, format: &str) -> Value {
     }
 }
 
-/// A GeoJSON geometry from GeoJSON (kept), an array of coordinates, or a string of
-/// comma-separated numbers taken pairwise in the given order (no latitude/longitude swap).
-fn geometry(kind: &str, v: Value) -> Option<Value> {
-    let coordinates = match v {
-        Value::Object(ref m) if m.contains_key("type") => return Some(v),
-        Value::String(ref s) => {
-            if let Ok(parsed @ (Value::Object(_) | Value::Array(_))) = serde_json::from_str::<Value>(s) {
-                return geometry(kind, parsed);
-            }
-            let nums: Vec<Value> = s.split(',').map(|p| js::num(js::str_to_number(p.trim()))).collect::<Vec<_>>();
-            if nums.iter().any(Value::is_null) || nums.len() < 2 || !nums.len().is_multiple_of(2) {
-                return Some(v);
-            }
-            let pairs: Vec<Value> = nums.chunks(2).map(|c| Value::Array(c.to_vec())).collect();
-            match kind {
-                "Point" => pairs.into_iter().next()?,
-                "LineString" | "MultiPoint" => Value::Array(pairs),
-                "Polygon" | "MultiLineString" => Value::Array(vec![Value::Array(pairs)]),
-                _ => Value::Array(vec![Value::Array(vec![Value::Array(pairs)])]),
-            }
-        }
-        Value::Array(_) => v,
-        other => return Some(other),
+/// A GeoJSON geometry as upstream's `getLngLats` builds it: a value that is neither text nor an
+/// array (GeoJSON) is kept; otherwise every comma-separated or nested number is taken in order
+/// (no latitude/longitude swap): two numbers are the coordinates, more are paired. A JSON text
+/// of an object is parsed first (an Orbis extension).
+fn geometry(kind: &str, v: Value) -> Result<Value> {
+    if let Value::String(s) = &v
+        && let Ok(parsed @ Value::Object(_)) = serde_json::from_str::<Value>(s)
+    {
+        return Ok(parsed);
+    }
+    if !matches!(v, Value::String(_) | Value::Array(_)) {
+        return Ok(v);
+    }
+    let mut nums = Vec::new();
+    flatten(&v, &mut nums);
+    let coordinates = if nums.len() == 2 {
+        Value::Array(nums.into_iter().map(js::num).collect())
+    } else if nums.len() % 2 != 0 {
+        return Err(AgentError::new(
+            "BAD_GEOCOORDINATES",
+            400,
+            format!("{v} is not a list of coordinate pairs for a {kind}"),
+        ));
+    } else {
+        Value::Array(nums.chunks(2).map(|p| Value::Array(p.iter().map(|f| js::num(*f)).collect())).collect())
     };
     let mut g = Map::new();
     g.insert("type".into(), Value::from(kind));
     g.insert("coordinates".into(), coordinates);
-    Some(Value::Object(g))
+    Ok(Value::Object(g))
+}
+
+/// `_.flatten(splitLngLat(v))`: text split on commas, arrays recursed, each leaf `parseFloat`.
+fn flatten(v: &Value, out: &mut Vec<f64>) {
+    match v {
+        Value::String(s) if s.contains(',') => {
+            for part in s.split(',') {
+                out.push(js::parse_float(&Value::from(part)));
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
+        other => out.push(js::parse_float(other)),
+    }
 }
 
 #[cfg(test)]
@@ -107,7 +144,10 @@ mod tests {
     use serde_json::json;
 
     fn ld(t: &str, v: Value) -> Option<Value> {
-        to_ngsi_ld(Some(t), v).map(Value::Object)
+        match to_ngsi_ld(Some(t), v) {
+            Ok(attr) => attr.map(Value::Object),
+            Err(e) => panic!("{t}: {e}"),
+        }
     }
 
     #[test]
@@ -115,7 +155,10 @@ mod tests {
         for t in ["Property", "String", "Text", "TextUnrestricted", "text", "SomethingElse"] {
             assert_eq!(ld(t, json!("x")), Some(json!({"type": "Property", "value": "x"})), "{t}");
         }
-        assert_eq!(to_ngsi_ld(None, json!(5)).map(Value::Object), Some(json!({"type": "Property", "value": 5})));
+        assert_eq!(
+            to_ngsi_ld(None, json!(5)).ok().flatten().map(Value::Object),
+            Some(json!({"type": "Property", "value": 5}))
+        );
         assert_eq!(ld("Text", Value::Null), None);
     }
 
@@ -130,6 +173,8 @@ mod tests {
         assert_eq!(ld("Number", json!("21.5")), Some(json!({"type": "Property", "value": 21.5})));
         assert_eq!(ld("Integer", json!("21.5")), Some(json!({"type": "Property", "value": 21})));
         assert_eq!(ld("Float", json!("7")), Some(json!({"type": "Property", "value": 7})));
+        assert_eq!(ld("Number", json!("1e3")), Some(json!({"type": "Property", "value": 1})));
+        assert_eq!(ld("Float", json!("1e3")), Some(json!({"type": "Property", "value": 1000})));
         assert_eq!(ld("NUMBER", json!(3)), Some(json!({"type": "Property", "value": 3})));
         assert_eq!(ld("Number", json!("abc")), None);
         assert_eq!(ld("Integer", json!("12abc")), None);
@@ -158,24 +203,29 @@ mod tests {
         assert_eq!(ld("geo:point", json!("40.4, -3.7")), Some(p.clone()));
         assert_eq!(ld("Point", json!("40.4,-3.7")), Some(p.clone()));
         assert_eq!(ld("GeoProperty", json!([40.4, -3.7])), Some(p.clone()));
+        assert_eq!(ld("GeoProperty", json!(["40.4", "-3.7"])), Some(p.clone()));
         assert_eq!(ld("geo:json", json!({"type": "Point", "coordinates": [40.4, -3.7]})), Some(p.clone()));
         assert_eq!(ld("geo:json", json!("{\"type\":\"Point\",\"coordinates\":[40.4,-3.7]}")), Some(p));
+        // More than two numbers are paired, whatever the geometry (as upstream).
         assert_eq!(
             ld("geo:linestring", json!("1,2,3,4")),
             Some(json!({"type": "GeoProperty", "value": {"type": "LineString", "coordinates": [[1, 2], [3, 4]]}}))
         );
         assert_eq!(
-            ld("Polygon", json!("0,0,0,1,1,1,0,0")),
+            ld("Polygon", json!([[0, 0], [0, 1], [1, 1], [0, 0]])),
             Some(
-                json!({"type": "GeoProperty", "value": {"type": "Polygon", "coordinates": [[[0, 0], [0, 1], [1, 1], [0, 0]]]}})
+                json!({"type": "GeoProperty", "value": {"type": "Polygon", "coordinates": [[0, 0], [0, 1], [1, 1], [0, 0]]}})
             )
         );
         assert_eq!(
-            ld("geo:multipoint", json!([[1, 2]])),
-            Some(json!({"type": "GeoProperty", "value": {"type": "MultiPoint", "coordinates": [[1, 2]]}}))
+            ld("geo:multipoint", json!(["1,2", "3,4"])),
+            Some(json!({"type": "GeoProperty", "value": {"type": "MultiPoint", "coordinates": [[1, 2], [3, 4]]}}))
         );
         assert!(ld("multilinestring", json!("1,2,3,4")).is_some());
         assert!(ld("geo:multipolygon", json!("1,2,3,4")).is_some());
+        let odd = to_ngsi_ld(Some("geo:point"), json!("1,2,3")).err().map(|e| e.name);
+        assert_eq!(odd, Some("BAD_GEOCOORDINATES"));
+        assert_eq!(to_ngsi_ld(Some("geo:point"), json!("")).err().map(|e| e.name), Some("BAD_GEOCOORDINATES"));
     }
 
     #[test]
