@@ -3,7 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::{Measures, Resolved, entity_id_for, measures_to_entities, parse_ul_measures, resolve};
+use super::{
+    Measures, Resolved, entity_id_for, measures_to_entities, measures_to_entities_typed, parse_json_measures_typed,
+    parse_ul_measures, resolve,
+};
 use crate::config::Settings;
 use crate::model::{Device, Group};
 
@@ -447,5 +450,31 @@ fn multi_entity_names_may_be_expressions() {
     assert_eq!(
         ids,
         [json!("urn:ngsi-ld:Hub:d"), json!("urn:ngsi-ld:Room:Room:r7"), json!("urn:ngsi-ld:Hub:plainName")]
+    );
+}
+
+#[test]
+fn an_ngsi_ld_payload_keeps_relationships_and_geo_properties() {
+    let d = device(json!({"device_id": "d", "payloadType": "ngsild"}));
+    let r = resolve(&d, None, &Settings::default());
+    let body = json!({
+        "id": "urn:ngsi-ld:X:1", "type": "X",
+        "owner": {"type": "Relationship", "object": "urn:ngsi-ld:P:1"},
+        "where": {"type": "GeoProperty", "value": {"type": "Polygon", "coordinates": [[[0, 0], [0, 1], [1, 1], [0, 0]]]}},
+        "name": {"type": "LanguageProperty", "languageMap": {"en": "hi"}},
+        "t": {"type": "Property", "value": 21, "observedAt": "2024-01-01T00:00:00Z"}
+    });
+    let typed = parse_json_measures_typed(body.to_string().as_bytes(), Some("ngsild")).unwrap_or_default();
+    let out = Value::Array(measures_to_entities_typed(&r, &typed, now()).unwrap_or_default());
+    let at = "2024-01-01T00:00:00.000Z";
+    assert_eq!(
+        out,
+        json!([{"@context": CTX, "id": "urn:ngsi-ld:Thing:d", "type": "Thing",
+            "measure_id": {"type": "Property", "value": "urn:ngsi-ld:X:1", "observedAt": at},
+            "measure_type": {"type": "Property", "value": "X", "observedAt": at},
+            "owner": {"type": "Relationship", "object": "urn:ngsi-ld:P:1", "observedAt": at},
+            "where": {"type": "GeoProperty", "value": {"type": "Polygon", "coordinates": [[[0, 0], [0, 1], [1, 1], [0, 0]]]}, "observedAt": at},
+            "name": {"type": "LanguageProperty", "languageMap": {"en": "hi"}, "observedAt": at},
+            "t": {"type": "Property", "value": 21, "observedAt": at}}])
     );
 }

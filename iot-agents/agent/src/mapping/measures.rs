@@ -8,8 +8,10 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde_json::{Map, Value};
 
 use super::jexl::{self, Scope};
+use std::collections::HashMap;
+
 use super::js::Val;
-use super::{Measures, Resolved, js, types};
+use super::{Measures, Resolved, TypedMeasures, js, types};
 use crate::config::Settings;
 use crate::error::{AgentError, Result};
 use crate::model::{Device, Group};
@@ -337,11 +339,29 @@ struct Out {
 
 /// See [`super::measures_to_entities`].
 pub fn measures_to_entities(resolved: &Resolved, groups: &[Measures], now: DateTime<Utc>) -> Result<Vec<Value>> {
+    to_entities(resolved, groups.iter().map(|m| (m, None)), groups.len(), now)
+}
+
+/// See [`super::measures_to_entities_typed`].
+pub fn measures_to_entities_typed(
+    resolved: &Resolved,
+    groups: &[TypedMeasures],
+    now: DateTime<Utc>,
+) -> Result<Vec<Value>> {
+    to_entities(resolved, groups.iter().map(|g| (&g.measures, Some(&g.types))), groups.len(), now)
+}
+
+fn to_entities<'a>(
+    resolved: &Resolved,
+    groups: impl Iterator<Item = (&'a Measures, Option<&'a HashMap<String, String>>)>,
+    count: usize,
+    now: DateTime<Utc>,
+) -> Result<Vec<Value>> {
     let fixed = device_context(resolved);
-    let mut batches: Vec<(DateTime<Utc>, Vec<Out>)> = Vec::with_capacity(groups.len());
-    for m in groups {
+    let mut batches: Vec<(DateTime<Utc>, Vec<Out>)> = Vec::with_capacity(count);
+    for (m, types) in groups {
         let order = time_instant(resolved, m).and_then(|v| js::to_date(&v)).unwrap_or(now);
-        batches.push((order, group_to_entities(resolved, &fixed, m, now)?));
+        batches.push((order, group_to_entities(resolved, &fixed, m, types, now)?));
     }
     // A stable sort keeps reception order between measures of the same instant.
     batches.sort_by_key(|(t, _)| *t);
@@ -435,7 +455,16 @@ struct Computed<'a> {
     metadata: Option<Map<String, Value>>,
 }
 
-fn group_to_entities(r: &Resolved, fixed: &Map<String, Value>, m: &Measures, now: DateTime<Utc>) -> Result<Vec<Out>> {
+fn group_to_entities(
+    r: &Resolved,
+    fixed: &Map<String, Value>,
+    m: &Measures,
+    types: Option<&HashMap<String, String>>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Out>> {
+    // The type a measure arrived with (NGSI payloads), for attributes provisioned without one
+    // and for measures no attribute maps, as upstream's guessType.
+    let measured_type = |key: &str| types.and_then(|t| t.get(key)).map(String::as_str);
     let main_id = entity_id_with(r, fixed, m);
     let mut entities = vec![Out { id: main_id, entity_type: r.entity_type.clone(), attrs: Map::new() }];
     let mut results = Map::new();
@@ -527,7 +556,8 @@ fn group_to_entities(r: &Resolved, fixed: &Map<String, Value>, m: &Measures, now
         if !explicit.keeps_provisioned(p.name, p.object_id) {
             continue;
         }
-        if let Some(attr) = attribute(p.attr_type, c.value, c.metadata.as_ref(), observed.as_deref())? {
+        let attr_type = p.attr_type.or_else(|| measured_type(p.object_id));
+        if let Some(attr) = attribute(attr_type, c.value, c.metadata.as_ref(), observed.as_deref())? {
             entities[c.target].attrs.insert(p.name.to_owned(), Value::Object(attr));
         }
     }
@@ -539,7 +569,7 @@ fn group_to_entities(r: &Resolved, fixed: &Map<String, Value>, m: &Measures, now
             if k == TIME_INSTANT || consumed.contains(&name) {
                 continue;
             }
-            if let Some(attr) = attribute(None, v.clone(), None, observed.as_deref())? {
+            if let Some(attr) = attribute(measured_type(k), v.clone(), None, observed.as_deref())? {
                 entities[0].attrs.insert(name.to_owned(), Value::Object(attr));
             }
         }

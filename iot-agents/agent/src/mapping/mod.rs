@@ -30,6 +30,21 @@ pub use ultralight::{UlMessage, format_command as ul_command, parse_ul};
 /// One measure group: measure name (`object_id`) → value, as reported (`TimeInstant` included).
 pub type Measures = Map<String, Value>;
 
+/// A measure group with the NGSI type each measure arrived with (`payloadType` `ngsiv2` /
+/// `ngsild`), so a Relationship or a GeoProperty reported by a device stays one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TypedMeasures {
+    pub measures: Measures,
+    /// Measure name → NGSI attribute type; measures without one are absent.
+    pub types: std::collections::HashMap<String, String>,
+}
+
+impl TypedMeasures {
+    pub fn untyped(measures: Measures) -> Self {
+        TypedMeasures { measures, types: Default::default() }
+    }
+}
+
 /// The effective configuration of one device: what the device sets, else its group, else the
 /// agent's settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +96,22 @@ pub fn measures_to_entities(resolved: &Resolved, groups: &[Measures], now: DateT
 /// group, an array of objects a multi-measure. `BAD_PAYLOAD` otherwise.
 pub fn parse_json_measures(body: &[u8], payload_type: Option<&str>) -> Result<Vec<Measures>> {
     payload::parse_json_measures(body, payload_type)
+}
+
+/// [`parse_json_measures`] keeping each NGSI attribute's type (empty for `iotagent` payloads);
+/// pass the result to [`measures_to_entities_typed`].
+pub fn parse_json_measures_typed(body: &[u8], payload_type: Option<&str>) -> Result<Vec<TypedMeasures>> {
+    payload::parse_json_measures_typed(body, payload_type)
+}
+
+/// [`measures_to_entities`] for measures that carry their NGSI types: a measure no attribute
+/// maps (or an attribute provisioned without a type) takes the type it arrived with.
+pub fn measures_to_entities_typed(
+    resolved: &Resolved,
+    groups: &[TypedMeasures],
+    now: DateTime<Utc>,
+) -> Result<Vec<Value>> {
+    measures::measures_to_entities_typed(resolved, groups, now)
 }
 
 /// A single-attribute payload (`…/attrs/{attr}`): JSON if it parses, else the bytes as a hex

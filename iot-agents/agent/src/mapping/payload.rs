@@ -5,11 +5,18 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::{Measures, ultralight};
+use std::collections::HashMap;
+
+use super::{Measures, TypedMeasures, ultralight};
 use crate::error::{AgentError, Result};
 
 /// See [`super::parse_json_measures`].
 pub fn parse_json_measures(body: &[u8], payload_type: Option<&str>) -> Result<Vec<Measures>> {
+    Ok(parse_json_measures_typed(body, payload_type)?.into_iter().map(|t| t.measures).collect())
+}
+
+/// See [`super::parse_json_measures_typed`].
+pub fn parse_json_measures_typed(body: &[u8], payload_type: Option<&str>) -> Result<Vec<TypedMeasures>> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| AgentError::bad_payload(format!("the payload is not valid JSON: {e}")))?;
     let kind = payload_type.map(str::to_ascii_lowercase);
@@ -35,11 +42,11 @@ pub fn parse_json_measures(body: &[u8], payload_type: Option<&str>) -> Result<Ve
                 .collect()
         }
         _ => match v {
-            Value::Object(m) => Ok(vec![m]),
+            Value::Object(m) => Ok(vec![TypedMeasures::untyped(m)]),
             Value::Array(a) => a
                 .into_iter()
                 .map(|v| match v {
-                    Value::Object(m) => Ok(m),
+                    Value::Object(m) => Ok(TypedMeasures::untyped(m)),
                     _ => Err(AgentError::bad_payload("a multi-measure must be an array of objects")),
                 })
                 .collect(),
@@ -51,8 +58,9 @@ pub fn parse_json_measures(body: &[u8], payload_type: Option<&str>) -> Result<Ve
 /// An NGSI entity's attributes as measures: `id`/`type` become `measure_id`/`measure_type`,
 /// each attribute its value (`object` of a Relationship, `languageMap`, …), and the first
 /// `observedAt` (NGSI-LD) or `TimeInstant` metadata (NGSIv2) the measure group's `TimeInstant`.
-fn ngsi_entity_to_measures(entity: Map<String, Value>, ld: bool) -> Measures {
+fn ngsi_entity_to_measures(entity: Map<String, Value>, ld: bool) -> TypedMeasures {
     let mut out = Map::new();
+    let mut types = HashMap::new();
     let mut time: Option<Value> = None;
     for (k, v) in entity {
         match k.as_str() {
@@ -73,6 +81,9 @@ fn ngsi_entity_to_measures(entity: Map<String, Value>, ld: bool) -> Measures {
             _ => {
                 let value = match v {
                     Value::Object(mut o) if is_ngsi_attribute(&o, ld) => {
+                        if let Some(t) = o.get("type").and_then(Value::as_str) {
+                            types.insert(k.clone(), t.to_owned());
+                        }
                         if time.is_none() {
                             time = o.remove("observedAt").or_else(|| {
                                 o.get("metadata")
@@ -97,7 +108,7 @@ fn ngsi_entity_to_measures(entity: Map<String, Value>, ld: bool) -> Measures {
     {
         out.insert("TimeInstant".into(), t);
     }
-    out
+    TypedMeasures { measures: out, types }
 }
 
 /// Whether an object is an attribute in normalized form (not a key-value object value).
@@ -254,6 +265,19 @@ mod tests {
             })]
         );
         assert!(parse_json_measures(b"[1]", Some("ngsild")).is_err());
+    }
+
+    #[test]
+    fn ngsi_payloads_keep_their_attribute_types() {
+        let body = json!({"id": "x", "owner": {"type": "Relationship", "object": "urn:ngsi-ld:P:1"},
+                          "t": {"type": "Property", "value": 1}, "raw": 2});
+        let typed = parse_json_measures_typed(body.to_string().as_bytes(), Some("ngsild")).unwrap_or_default();
+        assert_eq!(typed.len(), 1);
+        assert_eq!(typed[0].types.get("owner").map(String::as_str), Some("Relationship"));
+        assert_eq!(typed[0].types.get("t").map(String::as_str), Some("Property"));
+        assert_eq!(typed[0].types.get("raw"), None);
+        let plain = parse_json_measures_typed(br#"{"a": 1}"#, None).unwrap_or_default();
+        assert!(plain[0].types.is_empty());
     }
 
     #[test]
