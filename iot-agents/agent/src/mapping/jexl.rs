@@ -142,14 +142,13 @@ fn lex(src: &str) -> std::result::Result<Vec<(Tok, usize)>, String> {
                     break;
                 }
                 if ch == '\\' {
+                    // Jexl unescapes only the quote and the backslash; `\n` stays two characters.
                     i += 1;
                     let esc = src[i..].chars().next().ok_or_else(|| format!("unterminated string at {start}"))?;
-                    s.push(match esc {
-                        'n' => '\n',
-                        't' => '\t',
-                        'r' => '\r',
-                        other => other,
-                    });
+                    if esc as u32 != u32::from(c) && esc != '\\' {
+                        s.push('\\');
+                    }
+                    s.push(esc);
                     i += esc.len_utf8();
                     continue;
                 }
@@ -734,7 +733,8 @@ mod tests {
         assert_eq!(ev("n + 1 + 'x'", c.clone()), json!("6x"));
         assert_eq!(ev("'x' + n + 1", c.clone()), json!("x51"));
         assert_eq!(ev("\"v=\" + f", c.clone()), json!("v=2.5"));
-        assert_eq!(ev("'it\\'s'", c), json!("it's"));
+        assert_eq!(ev("'it\\'s'", c.clone()), json!("it's"));
+        assert_eq!(ev(r#""a\"b\\c\nd""#, c), json!("a\"b\\c\\nd"));
     }
 
     #[test]
