@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Resolved, jexl, js, measures, ultralight};
+use super::{Resolved, jexl, js, resolve, ultralight};
 use crate::error::Result;
 use crate::model::CommandDef;
 
@@ -12,7 +12,7 @@ use crate::model::CommandDef;
 pub fn command_payload(resolved: &Resolved, command: &CommandDef, value: &Value, ultralight: bool) -> Result<Vec<u8>> {
     let payload = match command.expression.as_deref().filter(|e| !e.trim().is_empty()) {
         Some(exp) => {
-            let mut ctx = measures::device_context(resolved);
+            let mut ctx = resolve::device_context(resolved);
             ctx.insert(command.name.clone(), value.clone());
             // As iotagent-json does, an expression that does not parse, fails, or yields a falsy
             // value is sent as its own text: a literal payload needs no quoting.

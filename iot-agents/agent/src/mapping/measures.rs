@@ -1,84 +1,22 @@
-//! From measures to NGSI-LD entities: the effective configuration of a device (device > group >
-//! agent settings), its entity id, and the rules of iotagent-node-lib's update path: attribute
-//! mapping, JEXL expressions in attribute order, `explicitAttrs`, `skipValue`, metadata,
-//! timestamps (`TimeInstant` → `observedAt`), static attributes, multi-entity attributes, and the
-//! ordering of a multi-measure by `TimeInstant`.
+//! From measures to NGSI-LD entities, by the rules of iotagent-node-lib's update path
+//! (`sendUpdateValueNgsiLD`): the entity id (`entityNameExp`), attribute mapping, JEXL
+//! expressions in attribute order, `explicitAttrs`, `skipValue`, metadata, timestamps
+//! (`TimeInstant` → `observedAt`), static attributes, multi-entity attributes, and the ordering
+//! of a multi-measure by `TimeInstant`.
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
-use serde_json::{Map, Value};
-
-use super::jexl::{self, Scope};
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::iso8601::strict_iso;
+use super::jexl::{self, Scope};
 use super::js::Val;
+use super::resolve::{device_context, urn};
 use super::{Measures, Resolved, TypedMeasures, js, types};
-use crate::config::Settings;
 use crate::error::{AgentError, Result};
-use crate::model::{Device, Group};
 
-const URN: &str = "urn:ngsi-ld:";
 const TIME_INSTANT: &str = "TimeInstant";
-
-/// Resolves a device's effective configuration (see [`Resolved`]).
-pub fn resolve(device: &Device, group: Option<&Group>, settings: &Settings) -> Resolved {
-    let entity_type = device
-        .entity_type
-        .clone()
-        .or_else(|| group.and_then(|g| g.entity_type.clone()))
-        .unwrap_or_else(|| "Thing".to_owned());
-    let conjunction = group.and_then(|g| g.default_entity_name_conjunction.clone()).unwrap_or_else(|| ":".to_owned());
-    let entity_id = match &device.entity_name {
-        Some(name) if !name.is_empty() => urn(&entity_type, name),
-        _ => format!("{URN}{entity_type}{conjunction}{}", device.device_id),
-    };
-    let context = match group.and_then(|g| g.json_ld_context.clone()) {
-        Some(c) => c,
-        None => match settings.json_ld_context.as_slice() {
-            [] => Value::Null,
-            [one] => Value::from(one.clone()),
-            many => Value::from(many.to_vec()),
-        },
-    };
-    let explicit_attrs = device
-        .explicit_attrs
-        .clone()
-        .or_else(|| group.and_then(|g| g.explicit_attrs.clone()))
-        .unwrap_or(Value::Bool(settings.explicit_attrs));
-    Resolved {
-        entity_id,
-        timestamp: device.timestamp.or(group.and_then(|g| g.timestamp)).unwrap_or(settings.timestamp),
-        context,
-        explicit_attrs,
-        autoprovision: device.autoprovision.or(group.and_then(|g| g.autoprovision)).unwrap_or(settings.autoprovision),
-        conjunction,
-        entity_name_exp: group.and_then(|g| g.entity_name_exp.clone()).filter(|e| !e.trim().is_empty()),
-        attributes: merge(&device.attributes, group.map(|g| g.attributes.as_slice()), |a| &a.name),
-        static_attributes: merge(&device.static_attributes, group.map(|g| g.static_attributes.as_slice()), |a| &a.name),
-        commands: merge(&device.commands, group.map(|g| g.commands.as_slice()), |a| &a.name),
-        lazy: merge(&device.lazy, group.map(|g| g.lazy.as_slice()), |a| &a.name),
-        payload_type: device.payload_type.clone().or_else(|| group.and_then(|g| g.payload_type.clone())),
-        timezone: device.timezone.clone().or_else(|| group.and_then(|g| g.timezone.clone())),
-        entity_type,
-        device: device.clone(),
-        group: group.cloned(),
-    }
-}
-
-/// The device's items first, then the group's whose name the device does not define.
-fn merge<T: Clone>(device: &[T], group: Option<&[T]>, name: impl Fn(&T) -> &String) -> Vec<T> {
-    let mut out = device.to_vec();
-    for g in group.unwrap_or_default() {
-        if !device.iter().any(|d| name(d) == name(g)) {
-            out.push(g.clone());
-        }
-    }
-    out
-}
-
-/// `urn:ngsi-ld:<type>:<name>` unless `name` already is an NGSI-LD URN.
-pub fn urn(entity_type: &str, name: &str) -> String {
-    if name.starts_with(URN) { name.to_owned() } else { format!("{URN}{entity_type}:{name}") }
-}
 
 /// The entity id one measure group goes to: the group's `entityNameExp` evaluated with the
 /// measures when it yields a name, else the resolved entity id.
@@ -118,37 +56,6 @@ fn apply_expression(exp: &str, ctx: &Ctx<'_>) -> Result<Value> {
             Value::Null
         }
     })
-}
-
-/// The identifiers every expression sees besides the measures: `id` (the device id),
-/// `entity_name` (the entity id), `type`, `service`, `subservice`, `staticAttributes`,
-/// `metadata.<attribute>.<name>`, and each static attribute by name. For the expressions of
-/// command headers, HTTP endpoints and the like.
-pub fn device_context(r: &Resolved) -> Map<String, Value> {
-    let mut m = Map::new();
-    // Static attributes by name come first so the device's own fields win over them.
-    for s in &r.static_attributes {
-        m.insert(s.name.clone(), s.value.clone());
-    }
-    m.insert("id".into(), Value::from(r.device.device_id.clone()));
-    m.insert("entity_name".into(), Value::from(r.entity_id.clone()));
-    m.insert("type".into(), Value::from(r.entity_type.clone()));
-    m.insert("service".into(), Value::from(r.device.service.clone()));
-    m.insert("subservice".into(), Value::from(r.device.service_path.clone()));
-    m.insert(
-        "staticAttributes".into(),
-        Value::Array(r.static_attributes.iter().filter_map(|s| serde_json::to_value(s).ok()).collect()),
-    );
-    let mut metadata = Map::new();
-    for a in &r.attributes {
-        if let Some(md) = &a.metadata {
-            let flat: Map<String, Value> =
-                md.iter().map(|(k, v)| (k.clone(), v.get("value").cloned().unwrap_or_else(|| v.clone()))).collect();
-            metadata.insert(a.name.clone(), Value::Object(flat));
-        }
-    }
-    m.insert("metadata".into(), Value::Object(metadata));
-    m
 }
 
 /// Expression scope, in upstream's order of precedence: the attributes computed so far, then
@@ -256,78 +163,6 @@ impl Explicit {
             Explicit::Nothing => false,
         }
     }
-}
-
-/// A `TimeInstant` as strict ISO 8601, as moment's `ISO_8601` strict parsing accepts it: a date
-/// (`YYYY-MM-DD`), optionally a time (`T` or space, `hh`, `hh:mm`, `hh:mm:ss`, fractions) and an
-/// offset (`Z`, `±hh`, `±hhmm`, `±hh:mm`; none means UTC here), or the basic format
-/// `YYYYMMDDThhmmss[Z]`.
-pub fn strict_iso(v: &Value) -> Option<DateTime<Utc>> {
-    let s = v.as_str()?.trim();
-    let (date, rest) = if s.len() >= 10 && s.as_bytes()[4] == b'-' {
-        (NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d").ok()?, s.get(10..)?)
-    } else if s.len() >= 8 && s.as_bytes().iter().take(8).all(u8::is_ascii_digit) {
-        (NaiveDate::parse_from_str(s.get(..8)?, "%Y%m%d").ok()?, s.get(8..)?)
-    } else {
-        return None;
-    };
-    if rest.is_empty() {
-        return date.and_hms_opt(0, 0, 0).map(|d| d.and_utc());
-    }
-    let rest = rest.strip_prefix('T').or_else(|| rest.strip_prefix(' '))?;
-    let zone_at = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
-    let (time, zone) = rest.split_at(zone_at);
-    let time = parse_time(time)?;
-    let offset_secs = match zone {
-        "" | "Z" | "z" => 0,
-        z => {
-            let sign = if z.starts_with('-') { -1 } else { 1 };
-            let digits: String = z[1..].chars().filter(|c| *c != ':').collect();
-            if !(digits.len() == 2 || digits.len() == 4) || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            let h: i32 = digits.get(..2)?.parse().ok()?;
-            let m: i32 = digits.get(2..).filter(|m| !m.is_empty()).map(str::parse).transpose().ok()?.unwrap_or(0);
-            if h > 23 || m > 59 {
-                return None;
-            }
-            sign * (h * 3600 + m * 60)
-        }
-    };
-    let local = date.and_time(time);
-    let offset = chrono::FixedOffset::east_opt(offset_secs)?;
-    local.and_local_timezone(offset).single().map(|d| d.with_timezone(&Utc))
-}
-
-/// `hh`, `hh:mm`, `hh:mm:ss`, `hh:mm:ss.fff` (or `,fff`), and the basic `hhmm`, `hhmmss`.
-fn parse_time(t: &str) -> Option<NaiveTime> {
-    let (main, frac) = match t.find(['.', ',']) {
-        Some(i) => (&t[..i], Some(&t[i + 1..])),
-        None => (t, None),
-    };
-    let digits: String = main.chars().filter(|c| *c != ':').collect();
-    let extended = main.contains(':');
-    if !digits.bytes().all(|b| b.is_ascii_digit()) || !matches!(digits.len(), 2 | 4 | 6) {
-        return None;
-    }
-    if extended && main.len() != digits.len() + digits.len() / 2 - 1 {
-        return None;
-    }
-    let h: u32 = digits.get(..2)?.parse().ok()?;
-    let m: u32 = digits.get(2..4).map(str::parse).transpose().ok()?.unwrap_or(0);
-    let s: u32 = digits.get(4..6).map(str::parse).transpose().ok()?.unwrap_or(0);
-    let nanos = match frac {
-        None => 0,
-        Some(f) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) && digits.len() == 6 => {
-            let mut padded = f.chars().take(9).collect::<String>();
-            while padded.len() < 9 {
-                padded.push('0');
-            }
-            padded.parse().ok()?
-        }
-        Some(_) => return None,
-    };
-    NaiveTime::from_hms_nano_opt(h, m, s, nanos)
 }
 
 /// One entity under construction.
@@ -648,57 +483,4 @@ fn attribute(
         attr.insert("observedAt".into(), Value::from(at));
     }
     Ok(Some(attr))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn urn_rewriting() {
-        assert_eq!(urn("T", "x"), "urn:ngsi-ld:T:x");
-        assert_eq!(urn("T", "urn:ngsi-ld:U:x"), "urn:ngsi-ld:U:x");
-        assert_eq!(urn("T", "T:x"), "urn:ngsi-ld:T:T:x");
-    }
-
-    #[test]
-    fn strict_iso_8601() {
-        let iso = |s: &str| strict_iso(&json!(s)).map(|d| js::iso(&d));
-        assert_eq!(iso("2024-01-02T03:04:05Z").as_deref(), Some("2024-01-02T03:04:05.000Z"));
-        assert_eq!(iso("2024-01-02T03:04:05.123+02:00").as_deref(), Some("2024-01-02T01:04:05.123Z"));
-        assert_eq!(iso("2024-01-02T03:04:05,5-0130").as_deref(), Some("2024-01-02T04:34:05.500Z"));
-        assert_eq!(iso("2024-01-02T03:04+01").as_deref(), Some("2024-01-02T02:04:00.000Z"));
-        assert_eq!(iso("2024-01-02 03:04:05").as_deref(), Some("2024-01-02T03:04:05.000Z"));
-        assert_eq!(iso("2024-01-02T03").as_deref(), Some("2024-01-02T03:00:00.000Z"));
-        assert_eq!(iso("2024-01-02").as_deref(), Some("2024-01-02T00:00:00.000Z"));
-        assert_eq!(iso("20240102T030405Z").as_deref(), Some("2024-01-02T03:04:05.000Z"));
-        for bad in [
-            json!("Tue, 1 Jul 2003 10:52:37 +0200"),
-            json!(1_700_000_000),
-            json!("2024-13-01"),
-            json!("24-01-02"),
-            json!("2024-01-02T25:00:00Z"),
-            json!("2024-01-02T03:4:05Z"),
-            json!("2024-01-02T03:04:05+2"),
-            json!("2024-01-02X03:04:05"),
-            json!("2024-01-02T03:04:05.Z"),
-            json!("yesterday"),
-        ] {
-            assert!(strict_iso(&bad).is_none(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_device_context_names_the_device() {
-        let d = Device { device_id: "d".into(), service: "s".into(), service_path: "/p".into(), ..Default::default() };
-        let r = resolve(&d, None, &Settings::default());
-        let c = Value::Object(device_context(&r));
-        assert_eq!(c["id"], json!("d"));
-        assert_eq!(c["type"], json!("Thing"));
-        assert_eq!(c["entity_name"], json!("urn:ngsi-ld:Thing:d"));
-        assert_eq!(c["service"], json!("s"));
-        assert_eq!(c["subservice"], json!("/p"));
-        assert_eq!(c["staticAttributes"], json!([]));
-    }
 }

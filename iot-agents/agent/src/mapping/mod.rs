@@ -12,10 +12,12 @@ use crate::error::Result;
 use crate::model::{Attribute, CommandDef, Device, Group, LazyAttribute, StaticAttribute};
 
 mod command;
+pub mod iso8601;
 pub mod jexl;
 mod js;
 mod measures;
 mod payload;
+mod resolve;
 mod transforms;
 pub mod types;
 pub mod ultralight;
@@ -23,8 +25,11 @@ pub mod ultralight;
 #[cfg(test)]
 mod golden;
 
+pub use iso8601::strict_iso;
 pub use jexl::{evaluate, validate};
-pub use measures::{device_context, entity_id_for, strict_iso, urn};
+pub use js::Val;
+pub use measures::entity_id_for;
+pub use resolve::{device_context, urn};
 pub use ultralight::{UlMessage, format_command as ul_command, parse_ul};
 
 /// One measure group: measure name (`object_id`) → value, as reported (`TimeInstant` included).
@@ -80,7 +85,7 @@ pub struct Resolved {
 /// `urn:ngsi-ld:<entity_type><conjunction><device_id>`; an `entity_name` that is not an NGSI-LD
 /// URN becomes `urn:ngsi-ld:<entity_type>:<entity_name>`.
 pub fn resolve(device: &Device, group: Option<&Group>, settings: &Settings) -> Resolved {
-    measures::resolve(device, group, settings)
+    resolve::resolve(device, group, settings)
 }
 
 /// Turns measure groups (one per element of a multi-measure) into the entities of one upsert:
