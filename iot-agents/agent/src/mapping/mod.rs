@@ -24,6 +24,8 @@ pub mod ultralight;
 
 #[cfg(test)]
 mod golden;
+#[cfg(test)]
+mod robustness;
 
 pub use iso8601::strict_iso;
 pub use jexl::{evaluate, validate};
