@@ -331,13 +331,13 @@ fn resolution_prefers_device_then_group_then_settings() {
     let g = group(json!({
         "apikey": "k", "resource": "/iot/json", "entity_type": "GroupType", "timestamp": true,
         "explicitAttrs": true, "autoprovision": false, "defaultEntityNameConjunction": "-",
-        "jsonLdContext": ["http://a", "http://b"],
+        "jsonLdContext": ["http://a", "http://b"], "transport": "HTTP", "endpoint": "http://g", "cmdMode": "legacy",
         "attributes": [{"object_id": "t", "name": "temperature", "type": "Number"}, {"object_id": "h", "name": "humidity"}],
         "commands": [{"name": "ping"}],
         "static_attributes": [{"name": "s", "value": 1}]
     }));
     let d = device(json!({
-        "device_id": "d", "timestamp": false,
+        "device_id": "d", "timestamp": false, "transport": "MQTT",
         "attributes": [{"object_id": "temp", "name": "temperature", "type": "Integer"}],
         "static_attributes": [{"name": "s2", "value": 2}]
     }));
@@ -353,6 +353,9 @@ fn resolution_prefers_device_then_group_then_settings() {
     assert_eq!(attrs, [("temperature", Some("temp")), ("humidity", Some("h"))]);
     assert_eq!(r.static_attributes.len(), 2);
     assert_eq!(r.commands.len(), 1);
+    assert_eq!(r.transport.as_deref(), Some("MQTT"));
+    assert_eq!(r.endpoint.as_deref(), Some("http://g"));
+    assert_eq!(r.cmd_mode.as_deref(), Some("legacy"));
 
     let named = device(json!({"device_id": "d", "entity_name": "Room:1", "entity_type": "Room"}));
     let settings = Settings {

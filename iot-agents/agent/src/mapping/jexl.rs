@@ -506,8 +506,15 @@ const CACHE_CAPACITY: usize = 4096;
 
 static CACHE: LazyLock<Mutex<HashMap<String, Arc<Node>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
+/// Expressions longer than this are parsed on every use instead of cached, so the cache's memory
+/// stays bounded (4096 entries of at most 4 KiB of text and their trees).
+const CACHE_MAX_EXPRESSION: usize = 4096;
+
 /// Parses an expression once; later calls with the same text reuse the tree.
 pub fn compile(src: &str) -> Result<Arc<Node>> {
+    if src.len() > CACHE_MAX_EXPRESSION {
+        return parse(src).map(Arc::new);
+    }
     if let Some(n) = CACHE.lock().get(src) {
         return Ok(n.clone());
     }
@@ -690,6 +697,22 @@ pub fn evaluate(expr: &str, ctx: &Value) -> Result<Value> {
     eval(&node, ctx).map_err(|e| AgentError::invalid_expression(format!("expression '{expr}' failed: {e}")))
 }
 
+/// iotagent-node-lib's `applyExpression`, used for attribute, metadata, entity name, header and
+/// endpoint expressions: the result, or the expression's own text when the result is
+/// `undefined` (so a plain word is a literal); `NaN` is `null`, and a failing transform gives
+/// `null`. `INVALID_EXPRESSION` when the expression does not parse.
+pub fn apply(expr: &str, scope: &dyn Scope) -> Result<Value> {
+    let node = compile(expr)?;
+    Ok(match eval_val(&node, scope) {
+        Ok(Val::Undefined) => Value::String(expr.to_owned()),
+        Ok(v) => v.into_json().unwrap_or(Value::Null),
+        Err(e) => {
+            tracing::debug!(expression = %expr, error = %e, "expression failed");
+            Value::Null
+        }
+    })
+}
+
 /// Checks that an expression parses (for the provisioning API).
 pub fn validate(expr: &str) -> Result<()> {
     compile(expr).map(|_| ())
@@ -844,6 +867,24 @@ mod tests {
         assert!(validate("a|nosuch").is_ok());
         let e = evaluate("a|nosuch", &json!({"a": 1})).err().map(|e| e.name);
         assert_eq!(e, Some("INVALID_EXPRESSION"));
+    }
+
+    #[test]
+    fn apply_follows_upstream_apply_expression() {
+        let c = json!({"a": 2});
+        assert_eq!(apply("a * 2", &c).ok(), Some(json!(4)));
+        assert_eq!(apply("plainWord", &c).ok(), Some(json!("plainWord")));
+        assert_eq!(apply("missing * 2", &c).ok(), Some(Value::Null));
+        assert_eq!(apply("a|nosuch", &c).ok(), Some(Value::Null));
+        assert_eq!(apply("a +", &c).err().map(|e| e.name), Some("INVALID_EXPRESSION"));
+    }
+
+    #[test]
+    fn long_expressions_are_not_cached() {
+        let long = format!("'{}'", "x".repeat(5000));
+        let a = compile(&long).ok();
+        let b = compile(&long).ok();
+        assert!(matches!((a, b), (Some(a), Some(b)) if !Arc::ptr_eq(&a, &b)));
     }
 
     #[test]

@@ -11,7 +11,6 @@ use serde_json::{Map, Value};
 
 use super::iso8601::strict_iso;
 use super::jexl::{self, Scope};
-use super::js::Val;
 use super::resolve::{device_context, urn};
 use super::{Measures, Resolved, TypedMeasures, js, types};
 use crate::error::{AgentError, Result};
@@ -43,19 +42,8 @@ fn entity_id_with(resolved: &Resolved, fixed: &Map<String, Value>, measures: &Me
     }
 }
 
-/// iotagent-node-lib's `applyExpression`: the result, or the expression's own text when the
-/// result is `undefined`; `NaN` is `null`, and a failing transform gives `null`.
-/// `INVALID_EXPRESSION` when the expression does not parse.
 fn apply_expression(exp: &str, ctx: &Ctx<'_>) -> Result<Value> {
-    let node = jexl::compile(exp)?;
-    Ok(match jexl::eval_val(&node, ctx) {
-        Ok(Val::Undefined) => Value::String(exp.to_owned()),
-        Ok(v) => v.into_json().unwrap_or(Value::Null),
-        Err(e) => {
-            tracing::debug!(expression = %exp, error = %e, "expression failed");
-            Value::Null
-        }
-    })
+    jexl::apply(exp, ctx)
 }
 
 /// Expression scope, in upstream's order of precedence: the attributes computed so far, then

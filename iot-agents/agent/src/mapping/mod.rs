@@ -28,7 +28,7 @@ mod golden;
 mod robustness;
 
 pub use iso8601::strict_iso;
-pub use jexl::{evaluate, validate};
+pub use jexl::{apply as apply_expression, evaluate, validate};
 pub use js::Val;
 pub use measures::entity_id_for;
 pub use resolve::{device_context, urn};
@@ -81,6 +81,11 @@ pub struct Resolved {
     /// `payloadType` (`iotagent`, `ngsiv2`, `ngsild`).
     pub payload_type: Option<String>,
     pub timezone: Option<String>,
+    /// `transport` (`MQTT`, `HTTP`, `AMQP`), `endpoint` (HTTP push commands; may be JEXL) and
+    /// `cmdMode`, device first, then group.
+    pub transport: Option<String>,
+    pub endpoint: Option<String>,
+    pub cmd_mode: Option<String>,
 }
 
 /// Resolves a device's effective configuration. The default entity id is

@@ -357,6 +357,10 @@ fn regex(pattern: &str) -> std::result::Result<Arc<Regex>, String> {
         return Ok(r.clone());
     }
     let re = Arc::new(Regex::new(pattern).map_err(|e| format!("invalid regular expression: {e}"))?);
+    // Long patterns are compiled each time, so the cache's memory stays bounded.
+    if pattern.len() > 1024 {
+        return Ok(re);
+    }
     let mut cache = REGEXES.lock();
     if cache.len() >= 256 {
         cache.clear();
