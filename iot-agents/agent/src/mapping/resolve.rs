@@ -15,7 +15,8 @@ pub fn resolve(device: &Device, group: Option<&Group>, settings: &Settings) -> R
     let entity_type = device
         .entity_type
         .clone()
-        .or_else(|| group.and_then(|g| g.entity_type.clone()))
+        .filter(|t| !t.is_empty())
+        .or_else(|| group.and_then(|g| g.entity_type.clone()).filter(|t| !t.is_empty()))
         .unwrap_or_else(|| "Thing".to_owned());
     let conjunction = group.and_then(|g| g.default_entity_name_conjunction.clone()).unwrap_or_else(|| ":".to_owned());
     let entity_id = match &device.entity_name {
