@@ -2,7 +2,19 @@
 //! the effective configuration of a device (device > group > agent), JEXL expressions, the type
 //! mapping table, timestamps, and command payloads. Pure functions, no I/O.
 //!
-//! The signatures in this file are the contract the transports and commands code against.
+//! The signatures in this file are the contract the transports and commands code against. A
+//! measure's way through: [`parse_json_measures`] / [`parse_ul`] (or [`single_attribute`]) →
+//! [`resolve`] the device with its group → [`measures_to_entities`] → the upsert body. With
+//! `payloadType` `ngsiv2`/`ngsild`, [`parse_json_measures_typed`] and
+//! [`measures_to_entities_typed`] keep the attribute types. Commands: [`command_payload`],
+//! [`parse_json_command_results`] / [`parse_ul_command_result`]; configuration:
+//! [`parse_configuration_request`], [`configuration_payload`]. Other expressions (command
+//! headers, endpoints): [`apply_expression`] over [`device_context`]; the provisioning API checks
+//! expressions with [`validate`].
+//!
+//! Files: `resolve.rs` (effective configuration, entity id), `measures.rs` (the update rules),
+//! `types.rs` (type table), `iso8601.rs` (timestamps), `jexl.rs` + `transforms.rs` + `js.rs`
+//! (expressions with JavaScript semantics), `payload.rs` (JSON), `ultralight.rs`, `command.rs`.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
