@@ -189,25 +189,28 @@ pub fn type_of(v: &Value) -> &'static str {
     }
 }
 
-/// `a == b` (loose equality). Arrays and objects compare by content, since JSON values have no
-/// identity.
+/// `a == b` (loose equality). Two arrays or objects are never equal (distinct references in
+/// JavaScript); against a primitive they compare through their text.
 pub fn loose_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Null, Value::Null) => true,
         (Value::Null, _) | (_, Value::Null) => false,
         (Value::String(x), Value::String(y)) => x == y,
         (Value::Number(_), Value::Number(_)) => to_number(a) == to_number(b),
-        (Value::Array(_), Value::Array(_)) | (Value::Object(_), Value::Object(_)) => a == b,
+        (Value::Array(_) | Value::Object(_), Value::Array(_) | Value::Object(_)) => false,
         (Value::Array(_) | Value::Object(_), _) => loose_eq(&Value::String(to_js_string(a)), b),
         (_, Value::Array(_) | Value::Object(_)) => loose_eq(a, &Value::String(to_js_string(b))),
         _ => to_number(a) == to_number(b),
     }
 }
 
-/// `a === b`, used by the transforms that compare with `===` or `Set` membership upstream.
+/// `a === b`, used where upstream compares with `===` or `Set` membership. Arrays and objects
+/// are never identical: each comes from its own parse, so in JavaScript they are distinct
+/// references.
 pub fn strict_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(_), Value::Number(_)) => to_number(a) == to_number(b),
+        (Value::Array(_) | Value::Object(_), _) | (_, Value::Array(_) | Value::Object(_)) => false,
         _ => a == b,
     }
 }
@@ -374,6 +377,10 @@ mod tests {
         assert!(!loose_eq(&json!(null), &json!(0)));
         assert!(!strict_eq(&json!(1), &json!("1")));
         assert!(strict_eq(&json!(1), &json!(1.0)));
+        assert!(!strict_eq(&json!([1]), &json!([1])));
+        assert!(!loose_eq(&json!([1]), &json!([1])));
+        assert!(loose_eq(&json!([1]), &json!(1)));
+        assert!(loose_eq(&json!([1, 2]), &json!("1,2")));
         assert_eq!(type_of(&json!(null)), "object");
     }
 
