@@ -2,17 +2,67 @@
 //! the effective configuration of a device (device > group > agent), JEXL expressions, the type
 //! mapping table, timestamps, and command payloads. Pure functions, no I/O.
 //!
-//! The signatures in this file are the contract the transports and commands code against.
+//! The signatures in this file are the contract the transports and commands code against. A
+//! measure's way through: [`parse_json_measures`] / [`parse_ul`] (or [`single_attribute`]) →
+//! [`resolve`] the device with its group → [`measures_to_entities`] → the upsert body. With
+//! `payloadType` `ngsiv2`/`ngsild`, [`parse_json_measures_typed`] and
+//! [`measures_to_entities_typed`] keep the attribute types. Commands: [`command_payload`],
+//! [`parse_json_command_results`] / [`parse_ul_command_result`]; configuration:
+//! [`parse_configuration_request`], [`configuration_payload`]. Other expressions (command
+//! headers, endpoints): [`apply_expression`] over [`device_context`]; the provisioning API checks
+//! expressions with [`validate`].
+//!
+//! Files: `resolve.rs` (effective configuration, entity id), `measures.rs` (the update rules),
+//! `types.rs` (type table), `iso8601.rs` (timestamps), `jexl.rs` + `transforms.rs` + `js.rs`
+//! (expressions with JavaScript semantics), `payload.rs` (JSON), `ultralight.rs`, `command.rs`.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::config::Settings;
-use crate::error::{AgentError, Result};
-use crate::model::{CommandDef, Device, Group};
+use crate::error::Result;
+use crate::model::{Attribute, CommandDef, Device, Group, LazyAttribute, StaticAttribute};
+
+mod command;
+pub mod iso8601;
+pub mod jexl;
+mod js;
+mod measures;
+mod payload;
+mod resolve;
+mod transforms;
+pub mod types;
+pub mod ultralight;
+
+#[cfg(test)]
+mod golden;
+#[cfg(test)]
+mod robustness;
+
+pub use iso8601::strict_iso;
+pub use jexl::{apply as apply_expression, evaluate, validate};
+pub use js::Val;
+pub use measures::entity_id_for;
+pub use resolve::{device_context, urn};
+pub use ultralight::{UlMessage, format_command as ul_command, parse_ul};
 
 /// One measure group: measure name (`object_id`) → value, as reported (`TimeInstant` included).
 pub type Measures = Map<String, Value>;
+
+/// A measure group with the NGSI type each measure arrived with (`payloadType` `ngsiv2` /
+/// `ngsild`), so a Relationship or a GeoProperty reported by a device stays one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TypedMeasures {
+    pub measures: Measures,
+    /// Measure name → NGSI attribute type; measures without one are absent.
+    pub types: std::collections::HashMap<String, String>,
+}
+
+impl TypedMeasures {
+    pub fn untyped(measures: Measures) -> Self {
+        TypedMeasures { measures, types: Default::default() }
+    }
+}
 
 /// The effective configuration of one device: what the device sets, else its group, else the
 /// agent's settings.
@@ -20,34 +70,41 @@ pub type Measures = Map<String, Value>;
 pub struct Resolved {
     pub device: Device,
     pub group: Option<Group>,
-    /// The entity id (URN-rewritten) and type measures go to.
+    /// The entity id (URN-rewritten) and type measures go to. With an `entityNameExp`, the id
+    /// of a given measure group comes from [`entity_id_for`].
     pub entity_id: String,
     pub entity_type: String,
     pub timestamp: bool,
-    /// The `@context` placed in every entity sent.
+    /// The `@context` placed in every entity sent (`null`: none configured).
     pub context: Value,
+    /// `explicitAttrs`: a boolean, a JEXL string, or an array of names.
+    pub explicit_attrs: Value,
+    pub autoprovision: bool,
+    /// `defaultEntityNameConjunction` (`:`), between type and device id in the default id.
+    pub conjunction: String,
+    /// The group's `entityNameExp`.
+    pub entity_name_exp: Option<String>,
+    /// Active attributes, static attributes, commands and lazy attributes: the device's, then
+    /// the group's that the device does not redefine (by name).
+    pub attributes: Vec<Attribute>,
+    pub static_attributes: Vec<StaticAttribute>,
+    pub commands: Vec<CommandDef>,
+    pub lazy: Vec<LazyAttribute>,
+    /// `payloadType` (`iotagent`, `ngsiv2`, `ngsild`).
+    pub payload_type: Option<String>,
+    pub timezone: Option<String>,
+    /// `transport` (`MQTT`, `HTTP`, `AMQP`), `endpoint` (HTTP push commands; may be JEXL) and
+    /// `cmdMode`, device first, then group.
+    pub transport: Option<String>,
+    pub endpoint: Option<String>,
+    pub cmd_mode: Option<String>,
 }
 
-/// Resolves a device's effective configuration.
+/// Resolves a device's effective configuration. The default entity id is
+/// `urn:ngsi-ld:<entity_type><conjunction><device_id>`; an `entity_name` that is not an NGSI-LD
+/// URN becomes `urn:ngsi-ld:<entity_type>:<entity_name>`.
 pub fn resolve(device: &Device, group: Option<&Group>, settings: &Settings) -> Resolved {
-    let entity_type = device
-        .entity_type
-        .clone()
-        .or_else(|| group.and_then(|g| g.entity_type.clone()))
-        .unwrap_or_else(|| "Thing".to_owned());
-    let name = device.entity_name.clone().unwrap_or_else(|| format!("{}:{}", entity_type, device.device_id));
-    let entity_id = if name.starts_with("urn:ngsi-ld:") { name } else { format!("urn:ngsi-ld:{entity_type}:{name}") };
-    let context = group
-        .and_then(|g| g.json_ld_context.clone())
-        .unwrap_or_else(|| Value::from(settings.json_ld_context.first().cloned().unwrap_or_default()));
-    Resolved {
-        device: device.clone(),
-        group: group.cloned(),
-        entity_id,
-        entity_type,
-        timestamp: device.timestamp.or(group.and_then(|g| g.timestamp)).unwrap_or(settings.timestamp),
-        context,
-    }
+    resolve::resolve(device, group, settings)
 }
 
 /// Turns measure groups (one per element of a multi-measure) into the entities of one upsert:
@@ -56,92 +113,64 @@ pub fn resolve(device: &Device, group: Option<&Group>, settings: &Settings) -> R
 /// timestamps are on and a `TimeInstant` is not ISO 8601; `INVALID_EXPRESSION` when an
 /// expression cannot be evaluated.
 pub fn measures_to_entities(resolved: &Resolved, groups: &[Measures], now: DateTime<Utc>) -> Result<Vec<Value>> {
-    let _ = now;
-    let mut out = Vec::new();
-    for m in groups {
-        let mut e = Map::new();
-        e.insert("@context".into(), resolved.context.clone());
-        e.insert("id".into(), Value::from(resolved.entity_id.clone()));
-        e.insert("type".into(), Value::from(resolved.entity_type.clone()));
-        for (k, v) in m {
-            e.insert(k.clone(), serde_json::json!({"type": "Property", "value": v}));
-        }
-        if e.len() > 3 {
-            out.push(Value::Object(e));
-        }
-    }
-    Ok(out)
+    measures::measures_to_entities(resolved, groups, now)
 }
 
 /// JSON payloads (`payloadType` `iotagent`, `ngsiv2` or `ngsild`): an object is one measure
 /// group, an array of objects a multi-measure. `BAD_PAYLOAD` otherwise.
 pub fn parse_json_measures(body: &[u8], payload_type: Option<&str>) -> Result<Vec<Measures>> {
-    let _ = payload_type;
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(vec![m]),
-        Ok(Value::Array(a)) => a
-            .into_iter()
-            .map(|v| match v {
-                Value::Object(m) => Ok(m),
-                _ => Err(AgentError::bad_payload("a multi-measure must be an array of objects")),
-            })
-            .collect(),
-        _ => Err(AgentError::bad_payload("the payload is not a JSON object or array")),
-    }
+    payload::parse_json_measures(body, payload_type)
+}
+
+/// [`parse_json_measures`] keeping each NGSI attribute's type (empty for `iotagent` payloads);
+/// pass the result to [`measures_to_entities_typed`].
+pub fn parse_json_measures_typed(body: &[u8], payload_type: Option<&str>) -> Result<Vec<TypedMeasures>> {
+    payload::parse_json_measures_typed(body, payload_type)
+}
+
+/// [`measures_to_entities`] for measures that carry their NGSI types: a measure no attribute
+/// maps (or an attribute provisioned without a type) takes the type it arrived with.
+pub fn measures_to_entities_typed(
+    resolved: &Resolved,
+    groups: &[TypedMeasures],
+    now: DateTime<Utc>,
+) -> Result<Vec<Value>> {
+    measures::measures_to_entities_typed(resolved, groups, now)
 }
 
 /// A single-attribute payload (`…/attrs/{attr}`): JSON if it parses, else the bytes as a hex
 /// string.
 pub fn single_attribute(attr: &str, body: &[u8]) -> Measures {
-    let value = serde_json::from_slice::<Value>(body)
-        .unwrap_or_else(|_| Value::from(body.iter().map(|b| format!("{b:02x}")).collect::<String>()));
-    let mut m = Map::new();
-    m.insert(attr.to_owned(), value);
-    m
+    payload::single_attribute(attr, body)
 }
 
 /// UltraLight 2.0 measures: `k|v|k|v`, groups separated by `#`, an optional leading timestamp
 /// per group. `BAD_PAYLOAD` on a parse error.
 pub fn parse_ul_measures(payload: &str) -> Result<Vec<Measures>> {
-    let _ = payload;
-    Err(AgentError::bad_payload("UltraLight parsing is not ready"))
+    ultralight::parse_ul_measures(payload)
 }
 
 /// An UltraLight command result `dev@cmd|result`: (device id, command, result).
 pub fn parse_ul_command_result(payload: &str) -> Result<(String, String, Value)> {
-    let _ = payload;
-    Err(AgentError::bad_payload("UltraLight parsing is not ready"))
+    ultralight::parse_ul_command_result(payload)
 }
 
 /// A JSON command result `{"cmd": result, …}` → (command, result) pairs.
 pub fn parse_json_command_results(body: &[u8]) -> Result<Vec<(String, Value)>> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(m.into_iter().collect()),
-        _ => Err(AgentError::bad_payload("a command result must be a JSON object")),
-    }
+    payload::parse_json_command_results(body)
 }
 
 /// A configuration request `{"type": "configuration"|"subscription", "fields": [...]}` (JSON)
 /// or `configuration|a|b` (UltraLight) → (type, fields).
 pub fn parse_configuration_request(body: &[u8], ultralight: bool) -> Result<(String, Vec<String>)> {
-    let _ = (body, ultralight);
-    Err(AgentError::bad_payload("configuration requests are not ready"))
+    payload::parse_configuration_request(body, ultralight)
 }
 
 /// The payload sent to a device for a command, as bytes, JSON or UltraLight:
 /// JSON `{"cmd": value}` (or the command's expression result), UltraLight `dev@cmd|value`; then
 /// serialised per the command's `payloadType`.
 pub fn command_payload(resolved: &Resolved, command: &CommandDef, value: &Value, ultralight: bool) -> Result<Vec<u8>> {
-    if ultralight {
-        let v = match value {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        return Ok(format!("{}@{}|{}", resolved.device.device_id, command.name, v).into_bytes());
-    }
-    let mut m = Map::new();
-    m.insert(command.name.clone(), value.clone());
-    Ok(Value::Object(m).to_string().into_bytes())
+    command::command_payload(resolved, command, value, ultralight)
 }
 
 /// Configuration values pushed to a device (`configuration/values`), JSON or UltraLight, with
@@ -152,20 +181,5 @@ pub fn configuration_payload(
     ultralight: bool,
     now: DateTime<Utc>,
 ) -> Vec<u8> {
-    let dt = now.format("%Y%m%dT%H%M%SZ").to_string();
-    if ultralight {
-        let mut s = format!("{device_id}@configuration");
-        for (k, v) in values {
-            let v = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            s.push_str(&format!("|{k}={v}"));
-        }
-        s.push_str(&format!("|dt={dt}"));
-        return s.into_bytes();
-    }
-    let mut m = values.clone();
-    m.insert("dt".into(), Value::from(dt));
-    Value::Object(m).to_string().into_bytes()
+    payload::configuration_payload(device_id, values, ultralight, now)
 }
