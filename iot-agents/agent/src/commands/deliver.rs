@@ -233,7 +233,7 @@ fn header_value(resolved: &Resolved, cmd: &PendingCommand, v: &Value) -> String 
     ctx.insert("subservice".into(), json!(resolved.device.service_path));
     ctx.insert("apikey".into(), json!(cmd.apikey));
     ctx.insert(cmd.name.clone(), cmd.value.clone());
-    match jexl_eval::Evaluator::new().eval_in_context(text, Value::Object(ctx)) {
+    match crate::mapping::jexl::evaluate(text, &Value::Object(ctx)) {
         Ok(Value::String(s)) => s,
         Ok(Value::Null) | Err(_) => text.clone(),
         Ok(other) => other.to_string(),

@@ -44,10 +44,9 @@ pub fn items<'a>(body: &'a Map<String, Value>, key: &str) -> Result<&'a Vec<Valu
     }
 }
 
-/// A JEXL string must parse. Local until the mapping library's `jexl::validate` lands.
+/// A JEXL string must parse (the mapping library's parser, the one measures are evaluated with).
 pub fn check_jexl(what: &str, expr: &str) -> Result<()> {
-    jexl_parser::Parser::parse(expr)
-        .map(|_| ())
+    crate::mapping::jexl::validate(expr)
         .map_err(|_| AgentError::invalid_expression(format!("Invalid expression in {what}: {expr}")))
 }
 

@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::error::{AgentError, Result};
-use crate::mapping::{self, Measures};
+use crate::mapping::{self, TypedMeasures};
 use crate::metrics::Metrics;
 use crate::model::CommandDef;
 use crate::south::pipeline::{self, Parsed, Target};
@@ -123,10 +123,10 @@ async fn counted<F: Future<Output = Result<HttpResponse>>>(agent: &Agent, f: F) 
 }
 
 /// Adds the `t` parameter to every measure group as its `TimeInstant`.
-fn stamp(groups: &mut [Measures], params: &Params) {
+fn stamp(groups: &mut [TypedMeasures], params: &Params) {
     if let Some(t) = params.get("t") {
         for g in groups {
-            g.insert("TimeInstant".into(), Value::from(t));
+            g.measures.insert("TimeInstant".into(), Value::from(t));
         }
     }
 }
@@ -257,7 +257,7 @@ async fn json_attribute(
         };
         let mut m = Map::new();
         m.insert(attr, value);
-        let mut groups = vec![m];
+        let mut groups = vec![TypedMeasures::untyped(m)];
         stamp(&mut groups, &params);
         let (apikey, device_id) = params.device()?;
         let target = pipeline::locate(&agent, Protocol::Json, &apikey, &device_id, TRANSPORT).await?;

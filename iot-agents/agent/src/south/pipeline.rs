@@ -7,7 +7,7 @@ use chrono::Utc;
 use serde_json::{Map, Value, json};
 
 use crate::error::{AgentError, Result};
-use crate::mapping::{self, Measures};
+use crate::mapping::{self, Measures, TypedMeasures};
 use crate::metrics::Metrics;
 use crate::model::{Device, Group};
 use crate::ngsi::client::Tenant;
@@ -183,7 +183,7 @@ pub type CommandResults = Vec<(String, Value)>;
 pub enum Parsed {
     /// Measure groups, and (UltraLight) command results found among them.
     Measures {
-        groups: Vec<Measures>,
+        groups: Vec<TypedMeasures>,
         results: Vec<(String, Value)>,
     },
     Results(Vec<(String, Value)>),
@@ -197,20 +197,22 @@ pub enum Parsed {
 pub fn parse(protocol: Protocol, kind: &Kind, body: &[u8], payload_type: Option<&str>) -> Result<Parsed> {
     match (protocol, kind) {
         (Protocol::Json, Kind::Measures) => {
-            Ok(Parsed::Measures { groups: mapping::parse_json_measures(body, payload_type)?, results: Vec::new() })
+            let groups = mapping::parse_json_measures_typed(body, payload_type)?;
+            Ok(Parsed::Measures { groups, results: Vec::new() })
         }
         (Protocol::Ul, Kind::Measures) => {
             let text = utf8(body)?;
             let (groups, results) = parse_ul(text)?;
-            Ok(Parsed::Measures { groups, results })
+            Ok(Parsed::Measures { groups: groups.into_iter().map(TypedMeasures::untyped).collect(), results })
         }
         (Protocol::Json, Kind::Attribute(attr)) => {
-            Ok(Parsed::Measures { groups: vec![mapping::single_attribute(attr, body)], results: Vec::new() })
+            let groups = vec![TypedMeasures::untyped(mapping::single_attribute(attr, body))];
+            Ok(Parsed::Measures { groups, results: Vec::new() })
         }
         (Protocol::Ul, Kind::Attribute(attr)) => {
             let mut m = Map::new();
             m.insert(attr.clone(), Value::from(utf8(body)?));
-            Ok(Parsed::Measures { groups: vec![m], results: Vec::new() })
+            Ok(Parsed::Measures { groups: vec![TypedMeasures::untyped(m)], results: Vec::new() })
         }
         (Protocol::Json, Kind::CommandResult) => Ok(Parsed::Results(mapping::parse_json_command_results(body)?)),
         (Protocol::Ul, Kind::CommandResult) => {
@@ -281,14 +283,14 @@ pub async fn dispatch(agent: &Agent, target: &Target, parsed: Parsed) -> Result<
 /// Maps measure groups to entities and queues them for the broker (the group's `cbHost`, else the
 /// agent's), waiting while the writer's queue is full. Keeps the last measure on the device when
 /// `storeLastMeasure` is on.
-pub async fn write_measures(agent: &Agent, target: &Target, groups: Vec<Measures>) -> Result<Accepted> {
+pub async fn write_measures(agent: &Agent, target: &Target, groups: Vec<TypedMeasures>) -> Result<Accepted> {
     let device = &target.device;
     let group = target.group.as_ref();
     if device.store_last_measure.or(group.and_then(|g| g.store_last_measure)).unwrap_or(false) {
         let measure = if groups.len() == 1 {
-            Value::Object(groups[0].clone())
+            Value::Object(groups[0].measures.clone())
         } else {
-            Value::Array(groups.iter().cloned().map(Value::Object).collect())
+            Value::Array(groups.iter().map(|g| Value::Object(g.measures.clone())).collect())
         };
         let mut stored = device.clone();
         stored.last_measure = Some(
@@ -297,7 +299,7 @@ pub async fn write_measures(agent: &Agent, target: &Target, groups: Vec<Measures
         agent.registry.update_device(stored).await?;
     }
     let resolved = mapping::resolve(device, group, &agent.settings);
-    let entities = mapping::measures_to_entities(&resolved, &groups, Utc::now())?;
+    let entities = mapping::measures_to_entities_typed(&resolved, &groups, Utc::now())?;
     let tenant = Tenant::new(device.service.clone(), device.service_path.clone());
     let base = group.and_then(|g| g.cb_host.as_deref()).filter(|h| !h.is_empty()).map(broker_url);
     Metrics::add(&agent.metrics.measures_accepted, groups.len() as u64);
@@ -318,7 +320,7 @@ mod tests {
         let p = parse(Protocol::Json, &Kind::Measures, br#"{"t": 21}"#, None).expect("object");
         let Parsed::Measures { groups, results } = p else { panic!("measures") };
         assert_eq!(groups.len(), 1);
-        assert_eq!(groups[0]["t"], json!(21));
+        assert_eq!(groups[0].measures["t"], json!(21));
         assert!(results.is_empty());
         assert!(parse(Protocol::Json, &Kind::Measures, b"not json", None).is_err());
         let p = parse(Protocol::Json, &Kind::CommandResult, br#"{"ping": "ok"}"#, None).expect("result");
@@ -335,7 +337,7 @@ mod tests {
     fn an_ultralight_single_attribute_keeps_its_text() {
         let p = parse(Protocol::Ul, &Kind::Attribute("t".into()), b"21.5", None).expect("text");
         let Parsed::Measures { groups, .. } = p else { panic!("measures") };
-        assert_eq!(groups[0]["t"], json!("21.5"));
+        assert_eq!(groups[0].measures["t"], json!("21.5"));
         assert!(parse(Protocol::Ul, &Kind::Attribute("t".into()), &[0xff, 0xfe], None).is_err());
     }
 }

@@ -288,7 +288,6 @@ async fn a_polling_device_gets_an_empty_answer_without_commands() {
 }
 
 #[tokio::test]
-#[ignore = "needs the mapping module's TimeInstant → observedAt (lands with the mapping engineer's branch)"]
 async fn the_t_parameter_becomes_observed_at() {
     let broker = common::spawn_broker().await;
     let south = spawn_south(&broker.url, |_| {}).await;
@@ -313,7 +312,6 @@ async fn the_t_parameter_becomes_observed_at() {
 }
 
 #[tokio::test]
-#[ignore = "needs the mapping module's UltraLight parser (lands with the mapping engineer's branch)"]
 async fn ultralight_measures_over_http_reach_the_broker() {
     let broker = common::spawn_broker().await;
     let south = spawn_south(&broker.url, |_| {}).await;
@@ -352,4 +350,40 @@ async fn ultralight_measures_over_http_reach_the_broker() {
     let r = south.test.client.get(format!("{http}/iot/d?k={key}&i=ul2&getCmd=1")).send().await.expect("GET");
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/plain"));
+}
+
+/// A group with `payloadType: ngsild`: the device reports an NGSI-LD entity and its attribute
+/// kinds survive (a Relationship stays a Relationship, a GeoProperty a GeoProperty).
+#[tokio::test]
+async fn an_ngsi_ld_payload_keeps_its_attribute_kinds() {
+    let broker = common::spawn_broker().await;
+    let south = spawn_south(&broker.url, |_| {}).await;
+    let (key, service) = (unique("k"), tenant());
+    let mut g = group(&key, &service, "/iot/json");
+    g.payload_type = Some("ngsild".into());
+    south.add_group(g).await;
+
+    let body = json!({
+        "id": "urn:ngsi-ld:Thing:ignored", "type": "Thing",
+        "temperature": {"type": "Property", "value": 19},
+        "owner": {"type": "Relationship", "object": "urn:ngsi-ld:Person:ann"},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [2.1, 41.4]}}
+    });
+    let r = south
+        .test
+        .client
+        .post(format!("{}/iot/json?k={key}&i=ld1", south.http()))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let id = south.entity_id(&key, "ld1").await.expect("device autoprovisioned");
+    let e = common::broker_entity(&broker.url, Some(&service), &id).await.expect("entity written");
+    assert_eq!(e["temperature"]["value"], json!(19));
+    assert_eq!(e["owner"]["type"], json!("Relationship"));
+    assert_eq!(e["owner"]["object"], json!("urn:ngsi-ld:Person:ann"));
+    assert_eq!(e["location"]["type"], json!("GeoProperty"));
+    assert_eq!(e["location"]["value"]["coordinates"], json!([2.1, 41.4]));
 }

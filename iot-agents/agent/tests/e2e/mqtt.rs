@@ -200,7 +200,6 @@ async fn the_mqtt_downlink_publishes_commands_and_waits_for_the_acknowledgement(
 }
 
 #[tokio::test]
-#[ignore = "needs the mapping module's UltraLight parser (lands with the mapping engineer's branch)"]
 async fn ultralight_measures_over_mqtt_reach_the_broker() {
     let broker = common::spawn_broker().await;
     let south = spawn_mqtt(&broker.url, 1).await;
