@@ -282,7 +282,8 @@ pub fn load(args: &[String], env: &[(String, String)]) -> Result<Loaded, String>
     for (k, v) in env {
         if let Some(rest) = k.strip_prefix("ORBIS_") {
             let key = rest.to_ascii_lowercase();
-            if key == "config" || key.starts_with("test_") {
+            // `ORBIS_AGENT_*` belong to the IoT agent, which may share the environment.
+            if key == "config" || key.starts_with("test_") || key.starts_with("agent_") {
                 continue;
             }
             settings.set(&key, v)?;
@@ -361,6 +362,7 @@ mod tests {
             ("ORIONLD_PAGE_SIZE".to_string(), "50".to_string()),
             ("ORIONLD_TROE".to_string(), "TRUE".to_string()),
             ("ORBIS_DATA_DIR".to_string(), "/tmp/x".to_string()),
+            ("ORBIS_AGENT_MQTT_CONNECTIONS".to_string(), "8".to_string()),
         ];
         let l = load(
             &args(&["-port", "1234", "-fg", "-dbhost", "mongo", "-logLevel", "DEBUG", "--max-body-bytes=2MB"]),

@@ -55,6 +55,11 @@ pub(crate) struct Figures {
     pub(crate) agent_cpu: Option<f64>,
     pub(crate) broker_cpu: Option<f64>,
     pub(crate) agent_rss_mib: Option<f64>,
+    /// The agent's counters at the end: messages received and refused (all phases).
+    pub(crate) received: u64,
+    pub(crate) rejected: u64,
+    /// Upserts the agent retried (the broker unreachable, 5xx or 429).
+    pub(crate) retries: u64,
 }
 
 /// A running `orbis-agent`, killed when dropped.
@@ -368,6 +373,9 @@ pub(crate) fn measure(o: &Opts, broker_bin: &Path, agent_bin: &Path, f: &mut Fig
     f.agent_rss_mib = agent.rss_mib();
     f.span_s = span;
     f.written = written.saturating_sub(DEVICES + probes);
+    f.received = agent.counter("iota_messages_received_total")?.saturating_sub(DEVICES + probes);
+    f.rejected = agent.counter("iota_messages_rejected_total")?;
+    f.retries = agent.counter("iota_upsert_retries_total")?;
     lat.sort_by(f64::total_cmp);
     f.p50_ms = percentile(&lat, 0.5);
     f.p99_ms = percentile(&lat, 0.99);
@@ -394,6 +402,11 @@ pub(crate) fn report(f: &Figures, s: &mut String) {
         s,
         "  (14) target {} measures/s: published {} in {:.1} s, written {} in {:.1} s = {:.0} measures/s, loss {}, stale devices {}",
         f.rate_target, f.published, f.publish_s, f.written, f.span_s, rate, loss, f.stale
+    );
+    let _ = writeln!(
+        s,
+        "       the agent received {} of the run's messages (the rest were dropped before it), refused {}, retried {} upserts",
+        f.received, f.rejected, f.retries
     );
     let _ = writeln!(
         s,

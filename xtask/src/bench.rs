@@ -517,7 +517,7 @@ struct Figures {
 
 pub fn bench(args: &[String]) -> Result<(), String> {
     let opts = parse_opts(args)?;
-    if !tool_exists("wrk", "-v") {
+    if opts.only != Only::Agent && !tool_exists("wrk", "-v") {
         return Err("wrk not found: install it with `apt-get install -y wrk`".into());
     }
     if !tool_exists("taskset", "-V") {

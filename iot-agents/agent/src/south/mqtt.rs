@@ -137,7 +137,13 @@ pub fn start(agent: &Arc<Agent>) {
         if let Some(user) = &agent.settings.mqtt_username {
             options.set_credentials(user.clone(), agent.settings.mqtt_password.clone().unwrap_or_default());
         }
-        let (client, eventloop) = AsyncClient::new(options, REQUESTS);
+        let (client, mut eventloop) = AsyncClient::new(options, REQUESTS);
+        // Acknowledgements are tiny and each one releases the next message: Nagle's algorithm
+        // would hold them back behind unacknowledged segments (with the peer's delayed ACK,
+        // tens of milliseconds each), which stalls the whole in-flight window.
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let link = if downlink.is_none() {
             let link = Arc::new(MqttDownlink { client: client.clone(), acks: Arc::new(Acks::default()) });
             downlink = Some(link.clone());
