@@ -4,7 +4,8 @@
 //! A fresh broker (pinned to core 0 like the others) and a fresh `orbis-agent` (not pinned) run
 //! against the machine's Mosquitto. One config group maps `t` and `s` of 1,000 autoprovisioned
 //! devices. Publisher threads in this process send QoS 1 measures at a fixed total rate
-//! (`--agent-rate`, 20,000/s, the target) for `--duration` seconds: measure i goes to
+//! (`--agent-rate`, 22,000/s: above the target of 20,000, so the figure is the
+//! agent's rate and not the publishers' pacing) for `--duration` seconds: measure i goes to
 //! device i % 1,000 with `s` = its sequence number on that device. Then the run waits until
 //! the agent reports every measure written (its `/metrics`), and reads every entity back: each
 //! device must show its last sequence number. A probe device gets one measure every 10 ms during

@@ -36,7 +36,7 @@ const USAGE: &str = "usage: cargo xtask bench [options]
                        core: workloads (0)-(9), RSS, create flatness;
                        notify: the notification workload (10)-(11)
   --notify-wait SECS   longest wait for the notifications after (11)  (300)
-  --agent-rate N       MQTT measures/s published in (14)          (20000)
+  --agent-rate N       MQTT measures/s published in (14)          (22000)
   --no-build           use the existing target/release/orbis and orbis-agent
 Requires wrk (apt-get install -y wrk) and taskset (util-linux).";
 
@@ -84,7 +84,7 @@ pub(crate) fn parse_opts(args: &[String]) -> Result<Opts, String> {
         build: true,
         only: Only::All,
         notify_wait: 300,
-        agent_rate: 20_000,
+        agent_rate: 22_000,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
