@@ -338,7 +338,7 @@ async fn an_mqtt_command_is_published_with_its_qos_and_the_device_result_is_reco
     })
     .await;
 
-    // The southbound MQTT consumer (cmdexe) is another engineer's; its contract is on_results.
+    // The result through the commands contract (the MQTT `cmdexe` path is tested below).
     commands::on_results(env.agent(), &apikey, &id, vec![("turn".into(), json!("turned"))]).await.expect("result");
     let e = env.status(&entity, "turn", "OK").await;
     assert_eq!(e["turn_info"]["value"], "turned");
@@ -750,4 +750,52 @@ async fn an_ultralight_device_gets_its_push_command_in_ultralight() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body, format!("{id}@ping|hello"));
     assert_eq!(got[0].header("content-type"), Some("text/plain"));
+}
+
+/// The whole loop through the real transports: the broker forwards the command, the agent
+/// publishes it on Mosquitto, the simulated device answers on `cmdexe` (JSON) or with an
+/// UltraLight `dev@cmd|result`, and the agent's MQTT consumer records the result in the broker.
+#[tokio::test]
+async fn an_mqtt_device_answers_on_cmdexe_in_json_and_ultralight() {
+    let env = Env::new(|s| {
+        s.mqtt_host = Some("127.0.0.1".into());
+        s.mqtt_connections = 2;
+    })
+    .await;
+    common::eventually(10, "the agent's MQTT downlink", || {
+        let up = env.agent().mqtt.get().is_some();
+        async move { up.then_some(()) }
+    })
+    .await;
+    // The downlink is set on the CONNACK; give the subscriptions a moment to be acknowledged.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    for ultralight in [false, true] {
+        let id = unique("dev");
+        let apikey = unique("key");
+        let (simulated, got) = mqtt_client(Some(&format!("/{apikey}/{id}/cmd"))).await;
+        let mut d = device(&id, &apikey, &["turn"]);
+        if ultralight {
+            d.protocol = Some("PDI-IoTA-UltraLight".into());
+        }
+        let entity = env.provision(d).await;
+
+        assert_eq!(env.command(&entity, "turn", json!("left")).await, 204);
+        let (_, payload, _) = common::eventually(10, "the command on MQTT", || {
+            let first = got.lock().first().cloned();
+            async move { first }
+        })
+        .await;
+        let (topic, answer) = if ultralight {
+            assert_eq!(String::from_utf8_lossy(&payload), format!("{id}@turn|left"));
+            (format!("/ul/{apikey}/{id}/cmdexe"), format!("{id}@turn|done"))
+        } else {
+            assert_eq!(serde_json::from_slice::<Value>(&payload).expect("JSON"), json!({"turn": "left"}));
+            (format!("/json/{apikey}/{id}/cmdexe"), r#"{"turn": "done"}"#.to_owned())
+        };
+        simulated.publish(topic, rumqttc::QoS::AtLeastOnce, false, answer.into_bytes()).await.expect("publish result");
+        let e = env.status(&entity, "turn", "OK").await;
+        assert_eq!(e["turn_info"]["value"], "done", "ultralight: {ultralight}");
+        assert!(env.pending(&id).await.is_empty());
+    }
 }
