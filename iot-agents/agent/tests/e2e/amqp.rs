@@ -171,3 +171,87 @@ async fn commands_go_down_through_the_amqp_downlink() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     rabbit.delete_queue().await;
 }
+
+/// End to end over AMQP: a device provisioned through the agent's API (which registers the agent
+/// for its command on the broker) reports over RabbitMQ, a client updates the command attribute on
+/// the broker, the device gets the command on its routing key and answers on `cmdexe`, and the
+/// broker shows the result.
+#[tokio::test]
+async fn an_amqp_device_provisioned_through_the_api_gets_its_command_and_answers() {
+    let broker = common::spawn_broker().await;
+    let queue = unique("iotaqueue-");
+    let rabbit = Rabbit::connect(&queue).await;
+    let south = spawn_amqp(&broker.url, &queue).await;
+    let (key, service, dev) = (unique("k"), tenant(), unique("lamp"));
+    let device_queue = unique("device-");
+    rabbit
+        .channel
+        .queue_declare(
+            device_queue.as_str().into(),
+            QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await
+        .expect("device queue");
+    let routing = orbis_agent::south::topic::command_routing_key(&key, &dev);
+    rabbit
+        .channel
+        .queue_bind(
+            device_queue.as_str().into(),
+            "amq.topic".into(),
+            routing.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+
+    let provision = json!({"devices": [{"device_id": dev, "apikey": key, "entity_type": "Lamp",
+        "transport": "AMQP", "timestamp": false, "commands": [{"name": "switch", "type": "command"}]}]});
+    let r = south
+        .test
+        .client
+        .post(format!("{}/iot/devices", south.test.north))
+        .header("fiware-service", &service)
+        .header("fiware-servicepath", "/")
+        .json(&provision)
+        .send()
+        .await
+        .expect("provision");
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    common::eventually(20, "the AMQP downlink", || async { south.agent.amqp.get().cloned() }).await;
+
+    // The first measure creates the entity.
+    rabbit.publish(&format!(".{key}.{dev}.attrs"), br#"{"on": false}"#).await;
+    let entity = format!("urn:ngsi-ld:Lamp:{dev}");
+    common::eventually(20, "the lamp entity", || common::broker_entity(&broker.url, Some(&service), &entity)).await;
+
+    let r = reqwest::Client::new()
+        .patch(format!("{}/ngsi-ld/v1/entities/{entity}/attrs/switch", broker.url))
+        .header("NGSILD-Tenant", &service)
+        .json(&json!({"type": "Property", "value": "on"}))
+        .send()
+        .await
+        .expect("PATCH command");
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    let got = common::eventually(10, "the command at the device", || async {
+        rabbit
+            .channel
+            .basic_get(device_queue.as_str().into(), lapin::options::BasicGetOptions { no_ack: true })
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&got.delivery.data).expect("JSON"), json!({"switch": "on"}));
+
+    rabbit.publish(&format!(".{key}.{dev}.cmdexe"), br#"{"switch": "switched"}"#).await;
+    let e = common::eventually(20, "the command result", || async {
+        let e = common::broker_entity(&broker.url, Some(&service), &entity).await?;
+        (e["switch_status"]["value"] == "OK").then_some(e)
+    })
+    .await;
+    assert_eq!(e["switch_info"]["value"], "switched");
+    assert_eq!(e["on"]["value"], false);
+    rabbit.delete_queue().await;
+}
