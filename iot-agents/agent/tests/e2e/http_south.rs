@@ -387,3 +387,85 @@ async fn an_ngsi_ld_payload_keeps_its_attribute_kinds() {
     assert_eq!(e["location"]["type"], json!("GeoProperty"));
     assert_eq!(e["location"]["value"]["coordinates"], json!([2.1, 41.4]));
 }
+
+/// Polling end to end: a device provisioned for HTTP without an endpoint gets the command a client
+/// sets on the broker when it polls (`getCmd=1`), the broker shows DELIVERED, and the result the
+/// device posts to `/iot/json/commands` ends the command.
+#[tokio::test]
+async fn a_polling_device_fetches_its_command_and_posts_the_result() {
+    let broker = common::spawn_broker().await;
+    let south = spawn_south(&broker.url, |_| {}).await;
+    let (key, service, dev) = (unique("k"), tenant(), unique("poller"));
+    let provision = json!({"devices": [{"device_id": dev, "apikey": key, "entity_type": "Valve",
+        "transport": "HTTP", "timestamp": false, "commands": [{"name": "open", "type": "command"}]}]});
+    let r = south
+        .test
+        .client
+        .post(format!("{}/iot/devices", south.test.north))
+        .header("fiware-service", &service)
+        .header("fiware-servicepath", "/")
+        .json(&provision)
+        .send()
+        .await
+        .expect("provision");
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let measure = |body: &'static str| {
+        south
+            .test
+            .client
+            .post(format!("{}/iot/json?k={key}&i={dev}", south.http()))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    assert_eq!(measure(r#"{"pressure": 2}"#).await.expect("measure").status(), 200);
+    let entity = format!("urn:ngsi-ld:Valve:{dev}");
+    let broker_status = |want: &'static str| {
+        let (url, service, entity) = (broker.url.clone(), service.clone(), entity.clone());
+        async move {
+            common::eventually(10, want, || async {
+                let e = common::broker_entity(&url, Some(&service), &entity).await?;
+                (e["open_status"]["value"] == want).then_some(e)
+            })
+            .await
+        }
+    };
+
+    let r = reqwest::Client::new()
+        .patch(format!("{}/ngsi-ld/v1/entities/{entity}/attrs/open", broker.url))
+        .header("NGSILD-Tenant", &service)
+        .json(&json!({"type": "Property", "value": 75}))
+        .send()
+        .await
+        .expect("PATCH command");
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    broker_status("PENDING").await;
+
+    let polled = south
+        .test
+        .client
+        .get(format!("{}/iot/json?k={key}&i={dev}&getCmd=1", south.http()))
+        .send()
+        .await
+        .expect("poll");
+    assert_eq!(polled.status(), 200);
+    assert_eq!(polled.json::<serde_json::Value>().await.expect("JSON"), json!({"open": 75}));
+    broker_status("DELIVERED").await;
+    // A second poll has nothing new.
+    let again = south.test.client.get(format!("{}/iot/json?k={key}&i={dev}&getCmd=1", south.http())).send().await;
+    assert_eq!(again.expect("poll").json::<serde_json::Value>().await.expect("JSON"), json!({}));
+
+    let r = south
+        .test
+        .client
+        .post(format!("{}/iot/json/commands?k={key}&i={dev}", south.http()))
+        .header("content-type", "application/json")
+        .body(r#"{"open": "opened to 75"}"#)
+        .send()
+        .await
+        .expect("result");
+    assert_eq!(r.status(), 200);
+    let e = broker_status("OK").await;
+    assert_eq!(e["open_info"]["value"], "opened to 75");
+    assert_eq!(e["pressure"]["value"], 2);
+}
