@@ -84,6 +84,10 @@ pub struct Settings {
     pub queue_capacity: usize,
     /// Time-out of one request to the broker, in ms (`ORBIS_AGENT_CB_TIMEOUT_MS`).
     pub cb_timeout_ms: u64,
+    /// Disk budget of the durable measure buffer, in bytes (`ORBIS_AGENT_BUFFER_MB`, 1024 MiB;
+    /// 0 turns the buffer off: MQTT and AMQP messages are then acknowledged only once the broker
+    /// accepted them).
+    pub buffer_max_bytes: u64,
 }
 
 impl Default for Settings {
@@ -126,6 +130,7 @@ impl Default for Settings {
             batch_max: 500,
             queue_capacity: 20_000,
             cb_timeout_ms: 10_000,
+            buffer_max_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -273,6 +278,9 @@ impl Settings {
         }
         if let Some(n) = num("ORBIS_AGENT_QUEUE", &mut bad) {
             s.queue_capacity = (n as usize).max(1);
+        }
+        if let Some(n) = num("ORBIS_AGENT_BUFFER_MB", &mut bad) {
+            s.buffer_max_bytes = n.saturating_mul(1024 * 1024);
         }
         if let Some(n) = num("ORBIS_AGENT_CB_TIMEOUT_MS", &mut bad) {
             s.cb_timeout_ms = n.max(1);

@@ -23,6 +23,8 @@ pub struct Agent {
     pub metrics: Arc<Metrics>,
     /// Batches measures into upserts and retries them until the broker accepts them.
     pub writer: Writer,
+    /// The durable buffer MQTT and AMQP measures go through (`None` when turned off).
+    pub buffer: Option<crate::ngsi::buffer::Buffer>,
     /// Publishes to devices over MQTT, once the MQTT transport is connected.
     pub mqtt: OnceLock<Arc<dyn Downlink>>,
     /// Publishes to devices over AMQP, once the AMQP transport is connected.
@@ -55,12 +57,23 @@ impl Application {
         }
         let metrics = Arc::new(Metrics::default());
         let writer = Writer::new(broker.clone(), settings.batch_max, settings.queue_capacity, metrics.clone());
+        let buffer = if settings.buffer_max_bytes > 0 {
+            Some(crate::ngsi::buffer::Buffer::open(
+                &settings.data_dir.join("buffer"),
+                settings.buffer_max_bytes,
+                writer.clone(),
+                metrics.clone(),
+            )?)
+        } else {
+            None
+        };
         let agent = Arc::new(Agent {
             settings: settings.clone(),
             registry,
             broker,
             metrics,
             writer,
+            buffer,
             mqtt: OnceLock::new(),
             amqp: OnceLock::new(),
             commands: crate::commands::Commands::new(&settings),

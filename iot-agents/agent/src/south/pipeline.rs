@@ -172,7 +172,7 @@ async fn handle_inner(
     let parsed = parse(protocol, kind, body, payload_type.as_deref())?;
     let device = provision(agent, protocol, apikey, device_id, group.as_ref(), existing, transport).await?;
     let target = Target { protocol, apikey: apikey.to_owned(), group, device };
-    dispatch(agent, &target, parsed).await
+    dispatch_via(agent, &target, parsed, true).await
 }
 
 /// Command results a device reported: (command, result) pairs.
@@ -256,8 +256,16 @@ pub fn parse_ul(text: &str) -> Result<(Vec<Measures>, CommandResults)> {
     Ok((groups, results))
 }
 
-/// Acts on a parsed payload for its device.
+/// Acts on a parsed payload for its device; measures go straight to the writer, so the returned
+/// future resolves once the broker accepted them (the HTTP southbound answers then).
 pub async fn dispatch(agent: &Agent, target: &Target, parsed: Parsed) -> Result<Accepted> {
+    dispatch_via(agent, target, parsed, false).await
+}
+
+/// [`dispatch`], with measures going through the durable buffer when `buffered` and the agent has
+/// one: the returned future is then resolved once they are on the agent's disk (MQTT and AMQP
+/// acknowledge then).
+pub async fn dispatch_via(agent: &Agent, target: &Target, parsed: Parsed, buffered: bool) -> Result<Accepted> {
     match parsed {
         Parsed::Measures { groups, results } => {
             if !results.is_empty() {
@@ -266,7 +274,7 @@ pub async fn dispatch(agent: &Agent, target: &Target, parsed: Parsed) -> Result<
             if groups.is_empty() {
                 return Ok(Accepted::ready());
             }
-            write_measures(agent, target, groups).await
+            write_measures(agent, target, groups, buffered).await
         }
         Parsed::Results(results) => {
             crate::commands::on_results(agent, &target.apikey, &target.device.device_id, results).await?;
@@ -283,7 +291,12 @@ pub async fn dispatch(agent: &Agent, target: &Target, parsed: Parsed) -> Result<
 /// Maps measure groups to entities and queues them for the broker (the group's `cbHost`, else the
 /// agent's), waiting while the writer's queue is full. Keeps the last measure on the device when
 /// `storeLastMeasure` is on.
-pub async fn write_measures(agent: &Agent, target: &Target, groups: Vec<TypedMeasures>) -> Result<Accepted> {
+pub async fn write_measures(
+    agent: &Agent,
+    target: &Target,
+    groups: Vec<TypedMeasures>,
+    buffered: bool,
+) -> Result<Accepted> {
     let device = &target.device;
     let group = target.group.as_ref();
     if device.store_last_measure.or(group.and_then(|g| g.store_last_measure)).unwrap_or(false) {
@@ -303,6 +316,10 @@ pub async fn write_measures(agent: &Agent, target: &Target, groups: Vec<TypedMea
     let tenant = Tenant::new(device.service.clone(), device.service_path.clone());
     let base = group.and_then(|g| g.cb_host.as_deref()).filter(|h| !h.is_empty()).map(broker_url);
     Metrics::add(&agent.metrics.measures_accepted, groups.len() as u64);
+    if buffered && let Some(buffer) = &agent.buffer {
+        buffer.append(base.as_deref(), &tenant, entities).await?;
+        return Ok(Accepted::ready());
+    }
     Ok(agent.writer.submit(base.as_deref(), tenant, entities).await)
 }
 
