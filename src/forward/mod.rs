@@ -269,6 +269,7 @@ pub fn failure(a: &Answer, what: &str) -> NgsiError {
     let kind = match a.status {
         404 => ErrorKind::ResourceNotFound,
         400 => ErrorKind::BadRequestData,
+        409 => ErrorKind::AlreadyExists,
         504 => ErrorKind::ContextSourceTimeout,
         _ => ErrorKind::ContextSourceFailed,
     };
@@ -528,5 +529,226 @@ impl Forwarder {
             proxied |= t.reg.mode.is_proxied();
         }
         (any, proxied)
+    }
+}
+
+/// One element of a batch operation as the forwarding layer sees it: the entity it is about
+/// (id, expanded types) and its fragment, in the element's own context.
+pub struct BatchItem<'a> {
+    pub id: &'a str,
+    pub types: Vec<String>,
+    pub fragment: &'a Map<String, Value>,
+    pub ctx: Arc<Context>,
+}
+
+/// An element sent to a source in a batch: its index and the keys of its fragment it gets.
+type Member<'a> = (usize, Vec<&'a String>);
+
+/// What the sources did with one element of a batch.
+#[derive(Debug, Default)]
+pub struct ItemOutcome {
+    /// Whether any source was sent the element.
+    pub forwarded: bool,
+    /// Whether a redirect registration took it (the broker then keeps nothing of it).
+    pub redirected: bool,
+    /// Whether a source answered that it created the entity.
+    pub created: bool,
+    /// The fragment left for the broker, when exclusive or redirect sources took attributes
+    /// (`None`: the element stays whole).
+    pub rest: Option<Map<String, Value>>,
+    /// The first refusal of a source (the element's error).
+    pub error: Option<NgsiError>,
+}
+
+impl ItemOutcome {
+    /// Whether attributes are left for the broker (`fragment` is the element as given).
+    pub fn attrs_left(&self, fragment: &Map<String, Value>) -> bool {
+        self.rest.as_ref().unwrap_or(fragment).keys().any(|k| !matches!(k.as_str(), "id" | "type" | "@context"))
+    }
+}
+
+/// A source's answer to a batch request, entity by entity: `Ok(created)` or its refusal.
+/// 207 carries a BatchOperationResult (an id in `errors` was refused, the others succeeded);
+/// another success status covers every entity sent (201 with an array names those created);
+/// any other status refuses them all.
+fn batch_answers(a: &Answer, ids: &[&str]) -> Vec<Result<bool, NgsiError>> {
+    match a.status {
+        207 => {
+            let errors = a.body.as_ref().and_then(|b| b.get("errors")).and_then(Value::as_array);
+            ids.iter()
+                .map(|id| {
+                    let err =
+                        errors.and_then(|es| es.iter().find(|e| e.get("entityId").and_then(Value::as_str) == Some(id)));
+                    match err {
+                        None => Ok(false),
+                        Some(e) => {
+                            let problem = e.get("error").cloned();
+                            let status = problem
+                                .as_ref()
+                                .and_then(|p| p.get("status"))
+                                .and_then(Value::as_u64)
+                                .and_then(|s| u16::try_from(s).ok())
+                                .unwrap_or(400);
+                            Err(failure(&Answer { status, body: problem }, "context source"))
+                        }
+                    }
+                })
+                .collect()
+        }
+        s if s < 300 => {
+            let listed = a.body.as_ref().and_then(Value::as_array);
+            ids.iter()
+                .map(|id| Ok(s == 201 && listed.is_none_or(|l| l.iter().any(|x| x.as_str() == Some(id)))))
+                .collect()
+        }
+        _ => ids.iter().map(|_| Err(failure(a, "context source"))).collect(),
+    }
+}
+
+impl Forwarder {
+    /// Distributed batch create, upsert, update and merge (§5.6.7–5.6.9, §5.6.20 with §4.3.6):
+    /// each element's attributes registered for `op` are grouped by registration, and each
+    /// source gets one batch request (`POST` at `path`, relative to its endpoint) holding its
+    /// part of every element, always with the element's id and type. Exclusive and redirect
+    /// registrations take what they were sent away from the broker; inclusive ones get a copy.
+    /// `whole` (create, upsert): a source registered for the entity gets it even when none of
+    /// its attributes are given. The answers are merged element by element.
+    pub async fn batch(
+        &self,
+        dist: &Dist,
+        tenant: &str,
+        items: &[BatchItem<'_>],
+        op: Op,
+        path: &str,
+        whole: bool,
+    ) -> Vec<ItemOutcome> {
+        let mut out: Vec<ItemOutcome> = items.iter().map(|_| ItemOutcome::default()).collect();
+        if !self.active(tenant, dist) {
+            return out;
+        }
+        // Per registration: the target and, per element sent, its index and the keys it gets.
+        let mut groups: Vec<(Target, Vec<Member<'_>>)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let names: Vec<(&String, String)> = item
+                .fragment
+                .keys()
+                .filter(|k| !matches!(k.as_str(), "id" | "type" | "@context" | "scope"))
+                .map(|k| (k, item.ctx.expand(k)))
+                .collect();
+            let expanded: Vec<String> = names.iter().map(|(_, n)| n.clone()).collect();
+            let asked = (!expanded.is_empty()).then_some(&expanded[..]);
+            for t in self.targets(tenant, Some(item.id), &item.types, asked, op) {
+                let mut keys: Vec<&String> = names
+                    .iter()
+                    .filter(|(_, n)| t.attrs.as_ref().is_none_or(|a| a.contains(n)))
+                    .map(|(k, _)| *k)
+                    .collect();
+                if keys.is_empty() && !whole {
+                    continue;
+                }
+                // A source registered for whole entities gets their scope too.
+                if t.attrs.is_none()
+                    && let Some((k, _)) = item.fragment.get_key_value("scope")
+                {
+                    keys.push(k);
+                }
+                match groups.iter_mut().find(|(g, _)| g.reg.id == t.reg.id) {
+                    Some((_, members)) => members.push((i, keys)),
+                    None => groups.push((t, vec![(i, keys)])),
+                }
+            }
+        }
+        if groups.is_empty() {
+            return out;
+        }
+        // The sources are asked at once, each with one request.
+        let answers = futures_util::future::join_all(groups.iter().map(|(t, members)| async move {
+            let first = members.first().map(|(i, _)| items[*i].ctx.clone()).unwrap_or_else(|| CORE.clone());
+            let cs = self.context_for(&t.reg, &first).await;
+            let body: Vec<Value> = members
+                .iter()
+                .map(|(i, keys)| {
+                    let item = &items[*i];
+                    let part: Map<String, Value> = item
+                        .fragment
+                        .iter()
+                        .filter(|(k, _)| matches!(k.as_str(), "id" | "type") || keys.contains(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    Value::Object(recompact(&part, &item.ctx, &cs))
+                })
+                .collect();
+            let body = Value::Array(body);
+            self.send(t, tenant, reqwest::Method::POST, path, &cs, Some(&body), dist.via.as_deref()).await
+        }))
+        .await;
+        for ((t, members), a) in groups.iter().zip(answers) {
+            let ids: Vec<&str> = members.iter().map(|(i, _)| items[*i].id).collect();
+            for ((i, keys), result) in members.iter().zip(batch_answers(&a, &ids)) {
+                let o = &mut out[*i];
+                o.forwarded = true;
+                o.redirected |= t.reg.mode == Mode::Redirect;
+                match result {
+                    Ok(created) => o.created |= created,
+                    Err(e) => {
+                        o.error.get_or_insert(e);
+                    }
+                }
+                if t.reg.mode.is_proxied() {
+                    let rest = o.rest.get_or_insert_with(|| items[*i].fragment.clone());
+                    for k in keys {
+                        rest.remove(k.as_str());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Distributed Batch Entity Delete (§5.6.10): each source registered for `deleteBatch` on
+    /// some of the entities (id, expanded types) gets one batch delete with their ids. Per
+    /// entity: whether a source deleted it, and the refusal of an exclusive or redirect source
+    /// (which holds the entity; an inclusive one may simply not have it).
+    pub async fn batch_delete(
+        &self,
+        dist: &Dist,
+        tenant: &str,
+        entities: &[(&str, Vec<String>)],
+    ) -> Vec<(bool, Option<NgsiError>)> {
+        let mut out: Vec<(bool, Option<NgsiError>)> = entities.iter().map(|_| (false, None)).collect();
+        if !self.active(tenant, dist) {
+            return out;
+        }
+        let mut groups: Vec<(Target, Vec<usize>)> = Vec::new();
+        for (i, (id, types)) in entities.iter().enumerate() {
+            for t in self.targets(tenant, Some(id), types, None, Op::DeleteBatch) {
+                match groups.iter_mut().find(|(g, _)| g.reg.id == t.reg.id) {
+                    Some((_, members)) => members.push(i),
+                    None => groups.push((t, vec![i])),
+                }
+            }
+        }
+        let path = "/ngsi-ld/v1/entityOperations/delete";
+        let answers =
+            futures_util::future::join_all(groups.iter().map(|(t, members)| {
+                let body = Value::Array(members.iter().map(|i| Value::String(entities[*i].0.to_owned())).collect());
+                async move {
+                    self.send(t, tenant, reqwest::Method::POST, path, &CORE, Some(&body), dist.via.as_deref()).await
+                }
+            }))
+            .await;
+        for ((t, members), a) in groups.iter().zip(answers) {
+            let ids: Vec<&str> = members.iter().map(|i| entities[*i].0).collect();
+            for (i, result) in members.iter().zip(batch_answers(&a, &ids)) {
+                match result {
+                    Ok(_) => out[*i].0 = true,
+                    Err(e) if t.reg.mode.is_proxied() => {
+                        out[*i].1.get_or_insert(e);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        out
     }
 }

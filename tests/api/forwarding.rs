@@ -305,3 +305,242 @@ async fn writes_carrying_registered_attributes_go_to_the_source() {
     );
     assert_eq!(got[2].body, json!({"position": {"type": "Property", "value": 3}}));
 }
+
+fn vehicle(n: u32, speed: i64) -> Value {
+    json!({"id": format!("urn:ngsi-ld:Vehicle:{n}"), "type": "Vehicle",
+           "speed": {"type": "Property", "value": speed}, "brand": {"type": "Property", "value": "Mercedes"}})
+}
+
+/// The requests a stub got, as (method, path).
+fn seen(s: &Stub) -> Vec<(String, String)> {
+    s.got.lock().iter().map(|g| (g.method.clone(), g.path.clone())).collect()
+}
+
+/// Batch create, upsert, update and merge send an exclusive source one batch request each,
+/// holding the registered attribute of the registered entities with their id and type; the
+/// broker keeps the rest, and entities the registration does not name are not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_writes_send_registered_attributes_to_an_exclusive_source() {
+    let app = spawn_app().await;
+    let src = stub(204, Value::Null, Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "mode": "exclusive",
+               "operations": ["createBatch", "upsertBatch", "updateBatch", "mergeBatch"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle"},
+                                             {"id": "urn:ngsi-ld:Vehicle:2", "type": "Vehicle"}],
+                                "propertyNames": ["speed"]}]}),
+    )
+    .await;
+    let r = app
+        .post_json("/ngsi-ld/v1/entityOperations/create", &json!([vehicle(1, 10), vehicle(2, 20), vehicle(3, 30)]))
+        .await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    {
+        let got = src.got.lock();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!((got[0].method.as_str(), got[0].path.as_str()), ("POST", "/ngsi-ld/v1/entityOperations/create"));
+        assert_eq!(
+            got[0].body,
+            json!([{"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle", "speed": {"type": "Property", "value": 10}},
+                   {"id": "urn:ngsi-ld:Vehicle:2", "type": "Vehicle", "speed": {"type": "Property", "value": 20}}])
+        );
+    }
+    // The broker keeps what the source did not take: the brand, and all of vehicle 3.
+    let e: Value = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.json().await.unwrap();
+    assert!(e.get("speed").is_none(), "the source holds speed: {e}");
+    assert_eq!(e["brand"]["value"], "Mercedes");
+    let e: Value = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:3?local=true").await.json().await.unwrap();
+    assert_eq!(e["speed"]["value"], 30);
+
+    // Update: only vehicle 1's speed goes; an element without a registered attribute is not sent.
+    let r = app
+        .post_json(
+            "/ngsi-ld/v1/entityOperations/update?options=noOverwrite",
+            &json!([{"id": "urn:ngsi-ld:Vehicle:1", "speed": {"type": "Property", "value": 11}},
+                    {"id": "urn:ngsi-ld:Vehicle:2", "colour": {"type": "Property", "value": "red"}}]),
+        )
+        .await;
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    // Upsert with update, and merge: the entity type comes from the broker when not given.
+    let r = app.post_json("/ngsi-ld/v1/entityOperations/upsert?options=update", &json!([vehicle(2, 22)])).await;
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    let r = app
+        .post_json(
+            "/ngsi-ld/v1/entityOperations/merge",
+            &json!([{"id": "urn:ngsi-ld:Vehicle:1", "speed": {"type": "Property", "value": 12}}]),
+        )
+        .await;
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    let s = seen(&src);
+    assert_eq!(
+        s[1..].iter().map(|(m, p)| format!("{m} {p}")).collect::<Vec<_>>(),
+        [
+            "POST /ngsi-ld/v1/entityOperations/update?options=noOverwrite",
+            "POST /ngsi-ld/v1/entityOperations/upsert?options=update",
+            "POST /ngsi-ld/v1/entityOperations/merge",
+        ]
+    );
+    let got = src.got.lock().clone();
+    assert_eq!(got[1].body, json!([{"id": "urn:ngsi-ld:Vehicle:1", "speed": {"type": "Property", "value": 11}}]));
+    assert_eq!(got[3].body, json!([{"id": "urn:ngsi-ld:Vehicle:1", "speed": {"type": "Property", "value": 12}}]));
+    let e: Value = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:2?local=true").await.json().await.unwrap();
+    assert!(e.get("speed").is_none(), "{e}");
+    assert_eq!(e["brand"]["value"], "Mercedes");
+    let e: Value = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.json().await.unwrap();
+    assert!(e.get("speed").is_none(), "{e}");
+
+    // local=true: nothing is forwarded.
+    let r = app
+        .post_json(
+            "/ngsi-ld/v1/entityOperations/update?local=true",
+            &json!([{"id": "urn:ngsi-ld:Vehicle:1", "speed": {"type": "Property", "value": 13}}]),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(src.got.lock().len(), 4);
+}
+
+/// A redirect registration takes whole entities: the broker stores none of them, and the batch
+/// answers as if it had (201 with the ids for create).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_create_on_a_redirect_source_stores_nothing_here() {
+    let app = spawn_app().await;
+    let src = stub(201, Value::Null, Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "mode": "redirect",
+               "operations": ["createBatch"],
+               "information": [{"entities": [{"idPattern": "urn:ngsi-ld:Vehicle:.*", "type": "Vehicle"}]}]}),
+    )
+    .await;
+    let r = app.post_json("/ngsi-ld/v1/entityOperations/create", &json!([vehicle(1, 10), vehicle(2, 20)])).await;
+    assert_eq!(r.status(), 201);
+    let ids: Value = r.json().await.unwrap();
+    assert_eq!(ids, json!(["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:2"]));
+    let got = src.got.lock().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, json!([vehicle(1, 10), vehicle(2, 20)]));
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.status(), 404);
+}
+
+/// A source's refusal is the error of the entities it was sent: its 207 names which; a failed
+/// request refuses them all. The other entities succeed: 207 for the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_refusing_batch_entities_makes_them_errors_in_a_207() {
+    let app = spawn_app().await;
+    let partial = stub(
+        207,
+        json!({"success": ["urn:ngsi-ld:Vehicle:1"],
+               "errors": [{"entityId": "urn:ngsi-ld:Vehicle:2",
+                           "error": {"type": "https://uri.etsi.org/ngsi-ld/errors/AlreadyExists",
+                                     "title": "exists", "status": 409, "detail": "vehicle 2 exists there"}}]}),
+        Duration::ZERO,
+    )
+    .await;
+    let down = stub(500, json!({"detail": "source broken"}), Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": partial.url, "operations": ["createBatch"],
+               "information": [{"entities": [{"idPattern": "urn:ngsi-ld:Vehicle:[12]", "type": "Vehicle"}]}]}),
+    )
+    .await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": down.url, "operations": ["createBatch"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Vehicle:3", "type": "Vehicle"}]}]}),
+    )
+    .await;
+    let r = app
+        .post_json(
+            "/ngsi-ld/v1/entityOperations/create",
+            &json!([vehicle(1, 1), vehicle(2, 2), vehicle(3, 3), vehicle(4, 4)]),
+        )
+        .await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    let mut success: Vec<&str> = out["success"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    success.sort();
+    assert_eq!(success, ["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:4"], "{out}");
+    let errors = out["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{out}");
+    let e2 = errors.iter().find(|e| e["entityId"] == "urn:ngsi-ld:Vehicle:2").unwrap();
+    assert!(e2["error"]["detail"].as_str().unwrap().contains("vehicle 2 exists there"), "{out}");
+    assert_eq!(e2["error"]["status"], 409, "{out}");
+    let e3 = errors.iter().find(|e| e["entityId"] == "urn:ngsi-ld:Vehicle:3").unwrap();
+    assert!(e3["error"]["detail"].as_str().unwrap().contains("source broken"), "{out}");
+    // Inclusive sources: the broker keeps a copy of what they accepted, nothing of what they refused.
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.status(), 200);
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:2?local=true").await.status(), 404);
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:3?local=true").await.status(), 404);
+    assert_eq!(partial.got.lock()[0].body.as_array().unwrap().len(), 2);
+}
+
+/// Batch upsert and delete through a second broker registered inclusively: both brokers hold
+/// the entities, and deleting removes them from both; an entity only the source holds counts
+/// as deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_upsert_and_delete_reach_a_second_broker() {
+    let a = spawn_app().await;
+    let b = spawn_app().await;
+    register(
+        &a,
+        json!({"type": "ContextSourceRegistration", "endpoint": b.address,
+               "operations": ["upsertBatch", "deleteBatch"],
+               "information": [{"entities": [{"type": "Vehicle"}]}]}),
+    )
+    .await;
+    let r = a.post_json("/ngsi-ld/v1/entityOperations/upsert", &json!([vehicle(1, 10), vehicle(2, 20)])).await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    for app in [&a, &b] {
+        let e: Value = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:2?local=true").await.json().await.unwrap();
+        assert_eq!(e["speed"]["value"], 20, "{e}");
+    }
+    b.create(vehicle(5, 50)).await;
+    let r = a
+        .post_json(
+            "/ngsi-ld/v1/entityOperations/delete",
+            &json!(["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:5", "urn:ngsi-ld:Vehicle:9"]),
+        )
+        .await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["success"], json!(["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:5"]), "{out}");
+    assert_eq!(out["errors"][0]["entityId"], "urn:ngsi-ld:Vehicle:9", "{out}");
+    assert_eq!(out["errors"][0]["error"]["status"], 404, "{out}");
+    for id in ["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:5"] {
+        for app in [&a, &b] {
+            assert_eq!(app.get(&format!("/ngsi-ld/v1/entities/{id}?local=true")).await.status(), 404);
+        }
+    }
+    assert_eq!(b.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:2").await.status(), 200);
+}
+
+/// An exclusive source that refuses a batch delete keeps the entity here too: it is that
+/// entity's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_delete_refused_by_an_exclusive_source_is_that_entitys_error() {
+    let app = spawn_app().await;
+    let src = stub(503, json!({"detail": "maintenance"}), Duration::ZERO).await;
+    app.create(vehicle(1, 1)).await;
+    app.create(vehicle(2, 2)).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "mode": "exclusive",
+               "operations": ["deleteBatch"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle"}],
+                                "propertyNames": ["speed"]}]}),
+    )
+    .await;
+    let r = app
+        .post_json("/ngsi-ld/v1/entityOperations/delete", &json!(["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:2"]))
+        .await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["success"], json!(["urn:ngsi-ld:Vehicle:2"]), "{out}");
+    assert_eq!(out["errors"][0]["entityId"], "urn:ngsi-ld:Vehicle:1");
+    assert!(out["errors"][0]["error"]["detail"].as_str().unwrap().contains("maintenance"), "{out}");
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.status(), 200);
+    assert_eq!(seen(&src), [("POST".to_owned(), "/ngsi-ld/v1/entityOperations/delete".to_owned())]);
+    assert_eq!(src.got.lock()[0].body, json!(["urn:ngsi-ld:Vehicle:1"]));
+}
