@@ -647,7 +647,7 @@ impl Forwarder {
                     continue;
                 }
                 // A source registered for whole entities gets their scope too.
-                if t.attrs.is_none()
+                if t.reg.attributes_for(Some(item.id), &item.types).is_none()
                     && let Some((k, _)) = item.fragment.get_key_value("scope")
                 {
                     keys.push(k);

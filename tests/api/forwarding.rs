@@ -410,7 +410,7 @@ async fn batch_create_on_a_redirect_source_stores_nothing_here() {
     register(
         &app,
         json!({"type": "ContextSourceRegistration", "endpoint": src.url, "mode": "redirect",
-               "operations": ["createBatch"],
+               "operations": ["createBatch", "updateBatch"],
                "information": [{"entities": [{"idPattern": "urn:ngsi-ld:Vehicle:.*", "type": "Vehicle"}]}]}),
     )
     .await;
@@ -421,6 +421,13 @@ async fn batch_create_on_a_redirect_source_stores_nothing_here() {
     let got = src.got.lock().clone();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body, json!([vehicle(1, 10), vehicle(2, 20)]));
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.status(), 404);
+    // An update of entities the broker does not hold, scope included, is the source's alone.
+    let update = json!([{"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle", "scope": "/Madrid",
+                         "speed": {"type": "Property", "value": 11}}]);
+    let r = app.post_json("/ngsi-ld/v1/entityOperations/update", &update).await;
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    assert_eq!(src.got.lock()[1].body, update);
     assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.status(), 404);
 }
 
