@@ -276,6 +276,34 @@ pub fn failure(a: &Answer, what: &str) -> NgsiError {
     NgsiError::new(kind, format!("{what}: {detail}"))
 }
 
+/// A query string as forwarded: the percent-escapes of the characters a query may hold as they
+/// are (`:`, `/`, `@`, `,`, `;`, `!`, `*`, `'`, `(`, `)`, `$`) are decoded, so that a source sees
+/// `id=urn:ngsi-ld:Vehicle:1` however the client escaped it (the meaning is the same to an
+/// NGSI-LD server; sources that match requests literally, as Orion-LD writes them, need it).
+pub fn plain_query(q: &str) -> String {
+    let mut out = String::with_capacity(q.len());
+    let mut rest = q;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let decoded = rest
+            .get(at + 1..at + 3)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .filter(|b| b":/@,;!*'()$".contains(b));
+        match decoded {
+            Some(b) => {
+                out.push(b as char);
+                rest = &rest[at + 3..];
+            }
+            None => {
+                out.push('%');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Percent-encodes a path segment (entity ids are URIs and may hold `#`, `?` or `/`).
 pub fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -489,7 +517,7 @@ impl Forwarder {
             return local;
         }
         let mut out: Vec<Entity> = local.iter().map(|e| (**e).clone()).collect();
-        let query = dist.query.clone().unwrap_or_default();
+        let query = dist.query.as_deref().map(plain_query).unwrap_or_default();
         let path =
             if query.is_empty() { "/ngsi-ld/v1/entities".to_owned() } else { format!("/ngsi-ld/v1/entities?{query}") };
         // The sources are asked at once; their answers are merged in registration order.
@@ -750,5 +778,19 @@ impl Forwarder {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_query;
+
+    #[test]
+    fn forwarded_queries_decode_only_what_a_query_holds_as_it_is() {
+        assert_eq!(plain_query("id=urn%3Angsi-ld%3AV%3A1&type=Vehicle"), "id=urn:ngsi-ld:V:1&type=Vehicle");
+        assert_eq!(plain_query("attrs=a%2Cb&q=x%3D%3D1%26y"), "attrs=a,b&q=x%3D%3D1%26y");
+        // Escapes of separators stay; a stray or truncated `%` is kept as it is.
+        assert_eq!(plain_query("q=a%25b%3"), "q=a%25b%3");
+        assert_eq!(plain_query("q=%e2%82%ac%"), "q=%e2%82%ac%");
     }
 }

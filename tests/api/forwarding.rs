@@ -551,3 +551,25 @@ async fn batch_delete_refused_by_an_exclusive_source_is_that_entitys_error() {
     assert_eq!(seen(&src), [("POST".to_owned(), "/ngsi-ld/v1/entityOperations/delete".to_owned())]);
     assert_eq!(src.got.lock()[0].body, json!(["urn:ngsi-ld:Vehicle:1"]));
 }
+
+/// A distributed query reaches the source with the ids as Orion-LD writes them (`urn:...`, not
+/// `urn%3A...`), whatever escaping the client used; the source's entities join the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_is_forwarded_with_plain_ids() {
+    let app = spawn_app().await;
+    let src = stub(200, json!([vehicle(7, 70)]), Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "operations": ["queryEntity"],
+               "information": [{"entities": [{"type": "Vehicle"}]}]}),
+    )
+    .await;
+    let out: Vec<Value> =
+        app.get("/ngsi-ld/v1/entities?id=urn%3Angsi-ld%3AVehicle%3A7&type=Vehicle").await.json().await.unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0]["speed"]["value"], 70);
+    assert_eq!(
+        seen(&src),
+        [("GET".to_owned(), "/ngsi-ld/v1/entities?id=urn:ngsi-ld:Vehicle:7&type=Vehicle".to_owned())]
+    );
+}
