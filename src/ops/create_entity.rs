@@ -28,6 +28,8 @@ pub async fn run(
         && let Some(fragment) = body.as_object()
         && let Some(Value::String(id)) = fragment.get("id")
     {
+        // A malformed entity is refused before any source sees it.
+        parse_entity(&body, ctx, Purpose::Create, now)?;
         let id = id.clone();
         let types = match fragment.get("type") {
             Some(t) => crate::model::parse::parse_types(t, ctx)?,

@@ -44,7 +44,7 @@ use serde_json::Value;
 use crate::error::{ErrorKind, NgsiError, NgsiResult};
 use crate::jsonld::Context;
 use crate::jsonld::resolver::Resolver;
-use crate::model::parse::{is_uri, valid_name};
+use crate::model::parse::{Purpose, is_uri, valid_name};
 use crate::store::{Change, Store, Write};
 
 /// What every operation needs: the store, the context resolver, the notifier and the registry
@@ -162,11 +162,17 @@ pub async fn distribute_batch<'a>(
     if !b.forwarder.active(tenant, dist) {
         return Ok(out);
     }
+    let now = crate::model::now_millis();
     let (mut index, mut batch): (Vec<usize>, Vec<crate::forward::BatchItem<'a>>) = (Vec::new(), Vec::new());
     for (i, item) in items.iter().enumerate() {
         let Some(fragment) = item.as_object() else { continue };
         let Some(id) = fragment.get("id").and_then(Value::as_str).filter(|id| is_uri(id)) else { continue };
         let Ok(ctx) = element_context(contexts, i) else { continue };
+        // A malformed element is refused before any source sees it (the broker's parsing reports it).
+        let purpose = if whole { Purpose::Create } else { Purpose::Fragment };
+        if crate::model::parse::parse_entity(item, ctx, purpose, now).is_err() {
+            continue;
+        }
         let types = match fragment.get("type") {
             Some(t) => match crate::model::parse::parse_types(t, ctx) {
                 Ok(types) => types,

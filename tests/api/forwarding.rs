@@ -573,3 +573,28 @@ async fn a_query_is_forwarded_with_plain_ids() {
         [("GET".to_owned(), "/ngsi-ld/v1/entities?id=urn:ngsi-ld:Vehicle:7&type=Vehicle".to_owned())]
     );
 }
+
+/// A malformed entity is refused (400) before any context source sees it, alone or in a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_entities_are_not_forwarded() {
+    let app = spawn_app().await;
+    let src = stub(201, Value::Null, Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "operations": ["createEntity", "createBatch"],
+               "information": [{"entities": [{"type": "Vehicle"}]}]}),
+    )
+    .await;
+    let bad = json!({"id": "urn:ngsi-ld:Vehicle:bad", "type": "Vehicle", "speed": {"type": "Property"}});
+    let r = app.post_json("/ngsi-ld/v1/entities", &bad).await;
+    assert_eq!(r.status(), 400);
+    let r = app.post_json("/ngsi-ld/v1/entityOperations/create", &json!([bad, vehicle(1, 10)])).await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["success"], json!(["urn:ngsi-ld:Vehicle:1"]), "{out}");
+    assert_eq!(out["errors"][0]["entityId"], "urn:ngsi-ld:Vehicle:bad", "{out}");
+    assert_eq!(out["errors"][0]["error"]["status"], 400, "{out}");
+    let got = src.got.lock().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].body, json!([vehicle(1, 10)]));
+}
