@@ -64,6 +64,11 @@ pub struct Forwarded {
     pub forwarded: bool,
     /// Whether a redirect registration took the operation (the broker then keeps nothing).
     pub redirected: bool,
+    /// Whether some source accepted its part.
+    pub accepted: bool,
+    /// One error per source that refused its part (the source's status kept where it has an
+    /// NGSI-LD meaning, such as 409 AlreadyExists).
+    pub errors: Vec<NgsiError>,
 }
 
 impl Forwarded {
@@ -427,6 +432,11 @@ impl Forwarder {
             out.forwarded = true;
             if t.reg.mode == Mode::Redirect {
                 out.redirected = true;
+            }
+            if a.status < 300 {
+                out.accepted = true;
+            } else {
+                out.errors.push(failure(&a, &format!("context source {}", t.reg.endpoint)));
             }
             for k in part.keys().filter(|k| !matches!(k.as_str(), "id" | "type")) {
                 let n = ctx.expand(k);

@@ -29,7 +29,17 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
     }
     let ctx = body_context(&req, &state, media, &body).await?;
     let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
-    let id = create_entity::run(&state.broker, &t, &body, &ctx, &dist).await?;
+    let created = create_entity::run(&state.broker, &t, &body, &ctx, &dist).await?;
+    if !created.errors.is_empty() {
+        // A distributed create that partly failed: a BatchOperationResult for the one entity.
+        let out = crate::ops::BatchOutcome {
+            success: if created.succeeded { vec![created.id.clone()] } else { Vec::new() },
+            created: Vec::new(),
+            errors: created.errors.into_iter().map(|e| (created.id.clone(), e)).collect(),
+        };
+        return Ok(respond::batch_207(&out));
+    }
+    let id = created.id;
     let mut resp = HttpResponse::Created();
     resp.insert_header((header::LOCATION, format!("/ngsi-ld/v1/entities/{id}")));
     if !t.is_empty() {

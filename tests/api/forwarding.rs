@@ -598,3 +598,57 @@ async fn malformed_entities_are_not_forwarded() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].body, json!([vehicle(1, 10)]));
 }
+
+/// A distributed create whose parts fail on their own answers 207 with a BatchOperationResult
+/// naming each failure (the source's 409 kept); one that fails in its only part answers that
+/// failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partly_failed_distributed_create_answers_207() {
+    let app = spawn_app().await;
+    let exists = stub(
+        409,
+        json!({"type": "https://uri.etsi.org/ngsi-ld/errors/AlreadyExists", "detail": "taken"}),
+        Duration::ZERO,
+    )
+    .await;
+    let accepts = stub(201, Value::Null, Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": exists.url, "operations": ["createEntity"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle"}]}]}),
+    )
+    .await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": accepts.url, "operations": ["createEntity"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Vehicle:2", "type": "Vehicle"}]}]}),
+    )
+    .await;
+    // The source has it, the broker creates it: 207, one error (the source's 409).
+    let r = app.post_json("/ngsi-ld/v1/entities", &vehicle(1, 10)).await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["success"], json!(["urn:ngsi-ld:Vehicle:1"]), "{out}");
+    assert_eq!(out["errors"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(out["errors"][0]["entityId"], "urn:ngsi-ld:Vehicle:1");
+    assert_eq!(out["errors"][0]["error"]["status"], 409, "{out}");
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.status(), 200);
+    // Again: both the broker and the source have it: two errors, no success.
+    let r = app.post_json("/ngsi-ld/v1/entities", &vehicle(1, 10)).await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["success"], json!([]), "{out}");
+    let statuses: Vec<&Value> = out["errors"].as_array().unwrap().iter().map(|e| &e["error"]["status"]).collect();
+    assert_eq!(statuses, [409, 409], "{out}");
+    // The broker has it, the source creates it: 207 with the broker's 409.
+    app.post_json("/ngsi-ld/v1/entities?local=true", &vehicle(2, 20)).await;
+    let r = app.post_json("/ngsi-ld/v1/entities", &vehicle(2, 20)).await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["success"], json!(["urn:ngsi-ld:Vehicle:2"]), "{out}");
+    assert_eq!(out["errors"][0]["error"]["status"], 409, "{out}");
+    assert_eq!(accepts.got.lock().len(), 1);
+    // All went well: 201.
+    let r = app.post_json("/ngsi-ld/v1/entities", &vehicle(3, 30)).await;
+    assert_eq!(r.status(), 201);
+}
