@@ -264,6 +264,27 @@ pub fn merge(into: &mut Entity, from: Entity, mode: Mode) {
     }
 }
 
+/// Why a source that answered 207 (partial success) did not update the attribute `name`
+/// (expanded), `None` if it did: its UpdateResult's `notUpdated` entry, else its absence from
+/// `updated`; a 207 that says neither confirms nothing.
+fn not_updated(a: &Answer, name: &str, cs: &Context) -> Option<String> {
+    let body = a.body.as_ref();
+    let names = |key: &str| body.and_then(|b| b.get(key)).and_then(Value::as_array);
+    if let Some(entries) = names("notUpdated") {
+        return entries
+            .iter()
+            .find(|e| e.get("attributeName").and_then(Value::as_str).is_some_and(|n| cs.expand(n) == name))
+            .map(|e| {
+                e.get("reason").and_then(Value::as_str).unwrap_or("not updated by the context source").to_owned()
+            });
+    }
+    match names("updated") {
+        Some(updated) if updated.iter().any(|n| n.as_str().is_some_and(|n| cs.expand(n) == name)) => None,
+        Some(_) => Some("not updated by the context source".to_owned()),
+        None => Some("the context source answered 207 without saying what it updated".to_owned()),
+    }
+}
+
 /// A failed forwarded request as an error for the caller.
 pub fn failure(a: &Answer, what: &str) -> NgsiError {
     let detail = a
@@ -440,7 +461,10 @@ impl Forwarder {
             }
             for k in part.keys().filter(|k| !matches!(k.as_str(), "id" | "type")) {
                 let n = ctx.expand(k);
-                if a.status < 300 {
+                let partly = (a.status == 207).then(|| not_updated(&a, &n, &cs)).flatten();
+                if let Some(why) = partly {
+                    out.refused.push((n, why));
+                } else if a.status < 300 {
                     if !out.sent.contains(&n) {
                         out.sent.push(n);
                     }

@@ -652,3 +652,44 @@ async fn a_partly_failed_distributed_create_answers_207() {
     let r = app.post_json("/ngsi-ld/v1/entities", &vehicle(3, 30)).await;
     assert_eq!(r.status(), 201);
 }
+
+/// A source answering 207 to a forwarded append did not take everything: what its UpdateResult
+/// does not confirm is reported not updated (207), and the query options reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sources_partial_answer_to_an_append_is_a_207() {
+    let app = spawn_app().await;
+    app.create(robot()).await;
+    let silent = stub(207, Value::Null, Duration::ZERO).await;
+    let partial = stub(
+        207,
+        json!({"updated": ["mode"], "notUpdated": [{"attributeName": "speed", "reason": "speed exists"}]}),
+        Duration::ZERO,
+    )
+    .await;
+    for (src, attrs) in [(&silent, json!(["position"])), (&partial, json!(["mode", "speed"]))] {
+        register(
+            &app,
+            json!({"type": "ContextSourceRegistration", "endpoint": src.url, "mode": "exclusive",
+                   "operations": ["appendAttrs"],
+                   "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}],
+                                    "propertyNames": attrs}]}),
+        )
+        .await;
+    }
+    let r = app
+        .post_json(
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs?options=noOverwrite",
+            &json!({"position": {"type": "Property", "value": 1}, "mode": {"type": "Property", "value": "auto"},
+                    "speed": {"type": "Property", "value": 2}, "battery": {"type": "Property", "value": 50}}),
+        )
+        .await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    let mut not: Vec<&str> =
+        out["notUpdated"].as_array().unwrap().iter().map(|e| e["attributeName"].as_str().unwrap()).collect();
+    not.sort();
+    // battery exists here and noOverwrite keeps it: not updated, by the broker.
+    assert_eq!(not, ["battery", "position", "speed"], "{out}");
+    assert_eq!(out["updated"], json!(["mode"]), "{out}");
+    assert_eq!(seen(&silent)[0].1, "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs?options=noOverwrite");
+}
