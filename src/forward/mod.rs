@@ -767,6 +767,26 @@ impl Forwarder {
         out
     }
 
+    /// Distributed Purge Entities (§5.6.21): the same request (the client's query string and
+    /// context) goes to every source registered for `purgeEntity` on the types asked for, at
+    /// once. Returns how many accepted it.
+    pub async fn purge(&self, dist: &Dist, tenant: &str, types: &[String], ctx: &Context) -> usize {
+        if !self.active(tenant, dist) {
+            return 0;
+        }
+        let targets = self.targets(tenant, None, types, None, Op::PurgeEntity);
+        let query = dist.query.as_deref().map(plain_query).unwrap_or_default();
+        let path =
+            if query.is_empty() { "/ngsi-ld/v1/entities".to_owned() } else { format!("/ngsi-ld/v1/entities?{query}") };
+        let answers = futures_util::future::join_all(
+            targets
+                .iter()
+                .map(|t| self.send(t, tenant, reqwest::Method::DELETE, &path, ctx, None, dist.via.as_deref())),
+        )
+        .await;
+        answers.iter().filter(|a| a.status < 300).count()
+    }
+
     /// Distributed Batch Entity Delete (§5.6.10): each source registered for `deleteBatch` on
     /// some of the entities (id, expanded types) gets one batch delete with their ids. Per
     /// entity: whether a source deleted it, and the refusal of an exclusive or redirect source

@@ -340,7 +340,8 @@ pub async fn purge(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
         local: p.bool("local")?,
         ..Default::default()
     };
-    let n = purge_entities::run(&state.broker, &t, &params, &ctx, what).await?;
+    let dist = super::extract::dist(&req, &state, params.local)?;
+    let n = purge_entities::run(&state.broker, &t, &params, &ctx, what, &dist).await?;
     tracing::info!(tenant = %t, entities = n, "purged");
     Ok(HttpResponse::NoContent().insert_header(("NGSILD-Results-Count", n.to_string())).finish())
 }

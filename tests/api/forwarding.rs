@@ -693,3 +693,37 @@ async fn a_sources_partial_answer_to_an_append_is_a_207() {
     assert_eq!(out["updated"], json!(["mode"]), "{out}");
     assert_eq!(seen(&silent)[0].1, "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs?options=noOverwrite");
 }
+
+/// Purge Entities goes to the sources registered for `purgeEntity` on the type asked for, with
+/// the client's query: a second broker loses the matching entities too; a source registered
+/// for another type is not asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_reaches_the_sources_of_the_type() {
+    let a = spawn_app().await;
+    let b = spawn_app().await;
+    let other = stub(204, Value::Null, Duration::ZERO).await;
+    register(
+        &a,
+        json!({"type": "ContextSourceRegistration", "endpoint": b.address, "operations": ["purgeEntity"],
+               "information": [{"entities": [{"type": "Vehicle"}]}]}),
+    )
+    .await;
+    register(
+        &a,
+        json!({"type": "ContextSourceRegistration", "endpoint": other.url, "operations": ["purgeEntity"],
+               "information": [{"entities": [{"type": "Room"}]}]}),
+    )
+    .await;
+    a.create(vehicle(1, 10)).await;
+    b.create(vehicle(2, 20)).await;
+    b.create(json!({"id": "urn:ngsi-ld:Room:1", "type": "Room"})).await;
+    assert_eq!(a.delete("/ngsi-ld/v1/entities?type=Vehicle").await.status(), 204);
+    assert_eq!(a.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.status(), 404);
+    assert_eq!(b.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:2").await.status(), 404);
+    assert_eq!(b.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Room:1").await.status(), 200);
+    assert!(other.got.lock().is_empty());
+    // local=true keeps the purge here.
+    b.create(vehicle(3, 30)).await;
+    assert_eq!(a.delete("/ngsi-ld/v1/entities?type=Vehicle&local=true").await.status(), 204);
+    assert_eq!(b.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:3").await.status(), 200);
+}
