@@ -483,7 +483,9 @@ impl Forwarder {
     }
 
     /// Distributed Retrieve Entity (§5.7.1): asks the sources registered for the entity and
-    /// merges their answers into the broker's own view (`local`, if it has the entity).
+    /// merges their answers into the broker's own view (`local`, if it has the entity). A source
+    /// registered for `queryEntity` or `queryBatch` but not `retrieveEntity` is asked with a
+    /// query for the entity's id (and the types known for it).
     pub async fn retrieve(
         &self,
         dist: &Dist,
@@ -496,20 +498,85 @@ impl Forwarder {
             return local;
         }
         let types: Vec<String> = local.as_ref().map(|e| e.types.clone()).unwrap_or_default();
-        let targets = self.targets(tenant, Some(id), &types, None, Op::RetrieveEntity);
+        let mut targets: Vec<(Target, Op)> = self
+            .targets(tenant, Some(id), &types, None, Op::RetrieveEntity)
+            .into_iter()
+            .map(|t| (t, Op::RetrieveEntity))
+            .collect();
+        for op in [Op::QueryEntity, Op::QueryBatch] {
+            for t in self.targets(tenant, Some(id), &types, None, op) {
+                if !targets.iter().any(|(x, _)| x.reg.id == t.reg.id) {
+                    targets.push((t, op));
+                }
+            }
+        }
         if targets.is_empty() {
             return local;
         }
         let mut merged: Option<Entity> = local.as_deref().cloned();
-        for t in &targets {
+        for (t, op) in &targets {
             let cs = self.context_for(&t.reg, ctx).await;
-            let mut path = format!("/ngsi-ld/v1/entities/{}", segment(id));
-            if let Some(attrs) = t.attrs.as_ref().filter(|a| !a.is_empty()) {
-                let list: Vec<String> = attrs.iter().map(|a| cs.compact(a)).collect();
-                path.push_str(&format!("?attrs={}", list.iter().map(|a| segment(a)).collect::<Vec<_>>().join(",")));
-            }
-            let a = self.send(t, tenant, reqwest::Method::GET, &path, &cs, None, dist.via.as_deref()).await;
-            let Some(remote) = a.body.as_ref().filter(|_| a.status == 200).and_then(|b| entity_from(b, &cs)) else {
+            let attrs: Option<Vec<String>> =
+                t.attrs.as_ref().filter(|a| !a.is_empty()).map(|a| a.iter().map(|a| cs.compact(a)).collect());
+            let a = match op {
+                Op::RetrieveEntity => {
+                    let mut path = format!("/ngsi-ld/v1/entities/{}", segment(id));
+                    if let Some(list) = &attrs {
+                        path.push_str(&format!(
+                            "?attrs={}",
+                            list.iter().map(|a| segment(a)).collect::<Vec<_>>().join(",")
+                        ));
+                    }
+                    self.send(t, tenant, reqwest::Method::GET, &path, &cs, None, dist.via.as_deref()).await
+                }
+                _ => {
+                    // The entity's types: the broker's, else those the registration names.
+                    let mut known: Vec<String> = Vec::new();
+                    for ty in types.iter().chain(if types.is_empty() { t.reg.types().collect() } else { Vec::new() }) {
+                        let c = cs.compact(ty);
+                        if !known.contains(&c) {
+                            known.push(c);
+                        }
+                    }
+                    if *op == Op::QueryEntity {
+                        let mut path = format!("/ngsi-ld/v1/entities?id={}", segment(id));
+                        if !known.is_empty() {
+                            path.push_str(&format!(
+                                "&type={}",
+                                known.iter().map(|t| segment(t)).collect::<Vec<_>>().join(",")
+                            ));
+                        }
+                        if let Some(list) = &attrs {
+                            path.push_str(&format!(
+                                "&attrs={}",
+                                list.iter().map(|a| segment(a)).collect::<Vec<_>>().join(",")
+                            ));
+                        }
+                        self.send(t, tenant, reqwest::Method::GET, &path, &cs, None, dist.via.as_deref()).await
+                    } else {
+                        let mut selector = Map::new();
+                        selector.insert("id".into(), Value::String(id.to_owned()));
+                        if !known.is_empty() {
+                            selector.insert("type".into(), Value::String(known.join(",")));
+                        }
+                        let mut query = Map::new();
+                        query.insert("type".into(), Value::String("Query".into()));
+                        query.insert("entities".into(), Value::Array(vec![Value::Object(selector)]));
+                        if let Some(list) = attrs {
+                            query.insert("attrs".into(), Value::Array(list.into_iter().map(Value::String).collect()));
+                        }
+                        let body = Value::Object(query);
+                        let path = "/ngsi-ld/v1/entityOperations/query";
+                        self.send(t, tenant, reqwest::Method::POST, path, &cs, Some(&body), dist.via.as_deref()).await
+                    }
+                }
+            };
+            // A query answers a list; the entity asked for is the one with this id.
+            let found = match a.body.as_ref().filter(|_| a.status == 200) {
+                Some(Value::Array(items)) => items.iter().find(|e| e.get("id").and_then(Value::as_str) == Some(id)),
+                other => other,
+            };
+            let Some(remote) = found.and_then(|b| entity_from(b, &cs)) else {
                 continue;
             };
             if remote.id != id {

@@ -727,3 +727,38 @@ async fn purge_reaches_the_sources_of_the_type() {
     assert_eq!(a.delete("/ngsi-ld/v1/entities?type=Vehicle&local=true").await.status(), 204);
     assert_eq!(b.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:3").await.status(), 200);
 }
+
+/// A source registered only for queries is asked for an entity being retrieved with a query
+/// for its id: GET /entities?id=…&type=… (`queryEntity`) or POST /entityOperations/query
+/// (`queryBatch`); the entity with that id in its answer joins the broker's view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrieve_asks_query_only_sources_with_a_query() {
+    let app = spawn_app().await;
+    let by_get = stub(200, json!([vehicle(6, 60), vehicle(7, 70)]), Duration::ZERO).await;
+    let by_post = stub(
+        200,
+        json!([{"id": "urn:ngsi-ld:Vehicle:7", "type": "Vehicle", "colour": {"type": "Property", "value": "red"}}]),
+        Duration::ZERO,
+    )
+    .await;
+    for (src, op) in [(&by_get, "queryEntity"), (&by_post, "queryBatch")] {
+        register(
+            &app,
+            json!({"type": "ContextSourceRegistration", "endpoint": src.url, "operations": [op],
+                   "information": [{"entities": [{"type": "Vehicle"}]}]}),
+        )
+        .await;
+    }
+    let r = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:7").await;
+    assert_eq!(r.status(), 200);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["speed"]["value"], 70, "{e}");
+    assert_eq!(e["colour"]["value"], "red", "{e}");
+    assert_eq!(
+        seen(&by_get),
+        [("GET".to_owned(), "/ngsi-ld/v1/entities?id=urn:ngsi-ld:Vehicle:7&type=Vehicle".to_owned())]
+    );
+    let got = by_post.got.lock().clone();
+    assert_eq!((got[0].method.as_str(), got[0].path.as_str()), ("POST", "/ngsi-ld/v1/entityOperations/query"));
+    assert_eq!(got[0].body, json!({"type": "Query", "entities": [{"id": "urn:ngsi-ld:Vehicle:7", "type": "Vehicle"}]}));
+}
