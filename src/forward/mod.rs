@@ -35,12 +35,14 @@ pub struct Dist {
     pub via: Option<String>,
     /// The request's query string (forwarded as it is by Query Entities).
     pub query: Option<String>,
+    /// The Query of `POST /entityOperations/query` (forwarded to `queryBatch` sources).
+    pub query_body: Option<Value>,
 }
 
 impl Dist {
     /// A request that is never forwarded (internal callers, tests).
     pub fn local() -> Dist {
-        Dist { local_only: true, via: None, query: None }
+        Dist { local_only: true, via: None, query: None, query_body: None }
     }
 }
 
@@ -598,7 +600,9 @@ impl Forwarder {
     /// Distributed Query Entities (§5.7.2): the same query (the client's query string and
     /// context) goes to every source registered for the types asked for; entities are merged
     /// by id with the broker's own page, which keeps its order, the others following. Paging is
-    /// per source (no entity map): a page holds at most `limit` entities.
+    /// per source (no entity map): a page holds at most `limit` entities. A Query of
+    /// `POST /entityOperations/query` goes the same way to the sources registered for
+    /// `queryBatch`, as that POST (its `@context` sent as a Link).
     #[allow(clippy::too_many_arguments)]
     pub async fn query(
         &self,
@@ -613,17 +617,28 @@ impl Forwarder {
         if !self.active(tenant, dist) {
             return local;
         }
-        let targets = self.targets(tenant, None, types, attrs, Op::QueryEntity);
+        let op = if dist.query_body.is_some() { Op::QueryBatch } else { Op::QueryEntity };
+        let targets = self.targets(tenant, None, types, attrs, op);
         if targets.is_empty() {
             return local;
         }
         let mut out: Vec<Entity> = local.iter().map(|e| (**e).clone()).collect();
         let query = dist.query.as_deref().map(plain_query).unwrap_or_default();
-        let path =
-            if query.is_empty() { "/ngsi-ld/v1/entities".to_owned() } else { format!("/ngsi-ld/v1/entities?{query}") };
+        let base = if op == Op::QueryBatch { "/ngsi-ld/v1/entityOperations/query" } else { "/ngsi-ld/v1/entities" };
+        let path = if query.is_empty() { base.to_owned() } else { format!("{base}?{query}") };
+        let (method, body) = match &dist.query_body {
+            Some(Value::Object(q)) => {
+                let mut q = q.clone();
+                q.remove("@context");
+                (reqwest::Method::POST, Some(Value::Object(q)))
+            }
+            _ => (reqwest::Method::GET, None),
+        };
         // The sources are asked at once; their answers are merged in registration order.
         let answers = futures_util::future::join_all(
-            targets.iter().map(|t| self.send(t, tenant, reqwest::Method::GET, &path, ctx, None, dist.via.as_deref())),
+            targets
+                .iter()
+                .map(|t| self.send(t, tenant, method.clone(), &path, ctx, body.as_ref(), dist.via.as_deref())),
         )
         .await;
         for (t, a) in targets.iter().zip(answers) {

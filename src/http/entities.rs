@@ -294,7 +294,9 @@ pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Res
             .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| NgsiError::bad_data("joinLevel must be a positive integer"))?;
     }
-    let dist = super::extract::dist(&req, &state, params.local)?;
+    // Distributed as a queryBatch unless local=true (`params.local` only lifts the selector rule).
+    let mut dist = super::extract::dist(&req, &state, p.bool("local")?)?;
+    dist.query_body = Some(body);
     let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist).await?;
     with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await
 }

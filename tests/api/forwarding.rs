@@ -762,3 +762,41 @@ async fn retrieve_asks_query_only_sources_with_a_query() {
     assert_eq!((got[0].method.as_str(), got[0].path.as_str()), ("POST", "/ngsi-ld/v1/entityOperations/query"));
     assert_eq!(got[0].body, json!({"type": "Query", "entities": [{"id": "urn:ngsi-ld:Vehicle:7", "type": "Vehicle"}]}));
 }
+
+/// `POST /entityOperations/query` goes to the sources registered for `queryBatch` as that POST
+/// (not to those registered for `queryEntity` only, and not with local=true); their entities
+/// join the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_batch_is_forwarded_to_query_batch_sources() {
+    let app = spawn_app().await;
+    app.create(vehicle(1, 10)).await;
+    let batch = stub(200, json!([vehicle(7, 70)]), Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": batch.url, "operations": ["queryBatch"],
+               "information": [{"entities": [{"type": "Vehicle"}]}]}),
+    )
+    .await;
+    let query = json!({"type": "Query", "entities": [{"type": "Vehicle"}]});
+    let out: Vec<Value> =
+        app.post_json("/ngsi-ld/v1/entityOperations/query?limit=10", &query).await.json().await.unwrap();
+    let mut ids: Vec<&str> = out.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:7"]);
+    {
+        let got = batch.got.lock();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            (got[0].method.as_str(), got[0].path.as_str()),
+            ("POST", "/ngsi-ld/v1/entityOperations/query?limit=10")
+        );
+        assert_eq!(got[0].body, query);
+    }
+    // A GET query is for queryEntity sources; local=true stays here.
+    let out: Vec<Value> = app.get("/ngsi-ld/v1/entities?type=Vehicle").await.json().await.unwrap();
+    assert_eq!(out.len(), 1);
+    let out: Vec<Value> =
+        app.post_json("/ngsi-ld/v1/entityOperations/query?local=true", &query).await.json().await.unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(batch.got.lock().len(), 1);
+}
