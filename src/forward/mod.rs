@@ -702,6 +702,8 @@ pub struct ItemOutcome {
     pub rest: Option<Map<String, Value>>,
     /// The first refusal of a source (the element's error).
     pub error: Option<NgsiError>,
+    /// Whether an exclusive or redirect source took attributes of it.
+    pub took_attrs: bool,
 }
 
 impl ItemOutcome {
@@ -839,6 +841,7 @@ impl Forwarder {
                     }
                 }
                 if t.reg.mode.is_proxied() {
+                    o.took_attrs |= keys.iter().any(|k| k.as_str() != "scope");
                     let rest = o.rest.get_or_insert_with(|| items[*i].fragment.clone());
                     for k in keys {
                         rest.remove(k.as_str());

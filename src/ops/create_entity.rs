@@ -52,7 +52,10 @@ pub async fn run(
             .fragment(dist, tenant, &id, &types, fragment, ctx, op, reqwest::Method::POST, "/ngsi-ld/v1/entities", true)
             .await;
         if f.forwarded {
-            let keep_local = !f.redirected || f.attrs_left();
+            // Exclusive sources that took every attribute of an entity the broker already holds
+            // leave it nothing to create (its id and type are there).
+            let taken = !f.attrs_left() && !f.sent.is_empty();
+            let keep_local = (!f.redirected || f.attrs_left()) && !(taken && b.store.get(tenant, &id).await?.is_some());
             let (mut errors, mut succeeded) = (f.errors, f.accepted);
             if keep_local {
                 match local(b, tenant, &Value::Object(f.rest), ctx, now).await {

@@ -187,7 +187,12 @@ pub async fn distribute_batch<'a>(
     for ((i, item), o) in index.into_iter().zip(&batch).zip(outcomes) {
         if let Some(e) = o.error {
             out[i] = Element::Failed(e);
-        } else if o.forwarded && !o.attrs_left(item.fragment) && (o.redirected || !whole) {
+        } else if o.forwarded
+            && !o.attrs_left(item.fragment)
+            && (o.redirected || !whole || (o.took_attrs && b.store.get(tenant, item.id).await?.is_some()))
+        {
+            // Taken whole (redirect), all that was given taken (update, merge), or all the
+            // attributes of an entity the broker already holds taken (create, upsert).
             out[i] = Element::Remote { created: o.created };
         } else if let Some(rest) = o.rest {
             out[i] = Element::Local(std::borrow::Cow::Owned(Value::Object(rest)));

@@ -800,3 +800,35 @@ async fn a_query_batch_is_forwarded_to_query_batch_sources() {
     assert_eq!(out.len(), 1);
     assert_eq!(batch.got.lock().len(), 1);
 }
+
+/// Creating an entity the broker already holds, with only attributes an exclusive source is
+/// registered for, creates them there and leaves nothing to create here: 201, alone or in a
+/// batch. With nothing taken, the broker's 409 stands (beside the source's success: 207).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_only_exclusive_attributes_of_a_held_entity_succeeds() {
+    let app = spawn_app().await;
+    let src = stub(201, Value::Null, Duration::ZERO).await;
+    app.post_json("/ngsi-ld/v1/entities?local=true", &robot()).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "mode": "exclusive",
+               "operations": ["createEntity", "createBatch"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}],
+                                "propertyNames": ["position"]}]}),
+    )
+    .await;
+    let position =
+        json!({"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot", "position": {"type": "Property", "value": 1}});
+    let r = app.post_json("/ngsi-ld/v1/entities", &position).await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let r = app.post_json("/ngsi-ld/v1/entityOperations/create", &json!([position])).await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    assert_eq!(src.got.lock().len(), 2);
+    let e: Value = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2?local=true").await.json().await.unwrap();
+    assert!(e.get("position").is_none(), "{e}");
+    assert_eq!(e["battery"]["value"], 80);
+    let r = app.post_json("/ngsi-ld/v1/entities", &json!({"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"})).await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["errors"][0]["error"]["status"], 409, "{out}");
+}
