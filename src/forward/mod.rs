@@ -53,6 +53,15 @@ pub struct Target {
     pub attrs: Option<Vec<String>>,
 }
 
+/// What forwarding an operation on one attribute did.
+#[derive(Debug, Clone, Copy)]
+pub struct AttrForward {
+    /// Whether the broker applies the operation too (no exclusive or redirect source took it).
+    pub keep_local: bool,
+    /// Whether an inclusive source applied it.
+    pub done_remotely: bool,
+}
+
 /// What forwarding an entity fragment did.
 #[derive(Debug, Default)]
 pub struct Forwarded {
@@ -368,14 +377,15 @@ impl Forwarder {
         name: &str,
         body: &Value,
         ctx: &Arc<Context>,
-    ) -> NgsiResult<bool> {
+    ) -> NgsiResult<AttrForward> {
         self.single_attr(dist, tenant, id, types, name, Some(body), ctx, Op::UpdateAttrs, reqwest::Method::PATCH, "")
             .await
     }
 
     /// An operation on one attribute (partial update, replace, delete), sent to the sources
     /// registered for it with `method` at `/entities/{id}/attrs/{attr}` plus `query`. Returns
-    /// whether the broker keeps the attribute locally too.
+    /// whether the broker keeps the attribute locally too, and whether an inclusive source did
+    /// the operation (the broker not holding the attribute is then no error).
     #[allow(clippy::too_many_arguments)]
     pub async fn single_attr(
         &self,
@@ -389,24 +399,26 @@ impl Forwarder {
         op: Op,
         method: reqwest::Method,
         query: &str,
-    ) -> NgsiResult<bool> {
+    ) -> NgsiResult<AttrForward> {
+        let mut out = AttrForward { keep_local: true, done_remotely: false };
         if !self.active(tenant, dist) {
-            return Ok(true);
+            return Ok(out);
         }
         let targets = self.targets(tenant, Some(id), types, Some(&[name.to_owned()]), op);
-        let mut keep_local = true;
         for t in targets.iter().filter(|t| t.attrs.as_ref().is_none_or(|a| !a.is_empty())) {
             let cs = self.context_for(&t.reg, ctx).await;
             let path = format!("/ngsi-ld/v1/entities/{}/attrs/{}{query}", segment(id), segment(&cs.compact(name)));
             let a = self.send(t, tenant, method.clone(), &path, &cs, body, dist.via.as_deref()).await;
             if t.reg.mode.is_proxied() {
-                keep_local = false;
+                out.keep_local = false;
                 if a.status >= 300 {
                     return Err(failure(&a, &format!("the context source of {name} refused the operation")));
                 }
+            } else if a.status < 300 {
+                out.done_remotely = true;
             }
         }
-        Ok(keep_local)
+        Ok(out)
     }
 
     /// An operation carrying an entity fragment (create, update, append, merge, replace): each

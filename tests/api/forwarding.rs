@@ -832,3 +832,39 @@ async fn creating_only_exclusive_attributes_of_a_held_entity_succeeds() {
     let out: Value = r.json().await.unwrap();
     assert_eq!(out["errors"][0]["error"]["status"], 409, "{out}");
 }
+
+/// An attribute only an inclusive source holds: a partial update, replace or delete of it that
+/// the source applies succeeds though the broker does not hold it; one the source refuses is
+/// the broker's 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribute_operations_done_by_an_inclusive_source_succeed() {
+    let app = spawn_app().await;
+    app.create(robot()).await;
+    let src = stub(204, Value::Null, Duration::ZERO).await;
+    let refusing = stub(404, json!({"detail": "no such attribute"}), Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url,
+               "operations": ["updateAttrs", "replaceAttrs", "deleteAttrs"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}],
+                                "propertyNames": ["temperature"]}]}),
+    )
+    .await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": refusing.url, "operations": ["updateAttrs"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}],
+                                "propertyNames": ["humidity"]}]}),
+    )
+    .await;
+    let path = "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs/temperature";
+    let attr = json!({"type": "Property", "value": 21});
+    assert_eq!(app.patch_json(path, &attr).await.status(), 204);
+    let r = app.client.put(app.url(path)).json(&attr).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(app.delete(path).await.status(), 204);
+    assert_eq!(seen(&src).iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(), ["PATCH", "PUT", "DELETE"]);
+    let r = app.patch_json("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs/humidity", &attr).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(refusing.got.lock().len(), 1);
+}
