@@ -35,12 +35,14 @@ pub struct Dist {
     pub via: Option<String>,
     /// The request's query string (forwarded as it is by Query Entities).
     pub query: Option<String>,
+    /// The Query of `POST /entityOperations/query` (forwarded to `queryBatch` sources).
+    pub query_body: Option<Value>,
 }
 
 impl Dist {
     /// A request that is never forwarded (internal callers, tests).
     pub fn local() -> Dist {
-        Dist { local_only: true, via: None, query: None }
+        Dist { local_only: true, via: None, query: None, query_body: None }
     }
 }
 
@@ -49,6 +51,15 @@ impl Dist {
 pub struct Target {
     pub reg: Arc<CompiledRegistration>,
     pub attrs: Option<Vec<String>>,
+}
+
+/// What forwarding an operation on one attribute did.
+#[derive(Debug, Clone, Copy)]
+pub struct AttrForward {
+    /// Whether the broker applies the operation too (no exclusive or redirect source took it).
+    pub keep_local: bool,
+    /// Whether an inclusive source applied it.
+    pub done_remotely: bool,
 }
 
 /// What forwarding an entity fragment did.
@@ -64,6 +75,11 @@ pub struct Forwarded {
     pub forwarded: bool,
     /// Whether a redirect registration took the operation (the broker then keeps nothing).
     pub redirected: bool,
+    /// Whether some source accepted its part.
+    pub accepted: bool,
+    /// One error per source that refused its part (the source's status kept where it has an
+    /// NGSI-LD meaning, such as 409 AlreadyExists).
+    pub errors: Vec<NgsiError>,
 }
 
 impl Forwarded {
@@ -259,6 +275,27 @@ pub fn merge(into: &mut Entity, from: Entity, mode: Mode) {
     }
 }
 
+/// Why a source that answered 207 (partial success) did not update the attribute `name`
+/// (expanded), `None` if it did: its UpdateResult's `notUpdated` entry, else its absence from
+/// `updated`; a 207 that says neither confirms nothing.
+fn not_updated(a: &Answer, name: &str, cs: &Context) -> Option<String> {
+    let body = a.body.as_ref();
+    let names = |key: &str| body.and_then(|b| b.get(key)).and_then(Value::as_array);
+    if let Some(entries) = names("notUpdated") {
+        return entries
+            .iter()
+            .find(|e| e.get("attributeName").and_then(Value::as_str).is_some_and(|n| cs.expand(n) == name))
+            .map(|e| {
+                e.get("reason").and_then(Value::as_str).unwrap_or("not updated by the context source").to_owned()
+            });
+    }
+    match names("updated") {
+        Some(updated) if updated.iter().any(|n| n.as_str().is_some_and(|n| cs.expand(n) == name)) => None,
+        Some(_) => Some("not updated by the context source".to_owned()),
+        None => Some("the context source answered 207 without saying what it updated".to_owned()),
+    }
+}
+
 /// A failed forwarded request as an error for the caller.
 pub fn failure(a: &Answer, what: &str) -> NgsiError {
     let detail = a
@@ -269,10 +306,39 @@ pub fn failure(a: &Answer, what: &str) -> NgsiError {
     let kind = match a.status {
         404 => ErrorKind::ResourceNotFound,
         400 => ErrorKind::BadRequestData,
+        409 => ErrorKind::AlreadyExists,
         504 => ErrorKind::ContextSourceTimeout,
         _ => ErrorKind::ContextSourceFailed,
     };
     NgsiError::new(kind, format!("{what}: {detail}"))
+}
+
+/// A query string as forwarded: the percent-escapes of the characters a query may hold as they
+/// are (`:`, `/`, `@`, `,`, `;`, `!`, `*`, `'`, `(`, `)`, `$`) are decoded, so that a source sees
+/// `id=urn:ngsi-ld:Vehicle:1` however the client escaped it (the meaning is the same to an
+/// NGSI-LD server; sources that match requests literally, as Orion-LD writes them, need it).
+pub fn plain_query(q: &str) -> String {
+    let mut out = String::with_capacity(q.len());
+    let mut rest = q;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let decoded = rest
+            .get(at + 1..at + 3)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .filter(|b| b":/@,;!*'()$".contains(b));
+        match decoded {
+            Some(b) => {
+                out.push(b as char);
+                rest = &rest[at + 3..];
+            }
+            None => {
+                out.push('%');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Percent-encodes a path segment (entity ids are URIs and may hold `#`, `?` or `/`).
@@ -311,14 +377,15 @@ impl Forwarder {
         name: &str,
         body: &Value,
         ctx: &Arc<Context>,
-    ) -> NgsiResult<bool> {
+    ) -> NgsiResult<AttrForward> {
         self.single_attr(dist, tenant, id, types, name, Some(body), ctx, Op::UpdateAttrs, reqwest::Method::PATCH, "")
             .await
     }
 
     /// An operation on one attribute (partial update, replace, delete), sent to the sources
     /// registered for it with `method` at `/entities/{id}/attrs/{attr}` plus `query`. Returns
-    /// whether the broker keeps the attribute locally too.
+    /// whether the broker keeps the attribute locally too, and whether an inclusive source did
+    /// the operation (the broker not holding the attribute is then no error).
     #[allow(clippy::too_many_arguments)]
     pub async fn single_attr(
         &self,
@@ -332,24 +399,26 @@ impl Forwarder {
         op: Op,
         method: reqwest::Method,
         query: &str,
-    ) -> NgsiResult<bool> {
+    ) -> NgsiResult<AttrForward> {
+        let mut out = AttrForward { keep_local: true, done_remotely: false };
         if !self.active(tenant, dist) {
-            return Ok(true);
+            return Ok(out);
         }
         let targets = self.targets(tenant, Some(id), types, Some(&[name.to_owned()]), op);
-        let mut keep_local = true;
         for t in targets.iter().filter(|t| t.attrs.as_ref().is_none_or(|a| !a.is_empty())) {
             let cs = self.context_for(&t.reg, ctx).await;
             let path = format!("/ngsi-ld/v1/entities/{}/attrs/{}{query}", segment(id), segment(&cs.compact(name)));
             let a = self.send(t, tenant, method.clone(), &path, &cs, body, dist.via.as_deref()).await;
             if t.reg.mode.is_proxied() {
-                keep_local = false;
+                out.keep_local = false;
                 if a.status >= 300 {
                     return Err(failure(&a, &format!("the context source of {name} refused the operation")));
                 }
+            } else if a.status < 300 {
+                out.done_remotely = true;
             }
         }
-        Ok(keep_local)
+        Ok(out)
     }
 
     /// An operation carrying an entity fragment (create, update, append, merge, replace): each
@@ -399,9 +468,17 @@ impl Forwarder {
             if t.reg.mode == Mode::Redirect {
                 out.redirected = true;
             }
+            if a.status < 300 {
+                out.accepted = true;
+            } else {
+                out.errors.push(failure(&a, &format!("context source {}", t.reg.endpoint)));
+            }
             for k in part.keys().filter(|k| !matches!(k.as_str(), "id" | "type")) {
                 let n = ctx.expand(k);
-                if a.status < 300 {
+                let partly = (a.status == 207).then(|| not_updated(&a, &n, &cs)).flatten();
+                if let Some(why) = partly {
+                    out.refused.push((n, why));
+                } else if a.status < 300 {
                     if !out.sent.contains(&n) {
                         out.sent.push(n);
                     }
@@ -420,7 +497,9 @@ impl Forwarder {
     }
 
     /// Distributed Retrieve Entity (§5.7.1): asks the sources registered for the entity and
-    /// merges their answers into the broker's own view (`local`, if it has the entity).
+    /// merges their answers into the broker's own view (`local`, if it has the entity). A source
+    /// registered for `queryEntity` or `queryBatch` but not `retrieveEntity` is asked with a
+    /// query for the entity's id (and the types known for it).
     pub async fn retrieve(
         &self,
         dist: &Dist,
@@ -433,20 +512,85 @@ impl Forwarder {
             return local;
         }
         let types: Vec<String> = local.as_ref().map(|e| e.types.clone()).unwrap_or_default();
-        let targets = self.targets(tenant, Some(id), &types, None, Op::RetrieveEntity);
+        let mut targets: Vec<(Target, Op)> = self
+            .targets(tenant, Some(id), &types, None, Op::RetrieveEntity)
+            .into_iter()
+            .map(|t| (t, Op::RetrieveEntity))
+            .collect();
+        for op in [Op::QueryEntity, Op::QueryBatch] {
+            for t in self.targets(tenant, Some(id), &types, None, op) {
+                if !targets.iter().any(|(x, _)| x.reg.id == t.reg.id) {
+                    targets.push((t, op));
+                }
+            }
+        }
         if targets.is_empty() {
             return local;
         }
         let mut merged: Option<Entity> = local.as_deref().cloned();
-        for t in &targets {
+        for (t, op) in &targets {
             let cs = self.context_for(&t.reg, ctx).await;
-            let mut path = format!("/ngsi-ld/v1/entities/{}", segment(id));
-            if let Some(attrs) = t.attrs.as_ref().filter(|a| !a.is_empty()) {
-                let list: Vec<String> = attrs.iter().map(|a| cs.compact(a)).collect();
-                path.push_str(&format!("?attrs={}", list.iter().map(|a| segment(a)).collect::<Vec<_>>().join(",")));
-            }
-            let a = self.send(t, tenant, reqwest::Method::GET, &path, &cs, None, dist.via.as_deref()).await;
-            let Some(remote) = a.body.as_ref().filter(|_| a.status == 200).and_then(|b| entity_from(b, &cs)) else {
+            let attrs: Option<Vec<String>> =
+                t.attrs.as_ref().filter(|a| !a.is_empty()).map(|a| a.iter().map(|a| cs.compact(a)).collect());
+            let a = match op {
+                Op::RetrieveEntity => {
+                    let mut path = format!("/ngsi-ld/v1/entities/{}", segment(id));
+                    if let Some(list) = &attrs {
+                        path.push_str(&format!(
+                            "?attrs={}",
+                            list.iter().map(|a| segment(a)).collect::<Vec<_>>().join(",")
+                        ));
+                    }
+                    self.send(t, tenant, reqwest::Method::GET, &path, &cs, None, dist.via.as_deref()).await
+                }
+                _ => {
+                    // The entity's types: the broker's, else those the registration names.
+                    let mut known: Vec<String> = Vec::new();
+                    for ty in types.iter().chain(if types.is_empty() { t.reg.types().collect() } else { Vec::new() }) {
+                        let c = cs.compact(ty);
+                        if !known.contains(&c) {
+                            known.push(c);
+                        }
+                    }
+                    if *op == Op::QueryEntity {
+                        let mut path = format!("/ngsi-ld/v1/entities?id={}", segment(id));
+                        if !known.is_empty() {
+                            path.push_str(&format!(
+                                "&type={}",
+                                known.iter().map(|t| segment(t)).collect::<Vec<_>>().join(",")
+                            ));
+                        }
+                        if let Some(list) = &attrs {
+                            path.push_str(&format!(
+                                "&attrs={}",
+                                list.iter().map(|a| segment(a)).collect::<Vec<_>>().join(",")
+                            ));
+                        }
+                        self.send(t, tenant, reqwest::Method::GET, &path, &cs, None, dist.via.as_deref()).await
+                    } else {
+                        let mut selector = Map::new();
+                        selector.insert("id".into(), Value::String(id.to_owned()));
+                        if !known.is_empty() {
+                            selector.insert("type".into(), Value::String(known.join(",")));
+                        }
+                        let mut query = Map::new();
+                        query.insert("type".into(), Value::String("Query".into()));
+                        query.insert("entities".into(), Value::Array(vec![Value::Object(selector)]));
+                        if let Some(list) = attrs {
+                            query.insert("attrs".into(), Value::Array(list.into_iter().map(Value::String).collect()));
+                        }
+                        let body = Value::Object(query);
+                        let path = "/ngsi-ld/v1/entityOperations/query";
+                        self.send(t, tenant, reqwest::Method::POST, path, &cs, Some(&body), dist.via.as_deref()).await
+                    }
+                }
+            };
+            // A query answers a list; the entity asked for is the one with this id.
+            let found = match a.body.as_ref().filter(|_| a.status == 200) {
+                Some(Value::Array(items)) => items.iter().find(|e| e.get("id").and_then(Value::as_str) == Some(id)),
+                other => other,
+            };
+            let Some(remote) = found.and_then(|b| entity_from(b, &cs)) else {
                 continue;
             };
             if remote.id != id {
@@ -468,7 +612,9 @@ impl Forwarder {
     /// Distributed Query Entities (§5.7.2): the same query (the client's query string and
     /// context) goes to every source registered for the types asked for; entities are merged
     /// by id with the broker's own page, which keeps its order, the others following. Paging is
-    /// per source (no entity map): a page holds at most `limit` entities.
+    /// per source (no entity map): a page holds at most `limit` entities. A Query of
+    /// `POST /entityOperations/query` goes the same way to the sources registered for
+    /// `queryBatch`, as that POST (its `@context` sent as a Link).
     #[allow(clippy::too_many_arguments)]
     pub async fn query(
         &self,
@@ -483,17 +629,28 @@ impl Forwarder {
         if !self.active(tenant, dist) {
             return local;
         }
-        let targets = self.targets(tenant, None, types, attrs, Op::QueryEntity);
+        let op = if dist.query_body.is_some() { Op::QueryBatch } else { Op::QueryEntity };
+        let targets = self.targets(tenant, None, types, attrs, op);
         if targets.is_empty() {
             return local;
         }
         let mut out: Vec<Entity> = local.iter().map(|e| (**e).clone()).collect();
-        let query = dist.query.clone().unwrap_or_default();
-        let path =
-            if query.is_empty() { "/ngsi-ld/v1/entities".to_owned() } else { format!("/ngsi-ld/v1/entities?{query}") };
+        let query = dist.query.as_deref().map(plain_query).unwrap_or_default();
+        let base = if op == Op::QueryBatch { "/ngsi-ld/v1/entityOperations/query" } else { "/ngsi-ld/v1/entities" };
+        let path = if query.is_empty() { base.to_owned() } else { format!("{base}?{query}") };
+        let (method, body) = match &dist.query_body {
+            Some(Value::Object(q)) => {
+                let mut q = q.clone();
+                q.remove("@context");
+                (reqwest::Method::POST, Some(Value::Object(q)))
+            }
+            _ => (reqwest::Method::GET, None),
+        };
         // The sources are asked at once; their answers are merged in registration order.
         let answers = futures_util::future::join_all(
-            targets.iter().map(|t| self.send(t, tenant, reqwest::Method::GET, &path, ctx, None, dist.via.as_deref())),
+            targets
+                .iter()
+                .map(|t| self.send(t, tenant, method.clone(), &path, ctx, body.as_ref(), dist.via.as_deref())),
         )
         .await;
         for (t, a) in targets.iter().zip(answers) {
@@ -528,5 +685,263 @@ impl Forwarder {
             proxied |= t.reg.mode.is_proxied();
         }
         (any, proxied)
+    }
+}
+
+/// One element of a batch operation as the forwarding layer sees it: the entity it is about
+/// (id, expanded types) and its fragment, in the element's own context.
+pub struct BatchItem<'a> {
+    pub id: &'a str,
+    pub types: Vec<String>,
+    pub fragment: &'a Map<String, Value>,
+    pub ctx: Arc<Context>,
+}
+
+/// An element sent to a source in a batch: its index and the keys of its fragment it gets.
+type Member<'a> = (usize, Vec<&'a String>);
+
+/// What the sources did with one element of a batch.
+#[derive(Debug, Default)]
+pub struct ItemOutcome {
+    /// Whether any source was sent the element.
+    pub forwarded: bool,
+    /// Whether a redirect registration took it (the broker then keeps nothing of it).
+    pub redirected: bool,
+    /// Whether a source answered that it created the entity.
+    pub created: bool,
+    /// The fragment left for the broker, when exclusive or redirect sources took attributes
+    /// (`None`: the element stays whole).
+    pub rest: Option<Map<String, Value>>,
+    /// The first refusal of a source (the element's error).
+    pub error: Option<NgsiError>,
+    /// Whether an exclusive or redirect source took attributes of it.
+    pub took_attrs: bool,
+}
+
+impl ItemOutcome {
+    /// Whether attributes are left for the broker (`fragment` is the element as given).
+    pub fn attrs_left(&self, fragment: &Map<String, Value>) -> bool {
+        self.rest.as_ref().unwrap_or(fragment).keys().any(|k| !matches!(k.as_str(), "id" | "type" | "@context"))
+    }
+}
+
+/// A source's answer to a batch request, entity by entity: `Ok(created)` or its refusal.
+/// 207 carries a BatchOperationResult (an id in `errors` was refused, the others succeeded);
+/// another success status covers every entity sent (201 with an array names those created);
+/// any other status refuses them all.
+fn batch_answers(a: &Answer, ids: &[&str]) -> Vec<Result<bool, NgsiError>> {
+    match a.status {
+        207 => {
+            let errors = a.body.as_ref().and_then(|b| b.get("errors")).and_then(Value::as_array);
+            ids.iter()
+                .map(|id| {
+                    let err =
+                        errors.and_then(|es| es.iter().find(|e| e.get("entityId").and_then(Value::as_str) == Some(id)));
+                    match err {
+                        None => Ok(false),
+                        Some(e) => {
+                            let problem = e.get("error").cloned();
+                            let status = problem
+                                .as_ref()
+                                .and_then(|p| p.get("status"))
+                                .and_then(Value::as_u64)
+                                .and_then(|s| u16::try_from(s).ok())
+                                .unwrap_or(400);
+                            Err(failure(&Answer { status, body: problem }, "context source"))
+                        }
+                    }
+                })
+                .collect()
+        }
+        s if s < 300 => {
+            let listed = a.body.as_ref().and_then(Value::as_array);
+            ids.iter()
+                .map(|id| Ok(s == 201 && listed.is_none_or(|l| l.iter().any(|x| x.as_str() == Some(id)))))
+                .collect()
+        }
+        _ => ids.iter().map(|_| Err(failure(a, "context source"))).collect(),
+    }
+}
+
+impl Forwarder {
+    /// Distributed batch create, upsert, update and merge (§5.6.7–5.6.9, §5.6.20 with §4.3.6):
+    /// each element's attributes registered for `op` are grouped by registration, and each
+    /// source gets one batch request (`POST` at `path`, relative to its endpoint) holding its
+    /// part of every element, always with the element's id and type. Exclusive and redirect
+    /// registrations take what they were sent away from the broker; inclusive ones get a copy.
+    /// `whole` (create, upsert): a source registered for the entity gets it even when none of
+    /// its attributes are given. The answers are merged element by element.
+    pub async fn batch(
+        &self,
+        dist: &Dist,
+        tenant: &str,
+        items: &[BatchItem<'_>],
+        op: Op,
+        path: &str,
+        whole: bool,
+    ) -> Vec<ItemOutcome> {
+        let mut out: Vec<ItemOutcome> = items.iter().map(|_| ItemOutcome::default()).collect();
+        if !self.active(tenant, dist) {
+            return out;
+        }
+        // Per registration: the target and, per element sent, its index and the keys it gets.
+        let mut groups: Vec<(Target, Vec<Member<'_>>)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let names: Vec<(&String, String)> = item
+                .fragment
+                .keys()
+                .filter(|k| !matches!(k.as_str(), "id" | "type" | "@context" | "scope"))
+                .map(|k| (k, item.ctx.expand(k)))
+                .collect();
+            let expanded: Vec<String> = names.iter().map(|(_, n)| n.clone()).collect();
+            let asked = (!expanded.is_empty()).then_some(&expanded[..]);
+            for t in self.targets(tenant, Some(item.id), &item.types, asked, op) {
+                let mut keys: Vec<&String> = names
+                    .iter()
+                    .filter(|(_, n)| t.attrs.as_ref().is_none_or(|a| a.contains(n)))
+                    .map(|(k, _)| *k)
+                    .collect();
+                if keys.is_empty() && !whole {
+                    continue;
+                }
+                // A source registered for whole entities gets their scope too.
+                if t.reg.attributes_for(Some(item.id), &item.types).is_none()
+                    && let Some((k, _)) = item.fragment.get_key_value("scope")
+                {
+                    keys.push(k);
+                }
+                match groups.iter_mut().find(|(g, _)| g.reg.id == t.reg.id) {
+                    Some((_, members)) => members.push((i, keys)),
+                    None => groups.push((t, vec![(i, keys)])),
+                }
+            }
+        }
+        if groups.is_empty() {
+            return out;
+        }
+        // The sources are asked at once, each with one request.
+        let answers = futures_util::future::join_all(groups.iter().map(|(t, members)| async move {
+            let first = members.first().map(|(i, _)| items[*i].ctx.clone()).unwrap_or_else(|| CORE.clone());
+            let cs = self.context_for(&t.reg, &first).await;
+            let body: Vec<Value> = members
+                .iter()
+                .map(|(i, keys)| {
+                    let item = &items[*i];
+                    let part: Map<String, Value> = item
+                        .fragment
+                        .iter()
+                        .filter(|(k, _)| matches!(k.as_str(), "id" | "type") || keys.contains(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    Value::Object(recompact(&part, &item.ctx, &cs))
+                })
+                .collect();
+            let body = Value::Array(body);
+            self.send(t, tenant, reqwest::Method::POST, path, &cs, Some(&body), dist.via.as_deref()).await
+        }))
+        .await;
+        for ((t, members), a) in groups.iter().zip(answers) {
+            let ids: Vec<&str> = members.iter().map(|(i, _)| items[*i].id).collect();
+            for ((i, keys), result) in members.iter().zip(batch_answers(&a, &ids)) {
+                let o = &mut out[*i];
+                o.forwarded = true;
+                o.redirected |= t.reg.mode == Mode::Redirect;
+                match result {
+                    Ok(created) => o.created |= created,
+                    Err(e) => {
+                        o.error.get_or_insert(e);
+                    }
+                }
+                if t.reg.mode.is_proxied() {
+                    o.took_attrs |= keys.iter().any(|k| k.as_str() != "scope");
+                    let rest = o.rest.get_or_insert_with(|| items[*i].fragment.clone());
+                    for k in keys {
+                        rest.remove(k.as_str());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Distributed Purge Entities (§5.6.21): the same request (the client's query string and
+    /// context) goes to every source registered for `purgeEntity` on the types asked for, at
+    /// once. Returns how many accepted it.
+    pub async fn purge(&self, dist: &Dist, tenant: &str, types: &[String], ctx: &Context) -> usize {
+        if !self.active(tenant, dist) {
+            return 0;
+        }
+        let targets = self.targets(tenant, None, types, None, Op::PurgeEntity);
+        let query = dist.query.as_deref().map(plain_query).unwrap_or_default();
+        let path =
+            if query.is_empty() { "/ngsi-ld/v1/entities".to_owned() } else { format!("/ngsi-ld/v1/entities?{query}") };
+        let answers = futures_util::future::join_all(
+            targets
+                .iter()
+                .map(|t| self.send(t, tenant, reqwest::Method::DELETE, &path, ctx, None, dist.via.as_deref())),
+        )
+        .await;
+        answers.iter().filter(|a| a.status < 300).count()
+    }
+
+    /// Distributed Batch Entity Delete (§5.6.10): each source registered for `deleteBatch` on
+    /// some of the entities (id, expanded types) gets one batch delete with their ids. Per
+    /// entity: whether a source deleted it, and the refusal of an exclusive or redirect source
+    /// (which holds the entity; an inclusive one may simply not have it).
+    pub async fn batch_delete(
+        &self,
+        dist: &Dist,
+        tenant: &str,
+        entities: &[(&str, Vec<String>)],
+    ) -> Vec<(bool, Option<NgsiError>)> {
+        let mut out: Vec<(bool, Option<NgsiError>)> = entities.iter().map(|_| (false, None)).collect();
+        if !self.active(tenant, dist) {
+            return out;
+        }
+        let mut groups: Vec<(Target, Vec<usize>)> = Vec::new();
+        for (i, (id, types)) in entities.iter().enumerate() {
+            for t in self.targets(tenant, Some(id), types, None, Op::DeleteBatch) {
+                match groups.iter_mut().find(|(g, _)| g.reg.id == t.reg.id) {
+                    Some((_, members)) => members.push(i),
+                    None => groups.push((t, vec![i])),
+                }
+            }
+        }
+        let path = "/ngsi-ld/v1/entityOperations/delete";
+        let answers =
+            futures_util::future::join_all(groups.iter().map(|(t, members)| {
+                let body = Value::Array(members.iter().map(|i| Value::String(entities[*i].0.to_owned())).collect());
+                async move {
+                    self.send(t, tenant, reqwest::Method::POST, path, &CORE, Some(&body), dist.via.as_deref()).await
+                }
+            }))
+            .await;
+        for ((t, members), a) in groups.iter().zip(answers) {
+            let ids: Vec<&str> = members.iter().map(|i| entities[*i].0).collect();
+            for (i, result) in members.iter().zip(batch_answers(&a, &ids)) {
+                match result {
+                    Ok(_) => out[*i].0 = true,
+                    Err(e) if t.reg.mode.is_proxied() => {
+                        out[*i].1.get_or_insert(e);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_query;
+
+    #[test]
+    fn forwarded_queries_decode_only_what_a_query_holds_as_it_is() {
+        assert_eq!(plain_query("id=urn%3Angsi-ld%3AV%3A1&type=Vehicle"), "id=urn:ngsi-ld:V:1&type=Vehicle");
+        assert_eq!(plain_query("attrs=a%2Cb&q=x%3D%3D1%26y"), "attrs=a,b&q=x%3D%3D1%26y");
+        // Escapes of separators stay; a stray or truncated `%` is kept as it is.
+        assert_eq!(plain_query("q=a%25b%3"), "q=a%25b%3");
+        assert_eq!(plain_query("q=%e2%82%ac%"), "q=%e2%82%ac%");
     }
 }

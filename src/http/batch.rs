@@ -28,9 +28,10 @@ fn no_content_or_207(out: &crate::ops::BatchOutcome) -> HttpResponse {
 /// Batch create: 201 with the ids, or 207.
 #[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/create", tag = "Batch", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "Array of entities (or ids for delete)"), responses((status = 201, description = "All created: array of ids", body = Vec<String>), (status = 207, description = "BatchOperationResult", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
 pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
-    Params::parse(&req, &["local"])?;
+    let p = Params::parse(&req, &["local"])?;
+    let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     let (t, body, ctxs) = input(&req, payload, &state).await?;
-    let out = batch_create::run(&state.broker, &t, &body, &ctxs).await?;
+    let out = batch_create::run(&state.broker, &t, &body, &ctxs, &dist).await?;
     if out.errors.is_empty() {
         return Ok(HttpResponse::Created()
             .content_type("application/json")
@@ -45,8 +46,9 @@ pub async fn upsert(req: HttpRequest, payload: Payload, state: State) -> Result<
     let p = Params::parse(&req, &["options", "local"])?;
     let opts = p.options(&["update", "replace"])?;
     let update = opts.iter().any(|o| o == "update");
+    let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     let (t, body, ctxs) = input(&req, payload, &state).await?;
-    let out = batch_upsert::run(&state.broker, &t, &body, &ctxs, update).await?;
+    let out = batch_upsert::run(&state.broker, &t, &body, &ctxs, update, &dist).await?;
     if !out.errors.is_empty() {
         return Ok(respond::batch_207(&out));
     }
@@ -63,27 +65,30 @@ pub async fn upsert(req: HttpRequest, payload: Payload, state: State) -> Result<
 pub async fn update(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, &["options", "local"])?;
     let no_overwrite = p.options(&["noOverwrite", "update", "replace"])?.iter().any(|o| o == "noOverwrite");
+    let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     let (t, body, ctxs) = input(&req, payload, &state).await?;
-    let out = batch_update::run(&state.broker, &t, &body, &ctxs, no_overwrite).await?;
+    let out = batch_update::run(&state.broker, &t, &body, &ctxs, no_overwrite, &dist).await?;
     Ok(no_content_or_207(&out))
 }
 
 /// Batch delete: 204 or 207.
 #[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/delete", tag = "Batch", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "Array of entities (or ids for delete)"), responses((status = 204, description = "All deleted"), (status = 207, description = "BatchOperationResult", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
 pub async fn delete(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
-    Params::parse(&req, &["local"])?;
+    let p = Params::parse(&req, &["local"])?;
+    let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     body_media(&req, false)?;
     let t = tenant(&req, &state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
-    let out = batch_delete::run(&state.broker, &t, &body).await?;
+    let out = batch_delete::run(&state.broker, &t, &body, &dist).await?;
     Ok(no_content_or_207(&out))
 }
 
 /// Batch merge: 204 or 207.
 #[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/merge", tag = "Batch", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "Array of entities (or ids for delete)"), responses((status = 204, description = "All merged"), (status = 207, description = "BatchOperationResult", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
 pub async fn merge(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
-    Params::parse(&req, &["local"])?;
+    let p = Params::parse(&req, &["local"])?;
+    let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     let (t, body, ctxs) = input(&req, payload, &state).await?;
-    let out = batch_merge::run(&state.broker, &t, &body, &ctxs).await?;
+    let out = batch_merge::run(&state.broker, &t, &body, &ctxs, &dist).await?;
     Ok(no_content_or_207(&out))
 }

@@ -29,7 +29,17 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
     }
     let ctx = body_context(&req, &state, media, &body).await?;
     let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
-    let id = create_entity::run(&state.broker, &t, &body, &ctx, &dist).await?;
+    let created = create_entity::run(&state.broker, &t, &body, &ctx, &dist).await?;
+    if !created.errors.is_empty() {
+        // A distributed create that partly failed: a BatchOperationResult for the one entity.
+        let out = crate::ops::BatchOutcome {
+            success: if created.succeeded { vec![created.id.clone()] } else { Vec::new() },
+            created: Vec::new(),
+            errors: created.errors.into_iter().map(|e| (created.id.clone(), e)).collect(),
+        };
+        return Ok(respond::batch_207(&out));
+    }
+    let id = created.id;
     let mut resp = HttpResponse::Created();
     resp.insert_header((header::LOCATION, format!("/ngsi-ld/v1/entities/{id}")));
     if !t.is_empty() {
@@ -284,7 +294,9 @@ pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Res
             .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| NgsiError::bad_data("joinLevel must be a positive integer"))?;
     }
-    let dist = super::extract::dist(&req, &state, params.local)?;
+    // Distributed as a queryBatch unless local=true (`params.local` only lifts the selector rule).
+    let mut dist = super::extract::dist(&req, &state, p.bool("local")?)?;
+    dist.query_body = Some(body);
     let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist).await?;
     with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await
 }
@@ -330,7 +342,8 @@ pub async fn purge(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
         local: p.bool("local")?,
         ..Default::default()
     };
-    let n = purge_entities::run(&state.broker, &t, &params, &ctx, what).await?;
+    let dist = super::extract::dist(&req, &state, params.local)?;
+    let n = purge_entities::run(&state.broker, &t, &params, &ctx, what, &dist).await?;
     tracing::info!(tenant = %t, entities = n, "purged");
     Ok(HttpResponse::NoContent().insert_header(("NGSILD-Results-Count", n.to_string())).finish())
 }

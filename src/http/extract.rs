@@ -229,7 +229,7 @@ pub fn dist(req: &HttpRequest, state: &AppState, local: bool) -> Result<crate::f
         )
         .into());
     }
-    Ok(crate::forward::Dist { local_only: local, via, query: Some(req.query_string().to_owned()) })
+    Ok(crate::forward::Dist { local_only: local, via, query: Some(req.query_string().to_owned()), query_body: None })
 }
 
 /// Response media types.

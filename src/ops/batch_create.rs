@@ -1,5 +1,6 @@
 //! Batch Entity Creation (GS CIM 009 §5.6.7): each entity is created or reported on its own;
-//! all valid ones are written in one store call.
+//! all valid ones are written in one store call. Entities and attributes registered for
+//! `createBatch` are created on their context sources first (§4.3.6).
 
 use std::sync::Arc;
 
@@ -18,12 +19,19 @@ pub async fn run(
     tenant: &str,
     body: &Value,
     contexts: &[NgsiResult<Arc<Context>>],
+    dist: &crate::forward::Dist,
 ) -> NgsiResult<BatchOutcome> {
     let items = batch_items(body)?;
     let now = now_millis();
     let mut out = BatchOutcome::default();
     let mut writes = Vec::new();
-    for (i, item) in items.iter().enumerate() {
+    let op = crate::registry::registration::Op::CreateBatch;
+    let path = "/ngsi-ld/v1/entityOperations/create";
+    let elements = super::distribute_batch(b, tenant, items, contexts, dist, op, path, true).await?;
+    for (i, (given, element)) in items.iter().zip(elements).enumerate() {
+        // A redirect source that took the entity created it.
+        let Some(item) = out.settle(given, element, true) else { continue };
+        let item = &*item;
         match element_context(contexts, i).and_then(|ctx| parse_entity(item, ctx, Purpose::Create, now)) {
             Ok(input) => match input.id.clone() {
                 Some(id) => writes.push(create_write(input.into_entity(id, now))),

@@ -1,4 +1,5 @@
-//! Batch Entity Merge (GS CIM 009 §5.6.20): Merge Entity applied to each element.
+//! Batch Entity Merge (GS CIM 009 §5.6.20): Merge Entity applied to each element. Attributes
+//! registered for `mergeBatch` go to their context sources first (§4.3.6).
 
 use std::sync::Arc;
 
@@ -17,13 +18,23 @@ pub async fn run(
     tenant: &str,
     body: &Value,
     contexts: &[NgsiResult<Arc<Context>>],
+    dist: &crate::forward::Dist,
 ) -> NgsiResult<BatchOutcome> {
     let items = batch_items(body)?;
-    b.require_tenant(tenant).await?;
+    // With context sources, elements they take need no local tenant: checked before writing.
+    let forwarding = b.forwarder.active(tenant, dist);
+    if !forwarding {
+        b.require_tenant(tenant).await?;
+    }
+    let op = crate::registry::registration::Op::MergeBatch;
+    let path = "/ngsi-ld/v1/entityOperations/merge";
+    let elements = super::distribute_batch(b, tenant, items, contexts, dist, op, path, false).await?;
     let now = now_millis();
     let mut out = BatchOutcome::default();
     let mut writes = Vec::new();
-    for (i, item) in items.iter().enumerate() {
+    for (i, (given, element)) in items.iter().zip(elements).enumerate() {
+        let Some(item) = out.settle(given, element, false) else { continue };
+        let item = &*item;
         match element_context(contexts, i).and_then(|ctx| parse_entity(item, ctx, Purpose::Fragment, now)) {
             Ok(input) => match input.id.clone() {
                 Some(id) => writes.push(merge_write(&id, input, now)),
@@ -31,6 +42,9 @@ pub async fn run(
             },
             Err(e) => out.errors.push((element_id(item), e)),
         }
+    }
+    if forwarding && !writes.is_empty() {
+        b.require_tenant(tenant).await?;
     }
     collect(b, tenant, writes, out).await
 }

@@ -1,7 +1,8 @@
 //! Batch Entity Update (GS CIM 009 §5.6.9): appends attributes to existing entities
 //! (`options=noOverwrite` keeps existing instances); a missing entity is an error for that entity.
 //! An entity where noOverwrite kept some attributes is reported among the errors, naming them,
-//! since the update was not applied in full (the other attributes are written).
+//! since the update was not applied in full (the other attributes are written). Attributes
+//! registered for `updateBatch` go to their context sources first (§4.3.6).
 
 use std::sync::Arc;
 
@@ -24,14 +25,27 @@ pub async fn run(
     body: &Value,
     contexts: &[NgsiResult<Arc<Context>>],
     no_overwrite: bool,
+    dist: &crate::forward::Dist,
 ) -> NgsiResult<BatchOutcome> {
     let items = batch_items(body)?;
-    b.require_tenant(tenant).await?;
+    // With context sources, elements they take need no local tenant: checked before writing.
+    let forwarding = b.forwarder.active(tenant, dist);
+    if !forwarding {
+        b.require_tenant(tenant).await?;
+    }
+    let op = crate::registry::registration::Op::UpdateBatch;
+    let path = match no_overwrite {
+        true => "/ngsi-ld/v1/entityOperations/update?options=noOverwrite",
+        false => "/ngsi-ld/v1/entityOperations/update",
+    };
+    let elements = super::distribute_batch(b, tenant, items, contexts, dist, op, path, false).await?;
     let now = now_millis();
     let mut out = BatchOutcome::default();
     let mut writes = Vec::new();
     let kept: Arc<Mutex<Vec<Kept>>> = Arc::default();
-    for (i, item) in items.iter().enumerate() {
+    for (i, (given, element)) in items.iter().zip(elements).enumerate() {
+        let Some(item) = out.settle(given, element, false) else { continue };
+        let item = &*item;
         let input = match element_context(contexts, i).and_then(|ctx| parse_entity(item, ctx, Purpose::Fragment, now)) {
             Ok(input) => input,
             Err(e) => {
@@ -64,6 +78,9 @@ pub async fn run(
             e.modified_at = now;
             Ok(Mutation::Put(e))
         }));
+    }
+    if forwarding && !writes.is_empty() {
+        b.require_tenant(tenant).await?;
     }
     let mut out = super::batch_merge::collect(b, tenant, writes, out).await?;
     for (id, names) in kept.lock().drain(..) {

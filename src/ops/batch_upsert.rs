@@ -1,6 +1,7 @@
 //! Batch Entity Create or Update (Upsert) (GS CIM 009 §5.6.8): new entities are created;
 //! existing ones are replaced (`options=replace`, the default) or have the given attributes
-//! updated (`options=update`).
+//! updated (`options=update`). Entities and attributes registered for `upsertBatch` go to their
+//! context sources first (§4.3.6).
 
 use std::sync::Arc;
 
@@ -19,12 +20,21 @@ pub async fn run(
     body: &Value,
     contexts: &[NgsiResult<Arc<Context>>],
     update: bool,
+    dist: &crate::forward::Dist,
 ) -> NgsiResult<BatchOutcome> {
     let items = batch_items(body)?;
+    let op = crate::registry::registration::Op::UpsertBatch;
+    let path = match update {
+        true => "/ngsi-ld/v1/entityOperations/upsert?options=update",
+        false => "/ngsi-ld/v1/entityOperations/upsert",
+    };
+    let elements = super::distribute_batch(b, tenant, items, contexts, dist, op, path, true).await?;
     let now = now_millis();
     let mut out = BatchOutcome::default();
     let mut writes = Vec::new();
-    for (i, item) in items.iter().enumerate() {
+    for (i, (given, element)) in items.iter().zip(elements).enumerate() {
+        let Some(item) = out.settle(given, element, false) else { continue };
+        let item = &*item;
         let input = match element_context(contexts, i).and_then(|ctx| parse_entity(item, ctx, Purpose::Create, now)) {
             Ok(input) => input,
             Err(e) => {

@@ -1,5 +1,7 @@
 //! Create Entity (GS CIM 009 §5.6.1): stores a new entity; 409 when the id is taken. Creates
-//! the tenant on first use.
+//! the tenant on first use. With context sources registered for it (§4.3.6), the parts of a
+//! distributed create succeed or fail on their own: when some fail and others succeed, or
+//! several fail, the outcome lists each failure (207).
 
 use std::sync::Arc;
 
@@ -12,22 +14,33 @@ use crate::model::now_millis;
 use crate::model::parse::{Purpose, parse_entity};
 use crate::store::{Mutation, Write};
 
-/// Returns the id of the created entity.
+/// What a create did.
+#[derive(Debug)]
+pub struct Created {
+    pub id: String,
+    /// The failed parts of a distributed create that partly succeeded, or failed in several
+    /// places (the broker's own failure included); empty when it all succeeded.
+    pub errors: Vec<NgsiError>,
+    /// Whether some part of it was created (here or on a source).
+    pub succeeded: bool,
+}
+
 pub async fn run(
     b: &Broker,
     tenant: &str,
     body: &Value,
     ctx: &Arc<Context>,
     dist: &crate::forward::Dist,
-) -> NgsiResult<String> {
+) -> NgsiResult<Created> {
     let now = now_millis();
-    let mut body = std::borrow::Cow::Borrowed(body);
     // Attributes registered by context sources are created there (§4.3.6); a redirect
     // registration takes the whole entity.
     if b.forwarder.active(tenant, dist)
         && let Some(fragment) = body.as_object()
         && let Some(Value::String(id)) = fragment.get("id")
     {
+        // A malformed entity is refused before any source sees it.
+        parse_entity(body, ctx, Purpose::Create, now)?;
         let id = id.clone();
         let types = match fragment.get("type") {
             Some(t) => crate::model::parse::parse_types(t, ctx)?,
@@ -38,15 +51,31 @@ pub async fn run(
             .forwarder
             .fragment(dist, tenant, &id, &types, fragment, ctx, op, reqwest::Method::POST, "/ngsi-ld/v1/entities", true)
             .await;
-        super::refused(&f)?;
-        if f.redirected && !f.attrs_left() {
-            return Ok(id);
-        }
         if f.forwarded {
-            body = std::borrow::Cow::Owned(Value::Object(f.rest));
+            // Exclusive sources that took every attribute of an entity the broker already holds
+            // leave it nothing to create (its id and type are there).
+            let taken = !f.attrs_left() && !f.sent.is_empty();
+            let keep_local = (!f.redirected || f.attrs_left()) && !(taken && b.store.get(tenant, &id).await?.is_some());
+            let (mut errors, mut succeeded) = (f.errors, f.accepted);
+            if keep_local {
+                match local(b, tenant, &Value::Object(f.rest), ctx, now).await {
+                    Ok(_) => succeeded = true,
+                    Err(e) => errors.push(e),
+                }
+            }
+            return match (errors.len(), succeeded) {
+                (1, false) => Err(errors.remove(0)),
+                _ => Ok(Created { id, errors, succeeded }),
+            };
         }
     }
-    let input = parse_entity(&body, ctx, Purpose::Create, now)?;
+    let id = local(b, tenant, body, ctx, now).await?;
+    Ok(Created { id, errors: Vec::new(), succeeded: true })
+}
+
+/// Creates the entity in the broker; returns its id.
+async fn local(b: &Broker, tenant: &str, body: &Value, ctx: &Context, now: i64) -> NgsiResult<String> {
+    let input = parse_entity(body, ctx, Purpose::Create, now)?;
     let id = input.id.clone().ok_or_else(|| NgsiError::bad_data("an entity needs an id"))?;
     let entity = input.into_entity(id.clone(), now);
     b.write_one(tenant, true, create_write(entity)).await?;

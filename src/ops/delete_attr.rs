@@ -25,6 +25,7 @@ pub async fn run(
     if attr != "scope" {
         check_attr_name(attr)?;
     }
+    let mut done_remotely = false;
     if attr != "scope" && b.forwarder.active(tenant, dist) {
         let types = super::local_types(b, tenant, id).await?;
         let mut query = Vec::new();
@@ -41,30 +42,39 @@ pub async fn run(
             .forwarder
             .single_attr(dist, tenant, id, &types, &name, None, ctx, op, reqwest::Method::DELETE, &query)
             .await?;
-        if !keep {
+        if !keep.keep_local {
             return Ok(());
         }
+        done_remotely = keep.done_remotely;
     }
-    b.require_tenant(tenant).await?;
-    let name = ctx.expand(attr);
-    let now = now_millis();
-    let (owned, attr) = (id.to_owned(), attr.to_owned());
-    b.write_one(
-        tenant,
-        false,
-        Write::new(id, move |cur| {
-            let mut e = cur.ok_or_else(|| entity_not_found(&owned))?.clone();
-            if attr == "scope" {
-                if e.scope.take().is_none() {
-                    return Err(NgsiError::not_found(format!("entity {owned} has no scope")));
+    // The broker's part; an attribute only an inclusive source holds was handled there.
+    let local: NgsiResult<()> = async {
+        b.require_tenant(tenant).await?;
+        let name = ctx.expand(attr);
+        let now = now_millis();
+        let (owned, attr) = (id.to_owned(), attr.to_owned());
+        b.write_one(
+            tenant,
+            false,
+            Write::new(id, move |cur| {
+                let mut e = cur.ok_or_else(|| entity_not_found(&owned))?.clone();
+                if attr == "scope" {
+                    if e.scope.take().is_none() {
+                        return Err(NgsiError::not_found(format!("entity {owned} has no scope")));
+                    }
+                } else if !e.remove_instance(&name, dataset_id.as_deref(), delete_all) {
+                    return Err(NgsiError::not_found(format!("attribute {attr} not found in {owned}")));
                 }
-            } else if !e.remove_instance(&name, dataset_id.as_deref(), delete_all) {
-                return Err(NgsiError::not_found(format!("attribute {attr} not found in {owned}")));
-            }
-            e.modified_at = now;
-            Ok(Mutation::Put(e))
-        }),
-    )
-    .await?;
-    Ok(())
+                e.modified_at = now;
+                Ok(Mutation::Put(e))
+            }),
+        )
+        .await?;
+        Ok(())
+    }
+    .await;
+    match local {
+        Err(e) if done_remotely && e.kind == crate::error::ErrorKind::ResourceNotFound => Ok(()),
+        other => other,
+    }
 }

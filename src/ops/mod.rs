@@ -44,7 +44,7 @@ use serde_json::Value;
 use crate::error::{ErrorKind, NgsiError, NgsiResult};
 use crate::jsonld::Context;
 use crate::jsonld::resolver::Resolver;
-use crate::model::parse::{is_uri, valid_name};
+use crate::model::parse::{Purpose, is_uri, valid_name};
 use crate::store::{Change, Store, Write};
 
 /// What every operation needs: the store, the context resolver, the notifier and the registry
@@ -130,6 +130,77 @@ pub async fn forward_fragment(
     Ok(f.forwarded.then_some(f))
 }
 
+/// One batch element after the distributed part of a batch operation (§4.3.6).
+pub enum Element<'a> {
+    /// For the broker: the element as given, or what exclusive and redirect sources left of it.
+    Local(std::borrow::Cow<'a, Value>),
+    /// The sources took all of it: a success without a local write (`created` when a source
+    /// said it created the entity).
+    Remote { created: bool },
+    /// A source refused it: the element's error.
+    Failed(NgsiError),
+}
+
+/// The distributed part of a batch create, upsert, update or merge: the elements' attributes
+/// registered for `op` go to their sources in one batch request per source (`path`, relative
+/// to each endpoint); what is left of each element is for the broker. `whole` (create,
+/// upsert): the entity's id and type stay with the broker unless a redirect registration took
+/// it. An element that cannot be read (no id, a bad `@context`) is left for the broker, whose
+/// parsing reports it.
+#[allow(clippy::too_many_arguments)]
+pub async fn distribute_batch<'a>(
+    b: &Broker,
+    tenant: &str,
+    items: &'a [Value],
+    contexts: &[NgsiResult<Arc<Context>>],
+    dist: &crate::forward::Dist,
+    op: crate::registry::registration::Op,
+    path: &str,
+    whole: bool,
+) -> NgsiResult<Vec<Element<'a>>> {
+    let mut out: Vec<Element<'a>> = items.iter().map(|v| Element::Local(std::borrow::Cow::Borrowed(v))).collect();
+    if !b.forwarder.active(tenant, dist) {
+        return Ok(out);
+    }
+    let now = crate::model::now_millis();
+    let (mut index, mut batch): (Vec<usize>, Vec<crate::forward::BatchItem<'a>>) = (Vec::new(), Vec::new());
+    for (i, item) in items.iter().enumerate() {
+        let Some(fragment) = item.as_object() else { continue };
+        let Some(id) = fragment.get("id").and_then(Value::as_str).filter(|id| is_uri(id)) else { continue };
+        let Ok(ctx) = element_context(contexts, i) else { continue };
+        // A malformed element is refused before any source sees it (the broker's parsing reports it).
+        let purpose = if whole { Purpose::Create } else { Purpose::Fragment };
+        if crate::model::parse::parse_entity(item, ctx, purpose, now).is_err() {
+            continue;
+        }
+        let types = match fragment.get("type") {
+            Some(t) => match crate::model::parse::parse_types(t, ctx) {
+                Ok(types) => types,
+                Err(_) => continue,
+            },
+            None => local_types(b, tenant, id).await?,
+        };
+        index.push(i);
+        batch.push(crate::forward::BatchItem { id, types, fragment, ctx: ctx.clone() });
+    }
+    let outcomes = b.forwarder.batch(dist, tenant, &batch, op, path, whole).await;
+    for ((i, item), o) in index.into_iter().zip(&batch).zip(outcomes) {
+        if let Some(e) = o.error {
+            out[i] = Element::Failed(e);
+        } else if o.forwarded
+            && !o.attrs_left(item.fragment)
+            && (o.redirected || !whole || (o.took_attrs && b.store.get(tenant, item.id).await?.is_some()))
+        {
+            // Taken whole (redirect), all that was given taken (update, merge), or all the
+            // attributes of an entity the broker already holds taken (create, upsert).
+            out[i] = Element::Remote { created: o.created };
+        } else if let Some(rest) = o.rest {
+            out[i] = Element::Local(std::borrow::Cow::Owned(Value::Object(rest)));
+        }
+    }
+    Ok(out)
+}
+
 /// The first refusal of a context source as the operation's error.
 pub fn refused(f: &crate::forward::Forwarded) -> NgsiResult<()> {
     match f.refused.first() {
@@ -176,6 +247,34 @@ pub struct BatchOutcome {
     /// Entities the operation created (batch upsert answers 201 with these).
     pub created: Vec<String>,
     pub errors: Vec<(String, NgsiError)>,
+}
+
+impl BatchOutcome {
+    /// Records a batch element the sources answered for (a success or an error) and returns
+    /// `None`; returns what is left for the broker otherwise. `created`: an element the sources
+    /// took counts as created.
+    pub fn settle<'a>(
+        &mut self,
+        given: &Value,
+        element: Element<'a>,
+        created: bool,
+    ) -> Option<std::borrow::Cow<'a, Value>> {
+        match element {
+            Element::Local(item) => Some(item),
+            Element::Remote { created: said } => {
+                let id = element_id(given);
+                if (created || said) && !self.created.contains(&id) {
+                    self.created.push(id.clone());
+                }
+                self.success.push(id);
+                None
+            }
+            Element::Failed(e) => {
+                self.errors.push((element_id(given), e));
+                None
+            }
+        }
+    }
 }
 
 /// Reads the `id` of a batch element for error reports, whatever else is wrong with it.

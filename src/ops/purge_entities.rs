@@ -1,7 +1,8 @@
 //! Purge Entities (GS CIM 009 §5.6.21, DELETE /entities): deletes every entity a query matches,
 //! or with `drop`/`keep` removes (or keeps only) the named attributes of each. Matches are
 //! taken in pages and written in batches; each write re-checks the query, so an entity changed
-//! meanwhile to no longer match is left alone.
+//! meanwhile to no longer match is left alone. Context sources registered for `purgeEntity` on
+//! the types asked for get the same request (§4.3.6).
 
 use std::sync::Arc;
 
@@ -25,10 +26,26 @@ pub enum Purge {
 const PAGE: usize = 1000;
 
 /// Returns the number of entities deleted or changed.
-pub async fn run(b: &Broker, tenant: &str, p: &QueryParams, ctx: &Context, what: Purge) -> NgsiResult<usize> {
+pub async fn run(
+    b: &Broker,
+    tenant: &str,
+    p: &QueryParams,
+    ctx: &Context,
+    what: Purge,
+    dist: &crate::forward::Dist,
+) -> NgsiResult<usize> {
     let query = compile(p, ctx)?;
     if query.is_unrestricted() && !p.local {
         return Err(NgsiError::bad_data("purge needs a query (id, idPattern, type, attrs, q, scopeQ) or local=true"));
+    }
+    if b.forwarder.active(tenant, dist) {
+        let types: Vec<String> =
+            query.selectors.iter().filter_map(|s| s.types.as_ref().and_then(|t| t.candidates())).flatten().collect();
+        b.forwarder.purge(dist, tenant, &types, ctx).await;
+        // The sources may hold what the broker does not: no local tenant is no error then.
+        if !b.store.tenant_exists(tenant).await? {
+            return Ok(0);
+        }
     }
     b.require_tenant(tenant).await?;
     let query = Arc::new(query);

@@ -23,6 +23,7 @@ pub async fn run(
 ) -> NgsiResult<()> {
     check_entity_id(id)?;
     check_attr_name(attr)?;
+    let mut done_remotely = false;
     if b.forwarder.active(tenant, dist) {
         let types = super::local_types(b, tenant, id).await?;
         let op = crate::registry::registration::Op::ReplaceAttrs;
@@ -31,28 +32,37 @@ pub async fn run(
             .forwarder
             .single_attr(dist, tenant, id, &types, &name, Some(body), ctx, op, reqwest::Method::PUT, "")
             .await?;
-        if !keep {
+        if !keep.keep_local {
             return Ok(());
         }
+        done_remotely = keep.done_remotely;
     }
-    b.require_tenant(tenant).await?;
-    let now = now_millis();
-    let parsed = parse_attribute(attr, body, ctx, now)?;
-    let name = ctx.expand(attr);
-    let (owned, attr) = (id.to_owned(), attr.to_owned());
-    b.write_one(
-        tenant,
-        false,
-        Write::new(id, move |cur| {
-            let mut e = cur.ok_or_else(|| entity_not_found(&owned))?.clone();
-            if e.instance(&name, parsed.dataset_id()).is_none() {
-                return Err(NgsiError::not_found(format!("attribute {attr} not found in {owned}")));
-            }
-            e.put_instance(&name, parsed.clone());
-            e.modified_at = now;
-            Ok(Mutation::Put(e))
-        }),
-    )
-    .await?;
-    Ok(())
+    // The broker's part; an attribute only an inclusive source holds was handled there.
+    let local: NgsiResult<()> = async {
+        b.require_tenant(tenant).await?;
+        let now = now_millis();
+        let parsed = parse_attribute(attr, body, ctx, now)?;
+        let name = ctx.expand(attr);
+        let (owned, attr) = (id.to_owned(), attr.to_owned());
+        b.write_one(
+            tenant,
+            false,
+            Write::new(id, move |cur| {
+                let mut e = cur.ok_or_else(|| entity_not_found(&owned))?.clone();
+                if e.instance(&name, parsed.dataset_id()).is_none() {
+                    return Err(NgsiError::not_found(format!("attribute {attr} not found in {owned}")));
+                }
+                e.put_instance(&name, parsed.clone());
+                e.modified_at = now;
+                Ok(Mutation::Put(e))
+            }),
+        )
+        .await?;
+        Ok(())
+    }
+    .await;
+    match local {
+        Err(e) if done_remotely && e.kind == crate::error::ErrorKind::ResourceNotFound => Ok(()),
+        other => other,
+    }
 }

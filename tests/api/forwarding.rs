@@ -305,3 +305,566 @@ async fn writes_carrying_registered_attributes_go_to_the_source() {
     );
     assert_eq!(got[2].body, json!({"position": {"type": "Property", "value": 3}}));
 }
+
+fn vehicle(n: u32, speed: i64) -> Value {
+    json!({"id": format!("urn:ngsi-ld:Vehicle:{n}"), "type": "Vehicle",
+           "speed": {"type": "Property", "value": speed}, "brand": {"type": "Property", "value": "Mercedes"}})
+}
+
+/// The requests a stub got, as (method, path).
+fn seen(s: &Stub) -> Vec<(String, String)> {
+    s.got.lock().iter().map(|g| (g.method.clone(), g.path.clone())).collect()
+}
+
+/// Batch create, upsert, update and merge send an exclusive source one batch request each,
+/// holding the registered attribute of the registered entities with their id and type; the
+/// broker keeps the rest, and entities the registration does not name are not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_writes_send_registered_attributes_to_an_exclusive_source() {
+    let app = spawn_app().await;
+    let src = stub(204, Value::Null, Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "mode": "exclusive",
+               "operations": ["createBatch", "upsertBatch", "updateBatch", "mergeBatch"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle"},
+                                             {"id": "urn:ngsi-ld:Vehicle:2", "type": "Vehicle"}],
+                                "propertyNames": ["speed"]}]}),
+    )
+    .await;
+    let r = app
+        .post_json("/ngsi-ld/v1/entityOperations/create", &json!([vehicle(1, 10), vehicle(2, 20), vehicle(3, 30)]))
+        .await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    {
+        let got = src.got.lock();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!((got[0].method.as_str(), got[0].path.as_str()), ("POST", "/ngsi-ld/v1/entityOperations/create"));
+        assert_eq!(
+            got[0].body,
+            json!([{"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle", "speed": {"type": "Property", "value": 10}},
+                   {"id": "urn:ngsi-ld:Vehicle:2", "type": "Vehicle", "speed": {"type": "Property", "value": 20}}])
+        );
+    }
+    // The broker keeps what the source did not take: the brand, and all of vehicle 3.
+    let e: Value = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.json().await.unwrap();
+    assert!(e.get("speed").is_none(), "the source holds speed: {e}");
+    assert_eq!(e["brand"]["value"], "Mercedes");
+    let e: Value = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:3?local=true").await.json().await.unwrap();
+    assert_eq!(e["speed"]["value"], 30);
+
+    // Update: only vehicle 1's speed goes; an element without a registered attribute is not sent.
+    let r = app
+        .post_json(
+            "/ngsi-ld/v1/entityOperations/update?options=noOverwrite",
+            &json!([{"id": "urn:ngsi-ld:Vehicle:1", "speed": {"type": "Property", "value": 11}},
+                    {"id": "urn:ngsi-ld:Vehicle:2", "colour": {"type": "Property", "value": "red"}}]),
+        )
+        .await;
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    // Upsert with update, and merge: the entity type comes from the broker when not given.
+    let r = app.post_json("/ngsi-ld/v1/entityOperations/upsert?options=update", &json!([vehicle(2, 22)])).await;
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    let r = app
+        .post_json(
+            "/ngsi-ld/v1/entityOperations/merge",
+            &json!([{"id": "urn:ngsi-ld:Vehicle:1", "speed": {"type": "Property", "value": 12}}]),
+        )
+        .await;
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    let s = seen(&src);
+    assert_eq!(
+        s[1..].iter().map(|(m, p)| format!("{m} {p}")).collect::<Vec<_>>(),
+        [
+            "POST /ngsi-ld/v1/entityOperations/update?options=noOverwrite",
+            "POST /ngsi-ld/v1/entityOperations/upsert?options=update",
+            "POST /ngsi-ld/v1/entityOperations/merge",
+        ]
+    );
+    let got = src.got.lock().clone();
+    assert_eq!(got[1].body, json!([{"id": "urn:ngsi-ld:Vehicle:1", "speed": {"type": "Property", "value": 11}}]));
+    assert_eq!(got[3].body, json!([{"id": "urn:ngsi-ld:Vehicle:1", "speed": {"type": "Property", "value": 12}}]));
+    let e: Value = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:2?local=true").await.json().await.unwrap();
+    assert!(e.get("speed").is_none(), "{e}");
+    assert_eq!(e["brand"]["value"], "Mercedes");
+    let e: Value = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.json().await.unwrap();
+    assert!(e.get("speed").is_none(), "{e}");
+
+    // local=true: nothing is forwarded.
+    let r = app
+        .post_json(
+            "/ngsi-ld/v1/entityOperations/update?local=true",
+            &json!([{"id": "urn:ngsi-ld:Vehicle:1", "speed": {"type": "Property", "value": 13}}]),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(src.got.lock().len(), 4);
+}
+
+/// A redirect registration takes whole entities: the broker stores none of them, and the batch
+/// answers as if it had (201 with the ids for create).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_create_on_a_redirect_source_stores_nothing_here() {
+    let app = spawn_app().await;
+    let src = stub(201, Value::Null, Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "mode": "redirect",
+               "operations": ["createBatch", "updateBatch"],
+               "information": [{"entities": [{"idPattern": "urn:ngsi-ld:Vehicle:.*", "type": "Vehicle"}]}]}),
+    )
+    .await;
+    let r = app.post_json("/ngsi-ld/v1/entityOperations/create", &json!([vehicle(1, 10), vehicle(2, 20)])).await;
+    assert_eq!(r.status(), 201);
+    let ids: Value = r.json().await.unwrap();
+    assert_eq!(ids, json!(["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:2"]));
+    let got = src.got.lock().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, json!([vehicle(1, 10), vehicle(2, 20)]));
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.status(), 404);
+    // An update of entities the broker does not hold, scope included, is the source's alone.
+    let update = json!([{"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle", "scope": "/Madrid",
+                         "speed": {"type": "Property", "value": 11}}]);
+    let r = app.post_json("/ngsi-ld/v1/entityOperations/update", &update).await;
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    assert_eq!(src.got.lock()[1].body, update);
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.status(), 404);
+}
+
+/// A source's refusal is the error of the entities it was sent: its 207 names which; a failed
+/// request refuses them all. The other entities succeed: 207 for the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_refusing_batch_entities_makes_them_errors_in_a_207() {
+    let app = spawn_app().await;
+    let partial = stub(
+        207,
+        json!({"success": ["urn:ngsi-ld:Vehicle:1"],
+               "errors": [{"entityId": "urn:ngsi-ld:Vehicle:2",
+                           "error": {"type": "https://uri.etsi.org/ngsi-ld/errors/AlreadyExists",
+                                     "title": "exists", "status": 409, "detail": "vehicle 2 exists there"}}]}),
+        Duration::ZERO,
+    )
+    .await;
+    let down = stub(500, json!({"detail": "source broken"}), Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": partial.url, "operations": ["createBatch"],
+               "information": [{"entities": [{"idPattern": "urn:ngsi-ld:Vehicle:[12]", "type": "Vehicle"}]}]}),
+    )
+    .await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": down.url, "operations": ["createBatch"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Vehicle:3", "type": "Vehicle"}]}]}),
+    )
+    .await;
+    let r = app
+        .post_json(
+            "/ngsi-ld/v1/entityOperations/create",
+            &json!([vehicle(1, 1), vehicle(2, 2), vehicle(3, 3), vehicle(4, 4)]),
+        )
+        .await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    let mut success: Vec<&str> = out["success"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    success.sort();
+    assert_eq!(success, ["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:4"], "{out}");
+    let errors = out["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{out}");
+    let e2 = errors.iter().find(|e| e["entityId"] == "urn:ngsi-ld:Vehicle:2").unwrap();
+    assert!(e2["error"]["detail"].as_str().unwrap().contains("vehicle 2 exists there"), "{out}");
+    assert_eq!(e2["error"]["status"], 409, "{out}");
+    let e3 = errors.iter().find(|e| e["entityId"] == "urn:ngsi-ld:Vehicle:3").unwrap();
+    assert!(e3["error"]["detail"].as_str().unwrap().contains("source broken"), "{out}");
+    // Inclusive sources: the broker keeps a copy of what they accepted, nothing of what they refused.
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.status(), 200);
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:2?local=true").await.status(), 404);
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:3?local=true").await.status(), 404);
+    assert_eq!(partial.got.lock()[0].body.as_array().unwrap().len(), 2);
+}
+
+/// Batch upsert and delete through a second broker registered inclusively: both brokers hold
+/// the entities, and deleting removes them from both; an entity only the source holds counts
+/// as deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_upsert_and_delete_reach_a_second_broker() {
+    let a = spawn_app().await;
+    let b = spawn_app().await;
+    register(
+        &a,
+        json!({"type": "ContextSourceRegistration", "endpoint": b.address,
+               "operations": ["upsertBatch", "deleteBatch"],
+               "information": [{"entities": [{"type": "Vehicle"}]}]}),
+    )
+    .await;
+    let r = a.post_json("/ngsi-ld/v1/entityOperations/upsert", &json!([vehicle(1, 10), vehicle(2, 20)])).await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    for app in [&a, &b] {
+        let e: Value = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:2?local=true").await.json().await.unwrap();
+        assert_eq!(e["speed"]["value"], 20, "{e}");
+    }
+    b.create(vehicle(5, 50)).await;
+    let r = a
+        .post_json(
+            "/ngsi-ld/v1/entityOperations/delete",
+            &json!(["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:5", "urn:ngsi-ld:Vehicle:9"]),
+        )
+        .await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["success"], json!(["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:5"]), "{out}");
+    assert_eq!(out["errors"][0]["entityId"], "urn:ngsi-ld:Vehicle:9", "{out}");
+    assert_eq!(out["errors"][0]["error"]["status"], 404, "{out}");
+    for id in ["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:5"] {
+        for app in [&a, &b] {
+            assert_eq!(app.get(&format!("/ngsi-ld/v1/entities/{id}?local=true")).await.status(), 404);
+        }
+    }
+    assert_eq!(b.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:2").await.status(), 200);
+}
+
+/// An exclusive source that refuses a batch delete keeps the entity here too: it is that
+/// entity's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_delete_refused_by_an_exclusive_source_is_that_entitys_error() {
+    let app = spawn_app().await;
+    let src = stub(503, json!({"detail": "maintenance"}), Duration::ZERO).await;
+    app.create(vehicle(1, 1)).await;
+    app.create(vehicle(2, 2)).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "mode": "exclusive",
+               "operations": ["deleteBatch"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle"}],
+                                "propertyNames": ["speed"]}]}),
+    )
+    .await;
+    let r = app
+        .post_json("/ngsi-ld/v1/entityOperations/delete", &json!(["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:2"]))
+        .await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["success"], json!(["urn:ngsi-ld:Vehicle:2"]), "{out}");
+    assert_eq!(out["errors"][0]["entityId"], "urn:ngsi-ld:Vehicle:1");
+    assert!(out["errors"][0]["error"]["detail"].as_str().unwrap().contains("maintenance"), "{out}");
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.status(), 200);
+    assert_eq!(seen(&src), [("POST".to_owned(), "/ngsi-ld/v1/entityOperations/delete".to_owned())]);
+    assert_eq!(src.got.lock()[0].body, json!(["urn:ngsi-ld:Vehicle:1"]));
+}
+
+/// A distributed query reaches the source with the ids as Orion-LD writes them (`urn:...`, not
+/// `urn%3A...`), whatever escaping the client used; the source's entities join the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_is_forwarded_with_plain_ids() {
+    let app = spawn_app().await;
+    let src = stub(200, json!([vehicle(7, 70)]), Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "operations": ["queryEntity"],
+               "information": [{"entities": [{"type": "Vehicle"}]}]}),
+    )
+    .await;
+    let out: Vec<Value> =
+        app.get("/ngsi-ld/v1/entities?id=urn%3Angsi-ld%3AVehicle%3A7&type=Vehicle").await.json().await.unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0]["speed"]["value"], 70);
+    assert_eq!(
+        seen(&src),
+        [("GET".to_owned(), "/ngsi-ld/v1/entities?id=urn:ngsi-ld:Vehicle:7&type=Vehicle".to_owned())]
+    );
+}
+
+/// A malformed entity is refused (400) before any context source sees it, alone or in a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_entities_are_not_forwarded() {
+    let app = spawn_app().await;
+    let src = stub(201, Value::Null, Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "operations": ["createEntity", "createBatch"],
+               "information": [{"entities": [{"type": "Vehicle"}]}]}),
+    )
+    .await;
+    let bad = json!({"id": "urn:ngsi-ld:Vehicle:bad", "type": "Vehicle", "speed": {"type": "Property"}});
+    let r = app.post_json("/ngsi-ld/v1/entities", &bad).await;
+    assert_eq!(r.status(), 400);
+    let r = app.post_json("/ngsi-ld/v1/entityOperations/create", &json!([bad, vehicle(1, 10)])).await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["success"], json!(["urn:ngsi-ld:Vehicle:1"]), "{out}");
+    assert_eq!(out["errors"][0]["entityId"], "urn:ngsi-ld:Vehicle:bad", "{out}");
+    assert_eq!(out["errors"][0]["error"]["status"], 400, "{out}");
+    let got = src.got.lock().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].body, json!([vehicle(1, 10)]));
+}
+
+/// A distributed create whose parts fail on their own answers 207 with a BatchOperationResult
+/// naming each failure (the source's 409 kept); one that fails in its only part answers that
+/// failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partly_failed_distributed_create_answers_207() {
+    let app = spawn_app().await;
+    let exists = stub(
+        409,
+        json!({"type": "https://uri.etsi.org/ngsi-ld/errors/AlreadyExists", "detail": "taken"}),
+        Duration::ZERO,
+    )
+    .await;
+    let accepts = stub(201, Value::Null, Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": exists.url, "operations": ["createEntity"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle"}]}]}),
+    )
+    .await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": accepts.url, "operations": ["createEntity"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Vehicle:2", "type": "Vehicle"}]}]}),
+    )
+    .await;
+    // The source has it, the broker creates it: 207, one error (the source's 409).
+    let r = app.post_json("/ngsi-ld/v1/entities", &vehicle(1, 10)).await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["success"], json!(["urn:ngsi-ld:Vehicle:1"]), "{out}");
+    assert_eq!(out["errors"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(out["errors"][0]["entityId"], "urn:ngsi-ld:Vehicle:1");
+    assert_eq!(out["errors"][0]["error"]["status"], 409, "{out}");
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.status(), 200);
+    // Again: both the broker and the source have it: two errors, no success.
+    let r = app.post_json("/ngsi-ld/v1/entities", &vehicle(1, 10)).await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["success"], json!([]), "{out}");
+    let statuses: Vec<&Value> = out["errors"].as_array().unwrap().iter().map(|e| &e["error"]["status"]).collect();
+    assert_eq!(statuses, [409, 409], "{out}");
+    // The broker has it, the source creates it: 207 with the broker's 409.
+    app.post_json("/ngsi-ld/v1/entities?local=true", &vehicle(2, 20)).await;
+    let r = app.post_json("/ngsi-ld/v1/entities", &vehicle(2, 20)).await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["success"], json!(["urn:ngsi-ld:Vehicle:2"]), "{out}");
+    assert_eq!(out["errors"][0]["error"]["status"], 409, "{out}");
+    assert_eq!(accepts.got.lock().len(), 1);
+    // All went well: 201.
+    let r = app.post_json("/ngsi-ld/v1/entities", &vehicle(3, 30)).await;
+    assert_eq!(r.status(), 201);
+}
+
+/// A source answering 207 to a forwarded append did not take everything: what its UpdateResult
+/// does not confirm is reported not updated (207), and the query options reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sources_partial_answer_to_an_append_is_a_207() {
+    let app = spawn_app().await;
+    app.create(robot()).await;
+    let silent = stub(207, Value::Null, Duration::ZERO).await;
+    let partial = stub(
+        207,
+        json!({"updated": ["mode"], "notUpdated": [{"attributeName": "speed", "reason": "speed exists"}]}),
+        Duration::ZERO,
+    )
+    .await;
+    for (src, attrs) in [(&silent, json!(["position"])), (&partial, json!(["mode", "speed"]))] {
+        register(
+            &app,
+            json!({"type": "ContextSourceRegistration", "endpoint": src.url, "mode": "exclusive",
+                   "operations": ["appendAttrs"],
+                   "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}],
+                                    "propertyNames": attrs}]}),
+        )
+        .await;
+    }
+    let r = app
+        .post_json(
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs?options=noOverwrite",
+            &json!({"position": {"type": "Property", "value": 1}, "mode": {"type": "Property", "value": "auto"},
+                    "speed": {"type": "Property", "value": 2}, "battery": {"type": "Property", "value": 50}}),
+        )
+        .await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    let mut not: Vec<&str> =
+        out["notUpdated"].as_array().unwrap().iter().map(|e| e["attributeName"].as_str().unwrap()).collect();
+    not.sort();
+    // battery exists here and noOverwrite keeps it: not updated, by the broker.
+    assert_eq!(not, ["battery", "position", "speed"], "{out}");
+    assert_eq!(out["updated"], json!(["mode"]), "{out}");
+    assert_eq!(seen(&silent)[0].1, "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs?options=noOverwrite");
+}
+
+/// Purge Entities goes to the sources registered for `purgeEntity` on the type asked for, with
+/// the client's query: a second broker loses the matching entities too; a source registered
+/// for another type is not asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_reaches_the_sources_of_the_type() {
+    let a = spawn_app().await;
+    let b = spawn_app().await;
+    let other = stub(204, Value::Null, Duration::ZERO).await;
+    register(
+        &a,
+        json!({"type": "ContextSourceRegistration", "endpoint": b.address, "operations": ["purgeEntity"],
+               "information": [{"entities": [{"type": "Vehicle"}]}]}),
+    )
+    .await;
+    register(
+        &a,
+        json!({"type": "ContextSourceRegistration", "endpoint": other.url, "operations": ["purgeEntity"],
+               "information": [{"entities": [{"type": "Room"}]}]}),
+    )
+    .await;
+    a.create(vehicle(1, 10)).await;
+    b.create(vehicle(2, 20)).await;
+    b.create(json!({"id": "urn:ngsi-ld:Room:1", "type": "Room"})).await;
+    assert_eq!(a.delete("/ngsi-ld/v1/entities?type=Vehicle").await.status(), 204);
+    assert_eq!(a.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.status(), 404);
+    assert_eq!(b.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:2").await.status(), 404);
+    assert_eq!(b.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Room:1").await.status(), 200);
+    assert!(other.got.lock().is_empty());
+    // local=true keeps the purge here.
+    b.create(vehicle(3, 30)).await;
+    assert_eq!(a.delete("/ngsi-ld/v1/entities?type=Vehicle&local=true").await.status(), 204);
+    assert_eq!(b.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:3").await.status(), 200);
+}
+
+/// A source registered only for queries is asked for an entity being retrieved with a query
+/// for its id: GET /entities?id=…&type=… (`queryEntity`) or POST /entityOperations/query
+/// (`queryBatch`); the entity with that id in its answer joins the broker's view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrieve_asks_query_only_sources_with_a_query() {
+    let app = spawn_app().await;
+    let by_get = stub(200, json!([vehicle(6, 60), vehicle(7, 70)]), Duration::ZERO).await;
+    let by_post = stub(
+        200,
+        json!([{"id": "urn:ngsi-ld:Vehicle:7", "type": "Vehicle", "colour": {"type": "Property", "value": "red"}}]),
+        Duration::ZERO,
+    )
+    .await;
+    for (src, op) in [(&by_get, "queryEntity"), (&by_post, "queryBatch")] {
+        register(
+            &app,
+            json!({"type": "ContextSourceRegistration", "endpoint": src.url, "operations": [op],
+                   "information": [{"entities": [{"type": "Vehicle"}]}]}),
+        )
+        .await;
+    }
+    let r = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:7").await;
+    assert_eq!(r.status(), 200);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["speed"]["value"], 70, "{e}");
+    assert_eq!(e["colour"]["value"], "red", "{e}");
+    assert_eq!(
+        seen(&by_get),
+        [("GET".to_owned(), "/ngsi-ld/v1/entities?id=urn:ngsi-ld:Vehicle:7&type=Vehicle".to_owned())]
+    );
+    let got = by_post.got.lock().clone();
+    assert_eq!((got[0].method.as_str(), got[0].path.as_str()), ("POST", "/ngsi-ld/v1/entityOperations/query"));
+    assert_eq!(got[0].body, json!({"type": "Query", "entities": [{"id": "urn:ngsi-ld:Vehicle:7", "type": "Vehicle"}]}));
+}
+
+/// `POST /entityOperations/query` goes to the sources registered for `queryBatch` as that POST
+/// (not to those registered for `queryEntity` only, and not with local=true); their entities
+/// join the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_batch_is_forwarded_to_query_batch_sources() {
+    let app = spawn_app().await;
+    app.create(vehicle(1, 10)).await;
+    let batch = stub(200, json!([vehicle(7, 70)]), Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": batch.url, "operations": ["queryBatch"],
+               "information": [{"entities": [{"type": "Vehicle"}]}]}),
+    )
+    .await;
+    let query = json!({"type": "Query", "entities": [{"type": "Vehicle"}]});
+    let out: Vec<Value> =
+        app.post_json("/ngsi-ld/v1/entityOperations/query?limit=10", &query).await.json().await.unwrap();
+    let mut ids: Vec<&str> = out.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:7"]);
+    {
+        let got = batch.got.lock();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            (got[0].method.as_str(), got[0].path.as_str()),
+            ("POST", "/ngsi-ld/v1/entityOperations/query?limit=10")
+        );
+        assert_eq!(got[0].body, query);
+    }
+    // A GET query is for queryEntity sources; local=true stays here.
+    let out: Vec<Value> = app.get("/ngsi-ld/v1/entities?type=Vehicle").await.json().await.unwrap();
+    assert_eq!(out.len(), 1);
+    let out: Vec<Value> =
+        app.post_json("/ngsi-ld/v1/entityOperations/query?local=true", &query).await.json().await.unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(batch.got.lock().len(), 1);
+}
+
+/// Creating an entity the broker already holds, with only attributes an exclusive source is
+/// registered for, creates them there and leaves nothing to create here: 201, alone or in a
+/// batch. With nothing taken, the broker's 409 stands (beside the source's success: 207).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_only_exclusive_attributes_of_a_held_entity_succeeds() {
+    let app = spawn_app().await;
+    let src = stub(201, Value::Null, Duration::ZERO).await;
+    app.post_json("/ngsi-ld/v1/entities?local=true", &robot()).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "mode": "exclusive",
+               "operations": ["createEntity", "createBatch"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}],
+                                "propertyNames": ["position"]}]}),
+    )
+    .await;
+    let position =
+        json!({"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot", "position": {"type": "Property", "value": 1}});
+    let r = app.post_json("/ngsi-ld/v1/entities", &position).await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let r = app.post_json("/ngsi-ld/v1/entityOperations/create", &json!([position])).await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    assert_eq!(src.got.lock().len(), 2);
+    let e: Value = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2?local=true").await.json().await.unwrap();
+    assert!(e.get("position").is_none(), "{e}");
+    assert_eq!(e["battery"]["value"], 80);
+    let r = app.post_json("/ngsi-ld/v1/entities", &json!({"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"})).await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["errors"][0]["error"]["status"], 409, "{out}");
+}
+
+/// An attribute only an inclusive source holds: a partial update, replace or delete of it that
+/// the source applies succeeds though the broker does not hold it; one the source refuses is
+/// the broker's 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribute_operations_done_by_an_inclusive_source_succeed() {
+    let app = spawn_app().await;
+    app.create(robot()).await;
+    let src = stub(204, Value::Null, Duration::ZERO).await;
+    let refusing = stub(404, json!({"detail": "no such attribute"}), Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url,
+               "operations": ["updateAttrs", "replaceAttrs", "deleteAttrs"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}],
+                                "propertyNames": ["temperature"]}]}),
+    )
+    .await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": refusing.url, "operations": ["updateAttrs"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}],
+                                "propertyNames": ["humidity"]}]}),
+    )
+    .await;
+    let path = "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs/temperature";
+    let attr = json!({"type": "Property", "value": 21});
+    assert_eq!(app.patch_json(path, &attr).await.status(), 204);
+    let r = app.client.put(app.url(path)).json(&attr).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(app.delete(path).await.status(), 204);
+    assert_eq!(seen(&src).iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(), ["PATCH", "PUT", "DELETE"]);
+    let r = app.patch_json("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs/humidity", &attr).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(refusing.got.lock().len(), 1);
+}
