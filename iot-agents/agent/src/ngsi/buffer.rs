@@ -91,8 +91,10 @@ pub struct Buffer {
     shared: Arc<Shared>,
 }
 
+/// A measure the buffer could not take: reported like a stopping writer's (`AGENT_STOPPING`), so
+/// the transports leave the message unacknowledged with their broker rather than dropping it.
 fn io_err(e: impl std::fmt::Display) -> AgentError {
-    AgentError::new("BUFFER_ERROR", 503, format!("measure buffer: {e}"))
+    AgentError::new(super::writer::STOPPED, 503, format!("measure buffer: {e}"))
 }
 
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
@@ -167,10 +169,12 @@ impl Buffer {
         Ok(Buffer { tx, shared })
     }
 
-    /// Appends the entities of one message; resolves once they are on disk.
-    pub async fn append(&self, base: Option<&str>, tenant: &Tenant, entities: Vec<Value>) -> Result<()> {
+    /// Queues the entities of one message for the log (waiting while the appender's queue is
+    /// full); the returned future resolves once they are on disk. Appends are made durable in the
+    /// order they were queued.
+    pub async fn append(&self, base: Option<&str>, tenant: &Tenant, entities: Vec<Value>) -> Result<Accepted> {
         if entities.is_empty() {
-            return Ok(());
+            return Ok(Accepted::ready());
         }
         let record = Record {
             base: base.map(str::to_owned),
@@ -188,7 +192,7 @@ impl Buffer {
         bytes.extend_from_slice(&json);
         let (done, rx) = oneshot::channel();
         self.tx.send(Append { bytes, done }).await.map_err(|_| io_err("stopped"))?;
-        rx.await.map_err(|_| io_err("stopped"))?
+        Ok(Accepted::from_receiver(rx))
     }
 
     /// Bytes on disk not yet consumed (for metrics and tests).

@@ -85,6 +85,11 @@ impl Accepted {
     pub fn ready() -> Self {
         Accepted { rx: None }
     }
+
+    /// Resolves with what the sender reports (an error if it goes away first).
+    pub(crate) fn from_receiver(rx: oneshot::Receiver<Result<()>>) -> Self {
+        Accepted { rx: Some(rx) }
+    }
 }
 
 impl Future for Accepted {

@@ -317,8 +317,7 @@ pub async fn write_measures(
     let base = group.and_then(|g| g.cb_host.as_deref()).filter(|h| !h.is_empty()).map(broker_url);
     Metrics::add(&agent.metrics.measures_accepted, groups.len() as u64);
     if buffered && let Some(buffer) = &agent.buffer {
-        buffer.append(base.as_deref(), &tenant, entities).await?;
-        return Ok(Accepted::ready());
+        return buffer.append(base.as_deref(), &tenant, entities).await;
     }
     Ok(agent.writer.submit(base.as_deref(), tenant, entities).await)
 }
