@@ -139,6 +139,21 @@ async fn publish(
     }
 }
 
+/// The URL of a device's `endpoint`: a URL as written, else a JEXL expression over the device
+/// (`'http://gw:9001/' + id`, as iotagent-node-lib allows) that must give an http(s) URL.
+fn endpoint_url(resolved: &Resolved, endpoint: &str) -> Result<String, String> {
+    let trimmed = endpoint.trim();
+    if trimmed.starts_with("http://") || trimmed.starts_with("https://") {
+        return Ok(trimmed.to_owned());
+    }
+    let ctx = mapping::device_context(resolved);
+    match mapping::jexl::apply(trimmed, &ctx) {
+        Ok(Value::String(url)) if url.starts_with("http://") || url.starts_with("https://") => Ok(url),
+        Ok(other) => Err(format!("the device endpoint {endpoint} does not give an http(s) URL: {other}")),
+        Err(e) => Err(format!("the device endpoint {endpoint} is not a URL or a valid expression: {}", e.message)),
+    }
+}
+
 /// POSTs the command to the device's endpoint; the device's answer is the result.
 async fn push(
     agent: &Agent,
@@ -149,12 +164,16 @@ async fn push(
     payload: Vec<u8>,
     ul: bool,
 ) -> Outcome {
+    let endpoint = match endpoint_url(resolved, endpoint) {
+        Ok(url) => url,
+        Err(reason) => return Outcome::Failed(reason),
+    };
     let content_type =
         def.content_type.clone().unwrap_or_else(|| (if ul { "text/plain" } else { "application/json" }).into());
     let mut rb = agent
         .commands
         .http
-        .post(endpoint)
+        .post(endpoint.as_str())
         .header("Content-Type", content_type)
         .header("fiware-service", &resolved.device.service)
         .header("fiware-servicepath", &resolved.device.service_path)

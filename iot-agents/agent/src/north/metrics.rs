@@ -31,12 +31,13 @@ pub fn negotiate(accept: Option<&str>) -> Option<bool> {
 
 /// The counters as exposition text.
 pub fn render(m: &Metrics, openmetrics: bool) -> String {
-    let counters: [(&str, &str, &AtomicU64); 7] = [
+    let counters: [(&str, &str, &AtomicU64); 8] = [
         ("iota_messages_received", "Southbound messages received", &m.messages_received),
         ("iota_messages_rejected", "Southbound messages refused", &m.messages_rejected),
         ("iota_measures_accepted", "Measure groups accepted for the broker", &m.measures_accepted),
         ("iota_entities_upserted", "Entities the broker accepted in upserts", &m.entities_upserted),
         ("iota_upsert_retries", "Upsert requests retried", &m.upsert_retries),
+        ("iota_entities_rejected", "Entities the broker refused", &m.entities_rejected),
         ("iota_commands_received", "Commands received from the broker", &m.commands_received),
         ("iota_commands_completed", "Commands answered by devices or expired", &m.commands_completed),
     ];

@@ -292,6 +292,29 @@ async fn a_push_command_reaches_the_device_endpoint_and_its_answer_becomes_the_r
     assert!(env.pending(&id).await.is_empty(), "an answered command is forgotten");
 }
 
+/// A device `endpoint` may be a JEXL expression over the device (iotagent-node-lib allows it).
+#[tokio::test]
+async fn a_push_endpoint_given_as_an_expression_is_evaluated() {
+    let env = Env::new(|_| {}).await;
+    let (endpoint, seen) = stub_device(200, "\"ok\"").await;
+    let id = unique("dev");
+    let mut d = device(&id, &unique("key"), &["ping"]);
+    d.endpoint = Some(format!("'{endpoint}/devices/' + id"));
+    let entity = env.provision(d).await;
+    assert_eq!(env.command(&entity, "ping", json!(1)).await, 204);
+    env.status(&entity, "ping", "OK").await;
+    assert_eq!(seen.lock()[0].path, format!("/devices/{id}"));
+
+    // An expression that gives no URL ends the command in ERROR with the reason.
+    let id = unique("dev");
+    let mut d = device(&id, &unique("key"), &["ping"]);
+    d.endpoint = Some("id + 1".into());
+    let entity = env.provision(d).await;
+    assert_eq!(env.command(&entity, "ping", json!(1)).await, 204);
+    let e = env.status(&entity, "ping", "ERROR").await;
+    assert!(e["ping_info"]["value"].as_str().is_some_and(|s| s.contains("http(s) URL")), "{e}");
+}
+
 #[tokio::test]
 async fn a_push_the_device_refuses_ends_in_error_with_the_reason() {
     let env = Env::new(|_| {}).await;
