@@ -198,36 +198,65 @@ async fn receive(
     Ok((target, parsed))
 }
 
-async fn json_measures(agent: web::Data<Agent>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+/// A JSON body posted by a device (measures, command results or a configuration request),
+/// answered with the pending commands when `poll` and the device asks (`getCmd=1`).
+async fn json_post(
+    agent: web::Data<Agent>,
+    req: HttpRequest,
+    payload: web::Payload,
+    kind: Kind,
+    poll: bool,
+) -> HttpResponse {
     let start = Instant::now();
     let r = counted(&agent, async {
         let params = Params::of(&req)?;
         params.device()?;
         require_json_body(&req)?;
         let body = read_body(&agent, payload).await?;
-        let (target, parsed) = receive(&agent, Protocol::Json, &params, &Kind::Measures, &body).await?;
+        let (target, parsed) = receive(&agent, Protocol::Json, &params, &kind, &body).await?;
         deliver(&agent, &target, parsed).await?;
-        answer(&agent, &target, params.get_cmd()).await
+        answer(&agent, &target, poll && params.get_cmd()).await
     });
     finish(start, r.await)
 }
 
-async fn json_get(agent: web::Data<Agent>, req: HttpRequest) -> HttpResponse {
+async fn json_measures(agent: web::Data<Agent>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    json_post(agent, req, payload, Kind::Measures, true).await
+}
+
+async fn json_results(agent: web::Data<Agent>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    json_post(agent, req, payload, Kind::CommandResult, false).await
+}
+
+async fn json_configuration(agent: web::Data<Agent>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    json_post(agent, req, payload, Kind::Configuration, false).await
+}
+
+/// A GET from a device: measures in `d=` (if any), answered with the pending commands when asked.
+async fn measures_get(agent: web::Data<Agent>, req: HttpRequest, protocol: Protocol) -> HttpResponse {
     let start = Instant::now();
     let r = counted(&agent, async {
         let params = Params::of(&req)?;
         let (apikey, device_id) = params.device()?;
         let target = match params.get("d") {
             Some(d) => {
-                let (target, parsed) = receive(&agent, Protocol::Json, &params, &Kind::Measures, d.as_bytes()).await?;
+                let (target, parsed) = receive(&agent, protocol, &params, &Kind::Measures, d.as_bytes()).await?;
                 deliver(&agent, &target, parsed).await?;
                 target
             }
-            None => pipeline::locate(&agent, Protocol::Json, &apikey, &device_id, TRANSPORT).await?,
+            None => pipeline::locate(&agent, protocol, &apikey, &device_id, TRANSPORT).await?,
         };
         answer(&agent, &target, params.get_cmd()).await
     });
     finish(start, r.await)
+}
+
+async fn json_get(agent: web::Data<Agent>, req: HttpRequest) -> HttpResponse {
+    measures_get(agent, req, Protocol::Json).await
+}
+
+async fn ul_get(agent: web::Data<Agent>, req: HttpRequest) -> HttpResponse {
+    measures_get(agent, req, Protocol::Ul).await
 }
 
 async fn json_attribute(
@@ -263,52 +292,6 @@ async fn json_attribute(
         let target = pipeline::locate(&agent, Protocol::Json, &apikey, &device_id, TRANSPORT).await?;
         deliver(&agent, &target, Parsed::Measures { groups, results: Vec::new() }).await?;
         answer(&agent, &target, false).await
-    });
-    finish(start, r.await)
-}
-
-async fn json_results(agent: web::Data<Agent>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let start = Instant::now();
-    let r = counted(&agent, async {
-        let params = Params::of(&req)?;
-        params.device()?;
-        require_json_body(&req)?;
-        let body = read_body(&agent, payload).await?;
-        let (target, parsed) = receive(&agent, Protocol::Json, &params, &Kind::CommandResult, &body).await?;
-        deliver(&agent, &target, parsed).await?;
-        answer(&agent, &target, false).await
-    });
-    finish(start, r.await)
-}
-
-async fn json_configuration(agent: web::Data<Agent>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let start = Instant::now();
-    let r = counted(&agent, async {
-        let params = Params::of(&req)?;
-        params.device()?;
-        require_json_body(&req)?;
-        let body = read_body(&agent, payload).await?;
-        let (target, parsed) = receive(&agent, Protocol::Json, &params, &Kind::Configuration, &body).await?;
-        deliver(&agent, &target, parsed).await?;
-        answer(&agent, &target, false).await
-    });
-    finish(start, r.await)
-}
-
-async fn ul_get(agent: web::Data<Agent>, req: HttpRequest) -> HttpResponse {
-    let start = Instant::now();
-    let r = counted(&agent, async {
-        let params = Params::of(&req)?;
-        let (apikey, device_id) = params.device()?;
-        let target = match params.get("d") {
-            Some(d) => {
-                let (target, parsed) = receive(&agent, Protocol::Ul, &params, &Kind::Measures, d.as_bytes()).await?;
-                deliver(&agent, &target, parsed).await?;
-                target
-            }
-            None => pipeline::locate(&agent, Protocol::Ul, &apikey, &device_id, TRANSPORT).await?,
-        };
-        answer(&agent, &target, params.get_cmd()).await
     });
     finish(start, r.await)
 }

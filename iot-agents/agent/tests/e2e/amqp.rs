@@ -63,6 +63,30 @@ impl Rabbit {
             .expect("confirmed");
     }
 
+    /// A device's own queue (exclusive, deleted with the connection) bound to its command key.
+    async fn device_queue(&self, routing: &str) -> String {
+        let queue = unique("device-");
+        self.channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .expect("device queue");
+        self.channel
+            .queue_bind(
+                queue.as_str().into(),
+                "amq.topic".into(),
+                routing.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind");
+        queue
+    }
+
     /// Deletes the test's queue, so it does not keep collecting every test's messages.
     async fn delete_queue(&self) {
         let _ = self.channel.queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default()).await;
@@ -132,28 +156,8 @@ async fn commands_go_down_through_the_amqp_downlink() {
     let south = spawn_amqp(&broker.url, &queue).await;
     // A device queue bound to its command key.
     let (key, dev) = (unique("k"), "cmddev");
-    let device_queue = unique("device-");
-    rabbit
-        .channel
-        .queue_declare(
-            device_queue.as_str().into(),
-            QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await
-        .expect("device queue");
     let routing = orbis_agent::south::topic::command_routing_key(&key, dev);
-    rabbit
-        .channel
-        .queue_bind(
-            device_queue.as_str().into(),
-            "amq.topic".into(),
-            routing.as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
+    let device_queue = rabbit.device_queue(&routing).await;
     // The downlink is there once the agent is connected.
     let downlink = common::eventually(20, "the AMQP downlink", || async { south.agent.amqp.get().cloned() }).await;
     downlink.publish(&routing, br#"{"ping": {}}"#.to_vec(), 1, false).await.expect("confirmed");
@@ -183,28 +187,8 @@ async fn an_amqp_device_provisioned_through_the_api_gets_its_command_and_answers
     let rabbit = Rabbit::connect(&queue).await;
     let south = spawn_amqp(&broker.url, &queue).await;
     let (key, service, dev) = (unique("k"), tenant(), unique("lamp"));
-    let device_queue = unique("device-");
-    rabbit
-        .channel
-        .queue_declare(
-            device_queue.as_str().into(),
-            QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await
-        .expect("device queue");
     let routing = orbis_agent::south::topic::command_routing_key(&key, &dev);
-    rabbit
-        .channel
-        .queue_bind(
-            device_queue.as_str().into(),
-            "amq.topic".into(),
-            routing.as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
+    let device_queue = rabbit.device_queue(&routing).await;
 
     let provision = json!({"devices": [{"device_id": dev, "apikey": key, "entity_type": "Lamp",
         "transport": "AMQP", "timestamp": false, "commands": [{"name": "switch", "type": "command"}]}]});

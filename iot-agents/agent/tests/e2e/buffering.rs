@@ -114,35 +114,20 @@ async fn mqtt_measures_sent_while_the_agent_is_down_arrive_after_it_restarts() {
     }
 
     // Stop the agent and wait until every task let go of it.
-    for h in &handles {
-        h.stop(true).await;
-    }
-    let weak = std::sync::Arc::downgrade(&agent);
-    drop(agent);
-    common::eventually(10, "the stopped agent to be released", || {
-        let gone = weak.upgrade().is_none();
-        async move { gone.then_some(()) }
-    })
-    .await;
+    common::stop_and_release(&handles, agent).await;
 
     const N: usize = 20;
     for i in 0..N {
         device.publish(&format!("/json/{key}/d{i}/attrs"), format!(r#"{{"seq": {i}}}"#).as_bytes()).await;
     }
 
-    let app = common::eventually(10, "the registry to be released", || async {
-        orbis_agent::startup::Application::build(settings.clone()).await.ok()
-    })
-    .await;
+    let app = common::rebuild(&settings).await;
     let agent = app.agent.clone();
     tokio::spawn(app.run_until_stopped());
     for i in 0..N {
         let id = format!("d{i}");
-        let entity = common::eventually(20, "a measure sent while the agent was down", || async {
-            let device = agent.registry.find_device(Some(&key), &id).await.expect("registry")?;
-            let group = agent.registry.find_group_by_apikey(&key).await.expect("registry");
-            let eid = orbis_agent::mapping::resolve(&device, group.as_ref(), &agent.settings).entity_id;
-            common::broker_entity(&broker.url, Some(&service), &eid).await
+        let entity = common::eventually(20, "a measure sent while the agent was down", || {
+            common::device_entity(&agent, &broker.url, &service, &key, &id)
         })
         .await;
         assert_eq!(entity["seq"]["value"], json!(i));
@@ -244,33 +229,18 @@ async fn buffered_measures_survive_an_agent_restart() {
     .await;
     assert_eq!(agent.metrics.entities_upserted.load(std::sync::atomic::Ordering::Relaxed), 0);
 
-    for h in &handles {
-        h.stop(true).await;
-    }
-    let weak = std::sync::Arc::downgrade(&agent);
-    drop(agent);
-    common::eventually(10, "the stopped agent to be released", || {
-        let gone = weak.upgrade().is_none();
-        async move { gone.then_some(()) }
-    })
-    .await;
+    common::stop_and_release(&handles, agent).await;
 
     // The new agent talks to a live broker and has nothing new to read from Mosquitto.
     settings.cb_url = broker.url.clone();
     settings.mqtt_host = None;
-    let app = common::eventually(10, "the registry to be released", || async {
-        orbis_agent::startup::Application::build(settings.clone()).await.ok()
-    })
-    .await;
+    let app = common::rebuild(&settings).await;
     let agent = app.agent.clone();
     tokio::spawn(app.run_until_stopped());
     for i in 0..N {
         let id = format!("r{i}");
-        let entity = common::eventually(20, "a buffered measure", || async {
-            let device = agent.registry.find_device(Some(&key), &id).await.expect("registry")?;
-            let group = agent.registry.find_group_by_apikey(&key).await.expect("registry");
-            let eid = orbis_agent::mapping::resolve(&device, group.as_ref(), &agent.settings).entity_id;
-            common::broker_entity(&broker.url, Some(&service), &eid).await
+        let entity = common::eventually(20, "a buffered measure", || {
+            common::device_entity(&agent, &broker.url, &service, &key, &id)
         })
         .await;
         assert_eq!(entity["seq"]["value"], json!(i));

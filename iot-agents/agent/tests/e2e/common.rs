@@ -121,3 +121,40 @@ where
 pub fn urlencode(s: &str) -> String {
     orbis_agent::ngsi::client::encode(s)
 }
+
+/// Stops an agent's listeners and waits until every task has let go of it (so its registry file
+/// is free for the next agent on the same data directory).
+pub async fn stop_and_release(
+    handles: &[actix_web::dev::ServerHandle],
+    agent: std::sync::Arc<orbis_agent::startup::Agent>,
+) {
+    for h in handles {
+        h.stop(true).await;
+    }
+    let weak = std::sync::Arc::downgrade(&agent);
+    drop(agent);
+    eventually(10, "the stopped agent to be released", || {
+        let gone = weak.upgrade().is_none();
+        async move { gone.then_some(()) }
+    })
+    .await;
+}
+
+/// Builds an agent on a data directory an earlier agent may still be releasing.
+pub async fn rebuild(settings: &Settings) -> Application {
+    eventually(10, "the registry to be released", || async { Application::build(settings.clone()).await.ok() }).await
+}
+
+/// The broker's entity of a device the agent knows (by API key and device id), if both exist.
+pub async fn device_entity(
+    agent: &orbis_agent::startup::Agent,
+    broker: &str,
+    service: &str,
+    apikey: &str,
+    device_id: &str,
+) -> Option<Value> {
+    let device = agent.registry.find_device(Some(apikey), device_id).await.expect("registry")?;
+    let group = agent.registry.find_group_by_apikey(apikey).await.expect("registry");
+    let id = orbis_agent::mapping::resolve(&device, group.as_ref(), &agent.settings).entity_id;
+    broker_entity(broker, Some(service), &id).await
+}

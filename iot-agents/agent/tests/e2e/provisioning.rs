@@ -472,10 +472,7 @@ async fn provisioning_survives_a_restart() {
     }
     // The first agent releases its registry once its last task has ended.
     let settings = common::agent_settings(&broker.url, dir.path());
-    let app = common::eventually(10, "the registry to be released", || async {
-        orbis_agent::startup::Application::build(settings.clone()).await.ok()
-    })
-    .await;
+    let app = common::rebuild(&settings).await;
     let agent = common::start_app(app);
     let (_, groups) = send(call(&agent, Method::GET, "/iot/groups", &svc, "/")).await;
     assert_eq!(groups["groups"][0]["apikey"], key);
