@@ -62,6 +62,17 @@ pub struct AttrForward {
     pub done_remotely: bool,
 }
 
+/// One part of a distributed operation on one entity: a source's answer, or a registration
+/// the operation cannot reach (GS CIM 009 §5.6.6.4). A mix of failed and successful parts is a
+/// partial success (207).
+#[derive(Debug)]
+pub struct Part {
+    /// Whether an exclusive or redirect source did its part (then the broker's copy is not
+    /// the whole entity, and its absence is no failure).
+    pub proxied: bool,
+    pub result: Result<(), NgsiError>,
+}
+
 /// What forwarding an entity fragment did.
 #[derive(Debug, Default)]
 pub struct Forwarded {
@@ -339,6 +350,31 @@ pub fn plain_query(q: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// A forwarded query string narrowed to a source's registration: `id` set to the registered
+/// ids when the client asked for none (nor an `idPattern`), `attrs` replaced by the attributes
+/// the source provides (already intersected with those asked for).
+pub fn narrow_query(query: &str, ids: Option<&[String]>, attrs: Option<&[String]>) -> String {
+    let key = |p: &str| p.split_once('=').map_or(p, |(k, _)| k).to_owned();
+    let has = |k: &str| query.split('&').any(|p| key(p) == k);
+    let add_ids = ids.filter(|_| !has("id") && !has("idPattern"));
+    let mut parts: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| !(attrs.is_some() && key(p) == "attrs"))
+        .map(str::to_owned)
+        .collect();
+    // `&`, `=` and `+` mean something in a query string, `,` separates the list.
+    let value = |x: &str| segment(x).replace('&', "%26").replace('=', "%3D").replace('+', "%2B").replace(',', "%2C");
+    let list = |v: &[String]| v.iter().map(|x| value(x)).collect::<Vec<_>>().join(",");
+    if let Some(ids) = add_ids {
+        parts.push(format!("id={}", list(ids)));
+    }
+    if let Some(attrs) = attrs {
+        parts.push(format!("attrs={}", list(attrs)));
+    }
+    parts.join("&")
 }
 
 /// Percent-encodes a path segment (entity ids are URIs and may hold `#`, `?` or `/`).
@@ -646,11 +682,27 @@ impl Forwarder {
             }
             _ => (reqwest::Method::GET, None),
         };
+        // Each GET is narrowed to what the source is registered for (§5.7.2.4): the entity ids
+        // it names, when the client named none, and the attributes it provides.
+        let paths: Vec<String> = targets
+            .iter()
+            .map(|t| match method {
+                reqwest::Method::GET => {
+                    let ids = t.reg.ids_for(types);
+                    let attrs: Option<Vec<String>> =
+                        t.attrs.as_ref().filter(|a| !a.is_empty()).map(|a| a.iter().map(|a| ctx.compact(a)).collect());
+                    let narrowed = narrow_query(&query, ids.as_deref(), attrs.as_deref());
+                    if narrowed.is_empty() { base.to_owned() } else { format!("{base}?{narrowed}") }
+                }
+                _ => path.clone(),
+            })
+            .collect();
         // The sources are asked at once; their answers are merged in registration order.
         let answers = futures_util::future::join_all(
             targets
                 .iter()
-                .map(|t| self.send(t, tenant, method.clone(), &path, ctx, body.as_ref(), dist.via.as_deref())),
+                .zip(&paths)
+                .map(|(t, path)| self.send(t, tenant, method.clone(), path, ctx, body.as_ref(), dist.via.as_deref())),
         )
         .await;
         for (t, a) in targets.iter().zip(answers) {
@@ -670,21 +722,33 @@ impl Forwarder {
         out.into_iter().map(Arc::new).collect()
     }
 
-    /// Distributed Delete Entity (§5.6.6): the sources registered for the entity delete it too.
-    /// Returns whether any of them had it, and whether an exclusive or redirect one holds it
-    /// (the broker then has nothing to delete itself).
-    pub async fn delete(&self, dist: &Dist, tenant: &str, id: &str, types: &[String]) -> (bool, bool) {
+    /// Distributed Delete Entity (§5.6.6.4): the sources registered for the entity's
+    /// `deleteEntity` delete it too, each answer one part of the outcome; an exclusive or
+    /// redirect registration about the entity that does not serve `deleteEntity` is a Conflict
+    /// part (what it holds cannot be deleted). Empty when no registration is concerned.
+    pub async fn delete(&self, dist: &Dist, tenant: &str, id: &str, types: &[String]) -> Vec<Part> {
         if !self.active(tenant, dist) {
-            return (false, false);
+            return Vec::new();
         }
-        let (mut any, mut proxied) = (false, false);
+        let mut parts = Vec::new();
         for t in &self.targets(tenant, Some(id), types, None, Op::DeleteEntity) {
             let path = format!("/ngsi-ld/v1/entities/{}", segment(id));
             let a = self.send(t, tenant, reqwest::Method::DELETE, &path, &CORE, None, dist.via.as_deref()).await;
-            any |= a.status < 300;
-            proxied |= t.reg.mode.is_proxied();
+            let result = match a.status < 300 {
+                true => Ok(()),
+                false => Err(failure(&a, &format!("context source {} did not delete {id}", t.reg.id))),
+            };
+            parts.push(Part { proxied: t.reg.mode.is_proxied(), result });
         }
-        (any, proxied)
+        for reg in self.registry.proxied_without(tenant, id, types, Op::DeleteEntity) {
+            let detail = format!(
+                "Conflict: registration {} ({}) holds part of {id} and does not serve deleteEntity",
+                reg.id,
+                reg.mode.name()
+            );
+            parts.push(Part { proxied: false, result: Err(NgsiError::new(ErrorKind::AlreadyExists, detail)) });
+        }
+        parts
     }
 }
 
@@ -935,6 +999,20 @@ impl Forwarder {
 #[cfg(test)]
 mod tests {
     use super::plain_query;
+
+    #[test]
+    fn forwarded_queries_are_narrowed_to_the_registration() {
+        let ids = vec!["urn:ngsi-ld:V:1".to_owned(), "urn:a&b".to_owned()];
+        let attrs = vec!["speed".to_owned()];
+        assert_eq!(
+            narrow_query("type=Vehicle&attrs=speed,brand", Some(&ids), Some(&attrs)),
+            "type=Vehicle&id=urn:ngsi-ld:V:1,urn:a%26b&attrs=speed"
+        );
+        // The client's own ids (or pattern) are kept; no attributes to narrow keeps its attrs.
+        assert_eq!(narrow_query("id=urn:x&type=V", Some(&ids), None), "id=urn:x&type=V");
+        assert_eq!(narrow_query("idPattern=.*&attrs=a", Some(&ids), None), "idPattern=.*&attrs=a");
+        assert_eq!(narrow_query("", None, Some(&attrs)), "attrs=speed");
+    }
 
     #[test]
     fn forwarded_queries_decode_only_what_a_query_holds_as_it_is() {

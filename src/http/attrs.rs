@@ -60,8 +60,8 @@ pub async fn partial_update(
     let ctx = body_context(&req, &state, media, &body).await?;
     let (id, attr) = path.into_inner();
     let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
-    update_attr::run(&state.broker, &t, &id, &attr, &body, &ctx, &dist).await?;
-    Ok(HttpResponse::NoContent().finish())
+    let failed = update_attr::run(&state.broker, &t, &id, &attr, &body, &ctx, &dist).await?;
+    Ok(respond::parts(&id, failed))
 }
 
 /// Replace Attribute (§5.6.19): 204.
@@ -79,8 +79,8 @@ pub async fn replace(
     let ctx = body_context(&req, &state, media, &body).await?;
     let (id, attr) = path.into_inner();
     let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
-    replace_attr::run(&state.broker, &t, &id, &attr, &body, &ctx, &dist).await?;
-    Ok(HttpResponse::NoContent().finish())
+    let failed = replace_attr::run(&state.broker, &t, &id, &attr, &body, &ctx, &dist).await?;
+    Ok(respond::parts(&id, failed))
 }
 
 /// Delete Attribute (§5.6.5): 204.
@@ -92,6 +92,6 @@ pub async fn delete(req: HttpRequest, path: Path<(String, String)>, state: State
     let (id, attr) = path.into_inner();
     let dataset_id = p.get("datasetId").map(str::to_owned);
     let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
-    delete_attr::run(&state.broker, &t, &id, &attr, &ctx, dataset_id, p.bool("deleteAll")?, &dist).await?;
-    Ok(HttpResponse::NoContent().finish())
+    let failed = delete_attr::run(&state.broker, &t, &id, &attr, &ctx, dataset_id, p.bool("deleteAll")?, &dist).await?;
+    Ok(respond::parts(&id, failed))
 }

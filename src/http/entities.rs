@@ -241,13 +241,13 @@ pub async fn merge(
 }
 
 /// Delete Entity (§5.6.6): 204.
-#[utoipa::path(delete, path = "/ngsi-ld/v1/entities/{entityId}", tag = "Entities", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)")), responses((status = 204, description = "Deleted"), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails)))]
+#[utoipa::path(delete, path = "/ngsi-ld/v1/entities/{entityId}", tag = "Entities", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)")), responses((status = 204, description = "Deleted"), (status = 207, description = "Distributed: some parts failed", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails)))]
 pub async fn delete(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, &["type", "local"])?;
     let t = tenant(&req, &state)?;
     let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
-    delete_entity::run(&state.broker, &t, &path, &dist).await?;
-    Ok(HttpResponse::NoContent().finish())
+    let failed = delete_entity::run(&state.broker, &t, &path, &dist).await?;
+    Ok(respond::parts(&path, failed))
 }
 
 /// Query Entities via POST (§5.7.4): the Query body carries selectors, attrs, q and scopeQ;

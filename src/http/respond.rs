@@ -200,6 +200,20 @@ pub fn attr_outcome(out: &crate::ops::AttrOutcome, ctx: &Context) -> HttpRespons
         .body(json!({"updated": updated, "notUpdated": not_updated}).to_string())
 }
 
+/// 204, or a 207 BatchOperationResult for one entity when some parts of a distributed
+/// operation failed (GS CIM 009 §5.6.6.4: a partial success).
+pub fn parts(id: &str, failed: Vec<crate::error::NgsiError>) -> HttpResponse {
+    if failed.is_empty() {
+        return HttpResponse::NoContent().finish();
+    }
+    let out = crate::ops::BatchOutcome {
+        success: vec![id.to_owned()],
+        created: Vec::new(),
+        errors: failed.into_iter().map(|e| (id.to_owned(), e)).collect(),
+    };
+    batch_207(&out)
+}
+
 /// A 207 BatchOperationResult.
 pub fn batch_207(out: &crate::ops::BatchOutcome) -> HttpResponse {
     let errors: Vec<Value> =

@@ -20,7 +20,7 @@ pub async fn run(
     dataset_id: Option<String>,
     delete_all: bool,
     dist: &crate::forward::Dist,
-) -> NgsiResult<()> {
+) -> NgsiResult<Vec<NgsiError>> {
     check_entity_id(id)?;
     if attr != "scope" {
         check_attr_name(attr)?;
@@ -43,7 +43,7 @@ pub async fn run(
             .single_attr(dist, tenant, id, &types, &name, None, ctx, op, reqwest::Method::DELETE, &query)
             .await?;
         if !keep.keep_local {
-            return Ok(());
+            return Ok(Vec::new());
         }
         done_remotely = keep.done_remotely;
     }
@@ -73,8 +73,10 @@ pub async fn run(
         Ok(())
     }
     .await;
+    // An inclusive source applied it: the broker's failure makes a partial success (207).
     match local {
-        Err(e) if done_remotely && e.kind == crate::error::ErrorKind::ResourceNotFound => Ok(()),
-        other => other,
+        Ok(()) => Ok(Vec::new()),
+        Err(e) if done_remotely => Ok(vec![e]),
+        Err(e) => Err(e),
     }
 }

@@ -20,7 +20,7 @@ pub async fn run(
     body: &Value,
     ctx: &Arc<Context>,
     dist: &crate::forward::Dist,
-) -> NgsiResult<()> {
+) -> NgsiResult<Vec<NgsiError>> {
     check_entity_id(id)?;
     check_attr_name(attr)?;
     let mut done_remotely = false;
@@ -33,7 +33,7 @@ pub async fn run(
             .single_attr(dist, tenant, id, &types, &name, Some(body), ctx, op, reqwest::Method::PUT, "")
             .await?;
         if !keep.keep_local {
-            return Ok(());
+            return Ok(Vec::new());
         }
         done_remotely = keep.done_remotely;
     }
@@ -61,8 +61,10 @@ pub async fn run(
         Ok(())
     }
     .await;
+    // An inclusive source applied it: the broker's failure makes a partial success (207).
     match local {
-        Err(e) if done_remotely && e.kind == crate::error::ErrorKind::ResourceNotFound => Ok(()),
-        other => other,
+        Ok(()) => Ok(Vec::new()),
+        Err(e) if done_remotely => Ok(vec![e]),
+        Err(e) => Err(e),
     }
 }

@@ -23,7 +23,7 @@ pub async fn run(
     body: &Value,
     ctx: &Arc<Context>,
     dist: &Dist,
-) -> NgsiResult<()> {
+) -> NgsiResult<Vec<NgsiError>> {
     check_entity_id(id)?;
     check_attr_name(attr)?;
     // Attributes registered by context sources go to them (IoT agent commands, §4.3.6).
@@ -32,7 +32,7 @@ pub async fn run(
         let types = b.store.get(tenant, id).await?.map(|e| e.types.clone()).unwrap_or_default();
         let f = b.forwarder.update_attr(dist, tenant, id, &types, &ctx.expand(attr), body, ctx).await?;
         if !f.keep_local {
-            return Ok(());
+            return Ok(Vec::new());
         }
         done_remotely = f.done_remotely;
     }
@@ -92,8 +92,10 @@ pub async fn run(
         Ok(())
     }
     .await;
+    // An inclusive source applied it: the broker's failure makes a partial success (207).
     match local {
-        Err(e) if done_remotely && e.kind == crate::error::ErrorKind::ResourceNotFound => Ok(()),
-        other => other,
+        Ok(()) => Ok(Vec::new()),
+        Err(e) if done_remotely => Ok(vec![e]),
+        Err(e) => Err(e),
     }
 }

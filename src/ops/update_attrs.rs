@@ -35,7 +35,21 @@ pub async fn run(
         None => local(b, tenant, id, body, ctx, now).await,
         Some(f) => {
             let mut result = match f.attrs_left() {
-                true => local(b, tenant, id, &Value::Object(f.rest), ctx, now).await?,
+                // What a source accepted was updated there; the broker's failure to update its
+                // copy of the rest makes a partial success (207), not a failure.
+                true => match local(b, tenant, id, &Value::Object(f.rest.clone()), ctx, now).await {
+                    Ok(r) => r,
+                    Err(e) if !f.sent.is_empty() => AttrOutcome {
+                        updated: Vec::new(),
+                        not_updated: f
+                            .rest
+                            .keys()
+                            .filter(|k| !k.starts_with('@') && !matches!(k.as_str(), "id" | "type"))
+                            .map(|k| (ctx.expand(k), e.detail.clone()))
+                            .collect(),
+                    },
+                    Err(e) => return Err(e),
+                },
                 false => AttrOutcome::default(),
             };
             result.updated.extend(f.sent);

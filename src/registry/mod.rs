@@ -386,6 +386,33 @@ impl Registrations {
         out
     }
 
+    /// The live exclusive and redirect registrations about this entity that do not serve `op`:
+    /// the parts of the entity they hold cannot be reached by the operation (a Conflict part,
+    /// GS CIM 009 §5.6.6.4).
+    pub fn proxied_without(
+        &self,
+        tenant: &str,
+        entity_id: &str,
+        types: &[String],
+        op: Op,
+    ) -> Vec<Arc<CompiledRegistration>> {
+        let tenants = self.tenants.read();
+        let Some(t) = tenants.get(tenant) else {
+            return Vec::new();
+        };
+        let now = now_millis();
+        t.candidates(types)
+            .filter(|e| {
+                let c = &e.compiled;
+                c.current(now)
+                    && c.mode.is_proxied()
+                    && !c.operations.contains(op)
+                    && c.information.iter().any(|i| i.matches_entity(Some(entity_id), types))
+            })
+            .map(|e| e.compiled.clone())
+            .collect()
+    }
+
     /// Whether a tenant has any registration (a fast check before a lookup).
     pub fn has_any(&self, tenant: &str) -> bool {
         self.tenants.read().get(tenant).is_some_and(|t| !t.regs.is_empty())

@@ -577,6 +577,25 @@ impl CompiledRegistration {
         Some(out)
     }
 
+    /// The entity ids the registration names for entities of these types (empty types: any),
+    /// or `None` when a matching information item is about a pattern, a type or any entity, so
+    /// that a query forwarded to the source cannot be narrowed to ids.
+    pub fn ids_for(&self, types: &[String]) -> Option<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        for i in self.information.iter().filter(|i| i.matches_entity(None, types)) {
+            if i.entities.is_empty() {
+                return None;
+            }
+            for e in i.entities.iter().filter(|e| e.matches(None, types)) {
+                let id = e.id.as_ref()?;
+                if !out.contains(id) {
+                    out.push(id.clone());
+                }
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
     /// Whether two registrations may cover the same attribute of the same entity.
     pub fn overlaps(&self, other: &CompiledRegistration) -> bool {
         self.information.iter().any(|a| other.information.iter().any(|b| a.overlaps(b)))

@@ -834,10 +834,11 @@ async fn creating_only_exclusive_attributes_of_a_held_entity_succeeds() {
 }
 
 /// An attribute only an inclusive source holds: a partial update, replace or delete of it that
-/// the source applies succeeds though the broker does not hold it; one the source refuses is
+/// the source applies is a partial success (207, GS CIM 009 §5.6.4.4, §5.6.19.4): the source's
+/// part succeeded, the broker's part failed with 404 and is listed. One the source refuses is
 /// the broker's 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attribute_operations_done_by_an_inclusive_source_succeed() {
+async fn attribute_operations_done_only_by_an_inclusive_source_are_partial_successes() {
     let app = spawn_app().await;
     app.create(robot()).await;
     let src = stub(204, Value::Null, Duration::ZERO).await;
@@ -859,12 +860,114 @@ async fn attribute_operations_done_by_an_inclusive_source_succeed() {
     .await;
     let path = "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs/temperature";
     let attr = json!({"type": "Property", "value": 21});
-    assert_eq!(app.patch_json(path, &attr).await.status(), 204);
+    let partial = |v: Value| {
+        assert_eq!(v["success"], json!(["urn:ngsi-ld:Robot:r2d2"]), "{v}");
+        assert_eq!(v["errors"][0]["entityId"], "urn:ngsi-ld:Robot:r2d2", "{v}");
+        assert_eq!(v["errors"][0]["error"]["status"], 404, "{v}");
+    };
+    let r = app.patch_json(path, &attr).await;
+    assert_eq!(r.status(), 207);
+    partial(r.json().await.unwrap());
     let r = app.client.put(app.url(path)).json(&attr).send().await.unwrap();
-    assert_eq!(r.status(), 204);
-    assert_eq!(app.delete(path).await.status(), 204);
+    assert_eq!(r.status(), 207);
+    partial(r.json().await.unwrap());
+    let r = app.delete(path).await;
+    assert_eq!(r.status(), 207);
+    partial(r.json().await.unwrap());
     assert_eq!(seen(&src).iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(), ["PATCH", "PUT", "DELETE"]);
     let r = app.patch_json("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs/humidity", &attr).await;
     assert_eq!(r.status(), 404);
     assert_eq!(refusing.got.lock().len(), 1);
+    // Once the broker holds the attribute too, both parts succeed: 204.
+    let r = app
+        .client
+        .post(app.url("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs?local=true"))
+        .json(&json!({"temperature": attr}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(app.patch_json(path, &attr).await.status(), 204);
+}
+
+/// Distributed Delete Entity (§5.6.6.4): every part is reported. An inclusive source that
+/// does not have the entity makes a partial success (207) of the broker's deletion; a source
+/// that deleted an entity the broker does not hold makes one too (the broker's part is a 404);
+/// an exclusive registration that does not serve deleteEntity is not asked and is a Conflict
+/// part, while the broker's copy is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_delete_entity_reports_each_part() {
+    let app = spawn_app().await;
+    let missing = stub(404, json!({"detail": "not here"}), Duration::ZERO).await;
+    let reg = register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": missing.url, "operations": ["deleteEntity"],
+               "information": [{"entities": [{"type": "Robot"}]}]}),
+    )
+    .await;
+    app.create(robot()).await;
+    let r = app.delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2").await;
+    assert_eq!(r.status(), 207);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["errors"][0]["error"]["status"], 404, "{v}");
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2?local=true").await.status(), 404);
+    // Found nowhere: every part failed, the answer is the failure.
+    assert_eq!(app.delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2").await.status(), 404);
+    assert_eq!(app.delete(&format!("/ngsi-ld/v1/csourceRegistrations/{reg}")).await.status(), 204);
+
+    let deleting = stub(204, Value::Null, Duration::ZERO).await;
+    let reg = register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": deleting.url, "operations": ["deleteEntity"],
+               "information": [{"entities": [{"type": "Robot"}]}]}),
+    )
+    .await;
+    let r = app.delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:c3po").await;
+    assert_eq!(r.status(), 207);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["errors"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["errors"][0]["error"]["status"], 404, "{v}");
+    assert_eq!(deleting.got.lock().len(), 1);
+    assert_eq!(app.delete(&format!("/ngsi-ld/v1/csourceRegistrations/{reg}")).await.status(), 204);
+
+    let exclusive = stub(204, Value::Null, Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": exclusive.url, "mode": "exclusive",
+               "operations": ["updateOps"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}],
+                                "propertyNames": ["position"]}]}),
+    )
+    .await;
+    app.create(robot()).await;
+    let r = app.delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2").await;
+    assert_eq!(r.status(), 207);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["errors"][0]["error"]["status"], 409, "{v}");
+    assert!(exclusive.got.lock().is_empty());
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2?local=true").await.status(), 404);
+}
+
+/// A query forwarded to a source is narrowed to what its registration names (§5.7.2.4): the
+/// registered entity ids when the client named none, and the registered attributes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_queries_are_narrowed_to_the_registration() {
+    let app = spawn_app().await;
+    let src = stub(200, json!([]), Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "mode": "exclusive",
+               "operations": ["queryEntity"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}],
+                                "propertyNames": ["position"]}]}),
+    )
+    .await;
+    assert_eq!(app.get("/ngsi-ld/v1/entities?type=Robot").await.status(), 200);
+    assert_eq!(
+        app.get("/ngsi-ld/v1/entities?type=Robot&id=urn:ngsi-ld:Robot:x&attrs=position,battery").await.status(),
+        200
+    );
+    let got = seen(&src);
+    assert_eq!(got[0].1, "/ngsi-ld/v1/entities?type=Robot&id=urn:ngsi-ld:Robot:r2d2&attrs=position");
+    assert_eq!(got[1].1, "/ngsi-ld/v1/entities?type=Robot&id=urn:ngsi-ld:Robot:x&attrs=position");
 }
