@@ -998,7 +998,7 @@ impl Forwarder {
 
 #[cfg(test)]
 mod tests {
-    use super::plain_query;
+    use super::{narrow_query, plain_query};
 
     #[test]
     fn forwarded_queries_are_narrowed_to_the_registration() {
