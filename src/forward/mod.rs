@@ -37,12 +37,15 @@ pub struct Dist {
     pub query: Option<String>,
     /// The Query of `POST /entityOperations/query` (forwarded to `queryBatch` sources).
     pub query_body: Option<Value>,
+    /// The triggering request's headers (lower-case names), for contextSourceInfo values of
+    /// `urn:ngsi-ld:request` (GS CIM 009 §4.3.6.5).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Dist {
     /// A request that is never forwarded (internal callers, tests).
     pub fn local() -> Dist {
-        Dist { local_only: true, via: None, query: None, query_body: None }
+        Dist { local_only: true, ..Dist::default() }
     }
 }
 
@@ -190,10 +193,16 @@ impl Forwarder {
         path_and_query: &str,
         ctx: &Context,
         body: Option<&Value>,
-        via: Option<&str>,
+        dist: &Dist,
     ) -> Answer {
         let reg = &t.reg;
-        let url = format!("{}{}", reg.endpoint.trim_end_matches('/'), path_and_query);
+        let mut url = format!("{}{}", reg.endpoint.trim_end_matches('/'), path_and_query);
+        // A localOnly registration serves only what the source holds itself (§4.3.6.4).
+        if reg.management.local_only && !url.contains("local=true") {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str("local=true");
+        }
+        let via = dist.via.as_deref();
         let timeout =
             reg.management.timeout.map(|ms| Duration::from_millis(ms.max(1.0) as u64)).unwrap_or(self.timeout);
         let via_value = match via {
@@ -208,10 +217,27 @@ impl Forwarder {
         let link = ctx.link_url().unwrap_or(crate::jsonld::core::CORE_CONTEXT_URL);
         req = req.header("Link", format!("<{link}>; rel=\"{LD_CONTEXT_REL}\"; type=\"application/ld+json\""));
         req = req.header("Accept", "application/json");
+        // contextSourceInfo pairs travel as headers (§4.3.6.5); the tenant and what HTTP itself
+        // decides are not theirs to set, and `urn:ngsi-ld:request` copies the triggering
+        // request's header of that name, if it had one.
         for (k, v) in &reg.context_source_info {
-            if k != "jsonldContext" && reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_ok() {
-                req = req.header(k.as_str(), v.as_str());
+            if k == "jsonldContext"
+                || reserved_header(k)
+                || reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
+            {
+                continue;
             }
+            let value = match v.as_str() {
+                "urn:ngsi-ld:request" => {
+                    let lower = k.to_ascii_lowercase();
+                    match dist.headers.iter().find(|(n, _)| *n == lower) {
+                        Some((_, v)) => v.as_str(),
+                        None => continue,
+                    }
+                }
+                v => v,
+            };
+            req = req.header(k.as_str(), value);
         }
         if let Some(b) = body {
             req = req.header("Content-Type", "application/json").body(b.to_string());
@@ -322,6 +348,28 @@ pub fn failure(a: &Answer, what: &str) -> NgsiError {
         _ => ErrorKind::ContextSourceFailed,
     };
     NgsiError::new(kind, format!("{what}: {detail}"))
+}
+
+/// Headers a contextSourceInfo pair may not set: tenant headers (§4.3.6.5: tenant information
+/// is not part of contextSourceInfo) and the binding's own interaction headers.
+fn reserved_header(name: &str) -> bool {
+    const RESERVED: [&str; 14] = [
+        "ngsild-tenant",
+        "fiware-service",
+        "fiware-servicepath",
+        "via",
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "link",
+    ];
+    RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r))
 }
 
 /// A query string as forwarded: the percent-escapes of the characters a query may hold as they
@@ -444,7 +492,7 @@ impl Forwarder {
         for t in targets.iter().filter(|t| t.attrs.as_ref().is_none_or(|a| !a.is_empty())) {
             let cs = self.context_for(&t.reg, ctx).await;
             let path = format!("/ngsi-ld/v1/entities/{}/attrs/{}{query}", segment(id), segment(&cs.compact(name)));
-            let a = self.send(t, tenant, method.clone(), &path, &cs, body, dist.via.as_deref()).await;
+            let a = self.send(t, tenant, method.clone(), &path, &cs, body, dist).await;
             if t.reg.mode.is_proxied() {
                 out.keep_local = false;
                 if a.status >= 300 {
@@ -499,7 +547,7 @@ impl Forwarder {
                 .collect();
             let cs = self.context_for(&t.reg, ctx).await;
             let body = Value::Object(recompact(&part, ctx, &cs));
-            let a = self.send(t, tenant, method.clone(), path, &cs, Some(&body), dist.via.as_deref()).await;
+            let a = self.send(t, tenant, method.clone(), path, &cs, Some(&body), dist).await;
             out.forwarded = true;
             if t.reg.mode == Mode::Redirect {
                 out.redirected = true;
@@ -577,7 +625,7 @@ impl Forwarder {
                             list.iter().map(|a| segment(a)).collect::<Vec<_>>().join(",")
                         ));
                     }
-                    self.send(t, tenant, reqwest::Method::GET, &path, &cs, None, dist.via.as_deref()).await
+                    self.send(t, tenant, reqwest::Method::GET, &path, &cs, None, dist).await
                 }
                 _ => {
                     // The entity's types: the broker's, else those the registration names.
@@ -602,7 +650,7 @@ impl Forwarder {
                                 list.iter().map(|a| segment(a)).collect::<Vec<_>>().join(",")
                             ));
                         }
-                        self.send(t, tenant, reqwest::Method::GET, &path, &cs, None, dist.via.as_deref()).await
+                        self.send(t, tenant, reqwest::Method::GET, &path, &cs, None, dist).await
                     } else {
                         let mut selector = Map::new();
                         selector.insert("id".into(), Value::String(id.to_owned()));
@@ -617,7 +665,7 @@ impl Forwarder {
                         }
                         let body = Value::Object(query);
                         let path = "/ngsi-ld/v1/entityOperations/query";
-                        self.send(t, tenant, reqwest::Method::POST, path, &cs, Some(&body), dist.via.as_deref()).await
+                        self.send(t, tenant, reqwest::Method::POST, path, &cs, Some(&body), dist).await
                     }
                 }
             };
@@ -702,7 +750,7 @@ impl Forwarder {
             targets
                 .iter()
                 .zip(&paths)
-                .map(|(t, path)| self.send(t, tenant, method.clone(), path, ctx, body.as_ref(), dist.via.as_deref())),
+                .map(|(t, path)| self.send(t, tenant, method.clone(), path, ctx, body.as_ref(), dist)),
         )
         .await;
         for (t, a) in targets.iter().zip(answers) {
@@ -733,7 +781,7 @@ impl Forwarder {
         let mut parts = Vec::new();
         for t in &self.targets(tenant, Some(id), types, None, Op::DeleteEntity) {
             let path = format!("/ngsi-ld/v1/entities/{}", segment(id));
-            let a = self.send(t, tenant, reqwest::Method::DELETE, &path, &CORE, None, dist.via.as_deref()).await;
+            let a = self.send(t, tenant, reqwest::Method::DELETE, &path, &CORE, None, dist).await;
             let result = match a.status < 300 {
                 true => Ok(()),
                 false => Err(failure(&a, &format!("context source {} did not delete {id}", t.reg.id))),
@@ -901,7 +949,7 @@ impl Forwarder {
                 })
                 .collect();
             let body = Value::Array(body);
-            self.send(t, tenant, reqwest::Method::POST, path, &cs, Some(&body), dist.via.as_deref()).await
+            self.send(t, tenant, reqwest::Method::POST, path, &cs, Some(&body), dist).await
         }))
         .await;
         for ((t, members), a) in groups.iter().zip(answers) {
@@ -940,9 +988,7 @@ impl Forwarder {
         let path =
             if query.is_empty() { "/ngsi-ld/v1/entities".to_owned() } else { format!("/ngsi-ld/v1/entities?{query}") };
         let answers = futures_util::future::join_all(
-            targets
-                .iter()
-                .map(|t| self.send(t, tenant, reqwest::Method::DELETE, &path, ctx, None, dist.via.as_deref())),
+            targets.iter().map(|t| self.send(t, tenant, reqwest::Method::DELETE, &path, ctx, None, dist)),
         )
         .await;
         answers.iter().filter(|a| a.status < 300).count()
@@ -972,14 +1018,11 @@ impl Forwarder {
             }
         }
         let path = "/ngsi-ld/v1/entityOperations/delete";
-        let answers =
-            futures_util::future::join_all(groups.iter().map(|(t, members)| {
-                let body = Value::Array(members.iter().map(|i| Value::String(entities[*i].0.to_owned())).collect());
-                async move {
-                    self.send(t, tenant, reqwest::Method::POST, path, &CORE, Some(&body), dist.via.as_deref()).await
-                }
-            }))
-            .await;
+        let answers = futures_util::future::join_all(groups.iter().map(|(t, members)| {
+            let body = Value::Array(members.iter().map(|i| Value::String(entities[*i].0.to_owned())).collect());
+            async move { self.send(t, tenant, reqwest::Method::POST, path, &CORE, Some(&body), dist).await }
+        }))
+        .await;
         for ((t, members), a) in groups.iter().zip(answers) {
             let ids: Vec<&str> = members.iter().map(|i| entities[*i].0).collect();
             for (i, result) in members.iter().zip(batch_answers(&a, &ids)) {

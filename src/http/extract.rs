@@ -229,7 +229,20 @@ pub fn dist(req: &HttpRequest, state: &AppState, local: bool) -> Result<crate::f
         )
         .into());
     }
-    Ok(crate::forward::Dist { local_only: local, via, query: Some(req.query_string().to_owned()), query_body: None })
+    // Kept for contextSourceInfo values that copy a header of the triggering request.
+    let headers = req
+        .headers()
+        .iter()
+        .take(64)
+        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    Ok(crate::forward::Dist {
+        local_only: local,
+        via,
+        query: Some(req.query_string().to_owned()),
+        query_body: None,
+        headers,
+    })
 }
 
 /// Response media types.

@@ -109,6 +109,19 @@ pub async fn run(
         Vec::new()
     };
     let attrs = query.attrs.clone();
+    // Results merged from several sources have no common order (§4.23: ordering applies to a
+    // query this broker answers alone).
+    if forwarding && query.order.is_some() {
+        let op = match dist.query_body {
+            Some(_) => crate::registry::registration::Op::QueryBatch,
+            None => crate::registry::registration::Op::QueryEntity,
+        };
+        if !b.forwarder.targets(tenant, None, &types, attrs.as_deref(), op).is_empty() {
+            return Err(NgsiError::bad_data(
+                "orderBy cannot be applied to a distributed query: add local=true to order this broker's entities",
+            ));
+        }
+    }
     if !forwarding {
         b.require_tenant(tenant).await?;
     }

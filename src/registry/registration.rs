@@ -955,7 +955,13 @@ pub fn compile(
     {
         return Err(bad("refreshRate must be an ISO 8601 duration"));
     }
-    let management = body.get("management").map(management).transpose()?.unwrap_or_default();
+    let mut management = body.get("management").map(management).transpose()?.unwrap_or_default();
+    // Some clients (and the ETSI suite, 436_04) give `localOnly` as a member of the
+    // registration itself rather than of its management info; a boolean true there counts too.
+    let flag = |v: Option<&Value>| v == Some(&Value::Bool(true));
+    if flag(body.get("localOnly")) || flag(body.get("https://uri.etsi.org/ngsi-ld/localOnly")) {
+        management.local_only = true;
+    }
     // §4.3.6.3: an exclusive registration is about specific attributes of specific entities.
     if mode == Mode::Exclusive {
         for i in &information {

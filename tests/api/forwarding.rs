@@ -971,3 +971,60 @@ async fn forwarded_queries_are_narrowed_to_the_registration() {
     assert_eq!(got[0].1, "/ngsi-ld/v1/entities?type=Robot&id=urn:ngsi-ld:Robot:r2d2&attrs=position");
     assert_eq!(got[1].1, "/ngsi-ld/v1/entities?type=Robot&id=urn:ngsi-ld:Robot:x&attrs=position");
 }
+
+/// contextSourceInfo pairs travel as headers (§4.3.6.5): `urn:ngsi-ld:request` copies the
+/// triggering request's header (nothing when it had none); tenant and HTTP interaction headers
+/// cannot be set that way. A localOnly registration (§4.3.6.4) is asked with `local=true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_source_info_headers_and_local_only_registrations() {
+    let app = spawn_app().await;
+    let robot_answer =
+        json!({"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot", "speed": {"type": "Property", "value": 3}});
+    let src = stub(200, robot_answer, Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "localOnly": true,
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}]}],
+               "contextSourceInfo": [{"key": "user", "value": "urn:ngsi-ld:request"},
+                                     {"key": "X-Fixed", "value": "fixed"},
+                                     {"key": "NGSILD-Tenant", "value": "hacker"},
+                                     {"key": "Via", "value": "1.1 evil"}]}),
+    )
+    .await;
+    let path = "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2";
+    let r = app.client.get(app.url(path)).header("user", "abcd").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.get(path).await.status(), 200);
+    let got = src.got.lock().clone();
+    assert_eq!(got.len(), 2);
+    assert!(got[0].path.contains("local=true"), "{}", got[0].path);
+    assert_eq!(got[0].headers.get("user").map(String::as_str), Some("abcd"));
+    assert_eq!(got[1].headers.get("user"), None);
+    for g in &got {
+        assert_eq!(g.headers.get("x-fixed").map(String::as_str), Some("fixed"));
+        assert_eq!(g.headers.get("ngsild-tenant"), None);
+        assert!(!g.headers["via"].contains("evil"), "{:?}", g.headers);
+    }
+}
+
+/// Entities merged from several sources have no common order: orderBy on a query that is
+/// distributed is refused (§4.23), and allowed with local=true.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_by_is_refused_for_a_distributed_query() {
+    let app = spawn_app().await;
+    app.create(robot()).await;
+    let src = stub(200, json!([]), Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url,
+               "information": [{"entities": [{"type": "Robot"}]}]}),
+    )
+    .await;
+    let r = app.get("/ngsi-ld/v1/entities?type=Robot&orderBy=battery").await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "https://uri.etsi.org/ngsi-ld/errors/BadRequestData");
+    assert_eq!(app.get("/ngsi-ld/v1/entities?type=Robot&orderBy=battery&local=true").await.status(), 200);
+    assert_eq!(app.get("/ngsi-ld/v1/entities?type=Robot").await.status(), 200);
+    assert!(src.got.lock().len() == 1);
+}
