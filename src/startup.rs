@@ -67,6 +67,7 @@ impl Application {
                 })
                 .wrap(from_fn(http::reject_empty_segments))
                 .wrap(from_fn(http::prefer_version))
+                .wrap(from_fn(http::forward_warnings))
                 .configure(http::routes)
         })
         .listen(listener)

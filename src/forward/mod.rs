@@ -26,8 +26,34 @@ use crate::registry::registration::{CompiledRegistration, Mode, Op};
 
 const LD_CONTEXT_REL: &str = "http://www.w3.org/ns/json-ld#context";
 
+/// The `NGSILD-Warning` values (GS CIM 009 §6.3.17) gathered while a request was distributed:
+/// each `<code> <registration id> "<text>"`. Shared between the request's `Dist` and its
+/// extensions, where the HTTP layer reads them into the response header; at most 32 are kept.
+#[derive(Debug, Clone, Default)]
+pub struct Warnings(Arc<parking_lot::Mutex<Vec<String>>>);
+
+impl Warnings {
+    /// Records a warning about a registration's source (110/111 revalidation, 199, 299).
+    pub fn add(&self, code: u16, registration: &str, text: &str) {
+        let mut w = self.0.lock();
+        if w.len() < 32 {
+            w.push(format!("{code} {registration} \"{}\"", text.replace(['"', '\\', '\r', '\n'], "'")));
+        }
+    }
+
+    /// The header value, if anything went wrong.
+    pub fn header(&self) -> Option<String> {
+        let w = self.0.lock();
+        (!w.is_empty()).then(|| w.join(", "))
+    }
+}
+
+/// The largest answer read from a context source; a larger one is refused like an invalid
+/// payload (warning 111), so a source cannot exhaust the broker's memory.
+pub const MAX_SOURCE_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
 /// Whether and how a request may be distributed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Dist {
     /// `local=true`: the request stays on this broker.
     pub local_only: bool,
@@ -40,6 +66,8 @@ pub struct Dist {
     /// The triggering request's headers (lower-case names), for contextSourceInfo values of
     /// `urn:ngsi-ld:request` (GS CIM 009 §4.3.6.5).
     pub headers: Vec<(String, String)>,
+    /// Warnings about the sources asked, for the response's `NGSILD-Warning` header.
+    pub warnings: Warnings,
 }
 
 impl Dist {
@@ -242,14 +270,55 @@ impl Forwarder {
         if let Some(b) = body {
             req = req.header("Content-Type", "application/json").body(b.to_string());
         }
+        // What goes wrong is reported in NGSILD-Warning (§6.3.17, Table 6.3.17-1): no answer
+        // in time or no connection is 199, an error status (other than 404, which only means
+        // the source has nothing) is 299, an answer that is no JSON or too large is 111.
         let answer = match req.send().await {
-            Ok(resp) => {
+            Ok(mut resp) => {
                 let status = resp.status().as_u16();
-                let body = resp.bytes().await.ok().and_then(|b| serde_json::from_slice(&b).ok());
-                Answer { status, body }
+                let mut bytes: Vec<u8> = Vec::new();
+                let mut read_ok = true;
+                loop {
+                    match resp.chunk().await {
+                        Ok(Some(c)) if bytes.len() + c.len() <= MAX_SOURCE_ANSWER_BYTES => bytes.extend_from_slice(&c),
+                        Ok(Some(_)) => {
+                            dist.warnings.add(111, &reg.id, "the answer exceeds the size the broker accepts");
+                            read_ok = false;
+                            break;
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            dist.warnings.add(199, &reg.id, &format!("the answer could not be read: {e}"));
+                            read_ok = false;
+                            break;
+                        }
+                    }
+                }
+                let body = match (read_ok, bytes.is_empty()) {
+                    (false, _) => None,
+                    (true, true) => Some(None),
+                    (true, false) => match serde_json::from_slice::<Value>(&bytes) {
+                        Ok(v) => Some(Some(v)),
+                        Err(_) if status >= 300 => Some(None),
+                        Err(_) => {
+                            dist.warnings.add(111, &reg.id, "the answer is not a valid JSON document");
+                            None
+                        }
+                    },
+                };
+                if status >= 400 && status != 404 {
+                    dist.warnings.add(299, &reg.id, &format!("the context source answered {status}"));
+                }
+                match body {
+                    Some(body) => Answer { status, body },
+                    None => Answer { status: 502, body: None },
+                }
             }
             Err(e) => {
                 tracing::warn!(registration = %reg.id, url = %url, error = %e, "a context source did not answer");
+                let what =
+                    if e.is_timeout() { "no answer within the time-out" } else { "the context source is unreachable" };
+                dist.warnings.add(199, &reg.id, what);
                 Answer { status: if e.is_timeout() { 504 } else { 503 }, body: None }
             }
         };

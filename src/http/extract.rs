@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use actix_web::HttpRequest;
 use actix_web::http::header;
 use actix_web::web::{Bytes, BytesMut, Payload};
+use actix_web::{HttpMessage, HttpRequest};
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -236,12 +236,16 @@ pub fn dist(req: &HttpRequest, state: &AppState, local: bool) -> Result<crate::f
         .take(64)
         .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
+    // The response middleware reads the warnings the forwarding gathers (`NGSILD-Warning`).
+    let warnings = crate::forward::Warnings::default();
+    req.extensions_mut().insert(warnings.clone());
     Ok(crate::forward::Dist {
         local_only: local,
         via,
         query: Some(req.query_string().to_owned()),
         query_body: None,
         headers,
+        warnings,
     })
 }
 

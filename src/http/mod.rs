@@ -124,6 +124,23 @@ pub async fn prefer_version(
     Ok(resp)
 }
 
+/// Adds the `NGSILD-Warning` header (GS CIM 009 §6.3.17) to the answer of a distributed request
+/// when a context source it asked misbehaved, to successes and errors alike.
+pub async fn forward_warnings(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut resp = next.call(req).await?;
+    let warning =
+        actix_web::HttpMessage::extensions(resp.request()).get::<crate::forward::Warnings>().and_then(|w| w.header());
+    if let Some(w) = warning
+        && let Ok(h) = HeaderValue::from_str(&w)
+    {
+        resp.headers_mut().insert(header::HeaderName::from_static("ngsild-warning"), h);
+    }
+    Ok(resp)
+}
+
 /// Answers paths no resource serves.
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(NgsiError::not_found(format!("no service at {} {}", req.method(), req.path())).into())

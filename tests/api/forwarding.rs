@@ -1028,3 +1028,63 @@ async fn order_by_is_refused_for_a_distributed_query() {
     assert_eq!(app.get("/ngsi-ld/v1/entities?type=Robot").await.status(), 200);
     assert!(src.got.lock().len() == 1);
 }
+
+/// Misbehaving sources are reported in NGSILD-Warning (§6.3.17): an error status is 299, an
+/// answer that is no JSON is 111 (and is not used), an unreachable source is 199; a 404 is
+/// normal and adds nothing. Each value names the registration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_sources_are_reported_in_ngsild_warning() {
+    let app = spawn_app().await;
+    let path = "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2";
+    let reg_for = |url: &str| {
+        json!({"type": "ContextSourceRegistration", "endpoint": url,
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}]}]})
+    };
+    let forbidden = stub(403, json!({"detail": "no"}), Duration::ZERO).await;
+    let reg = register(&app, reg_for(&forbidden.url)).await;
+    let r = app.get(path).await;
+    assert_eq!(r.status(), 404);
+    let w = r.headers()["ngsild-warning"].to_str().unwrap().to_owned();
+    assert!(w.starts_with(&format!("299 {reg} \"")), "{w}");
+    app.delete(&format!("/ngsi-ld/v1/csourceRegistrations/{reg}")).await;
+
+    let missing = stub(404, Value::Null, Duration::ZERO).await;
+    let reg = register(&app, reg_for(&missing.url)).await;
+    let r = app.get(path).await;
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().get("ngsild-warning").is_none());
+    app.delete(&format!("/ngsi-ld/v1/csourceRegistrations/{reg}")).await;
+
+    let reg = register(&app, reg_for(&format!("{}/notjson", raw_text_source().await))).await;
+    let r = app.get(path).await;
+    assert_eq!(r.status(), 404);
+    let w = r.headers()["ngsild-warning"].to_str().unwrap().to_owned();
+    assert!(w.starts_with(&format!("111 {reg} \"")), "{w}");
+    app.delete(&format!("/ngsi-ld/v1/csourceRegistrations/{reg}")).await;
+
+    let reg = register(&app, reg_for("http://127.0.0.1:9")).await;
+    app.create(robot()).await;
+    let r = app.get(path).await;
+    assert_eq!(r.status(), 200);
+    let w = r.headers()["ngsild-warning"].to_str().unwrap().to_owned();
+    assert!(w.starts_with(&format!("199 {reg} \"")), "{w}");
+}
+
+/// A source that answers 200 with a body that is not JSON.
+async fn raw_text_source() -> String {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(|| {
+        App::new().default_service(web::to(|| async {
+            HttpResponse::Ok().content_type("application/json").body("not a json document")
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    format!("http://127.0.0.1:{port}")
+}
