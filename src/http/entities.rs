@@ -79,35 +79,68 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
             "join",
             "joinLevel",
             "containedBy",
+            "entityMap",
+            "entityMapLifetime",
         ],
     )?;
     let acc = accept(&req, true)?;
     let t = tenant(&req, &state)?;
     let ctx = header_context(&req, &state).await?;
     let opts = respond::render_opts(&p, &ctx)?;
-    let params = QueryParams {
-        selectors: if p.get("id").is_some() || p.get("idPattern").is_some() || p.get("type").is_some() {
-            vec![RawSelector {
-                ids: p.list("id"),
-                id_pattern: p.get("idPattern").map(str::to_owned),
-                types: p.get("type").map(str::to_owned),
-            }]
-        } else {
-            Vec::new()
-        },
+    let params = url_query_params(&p)?;
+    let dist = super::extract::dist(&req, &state, params.local)?;
+    if let Some(map) = super::entity_maps::map_use(&req, &p)? {
+        let lifetime = p.get("entityMapLifetime");
+        let r = query_entities::run_mapped(
+            &state.broker,
+            &t,
+            &params,
+            &ctx,
+            state.settings.page_size,
+            &dist,
+            &map,
+            lifetime,
+        )
+        .await?;
+        let mut resp = with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await?;
+        if r.created {
+            *resp.status_mut() = actix_web::http::StatusCode::CREATED;
+        }
+        let limit = params.limit.unwrap_or(state.settings.page_size);
+        // The links carry the query as given, the map named by its id instead of `true`.
+        let query: Vec<(String, String)> = p
+            .pairs()
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "limit" | "offset" | "entityMap" | "entityMapLifetime"))
+            .cloned()
+            .chain([("entityMap".to_owned(), r.map_id.clone())])
+            .collect();
+        let query = serde_urlencoded::to_string(&query).unwrap_or_default();
+        let next = r.more.then_some(params.offset + limit);
+        respond::paging_links(&mut resp, "/ngsi-ld/v1/entities", &query, params.offset, limit, next);
+        if let Ok(v) = header::HeaderValue::from_str(&super::entity_maps::location(&req, &r.map_id)) {
+            resp.headers_mut().insert(header::HeaderName::from_static("ngsild-entitymap"), v);
+        }
+        return Ok(resp);
+    }
+    let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist).await?;
+    with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await
+}
+
+/// The query of a GET query string (selectors, attrs, q, scopeQ, orderBy, geo-query, paging).
+pub(super) fn url_query_params(p: &Params) -> Result<QueryParams, ApiError> {
+    Ok(QueryParams {
+        selectors: url_selectors(p),
         attrs: p.list("attrs"),
         q: p.get("q").map(str::to_owned),
         scope_q: p.get("scopeQ").map(str::to_owned),
         order_by: p.get("orderBy").map(str::to_owned),
-        geo: url_geo(&p)?,
+        geo: url_geo(p)?,
         limit: p.usize("limit")?,
         offset: p.usize("offset")?.unwrap_or(0),
         count: p.bool("count")?,
         local: p.bool("local")?,
-    };
-    let dist = super::extract::dist(&req, &state, params.local)?;
-    let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist).await?;
-    with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await
+    })
 }
 
 /// Answers a query, joining in linked entities when `join` asks for them (GS CIM 009

@@ -255,6 +255,22 @@ pub fn page(
     if count && let Ok(v) = header::HeaderValue::from_str(&total.to_string()) {
         resp.headers_mut().insert(header::HeaderName::from_static("ngsild-results-count"), v);
     }
+    let next = (limit > 0 && offset + limit < total).then_some(offset + limit);
+    paging_links(&mut resp, base, query, offset, limit, next);
+    resp
+}
+
+/// Adds the `prev` and `next` Link headers of a page (GS CIM 009 §6.3.10): `query` is the
+/// request's query string without `limit` and `offset`; `next` is the next page's offset, if
+/// there is one.
+pub fn paging_links(
+    resp: &mut HttpResponse,
+    base: &str,
+    query: &str,
+    offset: usize,
+    limit: usize,
+    next: Option<usize>,
+) {
     let prefix = if query.is_empty() { String::new() } else { format!("{query}&") };
     let link = |o: usize, rel: &str| {
         format!("<{base}?{prefix}limit={limit}&offset={o}>;rel=\"{rel}\";type=\"application/ld+json\"")
@@ -263,13 +279,12 @@ pub fn page(
     if limit > 0 && offset > 0 {
         links.push(link(offset.saturating_sub(limit), "prev"));
     }
-    if limit > 0 && offset + limit < total {
-        links.push(link(offset + limit, "next"));
+    if let Some(o) = next.filter(|_| limit > 0) {
+        links.push(link(o, "next"));
     }
     for l in links {
         if let Ok(v) = header::HeaderValue::from_str(&l) {
             resp.headers_mut().append(header::LINK, v);
         }
     }
-    resp
 }
