@@ -49,7 +49,7 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
 }
 
 /// Query Entities (§5.7.2).
-#[utoipa::path(get, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("id" = Option<String>, Query, description = "Entity ids"), ("idPattern" = Option<String>, Query, description = "Id regular expression"), ("type" = Option<String>, Query, description = "Entity types"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("local" = Option<String>, Query, description = "true: no selector needed"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("datasetId" = Option<String>, Query, description = "Instances to return"), ("geometryProperty" = Option<String>, Query, description = "GeoProperty used as GeoJSON geometry"), ("q" = Option<String>, Query, description = "NGSI-LD query language filter"), ("scopeQ" = Option<String>, Query, description = "Scope filter"), ("orderBy" = Option<String>, Query, description = "Sort: member[;asc|;desc],..."), ("georel" = Option<String>, Query, description = "near;maxDistance==d, within, contains, intersects, overlaps, equals, disjoint"), ("geometry" = Option<String>, Query, description = "Point, MultiPoint, LineString, MultiLineString, Polygon, MultiPolygon"), ("coordinates" = Option<String>, Query, description = "GeoJSON coordinates (JSON)"), ("geoproperty" = Option<String>, Query, description = "GeoProperty to test (default location)")), responses((status = 200, description = "Entities", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 403, description = "Too many results", body = crate::http::error::ProblemDetails)))]
+#[utoipa::path(get, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("id" = Option<String>, Query, description = "Entity ids"), ("idPattern" = Option<String>, Query, description = "Id regular expression"), ("type" = Option<String>, Query, description = "Entity types"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("local" = Option<String>, Query, description = "true: no selector needed"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("datasetId" = Option<String>, Query, description = "Instances to return"), ("geometryProperty" = Option<String>, Query, description = "GeoProperty used as GeoJSON geometry"), ("q" = Option<String>, Query, description = "NGSI-LD query language filter"), ("scopeQ" = Option<String>, Query, description = "Scope filter"), ("orderBy" = Option<String>, Query, description = "Sort: member[;asc|;desc],..."), ("georel" = Option<String>, Query, description = "near;maxDistance==d, within, contains, intersects, overlaps, equals, disjoint"), ("geometry" = Option<String>, Query, description = "Point, MultiPoint, LineString, MultiLineString, Polygon, MultiPolygon"), ("coordinates" = Option<String>, Query, description = "GeoJSON coordinates (JSON)"), ("geoproperty" = Option<String>, Query, description = "GeoProperty to test (default location)"), ("entityMap" = Option<String>, Query, description = "true: make an entity map of every match (201, NGSILD-EntityMap header); else the id of a map to walk"), ("entityMapLifetime" = Option<String>, Query, description = "ISO 8601 duration of a map made by this query"), ("NGSILD-EntityMap" = Option<String>, Header, description = "An entity map (its URI or id) whose entities the query pages through")), responses((status = 200, description = "Entities", body = serde_json::Value), (status = 201, description = "Entities; a new entity map named by the NGSILD-EntityMap header", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 403, description = "Too many results", body = crate::http::error::ProblemDetails)))]
 pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(
         &req,
@@ -90,18 +90,8 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
     let params = url_query_params(&p)?;
     let dist = super::extract::dist(&req, &state, params.local)?;
     if let Some(map) = super::entity_maps::map_use(&req, &p)? {
-        let lifetime = p.get("entityMapLifetime");
-        let r = query_entities::run_mapped(
-            &state.broker,
-            &t,
-            &params,
-            &ctx,
-            state.settings.page_size,
-            &dist,
-            &map,
-            lifetime,
-        )
-        .await?;
+        let r =
+            query_entities::run_mapped(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist, &map).await?;
         let mut resp = with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await?;
         if r.created {
             *resp.status_mut() = actix_web::http::StatusCode::CREATED;
@@ -140,6 +130,7 @@ pub(super) fn url_query_params(p: &Params) -> Result<QueryParams, ApiError> {
         offset: p.usize("offset")?.unwrap_or(0),
         count: p.bool("count")?,
         local: p.bool("local")?,
+        entity_map_lifetime: p.get("entityMapLifetime").map(str::to_owned),
     })
 }
 

@@ -78,7 +78,7 @@ pub async fn create(req: HttpRequest, state: State) -> Result<HttpResponse, ApiE
     let ctx = header_context(&req, &state).await?;
     let params = super::entities::url_query_params(&p)?;
     let dist = super::extract::dist(&req, &state, params.local)?;
-    let map = create_entity_map::run(&state.broker, &t, &params, &ctx, &dist, p.get("entityMapLifetime")).await?;
+    let map = create_entity_map::run(&state.broker, &t, &params, &ctx, &dist).await?;
     let mut resp = HttpResponse::Created();
     resp.insert_header((HEADER, location(&req, &map.id)));
     Ok(map_response(resp, map.to_json(), acc))

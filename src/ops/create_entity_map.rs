@@ -10,14 +10,13 @@ use crate::entity_maps::EntityMap;
 use crate::error::NgsiResult;
 use crate::jsonld::Context;
 
-/// Makes the map; `lifetime` is the client's `entityMapLifetime` (an ISO 8601 duration).
+/// Makes the map, living as long as the query's `entityMapLifetime` asks, within bounds.
 pub async fn run(
     b: &Broker,
     tenant: &str,
     p: &QueryParams,
     ctx: &Arc<Context>,
     dist: &crate::forward::Dist,
-    lifetime: Option<&str>,
 ) -> NgsiResult<EntityMap> {
-    make_map(b, tenant, p, ctx, dist, lifetime).await
+    make_map(b, tenant, p, ctx, dist).await
 }

@@ -38,6 +38,8 @@ pub struct QueryParams {
     pub count: bool,
     /// `local=true` allows a query without any selector.
     pub local: bool,
+    /// `entityMapLifetime`: how long an entity map made by this query lives (ISO 8601 duration).
+    pub entity_map_lifetime: Option<String>,
 }
 
 pub struct QueryResult {
@@ -180,9 +182,8 @@ pub async fn make_map(
     p: &QueryParams,
     ctx: &Arc<Context>,
     dist: &crate::forward::Dist,
-    lifetime: Option<&str>,
 ) -> NgsiResult<crate::entity_maps::EntityMap> {
-    let lifetime = lifetime.map(crate::entity_maps::parse_duration).transpose()?;
+    let lifetime = p.entity_map_lifetime.as_deref().map(crate::entity_maps::parse_duration).transpose()?;
     let mut whole = p.clone();
     whole.limit = Some(1);
     whole.count = false;
@@ -303,7 +304,6 @@ pub async fn run_mapped(
     default_limit: usize,
     dist: &crate::forward::Dist,
     map: &MapUse,
-    lifetime: Option<&str>,
 ) -> NgsiResult<MappedResult> {
     let known = match map {
         MapUse::Walk(id) => b.entity_maps.get(tenant, id),
@@ -312,7 +312,7 @@ pub async fn run_mapped(
     let created = known.is_none();
     let map = match known {
         Some(m) => m,
-        None => make_map(b, tenant, p, ctx, dist, lifetime).await?,
+        None => make_map(b, tenant, p, ctx, dist).await?,
     };
     let q = prepare(b, tenant, p, ctx, default_limit, dist, true).await?;
     let entries: Vec<(String, Vec<String>)> = map.entries.into_iter().collect();
