@@ -93,9 +93,7 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
         let r =
             query_entities::run_mapped(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist, &map).await?;
         let mut resp = with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await?;
-        if r.created {
-            *resp.status_mut() = actix_web::http::StatusCode::CREATED;
-        }
+        mark_mapped(&req, &mut resp, &r);
         let limit = params.limit.unwrap_or(state.settings.page_size);
         // The links carry the query as given, the map named by its id instead of `true`.
         let query: Vec<(String, String)> = p
@@ -108,13 +106,21 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
         let query = serde_urlencoded::to_string(&query).unwrap_or_default();
         let next = r.more.then_some(params.offset + limit);
         respond::paging_links(&mut resp, "/ngsi-ld/v1/entities", &query, params.offset, limit, next);
-        if let Ok(v) = header::HeaderValue::from_str(&super::entity_maps::location(&req, &r.map_id)) {
-            resp.headers_mut().insert(header::HeaderName::from_static("ngsild-entitymap"), v);
-        }
         return Ok(resp);
     }
     let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist).await?;
     with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await
+}
+
+/// Marks the answer of a query over an entity map: 201 when the map is new, and the map's URI
+/// in the `NGSILD-EntityMap` header.
+fn mark_mapped(req: &HttpRequest, resp: &mut HttpResponse, r: &query_entities::MappedResult) {
+    if r.created {
+        *resp.status_mut() = actix_web::http::StatusCode::CREATED;
+    }
+    if let Ok(v) = header::HeaderValue::from_str(&super::entity_maps::location(req, &r.map_id)) {
+        resp.headers_mut().insert(header::HeaderName::from_static("ngsild-entitymap"), v);
+    }
 }
 
 /// The query of a GET query string (selectors, attrs, q, scopeQ, orderBy, geo-query, paging).
@@ -276,11 +282,23 @@ pub async fn delete(req: HttpRequest, path: Path<String>, state: State) -> Resul
 
 /// Query Entities via POST (§5.7.4): the Query body carries selectors, attrs, q and scopeQ;
 /// paging and rendering options stay in the URL.
-#[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/query", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "A Query"), responses((status = 200, description = "Entities", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
+#[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/query", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues"), ("entityMap" = Option<String>, Query, description = "true: make an entity map of every match (201, NGSILD-EntityMap header); else the id of a map to walk"), ("entityMapLifetime" = Option<String>, Query, description = "ISO 8601 duration of a map made by this query"), ("NGSILD-EntityMap" = Option<String>, Header, description = "An entity map (its URI or id) whose entities the query pages through")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "A Query"), responses((status = 200, description = "Entities", body = serde_json::Value), (status = 201, description = "Entities; a new entity map named by the NGSILD-EntityMap header", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
 pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(
         &req,
-        &["limit", "offset", "count", "options", "format", "local", "geometryProperty", "pick", "omit"],
+        &[
+            "limit",
+            "offset",
+            "count",
+            "options",
+            "format",
+            "local",
+            "geometryProperty",
+            "pick",
+            "omit",
+            "entityMap",
+            "entityMapLifetime",
+        ],
     )?;
     let media = body_media(&req, false)?;
     let acc = accept(&req, true)?;
@@ -321,6 +339,16 @@ pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Res
     // Distributed as a queryBatch unless local=true (`params.local` only lifts the selector rule).
     let mut dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     dist.query_body = Some(body);
+    // An entity map over a POSTed query holds the broker's own entities (sources are asked
+    // for map entries with GET queries, which a Query body does not translate into).
+    if let Some(map) = super::entity_maps::map_use(&req, &p)? {
+        params.entity_map_lifetime = p.get("entityMapLifetime").map(str::to_owned);
+        let r =
+            query_entities::run_mapped(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist, &map).await?;
+        let mut resp = with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await?;
+        mark_mapped(&req, &mut resp, &r);
+        return Ok(resp);
+    }
     let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist).await?;
     with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await
 }

@@ -384,3 +384,47 @@ async fn a_map_over_a_context_source_lists_its_entities_under_the_registration()
     let m: Value = retrieve(&a, &map_id(&location)).await.json().await.unwrap();
     assert_eq!(m["entityMap"]["urn:ngsi-ld:Room:1"], json!(["@none"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_posted_query_makes_and_walks_a_map_of_local_entities() {
+    let app = spawn_app().await;
+    for i in 0..3 {
+        app.create(vehicle(&format!("urn:ngsi-ld:Vehicle:q{i}"), 10 * i)).await;
+    }
+    let query = json!({"type": "Query", "entities": [{"type": "Vehicle"}], "q": "speed>5"});
+    let r = app.post_json("/ngsi-ld/v1/entityOperations/query?entityMap=true&limit=1", &query).await;
+    assert_eq!(r.status(), 201);
+    let location = map_header(&r);
+    assert_eq!(ids(&r.json().await.unwrap()), ["urn:ngsi-ld:Vehicle:q1"]);
+    let m: Value = retrieve(&app, &map_id(&location)).await.json().await.unwrap();
+    assert_eq!(m["entityMap"], json!({"urn:ngsi-ld:Vehicle:q1": ["@none"], "urn:ngsi-ld:Vehicle:q2": ["@none"]}));
+    let r = app
+        .client
+        .post(app.url("/ngsi-ld/v1/entityOperations/query?limit=1&offset=1&count=true"))
+        .header("NGSILD-EntityMap", &location)
+        .json(&query)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(map_header(&r), location);
+    assert_eq!(r.headers()["ngsild-results-count"], "2");
+    assert_eq!(ids(&r.json().await.unwrap()), ["urn:ngsi-ld:Vehicle:q2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_matching_more_than_a_map_holds_makes_no_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = crate::helpers::settings(dir.path());
+    s.entity_map_max_ids = 2;
+    let app = crate::helpers::spawn_with(s, Some(dir)).await;
+    for i in 0..3 {
+        app.create(vehicle(&format!("urn:ngsi-ld:Vehicle:m{i}"), 50)).await;
+    }
+    assert_problem(app.get(&format!("{MAPS}?type=Vehicle")).await, 403, "TooManyResults").await;
+    assert_problem(app.get("/ngsi-ld/v1/entities?type=Vehicle&entityMap=true").await, 403, "TooManyResults").await;
+    let (_, m) = create_map(&app, "type=Vehicle&q=speed%3E50").await;
+    assert_eq!(m["entityMap"], json!({}));
+    let r = app.get("/ngsi-ld/v1/entities?type=Vehicle").await;
+    assert_eq!(r.status(), 200, "an ordinary query is not bounded by the map size");
+}
