@@ -631,7 +631,8 @@ impl Forwarder {
     /// Distributed Query Entities (§5.7.2): the same query (the client's query string and
     /// context) goes to every source registered for the types asked for; entities are merged
     /// by id with the broker's own page, which keeps its order, the others following. Paging is
-    /// per source (no entity map): a page holds at most `limit` entities. A Query of
+    /// per source (entity maps, which fix the entities pages walk, go through `query_ids` and
+    /// `fetch_ids` instead): a page holds at most `limit` entities. A Query of
     /// `POST /entityOperations/query` goes the same way to the sources registered for
     /// `queryBatch`, as that POST (its `@context` sent as a Link).
     #[allow(clippy::too_many_arguments)]
