@@ -1,7 +1,8 @@
 //! Query Entities (GS CIM 009 §5.7.2, GET /entities) and its POST form (§5.7.4,
 //! /entityOperations/query): selectors (id, idPattern, type selection), attrs, `q` and
 //! `scopeQ`, with stable paging and counting. The expressions are compiled by `query`, then
-//! the store evaluates the filter from its indexes plus the compiled predicate.
+//! the store evaluates the filter from its indexes plus the compiled predicate. A query may
+//! also make or walk an entity map (§5.5.9.3), whose ids then are the candidates.
 
 use std::sync::Arc;
 
@@ -184,6 +185,7 @@ pub async fn make_map(
     dist: &crate::forward::Dist,
 ) -> NgsiResult<crate::entity_maps::EntityMap> {
     let lifetime = p.entity_map_lifetime.as_deref().map(crate::entity_maps::parse_duration).transpose()?;
+    // The map holds every match: the page size of the query does not apply here.
     let mut whole = p.clone();
     whole.limit = Some(1);
     whole.count = false;
@@ -305,6 +307,8 @@ pub async fn run_mapped(
     dist: &crate::forward::Dist,
     map: &MapUse,
 ) -> NgsiResult<MappedResult> {
+    // The page's own checks (limit, tenant) come first, so a refused query makes no map.
+    let q = prepare(b, tenant, p, ctx, default_limit, dist, true).await?;
     let known = match map {
         MapUse::Walk(id) => b.entity_maps.get(tenant, id),
         MapUse::Create => None,
@@ -314,7 +318,6 @@ pub async fn run_mapped(
         Some(m) => m,
         None => make_map(b, tenant, p, ctx, dist).await?,
     };
-    let q = prepare(b, tenant, p, ctx, default_limit, dist, true).await?;
     let entries: Vec<(String, Vec<String>)> = map.entries.into_iter().collect();
     let (mut gone, mut holders) = (Vec::new(), Vec::new());
     let mut settle = |entry: &(String, Vec<String>), v: Verdict| -> Option<Arc<Entity>> {
