@@ -255,22 +255,6 @@ pub fn page(
     if count && let Ok(v) = header::HeaderValue::from_str(&total.to_string()) {
         resp.headers_mut().insert(header::HeaderName::from_static("ngsild-results-count"), v);
     }
-    let next = (limit > 0 && offset + limit < total).then_some(offset + limit);
-    paging_links(&mut resp, base, query, offset, limit, next);
-    resp
-}
-
-/// Adds the `prev` and `next` Link headers of a page (GS CIM 009 §6.3.10): `query` is the
-/// request's query string without `limit` and `offset`; `next` is the next page's offset, if
-/// there is one.
-pub fn paging_links(
-    resp: &mut HttpResponse,
-    base: &str,
-    query: &str,
-    offset: usize,
-    limit: usize,
-    next: Option<usize>,
-) {
     let prefix = if query.is_empty() { String::new() } else { format!("{query}&") };
     let link = |o: usize, rel: &str| {
         format!("<{base}?{prefix}limit={limit}&offset={o}>;rel=\"{rel}\";type=\"application/ld+json\"")
@@ -279,7 +263,46 @@ pub fn paging_links(
     if limit > 0 && offset > 0 {
         links.push(link(offset.saturating_sub(limit), "prev"));
     }
-    if let Some(o) = next.filter(|_| limit > 0) {
+    if limit > 0 && offset + limit < total {
+        links.push(link(offset + limit, "next"));
+    }
+    for l in links {
+        if let Ok(v) = header::HeaderValue::from_str(&l) {
+            resp.headers_mut().append(header::LINK, v);
+        }
+    }
+    resp
+}
+
+/// Adds the `prev` and `next` Link headers of a page of entities (GS CIM 009 §4.12, §6.3.10):
+/// the request's own parameters (`params`, without `limit` and `offset`) and the page's,
+/// sorted by name and written as given, so a link reads like the query it continues; `next` is
+/// the next page's offset when elements remain; `media` the answer's media type.
+pub fn entity_page_links(
+    resp: &mut HttpResponse,
+    base: &str,
+    params: &[(String, String)],
+    offset: usize,
+    limit: usize,
+    next: Option<usize>,
+    media: &str,
+) {
+    if limit == 0 {
+        return;
+    }
+    let link = |o: usize, rel: &str| {
+        let mut all: Vec<(&str, String)> = params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        all.push(("limit", limit.to_string()));
+        all.push(("offset", o.to_string()));
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        let query: Vec<String> = all.iter().map(|(k, v)| format!("{}={}", link_escape(k), link_escape(v))).collect();
+        format!("<{base}?{}>; rel=\"{rel}\";type=\"{media}\"", query.join("&"))
+    };
+    let mut links = Vec::new();
+    if offset > 0 {
+        links.push(link(offset.saturating_sub(limit), "prev"));
+    }
+    if let Some(o) = next {
         links.push(link(o, "next"));
     }
     for l in links {
@@ -287,4 +310,19 @@ pub fn paging_links(
             resp.headers_mut().append(header::LINK, v);
         }
     }
+}
+
+/// Escapes what cannot stay as it is in a query value inside a Link header (separators of the
+/// query and of the header's list, spaces, non-ASCII); the rest of a query (`:`, `/`, `*`, `.`,
+/// …) is left readable.
+fn link_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_graphic() && !b"%&=#+<>\",;\\".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -46,6 +46,8 @@ pub struct QueryParams {
 pub struct QueryResult {
     pub entities: Vec<Arc<Entity>>,
     pub total: Option<usize>,
+    /// Whether the broker holds matches after this page.
+    pub more: bool,
 }
 
 fn compile_selector(s: &RawSelector, ctx: &Context) -> NgsiResult<Selector> {
@@ -140,17 +142,21 @@ pub async fn run(
     dist: &crate::forward::Dist,
 ) -> NgsiResult<QueryResult> {
     let q = prepare(b, tenant, p, ctx, default_limit, dist, false).await?;
-    let page = match b.store.tenant_exists(tenant).await? {
-        true => b.store.query(tenant, &q.filter, p.offset, q.limit, p.count).await?,
+    // One match more than the page tells whether another page follows.
+    let probe = if q.limit == 0 { 0 } else { q.limit + 1 };
+    let mut page = match b.store.tenant_exists(tenant).await? {
+        true => b.store.query(tenant, &q.filter, p.offset, probe, p.count).await?,
         false => crate::store::Page::default(),
     };
+    let more = page.entities.len() > q.limit;
+    page.entities.truncate(q.limit);
     // Context sources registered for these types answer the same query (§4.3.6).
     let entities = if q.forwarding {
         b.forwarder.query(dist, tenant, &q.types, q.attrs.as_deref(), page.entities, q.limit, ctx).await
     } else {
         page.entities
     };
-    Ok(QueryResult { entities, total: page.total })
+    Ok(QueryResult { entities, total: page.total, more })
 }
 
 /// How a query uses an entity map (§5.5.9.3).

@@ -358,6 +358,12 @@ async fn a_map_over_a_context_source_lists_its_entities_under_the_registration()
     assert_eq!(page[0]["name"]["value"], "lab", "merged with the local part: {page}");
     assert_eq!(page[0]["temperature"]["value"], 22);
 
+    // Retrieve Entity with a new map names where the entity is held.
+    let r = a.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Room:3?entityMap=true").await;
+    assert_eq!(r.status(), 200);
+    let m: Value = retrieve(&a, &map_id(&map_header(&r))).await.json().await.unwrap();
+    assert_eq!(m["entityMap"], json!({"urn:ngsi-ld:Room:3": [reg]}));
+
     // Paging over the map returns the local and the remote entities.
     let r = walk(&a, "type=Room&limit=2&offset=2&count=true", &location).await;
     assert_eq!(r.status(), 200);
@@ -427,4 +433,31 @@ async fn a_query_matching_more_than_a_map_holds_makes_no_map() {
     assert_eq!(m["entityMap"], json!({}));
     let r = app.get("/ngsi-ld/v1/entities?type=Vehicle").await;
     assert_eq!(r.status(), 200, "an ordinary query is not bounded by the map size");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrieve_entity_makes_or_keeps_a_map() {
+    let app = spawn_app().await;
+    app.create(vehicle("urn:ngsi-ld:Vehicle:r", 30)).await;
+    let r = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:r?entityMap=true").await;
+    assert_eq!(r.status(), 200);
+    let location = map_header(&r);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["id"], "urn:ngsi-ld:Vehicle:r");
+    assert!(e.get("entityMap").is_none());
+    let m: Value = retrieve(&app, &map_id(&location)).await.json().await.unwrap();
+    assert_eq!(m["entityMap"], json!({"urn:ngsi-ld:Vehicle:r": ["@none"]}));
+    let with = |h: &str| {
+        app.client.get(app.url("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:r")).header("NGSILD-EntityMap", h.to_owned())
+    };
+    let r = with(&location).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(map_header(&r), location, "a live map is echoed");
+    let r = with("urn:ngsi-ld:entitymap:dead").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let fresh = map_header(&r);
+    assert!(!fresh.contains("dead") && fresh != location, "{fresh}");
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:r").await.headers().get("ngsild-entitymap"), None);
+    let r = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:r?entityMap=true&entityMapLifetime=soon").await;
+    assert_problem(r, 400, "BadRequestData").await;
 }
