@@ -156,3 +156,27 @@ async fn paginate_over_an_entity_map() {
     r.expect(201);
     assert_ne!(map_id(&r), "urn:ngsi-ld:entitymap:unknown");
 }
+
+/// §5.7.1.4: Retrieve Entity with `entityMap=true` makes a map holding the entity (200, the
+/// entity as body); a live map presented is echoed, an unknown one replaced.
+#[tokio::test]
+async fn retrieve_entity_with_an_entity_map() {
+    let b = Broker::get();
+    let t = unique_tenant();
+    let ids = seed(&b, &t, 1).await;
+    let r = b.retrieve(Some(&t), &ids[0], "?entityMap=true").await;
+    r.expect(200);
+    assert_eq!(r.json()["id"], json!(ids[0]));
+    let map = r.header("ngsild-entitymap").unwrap().to_owned();
+    let m = b.get_json(&map_path(&map_id(&r)), Some(&t)).await.json();
+    assert_eq!(m["entityMap"][&ids[0]], json!(["@none"]));
+    let rb = with_tenant(b.request(Method::GET, &entity_path(&ids[0], "")), Some(&t)).header("NGSILD-EntityMap", &map);
+    let r = b.send(rb).await;
+    r.expect(200);
+    assert_eq!(r.header("ngsild-entitymap"), Some(map.as_str()));
+    let rb = with_tenant(b.request(Method::GET, &entity_path(&ids[0], "")), Some(&t))
+        .header("NGSILD-EntityMap", "urn:ngsi-ld:entitymap:unknown");
+    let r = b.send(rb).await;
+    r.expect(200);
+    assert_ne!(map_id(&r), "urn:ngsi-ld:entitymap:unknown");
+}
