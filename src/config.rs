@@ -38,6 +38,14 @@ pub struct Settings {
     /// Time-out of a request forwarded to a context source, in milliseconds (Orion-LD:
     /// -distOpTimeout); a registration's management.timeout overrides it.
     pub forward_timeout_ms: u64,
+    /// Lifetime of an entity map when the client asks for none, in seconds.
+    pub entity_map_lifetime_secs: u64,
+    /// Longest lifetime an entity map is granted, in seconds (longer requests are clamped).
+    pub entity_map_max_lifetime_secs: u64,
+    /// Entity maps held at once (the one expiring soonest is evicted beyond).
+    pub entity_maps_max: usize,
+    /// Entity ids in one entity map (a query matching more cannot make a map).
+    pub entity_map_max_ids: usize,
 }
 
 /// Where a setting came from, for warnings.
@@ -182,6 +190,10 @@ impl Settings {
             "notification_queue" => self.notification_queue = (num(value)? as usize).max(1),
             "forward_timeout_ms" => self.forward_timeout_ms = num(value)?.max(1),
             "notification_concurrency" => self.notification_concurrency = (num(value)? as usize).max(1),
+            "entity_map_lifetime_secs" => self.entity_map_lifetime_secs = num(value)?.max(1),
+            "entity_map_max_lifetime_secs" => self.entity_map_max_lifetime_secs = num(value)?.max(1),
+            "entity_maps_max" => self.entity_maps_max = (num(value)? as usize).max(1),
+            "entity_map_max_ids" => self.entity_map_max_ids = (num(value)? as usize).max(1),
             _ => return Err(format!("unknown setting {key}")),
         }
         Ok(())
@@ -194,6 +206,17 @@ impl Settings {
             retry_window: std::time::Duration::from_secs(self.notification_retry_window_secs),
             queue: self.notification_queue,
             concurrency: self.notification_concurrency,
+        }
+    }
+
+    /// The bounds of the entity map store.
+    pub fn entity_map_settings(&self) -> crate::entity_maps::EntityMapSettings {
+        let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        crate::entity_maps::EntityMapSettings {
+            default_lifetime_ms: ms(self.entity_map_lifetime_secs.min(self.entity_map_max_lifetime_secs)),
+            max_lifetime_ms: ms(self.entity_map_max_lifetime_secs),
+            max_maps: self.entity_maps_max,
+            max_ids: self.entity_map_max_ids,
         }
     }
 
@@ -337,7 +360,8 @@ Settings (defaults in config/default.toml), lowest precedence first:
 
 Keys: host, port, data_dir, multiservice, log_level, page_size, max_body_bytes, cors_origin,
       cors_max_age, context_timeout_ms, public_url, workers, notification_timeout_ms,
-      notification_retry_window_secs, notification_queue, notification_concurrency, forward_timeout_ms
+      notification_retry_window_secs, notification_queue, notification_concurrency, forward_timeout_ms,
+      entity_map_lifetime_secs, entity_map_max_lifetime_secs, entity_maps_max, entity_map_max_ids
 Other Orion-LD flags (-dbhost, -db, -experimental, ...) are accepted with a warning.";
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! FIWARE Orion-LD. See ARCHITECTURE.md for the module map and its invariants.
 
 pub mod config;
+pub mod entity_maps;
 pub mod error;
 pub mod forward;
 pub mod http;

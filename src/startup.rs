@@ -49,7 +49,8 @@ impl Application {
             resolver.clone(),
             Duration::from_millis(settings.forward_timeout_ms.max(1)),
         ));
-        let broker = Broker { store, resolver, notifier, registry, forwarder };
+        let entity_maps = Arc::new(crate::entity_maps::EntityMaps::new(settings.entity_map_settings()));
+        let broker = Broker { store, resolver, notifier, registry, forwarder, entity_maps };
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .map_err(|e| format!("cannot listen on {}:{}: {e}", settings.host, settings.port))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();

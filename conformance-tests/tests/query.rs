@@ -189,3 +189,25 @@ async fn purge() {
     b.delete(&format!("{API}/entities?type=Vehicle&q={}", encode("speed>40")), Some(&t)).await.expect(204);
     assert_eq!(ids(&b, &t, "type=Vehicle").await, ["urn:ngsi-ld:Vehicle:1"]);
 }
+
+/// §4.12, §6.3.10: a page of a query links to the previous page past the first and to the next
+/// while matches remain.
+#[tokio::test]
+async fn query_pagination_links() {
+    let b = Broker::get();
+    let t = unique_tenant();
+    seed(&b, &t).await;
+    let links = |r: &Resp| -> String {
+        r.headers.get_all("link").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(", ")
+    };
+    let r = b.get_json(&format!("{API}/entities?type=Vehicle&limit=1"), Some(&t)).await;
+    r.expect(200);
+    let l = links(&r);
+    assert!(l.contains("rel=\"next\"") && l.contains("offset=1") && !l.contains("rel=\"prev\""), "{l}");
+    let r = b.get_json(&format!("{API}/entities?type=Vehicle&limit=1&offset=1"), Some(&t)).await;
+    let l = links(&r);
+    assert!(l.contains("rel=\"next\"") && l.contains("offset=2") && l.contains("rel=\"prev\""), "{l}");
+    let r = b.get_json(&format!("{API}/entities?type=Vehicle&limit=1&offset=2"), Some(&t)).await;
+    let l = links(&r);
+    assert!(!l.contains("rel=\"next\"") && l.contains("rel=\"prev\"") && l.contains("offset=1"), "{l}");
+}

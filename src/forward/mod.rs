@@ -494,6 +494,25 @@ pub fn narrow_query(query: &str, ids: Option<&[String]>, attrs: Option<&[String]
     parts.join("&")
 }
 
+/// The filter parameters of a client's query string (what a source needs to apply the same
+/// query; not paging, rendering, ids or entity map parameters), decoded.
+fn map_filters(query: &str) -> Vec<(String, String)> {
+    const FILTERS: &[&str] =
+        &["type", "idPattern", "attrs", "q", "scopeQ", "georel", "geometry", "coordinates", "geoproperty", "datasetId"];
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| FILTERS.contains(&k.as_str()))
+        .collect()
+}
+
+/// A query string of `filters` and `extra`, encoded, with the characters of ids left plain.
+fn with_params(filters: &[(String, String)], extra: &[(&str, String)]) -> String {
+    let mut all: Vec<(&str, &str)> = filters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    all.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+    plain_query(&serde_urlencoded::to_string(all).unwrap_or_default())
+}
+
 /// Percent-encodes a path segment (entity ids are URIs and may hold `#`, `?` or `/`).
 pub fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -765,7 +784,8 @@ impl Forwarder {
     /// Distributed Query Entities (§5.7.2): the same query (the client's query string and
     /// context) goes to every source registered for the types asked for; entities are merged
     /// by id with the broker's own page, which keeps its order, the others following. Paging is
-    /// per source (no entity map): a page holds at most `limit` entities. A Query of
+    /// per source (entity maps, which fix the entities pages walk, go through `query_ids` and
+    /// `fetch_ids` instead): a page holds at most `limit` entities. A Query of
     /// `POST /entityOperations/query` goes the same way to the sources registered for
     /// `queryBatch`, as that POST (its `@context` sent as a Link).
     #[allow(clippy::too_many_arguments)]
@@ -837,6 +857,97 @@ impl Forwarder {
         }
         out.truncate(limit.max(local.len()));
         out.into_iter().map(Arc::new).collect()
+    }
+
+    /// The ids of every entity the sources registered for the query's types hold, by
+    /// registration (for an entity map, §5.5.9.3): the query's filters go to each source,
+    /// paged 1000 at a time, up to `max` ids in all. A source that fails adds nothing.
+    pub async fn query_ids(
+        &self,
+        dist: &Dist,
+        tenant: &str,
+        types: &[String],
+        attrs: Option<&[String]>,
+        ctx: &Arc<Context>,
+        max: usize,
+    ) -> Vec<(String, Vec<String>)> {
+        const PAGE: usize = 1000;
+        if !self.active(tenant, dist) || dist.query_body.is_some() {
+            return Vec::new();
+        }
+        let filters = map_filters(dist.query.as_deref().unwrap_or(""));
+        let mut out = Vec::new();
+        let mut total = 0;
+        for t in self.targets(tenant, None, types, attrs, Op::QueryEntity) {
+            let mut ids: Vec<String> = Vec::new();
+            let mut offset = 0;
+            while total + ids.len() <= max {
+                let path = format!(
+                    "/ngsi-ld/v1/entities?{}",
+                    with_params(&filters, &[("limit", PAGE.to_string()), ("offset", offset.to_string())])
+                );
+                let a = self.send(&t, tenant, reqwest::Method::GET, &path, ctx, None, dist).await;
+                let Some(Value::Array(items)) = a.body.filter(|_| a.status == 200) else { break };
+                for item in &items {
+                    if let Some(id) = item.get("id").and_then(Value::as_str)
+                        && !ids.iter().any(|i| i == id)
+                    {
+                        ids.push(id.to_owned());
+                    }
+                }
+                if items.len() < PAGE {
+                    break;
+                }
+                offset += items.len();
+            }
+            total += ids.len();
+            out.push((t.reg.id.clone(), ids));
+        }
+        out
+    }
+
+    /// The entities of an entity map one registration's source still holds among `ids`, with
+    /// the registration's mode (for merging), the query's filters applied again; `None` when the
+    /// source could not be asked (it failed or forwarding is off), `Some` of nothing when the
+    /// registration no longer serves the query.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn fetch_ids(
+        &self,
+        dist: &Dist,
+        tenant: &str,
+        reg_id: &str,
+        types: &[String],
+        attrs: Option<&[String]>,
+        ids: &[String],
+        ctx: &Arc<Context>,
+    ) -> Option<(Vec<Entity>, Mode)> {
+        if !self.active(tenant, dist) || dist.query_body.is_some() {
+            return None;
+        }
+        let Some(t) =
+            self.targets(tenant, None, types, attrs, Op::QueryEntity).into_iter().find(|t| t.reg.id == reg_id)
+        else {
+            return Some((Vec::new(), Mode::Inclusive));
+        };
+        let filters = map_filters(dist.query.as_deref().unwrap_or(""));
+        let path = format!(
+            "/ngsi-ld/v1/entities?{}",
+            with_params(&filters, &[("id", ids.join(",")), ("limit", ids.len().clamp(1, 1000).to_string())])
+        );
+        let a = self.send(&t, tenant, reqwest::Method::GET, &path, ctx, None, dist).await;
+        let Some(Value::Array(items)) = a.body.filter(|_| a.status == 200) else { return None };
+        let mut out = Vec::new();
+        for item in &items {
+            let Some(mut remote) = entity_from(item, ctx) else { continue };
+            if !ids.contains(&remote.id) {
+                continue;
+            }
+            if let Some(attrs) = &t.attrs {
+                remote.attrs.retain(|k, _| attrs.iter().any(|a| a.as_str() == k.as_ref()));
+            }
+            out.push(remote);
+        }
+        Some((out, t.reg.mode))
     }
 
     /// Distributed Delete Entity (§5.6.6.4): the sources registered for the entity's

@@ -49,7 +49,7 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
 }
 
 /// Query Entities (§5.7.2).
-#[utoipa::path(get, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("id" = Option<String>, Query, description = "Entity ids"), ("idPattern" = Option<String>, Query, description = "Id regular expression"), ("type" = Option<String>, Query, description = "Entity types"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("local" = Option<String>, Query, description = "true: no selector needed"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("datasetId" = Option<String>, Query, description = "Instances to return"), ("geometryProperty" = Option<String>, Query, description = "GeoProperty used as GeoJSON geometry"), ("q" = Option<String>, Query, description = "NGSI-LD query language filter"), ("scopeQ" = Option<String>, Query, description = "Scope filter"), ("orderBy" = Option<String>, Query, description = "Sort: member[;asc|;desc],..."), ("georel" = Option<String>, Query, description = "near;maxDistance==d, within, contains, intersects, overlaps, equals, disjoint"), ("geometry" = Option<String>, Query, description = "Point, MultiPoint, LineString, MultiLineString, Polygon, MultiPolygon"), ("coordinates" = Option<String>, Query, description = "GeoJSON coordinates (JSON)"), ("geoproperty" = Option<String>, Query, description = "GeoProperty to test (default location)")), responses((status = 200, description = "Entities", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 403, description = "Too many results", body = crate::http::error::ProblemDetails)))]
+#[utoipa::path(get, path = "/ngsi-ld/v1/entities", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("id" = Option<String>, Query, description = "Entity ids"), ("idPattern" = Option<String>, Query, description = "Id regular expression"), ("type" = Option<String>, Query, description = "Entity types"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("local" = Option<String>, Query, description = "true: no selector needed"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("datasetId" = Option<String>, Query, description = "Instances to return"), ("geometryProperty" = Option<String>, Query, description = "GeoProperty used as GeoJSON geometry"), ("q" = Option<String>, Query, description = "NGSI-LD query language filter"), ("scopeQ" = Option<String>, Query, description = "Scope filter"), ("orderBy" = Option<String>, Query, description = "Sort: member[;asc|;desc],..."), ("georel" = Option<String>, Query, description = "near;maxDistance==d, within, contains, intersects, overlaps, equals, disjoint"), ("geometry" = Option<String>, Query, description = "Point, MultiPoint, LineString, MultiLineString, Polygon, MultiPolygon"), ("coordinates" = Option<String>, Query, description = "GeoJSON coordinates (JSON)"), ("geoproperty" = Option<String>, Query, description = "GeoProperty to test (default location)"), ("entityMap" = Option<String>, Query, description = "true: make an entity map of every match (201, NGSILD-EntityMap header); else the id of a map to walk"), ("entityMapLifetime" = Option<String>, Query, description = "ISO 8601 duration of a map made by this query"), ("NGSILD-EntityMap" = Option<String>, Header, description = "An entity map (its URI or id) whose entities the query pages through")), responses((status = 200, description = "Entities", body = serde_json::Value), (status = 201, description = "Entities; a new entity map named by the NGSILD-EntityMap header", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 403, description = "Too many results", body = crate::http::error::ProblemDetails)))]
 pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(
         &req,
@@ -79,35 +79,89 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
             "join",
             "joinLevel",
             "containedBy",
+            "entityMap",
+            "entityMapLifetime",
         ],
     )?;
     let acc = accept(&req, true)?;
     let t = tenant(&req, &state)?;
     let ctx = header_context(&req, &state).await?;
     let opts = respond::render_opts(&p, &ctx)?;
-    let params = QueryParams {
-        selectors: if p.get("id").is_some() || p.get("idPattern").is_some() || p.get("type").is_some() {
-            vec![RawSelector {
-                ids: p.list("id"),
-                id_pattern: p.get("idPattern").map(str::to_owned),
-                types: p.get("type").map(str::to_owned),
-            }]
-        } else {
-            Vec::new()
-        },
+    let params = url_query_params(&p)?;
+    let dist = super::extract::dist(&req, &state, params.local)?;
+    if let Some(map) = super::entity_maps::map_use(&req, &p)? {
+        let r =
+            query_entities::run_mapped(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist, &map).await?;
+        let mut resp = with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await?;
+        mark_mapped(&req, &mut resp, &r);
+        page_links(&mut resp, &p, &params, limit_of(&params, &state), r.more, Some(&r.map_id), acc);
+        return Ok(resp);
+    }
+    let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist).await?;
+    let mut resp = with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await?;
+    page_links(&mut resp, &p, &params, limit_of(&params, &state), r.more, None, acc);
+    Ok(resp)
+}
+
+fn limit_of(params: &QueryParams, state: &State) -> usize {
+    params.limit.unwrap_or(state.settings.page_size)
+}
+
+/// The `prev` and `next` links of a page of a GET query: the query as given, with the entity
+/// map it walks named by its id (never `entityMap=true`, which would make another map).
+fn page_links(
+    resp: &mut HttpResponse,
+    p: &Params,
+    params: &QueryParams,
+    limit: usize,
+    more: bool,
+    map_id: Option<&str>,
+    acc: Accept,
+) {
+    let mut pairs: Vec<(String, String)> = p
+        .pairs()
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "limit" | "offset" | "entityMap" | "entityMapLifetime"))
+        .cloned()
+        .collect();
+    if let Some(id) = map_id {
+        pairs.push(("entityMap".to_owned(), id.to_owned()));
+    }
+    let media = match acc {
+        Accept::Json => "application/json",
+        Accept::LdJson => "application/ld+json",
+        Accept::GeoJson => "application/geo+json",
+    };
+    let next = more.then_some(params.offset + limit);
+    respond::entity_page_links(resp, "/ngsi-ld/v1/entities", &pairs, params.offset, limit, next, media);
+}
+
+/// Marks the answer of a query over an entity map: 201 when the map is new, and the map's URI
+/// in the `NGSILD-EntityMap` header.
+fn mark_mapped(req: &HttpRequest, resp: &mut HttpResponse, r: &query_entities::MappedResult) {
+    if r.created {
+        *resp.status_mut() = actix_web::http::StatusCode::CREATED;
+    }
+    if let Ok(v) = header::HeaderValue::from_str(&super::entity_maps::location(req, &r.map_id)) {
+        resp.headers_mut().insert(header::HeaderName::from_static("ngsild-entitymap"), v);
+    }
+}
+
+/// The query of a GET query string (selectors, attrs, q, scopeQ, orderBy, geo-query, paging).
+pub(super) fn url_query_params(p: &Params) -> Result<QueryParams, ApiError> {
+    Ok(QueryParams {
+        selectors: url_selectors(p),
         attrs: p.list("attrs"),
         q: p.get("q").map(str::to_owned),
         scope_q: p.get("scopeQ").map(str::to_owned),
         order_by: p.get("orderBy").map(str::to_owned),
-        geo: url_geo(&p)?,
+        geo: url_geo(p)?,
         limit: p.usize("limit")?,
         offset: p.usize("offset")?.unwrap_or(0),
         count: p.bool("count")?,
         local: p.bool("local")?,
-    };
-    let dist = super::extract::dist(&req, &state, params.local)?;
-    let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist).await?;
-    with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await
+        entity_map_lifetime: p.get("entityMapLifetime").map(str::to_owned),
+    })
 }
 
 /// Answers a query, joining in linked entities when `join` asks for them (GS CIM 009
@@ -135,7 +189,7 @@ async fn with_linked(
 }
 
 /// Retrieve Entity (§5.7.1).
-#[utoipa::path(get, path = "/ngsi-ld/v1/entities/{entityId}", tag = "Entities", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("datasetId" = Option<String>, Query, description = "Instances to return"), ("geometryProperty" = Option<String>, Query, description = "GeoProperty used as GeoJSON geometry")), responses((status = 200, description = "The entity", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails), (status = 406, description = "Not acceptable")))]
+#[utoipa::path(get, path = "/ngsi-ld/v1/entities/{entityId}", tag = "Entities", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies and GETs)"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("datasetId" = Option<String>, Query, description = "Instances to return"), ("geometryProperty" = Option<String>, Query, description = "GeoProperty used as GeoJSON geometry"), ("entityMap" = Option<String>, Query, description = "true: make an entity map holding the entity (NGSILD-EntityMap header)"), ("entityMapLifetime" = Option<String>, Query, description = "ISO 8601 duration of a map made by this request"), ("NGSILD-EntityMap" = Option<String>, Header, description = "An entity map (its URI or id): echoed when live, replaced when not")), responses((status = 200, description = "The entity", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (entity, attribute or tenant)", body = crate::http::error::ProblemDetails), (status = 406, description = "Not acceptable")))]
 pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(
         &req,
@@ -153,6 +207,8 @@ pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Res
             "join",
             "joinLevel",
             "containedBy",
+            "entityMap",
+            "entityMapLifetime",
         ],
     )?;
     let acc = accept(&req, true)?;
@@ -161,29 +217,52 @@ pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Res
     let opts = respond::render_opts(&p, &ctx)?;
     let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     let e = retrieve_entity::run(&state.broker, &t, &path, &ctx, &dist).await?;
+    let map = match super::entity_maps::map_use(&req, &p)? {
+        Some(m) => {
+            Some(retrieve_entity::entity_map(&state.broker, &t, &e, &dist, &m, p.get("entityMapLifetime")).await?)
+        }
+        None => None,
+    };
+    let mut resp = retrieve_answer(&p, &path, &t, &state, e, &ctx, acc, opts).await?;
+    if let Some(id) = map
+        && let Ok(v) = header::HeaderValue::from_str(&super::entity_maps::location(&req, &id))
+    {
+        resp.headers_mut().insert(header::HeaderName::from_static("ngsild-entitymap"), v);
+    }
+    Ok(resp)
+}
+
+/// The answer of Retrieve Entity once the entity is found: type check, linked entities,
+/// projection.
+#[allow(clippy::too_many_arguments)]
+async fn retrieve_answer(
+    p: &Params,
+    path: &str,
+    t: &str,
+    state: &State,
+    e: std::sync::Arc<crate::model::Entity>,
+    ctx: &crate::jsonld::Context,
+    acc: Accept,
+    opts: render::RenderOpts,
+) -> Result<HttpResponse, ApiError> {
     if let Some(types) = p.list("type") {
         let wanted: Vec<String> = types.iter().map(|x| ctx.expand(x)).collect();
         if !e.types.iter().any(|t| wanted.contains(t)) {
-            return Err(crate::ops::entity_not_found(&path).into());
+            return Err(crate::ops::entity_not_found(path).into());
         }
     }
     let mut opts = opts;
     if opts.join.is_some() {
-        let linked = retrieve_entity::linked(
-            state.broker.store.as_ref(),
-            &t,
-            &[e.as_ref()],
-            opts.join_level,
-            &opts.contained_by,
-        )
-        .await?;
+        let linked =
+            retrieve_entity::linked(state.broker.store.as_ref(), t, &[e.as_ref()], opts.join_level, &opts.contained_by)
+                .await?;
         opts.linked = Some(std::sync::Arc::new(linked));
     }
     if opts.join == Some(Join::Flat) && acc != Accept::GeoJson {
-        let list = render::flat(&[e.as_ref()], &ctx, &opts);
+        let list = render::flat(&[e.as_ref()], ctx, &opts);
         // Without any linked entity found, the answer is the entity itself (ETSI 018_14_02).
         if list.len() > 1 {
-            return Ok(respond::rendered_list(list, &ctx, acc, None));
+            return Ok(respond::rendered_list(list, ctx, acc, None));
         }
         opts.join = None;
     }
@@ -197,11 +276,11 @@ pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Res
     }
     // Nothing left after pick/omit: there is no such entity to show (GS CIM 009 §4.21).
     if (opts.pick.is_some() || opts.omit.is_some())
-        && render::entity(&e, &ctx, &opts).as_object().is_some_and(|m| m.is_empty())
+        && render::entity(&e, ctx, &opts).as_object().is_some_and(|m| m.is_empty())
     {
         return Err(NgsiError::not_found(format!("entity {} has no member left after pick/omit", e.id)).into());
     }
-    Ok(respond::entity(&e, &ctx, acc, &opts))
+    Ok(respond::entity(&e, ctx, acc, &opts))
 }
 
 /// Replace Entity (§5.6.18): 204.
@@ -252,11 +331,23 @@ pub async fn delete(req: HttpRequest, path: Path<String>, state: State) -> Resul
 
 /// Query Entities via POST (§5.7.4): the Query body carries selectors, attrs, q and scopeQ;
 /// paging and rendering options stay in the URL.
-#[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/query", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "A Query"), responses((status = 200, description = "Entities", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
+#[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/query", tag = "Entities", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("options" = Option<String>, Query, description = "keyValues, concise, sysAttrs"), ("format" = Option<String>, Query, description = "normalized, concise, keyValues"), ("entityMap" = Option<String>, Query, description = "true: make an entity map of every match (201, NGSILD-EntityMap header); else the id of a map to walk"), ("entityMapLifetime" = Option<String>, Query, description = "ISO 8601 duration of a map made by this query"), ("NGSILD-EntityMap" = Option<String>, Header, description = "An entity map (its URI or id) whose entities the query pages through")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "A Query"), responses((status = 200, description = "Entities", body = serde_json::Value), (status = 201, description = "Entities; a new entity map named by the NGSILD-EntityMap header", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails)))]
 pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(
         &req,
-        &["limit", "offset", "count", "options", "format", "local", "geometryProperty", "pick", "omit"],
+        &[
+            "limit",
+            "offset",
+            "count",
+            "options",
+            "format",
+            "local",
+            "geometryProperty",
+            "pick",
+            "omit",
+            "entityMap",
+            "entityMapLifetime",
+        ],
     )?;
     let media = body_media(&req, false)?;
     let acc = accept(&req, true)?;
@@ -297,6 +388,16 @@ pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Res
     // Distributed as a queryBatch unless local=true (`params.local` only lifts the selector rule).
     let mut dist = super::extract::dist(&req, &state, p.bool("local")?)?;
     dist.query_body = Some(body);
+    // An entity map over a POSTed query holds the broker's own entities (sources are asked
+    // for map entries with GET queries, which a Query body does not translate into).
+    if let Some(map) = super::entity_maps::map_use(&req, &p)? {
+        params.entity_map_lifetime = p.get("entityMapLifetime").map(str::to_owned);
+        let r =
+            query_entities::run_mapped(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist, &map).await?;
+        let mut resp = with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await?;
+        mark_mapped(&req, &mut resp, &r);
+        return Ok(resp);
+    }
     let r = query_entities::run(&state.broker, &t, &params, &ctx, state.settings.page_size, &dist).await?;
     with_linked(&state, &t, &r.entities, &ctx, acc, opts, r.total).await
 }

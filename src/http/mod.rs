@@ -1,6 +1,6 @@
 //! The HTTP edge: the only module that imports actix-web or knows status codes. Routes map to
 //! handlers grouped by resource (`entities`, `attrs`, `batch`, `contexts`, `subscriptions`,
-//! `registrations`, `csource_subscriptions`, `discovery`, `admin`); each handler parses and checks the request with
+//! `registrations`, `csource_subscriptions`, `entity_maps`, `discovery`, `admin`); each handler parses and checks the request with
 //! `extract`, calls one operation in `ops`, and answers through `respond`/`render`. Errors of every layer become ProblemDetails in `error`.
 
 pub mod admin;
@@ -10,6 +10,7 @@ pub mod contexts;
 pub mod csource_subscriptions;
 pub mod discovery;
 pub mod entities;
+pub mod entity_maps;
 pub mod error;
 pub mod extract;
 
@@ -185,6 +186,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource(&format!("{v1}/entityOperations/delete"), vec![(M::POST, web::post().to(batch::delete))]))
     .service(resource(&format!("{v1}/entityOperations/merge"), vec![(M::POST, web::post().to(batch::merge))]))
     .service(resource(&format!("{v1}/entityOperations/query"), vec![(M::POST, web::post().to(entities::query_post))]))
+    .service(resource(&format!("{v1}/entityMaps"), vec![(M::GET, web::get().to(entity_maps::create))]))
+    .service(resource(
+        &format!("{v1}/entityMaps/{{entityMapId}}"),
+        vec![
+            (M::GET, web::get().to(entity_maps::retrieve)),
+            (M::PATCH, web::patch().to(entity_maps::update)),
+            (M::DELETE, web::delete().to(entity_maps::delete)),
+        ],
+    ))
     .service(resource(
         &format!("{v1}/jsonldContexts"),
         vec![(M::GET, web::get().to(contexts::list)), (M::POST, web::post().to(contexts::add))],

@@ -287,3 +287,56 @@ pub fn page(
     }
     resp
 }
+
+/// Adds the `prev` and `next` Link headers of a page of entities (GS CIM 009 §4.12, §6.3.10):
+/// the request's own parameters (`params`, without `limit` and `offset`) and the page's,
+/// sorted by name and written as given, so a link reads like the query it continues; `next` is
+/// the next page's offset when elements remain; `media` the answer's media type.
+pub fn entity_page_links(
+    resp: &mut HttpResponse,
+    base: &str,
+    params: &[(String, String)],
+    offset: usize,
+    limit: usize,
+    next: Option<usize>,
+    media: &str,
+) {
+    if limit == 0 {
+        return;
+    }
+    let link = |o: usize, rel: &str| {
+        let mut all: Vec<(&str, String)> = params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        all.push(("limit", limit.to_string()));
+        all.push(("offset", o.to_string()));
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        let query: Vec<String> = all.iter().map(|(k, v)| format!("{}={}", link_escape(k), link_escape(v))).collect();
+        format!("<{base}?{}>; rel=\"{rel}\";type=\"{media}\"", query.join("&"))
+    };
+    let mut links = Vec::new();
+    if offset > 0 {
+        links.push(link(offset.saturating_sub(limit), "prev"));
+    }
+    if let Some(o) = next {
+        links.push(link(o, "next"));
+    }
+    for l in links {
+        if let Ok(v) = header::HeaderValue::from_str(&l) {
+            resp.headers_mut().append(header::LINK, v);
+        }
+    }
+}
+
+/// Escapes what cannot stay as it is in a query value inside a Link header (separators of the
+/// query and of the header's list, spaces, non-ASCII); the rest of a query (`:`, `/`, `*`, `.`,
+/// …) is left readable.
+fn link_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_graphic() && !b"%&=#+<>\",;\\".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

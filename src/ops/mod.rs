@@ -11,11 +11,13 @@ pub mod batch_upsert;
 pub mod contexts;
 pub mod create_csource_subscription;
 pub mod create_entity;
+pub mod create_entity_map;
 pub mod create_registration;
 pub mod create_subscription;
 pub mod delete_attr;
 pub mod delete_csource_subscription;
 pub mod delete_entity;
+pub mod delete_entity_map;
 pub mod delete_registration;
 pub mod delete_subscription;
 pub mod discover;
@@ -29,11 +31,13 @@ pub mod replace_attr;
 pub mod replace_entity;
 pub mod retrieve_csource_subscription;
 pub mod retrieve_entity;
+pub mod retrieve_entity_map;
 pub mod retrieve_registration;
 pub mod retrieve_subscription;
 pub mod update_attr;
 pub mod update_attrs;
 pub mod update_csource_subscription;
+pub mod update_entity_map;
 pub mod update_registration;
 pub mod update_subscription;
 
@@ -56,6 +60,8 @@ pub struct Broker {
     pub registry: Arc<crate::registry::Registrations>,
     /// Distributed operations through the registrations.
     pub forwarder: Arc<crate::forward::Forwarder>,
+    /// Entity maps of paginated queries (memory only).
+    pub entity_maps: Arc<crate::entity_maps::EntityMaps>,
 }
 
 impl Broker {

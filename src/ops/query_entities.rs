@@ -1,7 +1,8 @@
 //! Query Entities (GS CIM 009 §5.7.2, GET /entities) and its POST form (§5.7.4,
 //! /entityOperations/query): selectors (id, idPattern, type selection), attrs, `q` and
 //! `scopeQ`, with stable paging and counting. The expressions are compiled by `query`, then
-//! the store evaluates the filter from its indexes plus the compiled predicate.
+//! the store evaluates the filter from its indexes plus the compiled predicate. A query may
+//! also make or walk an entity map (§5.5.9.3), whose ids then are the candidates.
 
 use std::sync::Arc;
 
@@ -38,11 +39,15 @@ pub struct QueryParams {
     pub count: bool,
     /// `local=true` allows a query without any selector.
     pub local: bool,
+    /// `entityMapLifetime`: how long an entity map made by this query lives (ISO 8601 duration).
+    pub entity_map_lifetime: Option<String>,
 }
 
 pub struct QueryResult {
     pub entities: Vec<Arc<Entity>>,
     pub total: Option<usize>,
+    /// Whether the broker holds matches after this page.
+    pub more: bool,
 }
 
 fn compile_selector(s: &RawSelector, ctx: &Context) -> NgsiResult<Selector> {
@@ -78,16 +83,29 @@ pub fn compile(p: &QueryParams, ctx: &Context) -> NgsiResult<EntityQuery> {
     })
 }
 
-pub async fn run(
+/// A compiled query with what running it needs.
+struct Prepared {
+    filter: crate::store::EntityFilter,
+    /// Candidate types (expanded) to match registrations with, when forwarding.
+    types: Vec<String>,
+    attrs: Option<Vec<String>>,
+    limit: usize,
+    forwarding: bool,
+}
+
+/// Compiles and checks a query: too broad (unless `fixed`, when an entity map fixes the
+/// candidates), a page too large, `limit=0` without `count`.
+async fn prepare(
     b: &Broker,
     tenant: &str,
     p: &QueryParams,
     ctx: &Arc<Context>,
     default_limit: usize,
     dist: &crate::forward::Dist,
-) -> NgsiResult<QueryResult> {
+    fixed: bool,
+) -> NgsiResult<Prepared> {
     let query = compile(p, ctx)?;
-    if !query.names_what_to_find() && !p.local {
+    if !fixed && !query.names_what_to_find() && !p.local {
         return Err(NgsiError::bad_data(
             "too broad query: give at least one of type, attrs, q, scopeQ, a geo-query or local=true",
         ));
@@ -125,17 +143,247 @@ pub async fn run(
     if !forwarding {
         b.require_tenant(tenant).await?;
     }
-    let page = match b.store.tenant_exists(tenant).await? {
-        true => b.store.query(tenant, &query.into_filter(), p.offset, limit, p.count).await?,
+    Ok(Prepared { filter: query.into_filter(), types, attrs, limit, forwarding })
+}
+
+pub async fn run(
+    b: &Broker,
+    tenant: &str,
+    p: &QueryParams,
+    ctx: &Arc<Context>,
+    default_limit: usize,
+    dist: &crate::forward::Dist,
+) -> NgsiResult<QueryResult> {
+    let q = prepare(b, tenant, p, ctx, default_limit, dist, false).await?;
+    // One match more than the page tells whether another page follows.
+    let probe = if q.limit == 0 { 0 } else { q.limit + 1 };
+    let mut page = match b.store.tenant_exists(tenant).await? {
+        true => b.store.query(tenant, &q.filter, p.offset, probe, p.count).await?,
         false => crate::store::Page::default(),
     };
+    let more = page.entities.len() > q.limit;
+    page.entities.truncate(q.limit);
     // Context sources registered for these types answer the same query (§4.3.6).
-    let entities = if forwarding {
-        b.forwarder.query(dist, tenant, &types, attrs.as_deref(), page.entities, limit, ctx).await
+    let entities = if q.forwarding {
+        b.forwarder.query(dist, tenant, &q.types, q.attrs.as_deref(), page.entities, q.limit, ctx).await
     } else {
         page.entities
     };
-    Ok(QueryResult { entities, total: page.total })
+    Ok(QueryResult { entities, total: page.total, more })
+}
+
+/// How a query uses an entity map (§5.5.9.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapUse {
+    /// `entityMap=true`: make a map of every match and answer its first page.
+    Create,
+    /// A map the client presents (its id): walk it, or make a new one when it is unknown or
+    /// expired.
+    Walk(String),
+}
+
+/// A page of a query over an entity map.
+pub struct MappedResult {
+    pub entities: Vec<Arc<Entity>>,
+    pub total: Option<usize>,
+    /// The map walked.
+    pub map_id: String,
+    /// Whether the map was made by this request.
+    pub created: bool,
+    /// Whether candidates are left after this page.
+    pub more: bool,
+}
+
+/// Makes an entity map of every entity the query matches, here (`@none`) and at the context
+/// sources registered for it (their registration ids), in the query's order.
+pub async fn make_map(
+    b: &Broker,
+    tenant: &str,
+    p: &QueryParams,
+    ctx: &Arc<Context>,
+    dist: &crate::forward::Dist,
+) -> NgsiResult<crate::entity_maps::EntityMap> {
+    let lifetime = p.entity_map_lifetime.as_deref().map(crate::entity_maps::parse_duration).transpose()?;
+    // The map holds every match: the page size of the query does not apply here.
+    let mut whole = p.clone();
+    whole.limit = Some(1);
+    whole.count = false;
+    let q = prepare(b, tenant, &whole, ctx, 1, dist, false).await?;
+    let max = b.entity_maps.settings.max_ids;
+    let too_many = || {
+        NgsiError::new(
+            ErrorKind::TooManyResults,
+            format!("the query matches more than {max} entities, the most an entity map holds"),
+        )
+    };
+    let local = match b.store.tenant_exists(tenant).await? {
+        true => b.store.query(tenant, &q.filter, 0, max + 1, false).await?.entities,
+        false => Vec::new(),
+    };
+    if local.len() > max {
+        return Err(too_many());
+    }
+    let mut entries: indexmap::IndexMap<String, Vec<String>> =
+        local.iter().map(|e| (e.id.clone(), vec![crate::entity_maps::LOCAL.to_owned()])).collect();
+    if q.forwarding {
+        for (reg, ids) in b.forwarder.query_ids(dist, tenant, &q.types, q.attrs.as_deref(), ctx, max).await {
+            for id in ids {
+                entries.entry(id).or_default().push(reg.clone());
+            }
+        }
+    }
+    if entries.len() > max {
+        return Err(too_many());
+    }
+    Ok(b.entity_maps.insert(tenant, entries, serde_json::Map::new(), lifetime))
+}
+
+/// What checking one map entry found.
+enum Verdict {
+    /// Still matching: the entity (merged from its holders) and the holders that answered it.
+    Match(Arc<Entity>, Vec<String>),
+    /// No holder has it matching any more: it leaves the map.
+    Gone,
+    /// A holder could not be asked: kept in the map, left out of this page.
+    Unknown,
+}
+
+/// Checks map entries again: the broker's own entities against the query's filter, the
+/// others through their sources (one request per source for the whole chunk).
+async fn check(
+    b: &Broker,
+    tenant: &str,
+    q: &Prepared,
+    ctx: &Arc<Context>,
+    dist: &crate::forward::Dist,
+    chunk: &[(String, Vec<String>)],
+) -> NgsiResult<Vec<Verdict>> {
+    use crate::entity_maps::LOCAL;
+    let mut by_source: indexmap::IndexMap<&str, Vec<String>> = indexmap::IndexMap::new();
+    for (id, at) in chunk {
+        for s in at.iter().filter(|s| s.as_str() != LOCAL) {
+            by_source.entry(s.as_str()).or_default().push(id.clone());
+        }
+    }
+    let mut remote: std::collections::HashMap<&str, Option<(Vec<Entity>, crate::registry::registration::Mode)>> =
+        std::collections::HashMap::new();
+    for (source, ids) in &by_source {
+        let found = b.forwarder.fetch_ids(dist, tenant, source, &q.types, q.attrs.as_deref(), ids, ctx).await;
+        remote.insert(source, found);
+    }
+    let mut out = Vec::with_capacity(chunk.len());
+    for (id, at) in chunk {
+        let mut merged: Option<Entity> = None;
+        let mut holders = Vec::new();
+        let mut unknown = false;
+        for s in at {
+            if s == LOCAL {
+                if let Some(e) = b.store.get(tenant, id).await?
+                    && q.filter.matches(&e)
+                    && q.filter.sort_key.as_ref().is_none_or(|k| k(&e).is_some())
+                {
+                    merged = Some((*e).clone());
+                    holders.push(s.clone());
+                }
+                continue;
+            }
+            match remote.get(s.as_str()) {
+                Some(Some((entities, mode))) => {
+                    if let Some(e) = entities.iter().find(|e| &e.id == id) {
+                        match &mut merged {
+                            Some(m) => crate::forward::merge(m, e.clone(), *mode),
+                            None => merged = Some(e.clone()),
+                        }
+                        holders.push(s.clone());
+                    }
+                }
+                _ => {
+                    unknown = true;
+                    holders.push(s.clone());
+                }
+            }
+        }
+        out.push(match merged {
+            Some(e) => Verdict::Match(Arc::new(e), holders),
+            None if unknown => Verdict::Unknown,
+            None => Verdict::Gone,
+        });
+    }
+    Ok(out)
+}
+
+/// Query Entities with an entity map (§5.5.9.3): the map's ids are the candidates, in its
+/// order; `offset` counts in the map; each candidate is checked again when a page reaches it,
+/// and those no longer matching leave the map, so a page is filled to `limit` as long as
+/// candidates remain. With `count` every candidate is checked. An unknown or expired map is
+/// replaced by a new one made from the query.
+pub async fn run_mapped(
+    b: &Broker,
+    tenant: &str,
+    p: &QueryParams,
+    ctx: &Arc<Context>,
+    default_limit: usize,
+    dist: &crate::forward::Dist,
+    map: &MapUse,
+) -> NgsiResult<MappedResult> {
+    // The page's own checks (limit, tenant) come first, so a refused query makes no map.
+    let q = prepare(b, tenant, p, ctx, default_limit, dist, true).await?;
+    let known = match map {
+        MapUse::Walk(id) => b.entity_maps.get(tenant, id),
+        MapUse::Create => None,
+    };
+    let created = known.is_none();
+    let map = match known {
+        Some(m) => m,
+        None => make_map(b, tenant, p, ctx, dist).await?,
+    };
+    let entries: Vec<(String, Vec<String>)> = map.entries.into_iter().collect();
+    let (mut gone, mut holders) = (Vec::new(), Vec::new());
+    let mut settle = |entry: &(String, Vec<String>), v: Verdict| -> Option<Arc<Entity>> {
+        match v {
+            Verdict::Match(e, at) => {
+                if at != entry.1 {
+                    holders.push((entry.0.clone(), at));
+                }
+                Some(e)
+            }
+            Verdict::Gone => {
+                gone.push(entry.0.clone());
+                None
+            }
+            Verdict::Unknown => None,
+        }
+    };
+    let mut page = Vec::new();
+    let mut pos = p.offset.min(entries.len());
+    while page.len() < q.limit && pos < entries.len() {
+        let end = (pos + q.limit - page.len()).min(entries.len());
+        let chunk = &entries[pos..end];
+        for (entry, v) in chunk.iter().zip(check(b, tenant, &q, ctx, dist, chunk).await?) {
+            if let Some(e) = settle(entry, v) {
+                page.push(e);
+            }
+        }
+        pos = end;
+    }
+    let more = pos < entries.len();
+    let total = if p.count {
+        // The candidates before the page and after it are checked too.
+        let mut n = page.len();
+        let before = 0..p.offset.min(entries.len());
+        for range in [before, pos..entries.len()] {
+            for chunk in entries[range].chunks(100) {
+                for (entry, v) in chunk.iter().zip(check(b, tenant, &q, ctx, dist, chunk).await?) {
+                    n += usize::from(settle(entry, v).is_some());
+                }
+            }
+        }
+        Some(n)
+    } else {
+        None
+    };
+    b.entity_maps.prune(tenant, &map.id, &gone, holders);
+    Ok(MappedResult { entities: page, total, map_id: map.id, created, more })
 }
 
 /// Reads a Query body (§5.2.23) into parameters; returns them with the projection the body asks

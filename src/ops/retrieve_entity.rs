@@ -32,6 +32,42 @@ pub async fn run(
     Err(entity_not_found(id))
 }
 
+/// The entity map a Retrieve Entity asks for (§5.7.1.4): a live map the client presents is
+/// used as it is; otherwise (`entityMap=true`, or a map unknown or expired) a new one lists the
+/// entity under `@none` when the broker holds it and under the registrations that serve it.
+/// Returns the map's id.
+pub async fn entity_map(
+    b: &Broker,
+    tenant: &str,
+    e: &Entity,
+    dist: &crate::forward::Dist,
+    map: &super::query_entities::MapUse,
+    lifetime: Option<&str>,
+) -> NgsiResult<String> {
+    use crate::registry::registration::Op;
+    if let super::query_entities::MapUse::Walk(id) = map
+        && b.entity_maps.get(tenant, id).is_some()
+    {
+        return Ok(id.clone());
+    }
+    let lifetime = lifetime.map(crate::entity_maps::parse_duration).transpose()?;
+    let mut holders = Vec::new();
+    if b.store.get(tenant, &e.id).await?.is_some() {
+        holders.push(crate::entity_maps::LOCAL.to_owned());
+    }
+    if b.forwarder.active(tenant, dist) {
+        for op in [Op::RetrieveEntity, Op::QueryEntity, Op::QueryBatch] {
+            for t in b.forwarder.targets(tenant, Some(&e.id), &e.types, None, op) {
+                if !holders.contains(&t.reg.id) {
+                    holders.push(t.reg.id.clone());
+                }
+            }
+        }
+    }
+    let entries = [(e.id.clone(), holders)].into_iter().collect();
+    Ok(b.entity_maps.insert(tenant, entries, serde_json::Map::new(), lifetime).id)
+}
+
 /// The entities reachable from `roots` through Relationship attributes within `levels` hops,
 /// by id; targets that do not exist, and those listed in `contained_by` (already present
 /// higher up, §4.5.23), are skipped.

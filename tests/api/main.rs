@@ -7,6 +7,7 @@ mod contexts;
 mod csource_subscriptions;
 mod discovery;
 mod entities;
+mod entity_maps;
 mod errors;
 mod forwarding;
 mod helpers;

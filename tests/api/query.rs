@@ -250,3 +250,57 @@ async fn join_inline_flat_and_contained_by() {
         app.get("/ngsi-ld/v1/entities/urn:j:building?join=inline&containedBy=urn:j:city").await.json().await.unwrap();
     assert!(e["locatedAt"].get("entity").is_none(), "{e}");
 }
+
+/// Pagination links (§4.12, §6.3.10): `next` while matches remain, `prev` past the first page,
+/// each the query as given with its parameters sorted; none with `limit=0`.
+#[tokio::test]
+async fn query_pages_carry_prev_and_next_links() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    let pagination = |r: &reqwest::Response| -> Vec<String> {
+        r.headers()
+            .get_all("link")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .filter(|l| !l.contains("json-ld#context"))
+            .collect()
+    };
+    let r = app.get("/ngsi-ld/v1/entities?type=Vehicle&idPattern=urn:v:.*&limit=1&count=true").await;
+    assert_eq!(
+        pagination(&r),
+        [
+            "</ngsi-ld/v1/entities?count=true&idPattern=urn:v:.*&limit=1&offset=1&type=Vehicle>; rel=\"next\";type=\"application/json\""
+        ]
+    );
+    let r = app.get("/ngsi-ld/v1/entities?type=Vehicle&limit=1&offset=1").await;
+    assert_eq!(
+        pagination(&r),
+        [
+            "</ngsi-ld/v1/entities?limit=1&offset=0&type=Vehicle>; rel=\"prev\";type=\"application/json\"",
+            "</ngsi-ld/v1/entities?limit=1&offset=2&type=Vehicle>; rel=\"next\";type=\"application/json\""
+        ]
+    );
+    let r = app.get("/ngsi-ld/v1/entities?type=Vehicle&limit=2&offset=2").await;
+    assert_eq!(
+        pagination(&r),
+        ["</ngsi-ld/v1/entities?limit=2&offset=0&type=Vehicle>; rel=\"prev\";type=\"application/json\""]
+    );
+    let r = app.get("/ngsi-ld/v1/entities?type=Vehicle&limit=3").await;
+    assert!(pagination(&r).is_empty(), "one page holds them all");
+    let r = app.get("/ngsi-ld/v1/entities?type=Vehicle&limit=0&count=true").await;
+    assert!(pagination(&r).is_empty());
+    // Values that would break the link are escaped, the rest stays readable.
+    let r = app
+        .client
+        .get(app.url("/ngsi-ld/v1/entities?type=Vehicle,Bike&q=brand%3D%3D%22Saab%22%7Cspeed%3C20&limit=1"))
+        .header("Accept", "application/ld+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        pagination(&r),
+        [
+            "</ngsi-ld/v1/entities?limit=1&offset=1&q=brand%3D%3D%22Saab%22|speed%3C20&type=Vehicle%2CBike>; rel=\"next\";type=\"application/ld+json\""
+        ]
+    );
+}
