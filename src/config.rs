@@ -305,8 +305,9 @@ pub fn load(args: &[String], env: &[(String, String)]) -> Result<Loaded, String>
     for (k, v) in env {
         if let Some(rest) = k.strip_prefix("ORBIS_") {
             let key = rest.to_ascii_lowercase();
-            // `ORBIS_AGENT_*` belong to the IoT agent, which may share the environment.
-            if key == "config" || key.starts_with("test_") || key.starts_with("agent_") {
+            // `ORBIS_AGENT_*` belong to the IoT agent, which may share the environment;
+            // `ORBIS_TEST_*` and `ORBIS_BIN` to the test harnesses that start the broker.
+            if key == "config" || key == "bin" || key.starts_with("test_") || key.starts_with("agent_") {
                 continue;
             }
             settings.set(&key, v)?;
@@ -387,6 +388,8 @@ mod tests {
             ("ORIONLD_TROE".to_string(), "TRUE".to_string()),
             ("ORBIS_DATA_DIR".to_string(), "/tmp/x".to_string()),
             ("ORBIS_AGENT_MQTT_CONNECTIONS".to_string(), "8".to_string()),
+            ("ORBIS_BIN".to_string(), "/usr/bin/orbis".to_string()),
+            ("ORBIS_TEST_MONGO_URL".to_string(), "mongodb://x".to_string()),
         ];
         let l = load(
             &args(&["-port", "1234", "-fg", "-dbhost", "mongo", "-logLevel", "DEBUG", "--max-body-bytes=2MB"]),
