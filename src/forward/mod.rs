@@ -68,6 +68,10 @@ pub struct Dist {
     pub headers: Vec<(String, String)>,
     /// Warnings about the sources asked, for the response's `NGSILD-Warning` header.
     pub warnings: Warnings,
+    /// A query's `csf`: only sources whose registration satisfies it are asked.
+    pub csf: Option<Arc<crate::query::q::Query>>,
+    /// A query's `splitEntities=true`: its `q` and `scopeQ` are not forwarded.
+    pub split_entities: bool,
 }
 
 impl Dist {
@@ -803,12 +807,27 @@ impl Forwarder {
             return local;
         }
         let op = if dist.query_body.is_some() { Op::QueryBatch } else { Op::QueryEntity };
-        let targets = self.targets(tenant, None, types, attrs, op);
+        let mut targets = self.targets(tenant, None, types, attrs, op);
+        // `csf` selects the sources by their registration's properties (§5.7.2.4).
+        if let Some(csf) = &dist.csf {
+            targets.retain(|t| csf.matches(&t.reg.props));
+        }
         if targets.is_empty() {
             return local;
         }
         let mut out: Vec<Entity> = local.iter().map(|e| (**e).clone()).collect();
-        let query = dist.query.as_deref().map(plain_query).unwrap_or_default();
+        // The source filter is this broker's business; with split entities the entity filters
+        // are applied to the merged entities instead.
+        let dropped: &[&str] = if dist.split_entities { &["csf", "splitEntities", "q", "scopeQ"] } else { &["csf"] };
+        let query = dist
+            .query
+            .as_deref()
+            .map(plain_query)
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty() && !dropped.contains(&p.split_once('=').map_or(*p, |(k, _)| k)))
+            .collect::<Vec<_>>()
+            .join("&");
         let base = if op == Op::QueryBatch { "/ngsi-ld/v1/entityOperations/query" } else { "/ngsi-ld/v1/entities" };
         let path = if query.is_empty() { base.to_owned() } else { format!("{base}?{query}") };
         let (method, body) = match &dist.query_body {

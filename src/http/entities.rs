@@ -71,6 +71,8 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
             "datasetId",
             "q",
             "scopeQ",
+            "csf",
+            "splitEntities",
             "orderBy",
             "georel",
             "geometry",
@@ -161,6 +163,8 @@ pub(super) fn url_query_params(p: &Params) -> Result<QueryParams, ApiError> {
         count: p.bool("count")?,
         local: p.bool("local")?,
         entity_map_lifetime: p.get("entityMapLifetime").map(str::to_owned),
+        csf: p.get("csf").map(str::to_owned),
+        split_entities: p.bool("splitEntities")?,
     })
 }
 

@@ -246,6 +246,7 @@ pub fn dist(req: &HttpRequest, state: &AppState, local: bool) -> Result<crate::f
         query_body: None,
         headers,
         warnings,
+        ..Default::default()
     })
 }
 

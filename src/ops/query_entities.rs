@@ -41,6 +41,11 @@ pub struct QueryParams {
     pub local: bool,
     /// `entityMapLifetime`: how long an entity map made by this query lives (ISO 8601 duration).
     pub entity_map_lifetime: Option<String>,
+    /// `csf`: only context sources whose registration satisfies it are asked (§5.7.2.4).
+    pub csf: Option<String>,
+    /// `splitEntities=true`: sources may hold parts of an entity, so `q` and `scopeQ` are not
+    /// sent to them but applied to the merged entities (§5.7.2.4).
+    pub split_entities: bool,
 }
 
 pub struct QueryResult {
@@ -91,6 +96,8 @@ struct Prepared {
     attrs: Option<Vec<String>>,
     limit: usize,
     forwarding: bool,
+    /// With `splitEntities`, the `q` and `scopeQ` the merged entities must satisfy.
+    split: Option<(Option<crate::query::q::Query>, Option<crate::query::scope::ScopeQ>)>,
 }
 
 /// Compiles and checks a query: too broad (unless `fixed`, when an entity map fixes the
@@ -143,7 +150,8 @@ async fn prepare(
     if !forwarding {
         b.require_tenant(tenant).await?;
     }
-    Ok(Prepared { filter: query.into_filter(), types, attrs, limit, forwarding })
+    let split = (forwarding && p.split_entities).then(|| (query.q.clone(), query.scope.clone()));
+    Ok(Prepared { filter: query.into_filter(), types, attrs, limit, forwarding, split })
 }
 
 pub async fn run(
@@ -165,11 +173,32 @@ pub async fn run(
     page.entities.truncate(q.limit);
     // Context sources registered for these types answer the same query (§4.3.6).
     let entities = if q.forwarding {
-        b.forwarder.query(dist, tenant, &q.types, q.attrs.as_deref(), page.entities, q.limit, ctx).await
+        let dist = with_source_filters(p, ctx, dist)?;
+        let mut merged =
+            b.forwarder.query(&dist, tenant, &q.types, q.attrs.as_deref(), page.entities, q.limit, ctx).await;
+        if let Some((qq, scope)) = &q.split {
+            merged.retain(|e| {
+                qq.as_ref().is_none_or(|qq| qq.matches(e))
+                    && scope.as_ref().is_none_or(|s| s.matches(e.scope.as_deref()))
+            });
+        }
+        merged
     } else {
         page.entities
     };
     Ok(QueryResult { entities, total: page.total, more })
+}
+
+/// The request's distribution with its `csf` compiled and its `splitEntities` flag (§5.7.2.4).
+fn with_source_filters(
+    p: &QueryParams,
+    ctx: &Context,
+    dist: &crate::forward::Dist,
+) -> NgsiResult<crate::forward::Dist> {
+    let mut d = dist.clone();
+    d.csf = p.csf.as_deref().map(|src| q::compile(src, ctx)).transpose()?.map(Arc::new);
+    d.split_entities = p.split_entities;
+    Ok(d)
 }
 
 /// How a query uses an entity map (§5.5.9.3).

@@ -1088,3 +1088,37 @@ async fn raw_text_source() -> String {
     tokio::spawn(server);
     format!("http://127.0.0.1:{port}")
 }
+
+/// `csf` on a query selects the sources by their registration's properties, and is not sent to
+/// them; `splitEntities=true` keeps `q` and `scopeQ` from the sources and applies them to the
+/// merged entities instead (§5.7.2.4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csf_selects_sources_and_split_entities_filters_after_merging() {
+    let app = spawn_app().await;
+    let slow = json!([{"id": "urn:ngsi-ld:Robot:slow", "type": "Robot", "speed": {"type": "Property", "value": 1}}]);
+    let src = stub(200, slow, Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "sourceType": "sensor",
+               "information": [{"entities": [{"type": "Robot"}]}]}),
+    )
+    .await;
+    let ids = |v: Value| -> Vec<String> {
+        v.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let r = app.get("/ngsi-ld/v1/entities?type=Robot&csf=sourceType==%22archive%22").await;
+    assert_eq!(r.status(), 200);
+    assert!(ids(r.json().await.unwrap()).is_empty());
+    assert!(src.got.lock().is_empty(), "a source the csf rules out is not asked");
+    let r = app.get("/ngsi-ld/v1/entities?type=Robot&csf=sourceType==%22sensor%22").await;
+    assert_eq!(ids(r.json().await.unwrap()), ["urn:ngsi-ld:Robot:slow"]);
+    assert!(!seen(&src)[0].1.contains("csf"), "{:?}", seen(&src));
+    // Without splitEntities the source filters (the stub ignores q and answers anyway).
+    let r = app.get("/ngsi-ld/v1/entities?type=Robot&q=speed%3E5").await;
+    assert_eq!(ids(r.json().await.unwrap()), ["urn:ngsi-ld:Robot:slow"]);
+    assert!(seen(&src)[1].1.contains("q=speed"));
+    let r = app.get("/ngsi-ld/v1/entities?type=Robot&q=speed%3E5&splitEntities=true").await;
+    assert_eq!(r.status(), 200);
+    assert!(ids(r.json().await.unwrap()).is_empty(), "the merged entity fails q");
+    assert!(!seen(&src)[2].1.contains("q="), "{:?}", seen(&src));
+}
