@@ -28,6 +28,10 @@ pub enum ErrorKind {
     ContextSourceTimeout,
     /// A forwarded request came back to this broker (508).
     LoopDetected,
+    /// A distributed operation cannot reach a part of the entity held by an exclusive or
+    /// redirect registration that does not serve it (GS CIM 009 §5.6.1.4, §5.6.2.4, §5.6.6.4
+    /// call this error Conflict; 409).
+    Conflict,
 }
 
 impl ErrorKind {
@@ -48,6 +52,7 @@ impl ErrorKind {
             // GS CIM 009 has no type of its own for a failed distributed operation.
             ErrorKind::ContextSourceFailed | ErrorKind::ContextSourceTimeout => "InternalError",
             ErrorKind::LoopDetected => "LoopDetected",
+            ErrorKind::Conflict => "Conflict",
         }
     }
 
@@ -69,6 +74,7 @@ impl ErrorKind {
             ErrorKind::ContextSourceFailed => "Context source failed",
             ErrorKind::ContextSourceTimeout => "Context source timed out",
             ErrorKind::LoopDetected => "Loop detected",
+            ErrorKind::Conflict => "Conflict",
         }
     }
 }

@@ -246,14 +246,25 @@ impl Forwarder {
         if !remote_tenant.is_empty() {
             req = req.header("NGSILD-Tenant", remote_tenant);
         }
+        // The registration may ask for JSON-LD both ways (§4.3.6.6): `contentType`
+        // application/ld+json sends the @context inside the payload (no Link then), `accept`
+        // names the media type answers come in.
+        let info = |key: &str| reg.context_source_info.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let ld_body = body.is_some() && info("contentType").is_some_and(|v| v.starts_with("application/ld+json"));
         let link = ctx.link_url().unwrap_or(crate::jsonld::core::CORE_CONTEXT_URL);
-        req = req.header("Link", format!("<{link}>; rel=\"{LD_CONTEXT_REL}\"; type=\"application/ld+json\""));
-        req = req.header("Accept", "application/json");
+        if !ld_body {
+            req = req.header("Link", format!("<{link}>; rel=\"{LD_CONTEXT_REL}\"; type=\"application/ld+json\""));
+        }
+        let accept = match info("accept") {
+            Some(a @ ("application/json" | "application/ld+json")) => a,
+            _ => "application/json",
+        };
+        req = req.header("Accept", accept);
         // contextSourceInfo pairs travel as headers (§4.3.6.5); the tenant and what HTTP itself
         // decides are not theirs to set, and `urn:ngsi-ld:request` copies the triggering
         // request's header of that name, if it had one.
         for (k, v) in &reg.context_source_info {
-            if k == "jsonldContext"
+            if matches!(k.as_str(), "jsonldContext" | "contentType" | "accept")
                 || reserved_header(k)
                 || reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
             {
@@ -272,7 +283,10 @@ impl Forwarder {
             req = req.header(k.as_str(), value);
         }
         if let Some(b) = body {
-            req = req.header("Content-Type", "application/json").body(b.to_string());
+            req = match ld_body {
+                true => req.header("Content-Type", "application/ld+json").body(with_context(b, link).to_string()),
+                false => req.header("Content-Type", "application/json").body(b.to_string()),
+            };
         }
         // What goes wrong is reported in NGSILD-Warning (§6.3.17, Table 6.3.17-1): no answer
         // in time or no connection is 199, an error status (other than 404, which only means
@@ -421,6 +435,22 @@ pub fn failure(a: &Answer, what: &str) -> NgsiError {
         _ => ErrorKind::ContextSourceFailed,
     };
     NgsiError::new(kind, format!("{what}: {detail}"))
+}
+
+/// A payload as JSON-LD: the context URL as the `@context` of the object, or of each object of
+/// an array (a batch).
+fn with_context(body: &Value, link: &str) -> Value {
+    let mut b = body.clone();
+    let put = |v: &mut Value| {
+        if let Value::Object(m) = v {
+            m.insert("@context".into(), Value::String(link.to_owned()));
+        }
+    };
+    match &mut b {
+        Value::Array(items) => items.iter_mut().for_each(put),
+        other => put(other),
+    }
+    b
 }
 
 /// Headers a contextSourceInfo pair may not set: tenant headers (§4.3.6.5: tenant information
@@ -989,11 +1019,11 @@ impl Forwarder {
         }
         for reg in self.registry.proxied_without(tenant, id, types, Op::DeleteEntity) {
             let detail = format!(
-                "Conflict: registration {} ({}) holds part of {id} and does not serve deleteEntity",
+                "registration {} ({}) holds part of {id} and does not serve deleteEntity",
                 reg.id,
                 reg.mode.name()
             );
-            parts.push(Part { proxied: false, result: Err(NgsiError::new(ErrorKind::AlreadyExists, detail)) });
+            parts.push(Part { proxied: false, result: Err(NgsiError::new(ErrorKind::Conflict, detail)) });
         }
         parts
     }

@@ -42,7 +42,7 @@ impl From<crate::store::StoreError> for ApiError {
 pub fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::InvalidRequest | ErrorKind::BadRequestData => StatusCode::BAD_REQUEST,
-        ErrorKind::AlreadyExists => StatusCode::CONFLICT,
+        ErrorKind::AlreadyExists | ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::OperationNotSupported => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::ResourceNotFound | ErrorKind::NonexistentTenant => StatusCode::NOT_FOUND,
         ErrorKind::InternalError => StatusCode::INTERNAL_SERVER_ERROR,

@@ -47,6 +47,7 @@ pub async fn run(
             None => Vec::new(),
         };
         let op = crate::registry::registration::Op::CreateEntity;
+        super::check_unserved(b, tenant, &id, &types, fragment, ctx, op)?;
         let f = b
             .forwarder
             .fragment(dist, tenant, &id, &types, fragment, ctx, op, reqwest::Method::POST, "/ngsi-ld/v1/entities", true)

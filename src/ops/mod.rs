@@ -132,8 +132,47 @@ pub async fn forward_fragment(
     };
     check_entity_id(id)?;
     let types = local_types(b, tenant, id).await?;
+    check_unserved(b, tenant, id, &types, fragment, ctx, op)?;
     let f = b.forwarder.fragment(dist, tenant, id, &types, fragment, ctx, op, method, path, with_identity).await;
     Ok(f.forwarded.then_some(f))
+}
+
+/// A part held by an exclusive or redirect registration that does not serve the operation
+/// cannot be done: the whole request is a Conflict and nothing is sent (GS CIM 009 §5.6.1.4,
+/// §5.6.2.4). A registration about all attributes clashes with any fragment; one naming
+/// attributes only with a fragment holding one of them.
+pub fn check_unserved(
+    b: &Broker,
+    tenant: &str,
+    id: &str,
+    types: &[String],
+    fragment: &serde_json::Map<String, Value>,
+    ctx: &Context,
+    op: crate::registry::registration::Op,
+) -> NgsiResult<()> {
+    let names: Vec<String> = fragment
+        .keys()
+        .filter(|k| !k.starts_with('@') && !matches!(k.as_str(), "id" | "type" | "scope"))
+        .map(|k| ctx.expand(k))
+        .collect();
+    for reg in b.registry.proxied_without(tenant, id, types, op) {
+        let clash = match reg.attributes_for(Some(id), types) {
+            None => true,
+            Some(held) => names.iter().any(|n| held.contains(n)),
+        };
+        if clash {
+            return Err(NgsiError::new(
+                ErrorKind::Conflict,
+                format!(
+                    "registration {} ({}) holds part of {id} and does not serve {}",
+                    reg.id,
+                    reg.mode.name(),
+                    op.name()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One batch element after the distributed part of a batch operation (§4.3.6).

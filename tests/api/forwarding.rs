@@ -1122,3 +1122,66 @@ async fn csf_selects_sources_and_split_entities_filters_after_merging() {
     assert!(ids(r.json().await.unwrap()).is_empty(), "the merged entity fails q");
     assert!(!seen(&src)[2].1.contains("q="), "{:?}", seen(&src));
 }
+
+/// A part of an entity held by an exclusive or redirect registration that does not serve the
+/// operation cannot be written: create or update is a 409 Conflict, nothing is sent to the
+/// source or stored (§5.6.1.4, §5.6.2.4); an inclusive registration without the operation is
+/// simply not asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_a_proxied_registration_does_not_serve_are_conflicts() {
+    let app = spawn_app().await;
+    let src = stub(201, Value::Null, Duration::ZERO).await;
+    let reg = register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "mode": "redirect",
+               "operations": ["retrieveOps"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}]}]}),
+    )
+    .await;
+    let r = app.post_json("/ngsi-ld/v1/entities", &robot()).await;
+    assert_eq!(r.status(), 409);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "https://uri.etsi.org/ngsi-ld/errors/Conflict");
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2?local=true").await.status(), 404);
+    let r = app
+        .patch_json(
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2/attrs",
+            &json!({"battery": {"type": "Property", "value": 1}}),
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+    assert!(src.got.lock().is_empty());
+    app.delete(&format!("/ngsi-ld/v1/csourceRegistrations/{reg}")).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "operations": ["retrieveOps"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}]}]}),
+    )
+    .await;
+    assert_eq!(app.post_json("/ngsi-ld/v1/entities", &robot()).await.status(), 201);
+    assert!(src.got.lock().is_empty());
+}
+
+/// contextSourceInfo `contentType` application/ld+json sends payloads with their @context
+/// inline and no Link header; `accept` names the media type asked for (§4.3.6.6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_type_and_accept_of_a_registration_steer_forwarded_requests() {
+    let app = spawn_app().await;
+    let src = stub(201, Value::Null, Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "operations": ["redirectionOps"],
+               "information": [{"entities": [{"type": "Robot"}]}],
+               "contextSourceInfo": [{"key": "contentType", "value": "application/ld+json"},
+                                     {"key": "accept", "value": "application/ld+json"}]}),
+    )
+    .await;
+    assert_eq!(app.post_json("/ngsi-ld/v1/entities", &robot()).await.status(), 201);
+    let got = src.got.lock().clone();
+    assert_eq!(got[0].method, "POST");
+    assert_eq!(got[0].headers["content-type"], "application/ld+json");
+    assert!(got[0].body.get("@context").is_some(), "{}", got[0].body);
+    assert!(!got[0].headers.contains_key("link"));
+    assert_eq!(got[0].headers["accept"], "application/ld+json");
+    assert!(!got[0].headers.contains_key("contenttype"));
+}
