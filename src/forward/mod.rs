@@ -255,10 +255,9 @@ impl Forwarder {
         if !ld_body {
             req = req.header("Link", format!("<{link}>; rel=\"{LD_CONTEXT_REL}\"; type=\"application/ld+json\""));
         }
-        let accept = match info("accept") {
-            Some(a @ ("application/json" | "application/ld+json")) => a,
-            _ => "application/json",
-        };
+        let accept = info("accept")
+            .filter(|a| matches!(*a, "application/json" | "application/ld+json"))
+            .unwrap_or("application/json");
         req = req.header("Accept", accept);
         // contextSourceInfo pairs travel as headers (§4.3.6.5); the tenant and what HTTP itself
         // decides are not theirs to set, and `urn:ngsi-ld:request` copies the triggering
