@@ -53,10 +53,10 @@ pub async fn run(
             .fragment(dist, tenant, &id, &types, fragment, ctx, op, reqwest::Method::POST, "/ngsi-ld/v1/entities", true)
             .await;
         if f.forwarded {
-            // Exclusive sources that took every attribute of an entity the broker already holds
-            // leave it nothing to create (its id and type are there).
-            let taken = !f.attrs_left() && !f.sent.is_empty();
-            let keep_local = (!f.redirected || f.attrs_left()) && !(taken && b.store.get(tenant, &id).await?.is_some());
+            // Exclusive or redirect sources that took every attribute leave the broker nothing
+            // to create: it keeps no empty shell of an entity held elsewhere (its retrieval and
+            // queries go to those sources).
+            let keep_local = f.attrs_left() || (!f.redirected && f.sent.is_empty());
             let (mut errors, mut succeeded) = (f.errors, f.accepted);
             if keep_local {
                 match local(b, tenant, &Value::Object(f.rest), ctx, now).await {

@@ -1185,3 +1185,30 @@ async fn content_type_and_accept_of_a_registration_steer_forwarded_requests() {
     assert_eq!(got[0].headers["accept"], "application/ld+json");
     assert!(!got[0].headers.contains_key("contenttype"));
 }
+
+/// A created entity whose every attribute an exclusive source took is created there only: the
+/// broker keeps no empty shell of it, and a retrieve is answered by the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entity_held_entirely_by_an_exclusive_source_leaves_no_local_shell() {
+    let app = spawn_app().await;
+    let src = stub(201, Value::Null, Duration::ZERO).await;
+    register(
+        &app,
+        json!({"type": "ContextSourceRegistration", "endpoint": src.url, "mode": "exclusive",
+               "operations": ["createEntity"],
+               "information": [{"entities": [{"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot"}],
+                                "propertyNames": ["battery"]}]}),
+    )
+    .await;
+    let body = json!({"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot", "battery": {"type": "Property", "value": 3}});
+    assert_eq!(app.post_json("/ngsi-ld/v1/entities", &body).await.status(), 201);
+    assert_eq!(seen(&src), [("POST".to_owned(), "/ngsi-ld/v1/entities".to_owned())]);
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2?local=true").await.status(), 404);
+    // With an attribute the source does not hold, the broker creates the rest.
+    let body = json!({"id": "urn:ngsi-ld:Robot:r2d2", "type": "Robot", "battery": {"type": "Property", "value": 3},
+                      "name": {"type": "Property", "value": "R2"}});
+    assert_eq!(app.post_json("/ngsi-ld/v1/entities", &body).await.status(), 201);
+    let e: Value = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Robot:r2d2?local=true").await.json().await.unwrap();
+    assert_eq!(e["name"]["value"], "R2");
+    assert!(e.get("battery").is_none());
+}
