@@ -461,3 +461,54 @@ async fn registrations_may_cover_local_entities() {
     assert_eq!(r.status, 201, "{}", r.text);
     b.get_json(&reg_path(exclusive["id"].as_str().unwrap()), Some(&t)).await.expect(200);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Distributed operations with a source that cannot be reached.
+
+/// §4.23, §5.7.2.4 (ETSI TP D011_05): entities merged from several sources have no common
+/// order, so `orderBy` on a query some registration serves is BadRequestData; with
+/// `local=true` the broker orders its own entities.
+#[tokio::test]
+async fn order_by_on_a_distributed_query_is_bad_request_data() {
+    let b = Broker::get();
+    let tenant = unique_tenant();
+    let ty = unique_type("Ordered");
+    b.must_create(Some(&tenant), &json!({"id": unique_id(&ty), "type": ty, "speed": {"type": "Property", "value": 1}}))
+        .await;
+    must_register(&b, Some(&tenant), &registration(&ty, json!({}))).await;
+    let r = b.get_json(&format!("{API}/entities?type={ty}&orderBy=speed"), Some(&tenant)).await;
+    r.expect_problem(400, "BadRequestData");
+    b.get_json(&format!("{API}/entities?type={ty}&orderBy=speed&local=true"), Some(&tenant)).await.expect(200);
+}
+
+/// §6.3.17 (ETSI TP 6317_01): a source that cannot be reached does not fail the query; the
+/// answer carries an `NGSILD-Warning` with code 199 naming the registration.
+#[tokio::test]
+async fn an_unreachable_source_is_reported_in_ngsild_warning() {
+    let b = Broker::get();
+    let tenant = unique_tenant();
+    let ty = unique_type("Warned");
+    b.must_create(Some(&tenant), &json!({"id": unique_id(&ty), "type": ty})).await;
+    let reg = must_register(&b, Some(&tenant), &registration(&ty, json!({}))).await;
+    let r = b.get_json(&format!("{API}/entities?type={ty}"), Some(&tenant)).await;
+    r.expect(200);
+    let w = r.header("ngsild-warning").unwrap_or_else(|| panic!("no NGSILD-Warning: {}", r.text));
+    assert!(w.starts_with(&format!("199 {reg} \"")), "{w}");
+}
+
+/// §5.6.1.4 (ETSI TP 5614_01): an entity held whole by a redirect registration that does not
+/// serve Create Entity cannot be created: 409 Conflict, nothing stored.
+#[tokio::test]
+async fn creating_what_a_redirect_source_holds_without_create_is_a_conflict() {
+    let b = Broker::get();
+    let tenant = unique_tenant();
+    let ty = unique_type("Redirected");
+    let id = unique_id(&ty);
+    let reg = json!({"type": "ContextSourceRegistration", "mode": "redirect", "operations": ["retrieveOps"],
+                     "information": [{"entities": [{"id": id, "type": ty}]}], "endpoint": "http://127.0.0.1:9/source"});
+    must_register(&b, Some(&tenant), &reg).await;
+    let r =
+        b.create_entity(Some(&tenant), &json!({"id": id, "type": ty, "speed": {"type": "Property", "value": 1}})).await;
+    r.expect_problem(409, "Conflict");
+    b.retrieve(Some(&tenant), &id, "local=true").await.expect(404);
+}
