@@ -244,6 +244,7 @@ impl Registrations {
             return Err(NgsiError::new(ErrorKind::AlreadyExists, format!("registration {id} already exists")));
         }
         self.check_conflicts(tenant, &compiled).await?;
+        self.check_held(tenant, &compiled).await?;
         self.persist(&doc).await?;
         self.install(doc, compiled, false);
         let new = self.snapshot(tenant, &id);
@@ -276,6 +277,7 @@ impl Registrations {
         doc.modified_at = now;
         let compiled = registration::compile(id, tenant, &doc.body, doc.context.clone(), doc.created_at)?;
         self.check_conflicts(tenant, &compiled).await?;
+        self.check_held(tenant, &compiled).await?;
         // Statistics may have moved on since the document was read.
         let old = self.snapshot(tenant, id);
         if let Some((d, _)) = &old {
@@ -484,6 +486,37 @@ impl Registrations {
     /// Data the broker already holds does not block a registration: the ETSI distributed tests
     /// create the entity locally first and then register it (D011_01_exc and others); from
     /// then on the registered attributes are served by the source.
+    /// GS CIM 009 §5.9.2.4: a redirect registration may not cover an entity the broker holds
+    /// (with one of its attributes, when it names attributes), an exclusive one an attribute an
+    /// entity the broker holds has; the broker's data would be shadowed (Conflict, 409).
+    async fn check_held(&self, tenant: &str, c: &CompiledRegistration) -> NgsiResult<()> {
+        if !c.mode.is_proxied() || !self.store.tenant_exists(tenant).await? {
+            return Ok(());
+        }
+        for info in &c.information {
+            let names: Option<Vec<String>> = (!info.all_attrs()).then(|| info.names().cloned().collect());
+            for e in &info.entities {
+                let filter = crate::store::EntityFilter {
+                    ids: e.id.clone().map(|i| vec![i]),
+                    id_pattern: if e.id.is_none() { e.id_pattern.clone() } else { None },
+                    types: (!e.types.is_empty()).then(|| e.types.clone()),
+                    attrs: names.clone(),
+                    ..Default::default()
+                };
+                let page = self.store.query(tenant, &filter, 0, 1, false).await?;
+                if let Some(found) = page.entities.first() {
+                    return Err(conflict(format!(
+                        "the broker holds {}{}, which this {} registration would shadow",
+                        found.id,
+                        if names.is_some() { " with some of the registered attributes" } else { "" },
+                        c.mode.name()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn check_conflicts(&self, tenant: &str, c: &CompiledRegistration) -> NgsiResult<()> {
         if !c.mode.is_proxied() {
             return Ok(());

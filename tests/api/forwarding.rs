@@ -536,7 +536,7 @@ async fn batch_delete_refused_by_an_exclusive_source_is_that_entitys_error() {
         json!({"type": "ContextSourceRegistration", "endpoint": src.url, "mode": "exclusive",
                "operations": ["deleteBatch"],
                "information": [{"entities": [{"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle"}],
-                                "propertyNames": ["speed"]}]}),
+                                "propertyNames": ["fuel"]}]}),
     )
     .await;
     let r = app

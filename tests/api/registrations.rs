@@ -414,7 +414,7 @@ async fn tenants_are_isolated() {
 }
 
 #[tokio::test]
-async fn proxied_registrations_conflict_with_each_other_not_with_local_data() {
+async fn proxied_registrations_conflict_with_each_other_and_with_local_data() {
     let app = spawn_app().await;
     let exclusive = |attr: &str| {
         reg(json!({"mode": "exclusive", "operations": ["updateOps"],
@@ -432,8 +432,8 @@ async fn proxied_registrations_conflict_with_each_other_not_with_local_data() {
     let drones = reg(json!({"mode": "redirect", "information": [{"entities": [{"type": "Drone"}]}]}));
     must_register(&app, None, &drones).await;
     must_register(&app, None, &drones).await;
-    // Local data does not block a registration (the ETSI distributed tests register entities
-    // the broker holds): from then on the source serves the registered attributes.
+    // Local data the registration would shadow blocks it (§5.9.2.4): an exclusive one naming an
+    // attribute the broker's entity has, a redirect one covering an entity the broker holds.
     app.create(
         json!({"id": "urn:ngsi-ld:Building:b1", "type": "Building", "name": {"type": "Property", "value": "x"}}),
     )
@@ -442,7 +442,12 @@ async fn proxied_registrations_conflict_with_each_other_not_with_local_data() {
         reg(json!({"mode": "exclusive",
             "information": [{"entities": [{"id": "urn:ngsi-ld:Building:b1", "type": "Building"}], "propertyNames": [attr]}]}))
     };
-    let id = must_register(&app, None, &exclusive("name")).await;
+    let p = assert_problem(register(&app, None, &exclusive("name")).await, 409, "AlreadyExists").await;
+    assert!(p["detail"].as_str().unwrap().contains("urn:ngsi-ld:Building:b1"), "{p}");
+    let over =
+        reg(json!({"mode": "redirect", "information": [{"entities": [{"idPattern": ".*b1$", "type": "Building"}]}]}));
+    assert_problem(register(&app, None, &over).await, 409, "AlreadyExists").await;
+    let id = must_register(&app, None, &exclusive("height")).await;
     // An update that would make a registration conflict is refused and changes nothing.
     let inclusive =
         must_register(&app, None, &reg(json!({"information": [{"entities": [{"type": "Building"}]}]}))).await;
