@@ -286,6 +286,15 @@ fn fast_point(text: &str) -> Option<Geometry<f64>> {
     (p.kind == "Point").then(|| Geometry::Point(geo::Point::new(p.coordinates[0], p.coordinates[1])))
 }
 
+/// The lon/lat position of a stored two-dimensional Point (its JSON text), exactly as
+/// [`ResolvedGeo::near_distance`] reads it; `None` for any other geometry.
+pub fn point_of(text: &str) -> Option<[f64; 2]> {
+    match fast_point(text)? {
+        Geometry::Point(p) => Some([p.x(), p.y()]),
+        _ => None,
+    }
+}
+
 impl ResolvedGeo {
     /// The expanded name of the GeoProperty the query tests.
     pub fn geoproperty(&self) -> &str {
@@ -716,7 +725,6 @@ mod tests {
     use crate::error::ErrorKind;
     use crate::jsonld::CORE;
     use crate::model::Attribute;
-    use indexmap::IndexMap;
     use proptest::prelude::*;
 
     const LOCATION: &str = "https://uri.etsi.org/ngsi-ld/location";
@@ -731,7 +739,7 @@ mod tests {
 
     /// An entity whose `location` has the given instances.
     fn entity(instances: Vec<Attribute>) -> Entity {
-        let mut attrs = IndexMap::new();
+        let mut attrs = crate::model::AttrMap::default();
         if !instances.is_empty() {
             attrs.insert(crate::model::intern(LOCATION), instances.into_iter().collect());
         }

@@ -173,7 +173,11 @@ fn geo_entries(e: &Entity, key: &OrderKey) -> Vec<(Name, GeoEntry)> {
     let mut out = Vec::new();
     for (name, list) in &e.attrs {
         for a in list.iter().filter(|a| a.kind == AttrKind::GeoProperty) {
-            if let Some([x0, y0, x1, y1]) = crate::query::geo::bbox_of(&a.value()) {
+            // A Point is indexed as itself (a degenerate box), so a near-query can take its exact
+            // position from the index entry; search boxes carry their own rounding margin.
+            if let Some(p) = crate::query::geo::point_of(a.value_text()) {
+                out.push((name.clone(), GeomWithData::new(Rectangle::from_corners(p, p), key.clone())));
+            } else if let Some([x0, y0, x1, y1]) = crate::query::geo::bbox_of(&a.value()) {
                 out.push((name.clone(), GeomWithData::new(Rectangle::from_corners([x0, y0], [x1, y1]), key.clone())));
             }
         }
@@ -845,8 +849,9 @@ fn near_plan(ts: &TenantState, filter: &EntityFilter, offset: usize, limit: usiz
         return Some(Page { entities: Vec::new(), total: count.then_some(0) });
     };
     let envelope = AABB::from_corners([*x0, *y0], [*x1, *y1]);
-    // The nearest qualifying instance of each entity.
-    let mut best: HashMap<*const str, (f64, &OrderKey), foldhash::fast::RandomState> = HashMap::default();
+    // Every qualifying instance with its distance; an entity with several instances appears
+    // several times, and its nearest instance comes first once sorted.
+    let mut cands: Vec<(f64, &OrderKey)> = Vec::new();
     for g in tree.locate_in_envelope_intersecting(&envelope) {
         let (lo, hi) = (g.geom().lower(), g.geom().upper());
         if lo != hi {
@@ -856,26 +861,39 @@ fn near_plan(ts: &TenantState, filter: &EntityFilter, offset: usize, limit: usiz
         if near.max.is_some_and(|m| d > m) || near.min.is_some_and(|m| d < m) {
             continue;
         }
-        let e = best.entry(Arc::as_ptr(&g.data.1)).or_insert((d, &g.data));
-        if d < e.0 {
-            e.0 = d;
-        }
+        cands.push((d, &g.data));
     }
-    // Nearest first (ties in creation order); only what a page needs is looked up and refined,
-    // unless the matches must be counted.
-    let mut cands: Vec<(f64, &OrderKey)> = best.into_values().collect();
-    cands.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+    // Nearest first (ties in creation order). Only what a page needs is ordered, looked up and
+    // refined: the next nearest `chunk` candidates are selected (linear time) and sorted, and
+    // the chunk doubles when the refinement rejects too many. A count visits them all.
+    let by_distance = |a: &(f64, &OrderKey), b: &(f64, &OrderKey)| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1));
     let want = offset.saturating_add(limit);
     let (mut entities, mut matched) = (Vec::with_capacity(limit.min(cands.len())), 0usize);
-    for (_, key) in cands {
-        let Some(e) = ts.entities.get(&key.1).filter(|e| filter.matches(e)) else { continue };
-        if matched >= offset && matched < want {
-            entities.push(e.clone());
+    let mut seen: HashSet<*const str, foldhash::fast::RandomState> = HashSet::default();
+    let mut chunk = if count { cands.len() } else { want.saturating_add(want / 4).max(16) };
+    let mut start = 0;
+    'chunks: while start < cands.len() {
+        let end = start.saturating_add(chunk).min(cands.len());
+        let rest = &mut cands[start..];
+        if end < start + rest.len() {
+            rest.select_nth_unstable_by(end - start - 1, by_distance);
         }
-        matched += 1;
-        if !count && matched >= want {
-            break;
+        rest[..end - start].sort_unstable_by(by_distance);
+        for (_, key) in &cands[start..end] {
+            if !seen.insert(Arc::as_ptr(&key.1)) {
+                continue;
+            }
+            let Some(e) = ts.entities.get(&key.1).filter(|e| filter.matches(e)) else { continue };
+            if matched >= offset && matched < want {
+                entities.push(e.clone());
+            }
+            matched += 1;
+            if !count && matched >= want {
+                break 'chunks;
+            }
         }
+        start = end;
+        chunk = chunk.saturating_mul(2);
     }
     Some(Page { entities, total: count.then_some(matched) })
 }
@@ -942,7 +960,9 @@ impl Store for EmbeddedStore {
         let mut matched = 0usize;
         let sorting = filter.sort.is_some() || filter.sort_key.is_some();
         let mut visit = |e: &Arc<Entity>| -> bool {
-            if !filter.matches(e) {
+            // A numeric range is tested on the stored value first: most candidates of a
+            // selective `q` fail it without the whole filter being evaluated.
+            if filter.range.as_ref().is_some_and(|r| !r.may_hold(e)) || !filter.matches(e) {
                 return true;
             }
             if sorting {
@@ -1210,12 +1230,48 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+        /// The range test a scan makes before the predicate never refuses an entity the query
+        /// matches, whatever form the value takes (number, numeric string, array, relationship).
+        #[test]
+        fn range_precheck_never_refuses_a_match(
+            v in -60i64..60,
+            form in 0usize..6,
+            op in 0usize..6,
+            a in -60i64..60,
+            b in -60i64..60,
+        ) {
+            let speed = match form {
+                0 => serde_json::json!(v),
+                1 => serde_json::json!(v as f64 + 0.5),
+                2 => serde_json::json!(v.to_string()),
+                3 => serde_json::json!([v, v + 100]),
+                4 => serde_json::json!({"type": "Relationship", "object": format!("urn:x:{v}")}),
+                _ => serde_json::json!({"type": "Property", "value": {"@type": "Number", "@value": v}}),
+            };
+            let body = serde_json::json!({"id": "urn:n:1", "type": "T", "speed": speed});
+            let e = parse_entity(&body, &CORE, Purpose::Create, 1).unwrap().into_entity("urn:n:1".into(), 1);
+            let src = match op {
+                0 => format!("speed>{a}"),
+                1 => format!("speed>={a}"),
+                2 => format!("speed<{a}"),
+                3 => format!("speed<={a}"),
+                4 => format!("speed=={a}"),
+                _ => format!("speed=={a}..{b}"),
+            };
+            let q = crate::query::q::compile(&src, &CORE).unwrap();
+            let range = q.numeric_range().unwrap();
+            prop_assert!(!q.matches(&e) || range.may_hold(&e), "{} on {}", src, body);
+        }
+    }
+
+    proptest! {
         #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
         /// A near-query answered from the index entries gives the same entities in the same
         /// order as the general plan (predicate plus distance key).
         #[test]
         fn near_plan_equals_general_plan(
-            points in proptest::collection::vec((-1.0f64..1.0, -1.0f64..1.0), 1..80),
+            points in proptest::collection::vec((-1.0f64..1.0, -1.0f64..1.0, 0usize..3), 1..80),
             at in (-1.0f64..1.0, -1.0f64..1.0),
             max in 1_000.0f64..150_000.0,
             min in proptest::option::of(0.0f64..50_000.0),
@@ -1224,8 +1280,9 @@ mod tests {
             rt.block_on(async {
                 let dir = tempfile::tempdir().unwrap();
                 let store = EmbeddedStore::open(dir.path()).unwrap();
-                let writes = points.iter().enumerate().map(|(i, (lon, lat))| {
-                    let e = located(i, *lon, *lat, "A");
+                let writes = points.iter().enumerate().map(|(i, (lon, lat, t))| {
+                    // Entities of type B are refused by the query, so pages need more candidates.
+                    let e = located(i, *lon, *lat, ["A", "B", "A"][*t]);
                     Write::new(e.id.clone(), move |_| Ok(Mutation::Put(e.clone())))
                 }).collect();
                 store.write("", false, writes).await.unwrap();
@@ -1235,11 +1292,21 @@ mod tests {
                 };
                 let coords = format!("[{},{}]", at.0, at.1);
                 let geo = crate::query::geo::parse(&rel, "Point", &coords, None).unwrap().resolve(&CORE);
-                let query = crate::query::EntityQuery { geo: Some(geo), ..Default::default() };
+                let typed = crate::query::Selector {
+                    types: Some(crate::query::types::TypeSel::Is(CORE.expand("A"))),
+                    ..Default::default()
+                };
+                let query = crate::query::EntityQuery { geo: Some(geo), selectors: vec![typed], ..Default::default() };
                 let fast = query.into_filter();
                 assert!(fast.near.is_some());
                 let general = EntityFilter { near: None, geo_box: None, ..fast.clone() };
-                for (offset, limit, count) in [(0, 1000, true), (0, 5, false), (3, 4, true)] {
+                {
+                    // Points are answered from the index entries, not by the general plan.
+                    let st = store.state.read();
+                    let ts = st.tenants.get("").unwrap();
+                    assert!(near_plan(ts, &fast, 0, 5, false).is_some());
+                }
+                for (offset, limit, count) in [(0, 1000, true), (0, 5, false), (3, 4, true), (2, 20, false), (0, 1, false)] {
                     let a = store.query("", &fast, offset, limit, count).await.unwrap();
                     let b = store.query("", &general, offset, limit, count).await.unwrap();
                     let ids = |p: &Page| p.entities.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
