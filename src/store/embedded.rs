@@ -602,7 +602,9 @@ impl EmbeddedStore {
         }
         disk.checkpoint(&state)?;
         let (jobs, rx) = mpsc::channel(QUEUE);
-        let (changes, _) = broadcast::channel(16_384);
+        // No consumer reads these yet, and the buffer is allocated whole up front (about 90
+        // bytes a slot): a lagging receiver is told it missed events.
+        let (changes, _) = broadcast::channel(1024);
         let writer_state = state.clone();
         let writer_changes = changes.clone();
         let handle = std::thread::Builder::new()
