@@ -17,7 +17,7 @@ use indexmap::IndexMap;
 use parking_lot::RwLock;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use rstar::primitives::{GeomWithData, Rectangle};
-use rstar::{AABB, RTree};
+use rstar::{AABB, Envelope, ParentNode, RTree, RTreeNode};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -924,17 +924,21 @@ fn near_plan(ts: &TenantState, filter: &EntityFilter, offset: usize, limit: usiz
     let envelope = AABB::from_corners([*x0, *y0], [*x1, *y1]);
     // Every qualifying instance with its distance; an entity with several instances appears
     // several times, and its nearest instance comes first once sorted.
-    let mut cands: Vec<(f64, &OrderKey)> = Vec::new();
-    for g in tree.locate_in_envelope_intersecting(&envelope) {
+    let mut cands: Vec<(f64, &OrderKey)> = Vec::with_capacity(256);
+    let from = crate::query::geo::DistanceFrom::new(near.point);
+    let all_points = each_in_box(tree.root(), &envelope, &mut |g| {
         let (lo, hi) = (g.geom().lower(), g.geom().upper());
         if lo != hi {
-            return None;
+            return false;
         }
-        let d = crate::query::geo::point_distance(near.point, lo);
-        if near.max.is_some_and(|m| d > m) || near.min.is_some_and(|m| d < m) {
-            continue;
+        let d = from.to(lo);
+        if near.max.is_none_or(|m| d <= m) && near.min.is_none_or(|m| d >= m) {
+            cands.push((d, &g.data));
         }
-        cands.push((d, &g.data));
+        true
+    });
+    if !all_points {
+        return None;
     }
     // Nearest first (ties in creation order). Only what a page needs is ordered, looked up and
     // refined: the next nearest `chunk` candidates are selected (linear time) and sorted, and
@@ -969,6 +973,33 @@ fn near_plan(ts: &TenantState, filter: &EntityFilter, offset: usize, limit: usiz
         chunk = chunk.saturating_mul(2);
     }
     Some(Page { entities, total: count.then_some(matched) })
+}
+
+/// Calls `f` on every index entry whose box intersects `env`, until `f` returns false (then
+/// returns false). A plain recursive walk: rstar's selection iterator costs about twice as
+/// many instructions per entry.
+fn each_in_box<'a>(
+    node: &'a ParentNode<GeoEntry>,
+    env: &AABB<[f64; 2]>,
+    f: &mut impl FnMut(&'a GeoEntry) -> bool,
+) -> bool {
+    let ([x0, y0], [x1, y1]) = (env.lower(), env.upper());
+    for child in node.children() {
+        match child {
+            RTreeNode::Leaf(g) => {
+                let ([a0, b0], [a1, b1]) = (g.geom().lower(), g.geom().upper());
+                if a0 <= x1 && x0 <= a1 && b0 <= y1 && y0 <= b1 && !f(g) {
+                    return false;
+                }
+            }
+            RTreeNode::Parent(p) => {
+                if p.envelope().intersects(env) && !each_in_box(p, env, f) {
+                    return false;
+                }
+            }
+        }
+    }
+    true
 }
 
 /// The entities whose GeoProperty box intersects the filter's search box, in creation order,
