@@ -7,6 +7,11 @@ use mimalloc::MiMalloc;
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
+    // Where transparent huge pages are always on, the kernel backs mimalloc's eagerly committed
+    // arena with 2 MiB pages, so a few touched bytes cost whole huge pages (12 MiB of a 25 MiB
+    // idle RSS). Ordinary pages keep the broker's memory to what it uses.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h" || a == "-help") {

@@ -409,6 +409,191 @@ pub fn attribute(a: &Attribute, ctx: &Context, o: &RenderOpts) -> Value {
     Value::Object(out)
 }
 
+/// Whether [`write_entity`] can write entities directly for these options: the common case of a
+/// format and sysAttrs, without a projection, language selection, datasetId selection or join.
+pub fn direct(o: &RenderOpts) -> bool {
+    o.lang.is_none() && o.pick.is_none() && o.omit.is_none() && o.dataset_ids.is_none() && o.join.is_none()
+}
+
+/// Appends `s` as a JSON string.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Appends a JSON value.
+fn push_json(out: &mut Vec<u8>, v: &Value) {
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+/// Appends `"key":`.
+fn push_key(out: &mut Vec<u8>, key: &str) {
+    push_json_str(out, key);
+    out.push(b':');
+}
+
+/// Appends a timestamp as NGSI-LD renders DateTime values.
+fn push_millis(out: &mut Vec<u8>, ms: i64) {
+    out.push(b'"');
+    match chrono::DateTime::from_timestamp_millis(ms) {
+        Some(t) => {
+            use std::io::Write as _;
+            let _ = write!(out, "{}", t.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+        }
+        None => out.extend_from_slice(b"1970-01-01T00:00:00.000Z"),
+    }
+    out.push(b'"');
+}
+
+/// Writes one entity as JSON, the same document [`entity`] builds (serialized), without building
+/// a JSON tree: attribute values are copied from their stored JSON text. `extra` is one more
+/// member written last (the `@context` of JSON-LD answers). Options that [`direct`] refuses,
+/// and members whose names would collide, go through [`entity`].
+pub fn write_entity(e: &Entity, ctx: &Context, o: &RenderOpts, extra: Option<(&str, &Value)>, out: &mut Vec<u8>) {
+    let start = out.len();
+    if !direct(o) || !write_direct(e, ctx, o, out) {
+        out.truncate(start);
+        let mut v = entity(e, ctx, o);
+        if let (Some((k, x)), Value::Object(m)) = (extra, &mut v) {
+            m.insert(k.to_owned(), x.clone());
+        }
+        push_json(out, &v);
+        return;
+    }
+    if let Some((k, x)) = extra {
+        out.push(b',');
+        push_key(out, k);
+        push_json(out, x);
+    }
+    out.push(b'}');
+}
+
+/// The members [`entity`] writes besides attributes: an attribute compacting to one of these
+/// would replace it, so such entities take the general path.
+const ENTITY_MEMBERS: [&str; 5] = ["id", "type", "scope", "createdAt", "modifiedAt"];
+
+/// Writes an entity without its closing brace; false when it needs the general path.
+fn write_direct(e: &Entity, ctx: &Context, o: &RenderOpts, out: &mut Vec<u8>) -> bool {
+    out.extend_from_slice(b"{\"id\":");
+    push_json_str(out, &e.id);
+    out.extend_from_slice(b",\"type\":");
+    if let [only] = e.types.as_slice() {
+        ctx.with_compact(only, |t| push_json_str(out, t));
+    } else {
+        out.push(b'[');
+        for (i, t) in e.types.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            ctx.with_compact(t, |t| push_json_str(out, t));
+        }
+        out.push(b']');
+    }
+    if let Some(scope) = &e.scope {
+        out.extend_from_slice(b",\"scope\":");
+        match scope.as_slice() {
+            [only] => push_json_str(out, only),
+            list => push_json(out, &Value::from(list.to_vec())),
+        }
+    }
+    // Compacted names seen so far, to detect two attributes compacting to the same name.
+    let mut names: smallvec::SmallVec<[(usize, usize); 16]> = smallvec::SmallVec::new();
+    for (name, instances) in &e.attrs {
+        out.push(b',');
+        let key_start = out.len();
+        ctx.with_compact(name, |k| push_json_str(out, k));
+        let key = (key_start, out.len());
+        let text = &out[key.0 + 1..key.1 - 1];
+        if ENTITY_MEMBERS.iter().any(|m| m.as_bytes() == text)
+            || names.iter().any(|&(a, b)| out[a..b] == out[key.0..key.1])
+        {
+            return false;
+        }
+        names.push(key);
+        out.push(b':');
+        match instances.as_slice() {
+            [only] => write_attribute(only, ctx, o, out),
+            // Multi-attributes (an array, or keyValues' datasets) take the general path.
+            _ => push_json(out, &entity_member(instances, ctx, o)),
+        }
+    }
+    if o.sys_attrs && o.format != Format::KeyValues {
+        out.extend_from_slice(b",\"createdAt\":");
+        push_millis(out, e.created_at);
+        out.extend_from_slice(b",\"modifiedAt\":");
+        push_millis(out, e.modified_at);
+    }
+    true
+}
+
+/// One attribute's member value as [`entity`] renders it, through the JSON tree.
+fn entity_member(instances: &[Attribute], ctx: &Context, o: &RenderOpts) -> Value {
+    let rendered: Vec<Value> = instances.iter().map(|a| attribute(a, ctx, o)).collect();
+    if rendered.len() == 1 {
+        return rendered.into_iter().next().unwrap_or(Value::Null);
+    }
+    if o.format == Format::KeyValues {
+        let mut by_ds = Map::new();
+        for (a, v) in instances.iter().zip(rendered) {
+            by_ds.insert(a.dataset_id().unwrap_or("@none").to_owned(), v);
+        }
+        return json!({ "dataset": by_ds });
+    }
+    Value::Array(rendered)
+}
+
+/// Writes one attribute instance as [`attribute`] renders it; values are copied as stored.
+/// Instances with sub-attributes, other members or vocabulary values go through [`attribute`].
+fn write_attribute(a: &Attribute, ctx: &Context, o: &RenderOpts, out: &mut Vec<u8>) {
+    if a.kind == AttrKind::VocabProperty || !a.extra().is_empty() || !a.sub().is_empty() {
+        push_json(out, &attribute(a, ctx, o));
+        return;
+    }
+    let value = a.value_text().as_bytes();
+    if o.format == Format::KeyValues {
+        out.extend_from_slice(value);
+        return;
+    }
+    let (dataset, observed, unit) = (a.dataset_id(), a.observed_at(), a.unit_code());
+    if o.format == Format::Concise {
+        // Concise drops `type`; a lone value is written bare unless it is an object or an
+        // array (a GeoProperty's geometry is always bare).
+        let lone = dataset.is_none() && observed.is_none() && unit.is_none() && !o.sys_attrs;
+        let bare = match a.kind {
+            AttrKind::GeoProperty => true,
+            AttrKind::Property => !matches!(value.first(), Some(b'{' | b'[')),
+            _ => false,
+        };
+        if lone && bare {
+            out.extend_from_slice(value);
+            return;
+        }
+        out.push(b'{');
+    } else {
+        out.extend_from_slice(b"{\"type\":\"");
+        out.extend_from_slice(a.kind.name().as_bytes());
+        out.extend_from_slice(b"\",");
+    }
+    out.push(b'"');
+    out.extend_from_slice(a.kind.value_key().as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(value);
+    for (k, v) in [("datasetId", dataset), ("observedAt", observed), ("unitCode", unit)] {
+        if let Some(v) = v {
+            out.push(b',');
+            push_key(out, k);
+            push_json_str(out, v);
+        }
+    }
+    if o.sys_attrs {
+        out.extend_from_slice(b",\"createdAt\":");
+        push_millis(out, a.created_at);
+        out.extend_from_slice(b",\"modifiedAt\":");
+        push_millis(out, a.modified_at);
+    }
+    out.push(b'}');
+}
+
 /// Wraps a rendered entity as a GeoJSON Feature.
 pub fn feature(e: &Entity, rendered: Value, o: &RenderOpts) -> Value {
     let geo_name = o.geometry_property.clone().unwrap_or_else(|| "https://uri.etsi.org/ngsi-ld/location".to_owned());
@@ -468,6 +653,97 @@ mod tests {
         let flat_list = flat(&[b.as_ref(), c.as_ref()], &ctx, &o);
         assert_eq!(flat_list.len(), 2, "a linked entity that is also a root appears once");
         assert!(flat_list[0]["at"].get("entity").is_none());
+    }
+
+    use proptest::prelude::*;
+
+    /// One attribute in normalized form, from a generated shape.
+    fn attr_json(kind: usize, n: i64, meta: usize, ds: Option<&str>) -> Value {
+        let mut a = match kind {
+            0 => json!({"type": "Property", "value": n}),
+            1 => json!({"type": "Property", "value": format!("text \"{n}\" é\n")}),
+            2 => json!({"type": "Property", "value": {"a": n, "b": [1, 2.5, null, true]}}),
+            3 => json!({"type": "Property", "value": [n, n + 1]}),
+            4 => json!({"type": "Relationship", "object": format!("urn:ngsi-ld:Thing:{n}")}),
+            5 => json!({"type": "GeoProperty", "value": {"type": "Point", "coordinates": [n as f64 / 8.0, 1.5]}}),
+            6 => json!({"type": "LanguageProperty", "languageMap": {"en": "one", "fr": "un"}}),
+            7 => json!({"type": "VocabProperty", "vocab": "Open"}),
+            8 => json!({"type": "JsonProperty", "json": {"k": [n]}}),
+            9 => json!({"type": "ListProperty", "valueList": [n, "x"]}),
+            _ => json!({"type": "Property", "value": n as f64 + 0.25,
+                        "sub": {"type": "Property", "value": 1}, "objectType": "Thing"}),
+        };
+        if meta & 1 != 0 {
+            a["observedAt"] = json!("2026-01-15T10:00:00.000Z");
+        }
+        if meta & 2 != 0 {
+            a["unitCode"] = json!("KMH");
+        }
+        if let Some(d) = ds {
+            a["datasetId"] = json!(d);
+        }
+        a
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+        /// The direct writer produces byte for byte the document the JSON tree path serializes,
+        /// in every format, with and without sysAttrs and an extra `@context` member.
+        #[test]
+        fn direct_writing_equals_the_tree_path(
+            attrs in proptest::collection::vec((0usize..11, -1000i64..1000, 0usize..4, 0usize..3), 0..7),
+            two_types in any::<bool>(),
+            scope in 0usize..3,
+            format in 0usize..3,
+            sys_attrs in any::<bool>(),
+            ld in any::<bool>(),
+        ) {
+            let mut body = json!({"id": "urn:ngsi-ld:Vehicle:1", "type": if two_types { json!(["Vehicle", "http://example.org/Car"]) } else { json!("Vehicle") }});
+            match scope {
+                1 => body["scope"] = json!("/Madrid"),
+                2 => body["scope"] = json!(["/Madrid", "/Spain"]),
+                _ => {}
+            }
+            let names = ["speed", "brandName", "http://example.org/p", "location", "category", "name", "q"];
+            for (i, (kind, n, meta, multi)) in attrs.iter().enumerate() {
+                let name = names[i % names.len()];
+                // multi: 0 one instance, 1 a datasetId, 2 two instances (a default one and a datasetId)
+                body[name] = match multi {
+                    0 => attr_json(*kind, *n, *meta, None),
+                    1 => attr_json(*kind, *n, *meta, Some("urn:ds:1")),
+                    _ => json!([attr_json(*kind, *n, *meta, None), attr_json(*kind, *n + 1, *meta, Some("urn:ds:2"))]),
+                };
+            }
+            let e = entity_of(body);
+            let ctx = crate::jsonld::CORE.clone();
+            let o = RenderOpts {
+                format: [Format::Normalized, Format::Concise, Format::KeyValues][format],
+                sys_attrs,
+                ..Default::default()
+            };
+            prop_assert!(direct(&o));
+            let c = json!("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld");
+            let mut tree = entity(&e, &ctx, &o);
+            if ld && let Value::Object(m) = &mut tree {
+                m.insert("@context".into(), c.clone());
+            }
+            let mut out = Vec::new();
+            write_entity(&e, &ctx, &o, ld.then_some(("@context", &c)), &mut out);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), tree.to_string());
+        }
+    }
+
+    #[test]
+    fn options_beyond_the_common_case_take_the_tree_path() {
+        let e = entity_of(json!({"id": "urn:a:1", "type": "A", "name": {"type": "Property", "value": "x"},
+            "size": {"type": "Property", "value": 3}}));
+        let ctx = crate::jsonld::CORE.clone();
+        let o = RenderOpts { pick: Some(HashSet::from([ctx.expand("name"), "id".to_owned()])), ..Default::default() };
+        assert!(!direct(&o));
+        let mut out = Vec::new();
+        write_entity(&e, &ctx, &o, None, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), entity(&e, &ctx, &o).to_string());
+        assert_eq!(entity(&e, &ctx, &o).as_object().unwrap().len(), 2);
     }
 
     #[test]

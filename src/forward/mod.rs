@@ -143,7 +143,9 @@ pub struct Answer {
 }
 
 pub struct Forwarder {
-    client: reqwest::Client,
+    /// Built on the first forwarded request: building a client loads the system's root
+    /// certificates, which a broker without registrations never needs.
+    client: std::sync::OnceLock<reqwest::Client>,
     pub registry: Arc<Registrations>,
     resolver: Arc<Resolver>,
     timeout: Duration,
@@ -153,15 +155,20 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(registry: Arc<Registrations>, resolver: Arc<Resolver>, timeout: Duration) -> Forwarder {
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .pool_idle_timeout(Duration::from_secs(60))
-            // Sources written against Orion-LD read header names as sent (`Via`, `Link`).
-            .http1_title_case_headers()
-            .build()
-            .unwrap_or_default();
         let via_name = format!("orbis-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        Forwarder { client, registry, resolver, timeout, via_name }
+        Forwarder { client: std::sync::OnceLock::new(), registry, resolver, timeout, via_name }
+    }
+
+    fn client(&self) -> &reqwest::Client {
+        self.client.get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(self.timeout.min(Duration::from_secs(5)))
+                .pool_idle_timeout(Duration::from_secs(60))
+                // Sources written against Orion-LD read header names as sent (`Via`, `Link`).
+                .http1_title_case_headers()
+                .build()
+                .unwrap_or_default()
+        })
     }
 
     /// Whether a `Via` header value names this broker (the request went round a loop).
@@ -241,7 +248,7 @@ impl Forwarder {
             Some(v) if !v.is_empty() => format!("{v}, 1.1 {}", self.via_name),
             _ => format!("1.1 {}", self.via_name),
         };
-        let mut req = self.client.request(method, &url).timeout(timeout).header("Via", via_value);
+        let mut req = self.client().request(method, &url).timeout(timeout).header("Via", via_value);
         let remote_tenant = reg.remote_tenant.as_deref().unwrap_or(tenant);
         if !remote_tenant.is_empty() {
             req = req.header("NGSILD-Tenant", remote_tenant);

@@ -84,6 +84,19 @@ fn context_member(ctx: &Context) -> Value {
 
 /// A 200 with one rendered entity (or Feature) in the negotiated media type.
 pub fn entity(e: &Entity, ctx: &Context, accept: Accept, o: &RenderOpts) -> HttpResponse {
+    if accept != Accept::GeoJson && render::direct(o) {
+        // The common case is written directly, without a JSON tree.
+        let mut body = Vec::with_capacity(1024);
+        if accept == Accept::LdJson {
+            render::write_entity(e, ctx, o, Some(("@context", &context_member(ctx))), &mut body);
+            return HttpResponse::Ok().content_type("application/ld+json").body(body);
+        }
+        render::write_entity(e, ctx, o, None, &mut body);
+        return HttpResponse::Ok()
+            .content_type("application/json")
+            .insert_header((header::LINK, link_value(ctx)))
+            .body(body);
+    }
     let mut body = render::entity(e, ctx, o);
     match accept {
         Accept::GeoJson => {
@@ -155,6 +168,23 @@ pub fn entities(
     let mut resp = HttpResponse::Ok();
     if let Some(n) = count {
         resp.insert_header(("NGSILD-Results-Count", n.to_string()));
+    }
+    if accept != Accept::GeoJson && render::direct(o) {
+        // The common case is written directly, without a JSON tree; every entity has members.
+        let mut body = Vec::with_capacity(list.len() * 640 + 2);
+        let c = (accept == Accept::LdJson).then(|| context_member(ctx));
+        body.push(b'[');
+        for (i, e) in list.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            render::write_entity(e, ctx, o, c.as_ref().map(|c| ("@context", c)), &mut body);
+        }
+        body.push(b']');
+        if accept == Accept::LdJson {
+            return resp.content_type("application/ld+json").body(body);
+        }
+        return resp.content_type("application/json").insert_header((header::LINK, link_value(ctx))).body(body);
     }
     match accept {
         Accept::GeoJson => {

@@ -169,7 +169,7 @@ pub struct Context {
     /// What the client gave, for echoing back (`@context` member or `Link` header).
     pub original: Value,
     /// Compaction results, since every response compacts the same few names again.
-    compacted: RwLock<HashMap<Box<str>, Box<str>>>,
+    compacted: RwLock<HashMap<Box<str>, Box<str>, foldhash::fast::RandomState>>,
 }
 
 /// How many compaction results a context remembers before it starts over.
@@ -181,7 +181,7 @@ pub static CORE: LazyLock<Arc<Context>> =
 
 impl Context {
     pub fn new(user: TermMap, original: Value) -> Context {
-        Context { user, original, compacted: RwLock::new(HashMap::new()) }
+        Context { user, original, compacted: RwLock::new(HashMap::default()) }
     }
 
     /// The context a response should advertise: the one the client used, or the core URL.
@@ -225,9 +225,19 @@ impl Context {
 
     /// Compacts an IRI back to the shortest term the context offers.
     pub fn compact(&self, iri: &str) -> String {
+        self.with_compact(iri, str::to_owned)
+    }
+
+    /// Hands the compacted form of an IRI to `f` without allocating when it is cached (the
+    /// direct renderer writes it straight into the response).
+    pub fn with_compact<R>(&self, iri: &str, f: impl FnOnce(&str) -> R) -> R {
         if let Some(hit) = self.compacted.read().get(iri) {
-            return hit.to_string();
+            return f(hit);
         }
+        f(&self.compact_fresh(iri))
+    }
+
+    fn compact_fresh(&self, iri: &str) -> String {
         let out = self.compact_uncached(iri);
         let mut cache = self.compacted.write();
         if cache.len() >= COMPACT_CACHE {

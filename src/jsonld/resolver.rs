@@ -85,17 +85,29 @@ impl Default for ResolverSettings {
 pub struct Resolver {
     compiled: Cache<String, Arc<Context>>,
     entries: RwLock<IndexMap<String, ContextEntry>>,
-    client: reqwest::Client,
+    fetch_timeout: Duration,
+    /// Built on the first download: building a client loads the system's root certificates.
+    client: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl Resolver {
     pub fn new(settings: ResolverSettings) -> Resolver {
-        let client = reqwest::Client::builder()
-            .timeout(settings.fetch_timeout)
-            .connect_timeout(settings.fetch_timeout)
-            .build()
-            .unwrap_or_default();
-        Resolver { compiled: Cache::new(settings.cache_entries), entries: RwLock::new(IndexMap::new()), client }
+        Resolver {
+            compiled: Cache::new(settings.cache_entries),
+            entries: RwLock::new(IndexMap::new()),
+            fetch_timeout: settings.fetch_timeout,
+            client: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn client(&self) -> &reqwest::Client {
+        self.client.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(self.fetch_timeout)
+                .connect_timeout(self.fetch_timeout)
+                .build()
+                .unwrap_or_default()
+        })
     }
 
     /// Loads persisted hosted contexts at start-up.
@@ -232,7 +244,7 @@ impl Resolver {
             NgsiError::new(ErrorKind::LdContextNotAvailable, format!("@context {url} could not be retrieved: {e}"))
         };
         let resp =
-            self.client.get(url).header("Accept", "application/ld+json, application/json").send().await.map_err(
+            self.client().get(url).header("Accept", "application/ld+json, application/json").send().await.map_err(
                 |e| {
                     if e.is_timeout() {
                         NgsiError::new(ErrorKind::GatewayTimeout, format!("@context {url} did not arrive in time"))

@@ -121,7 +121,7 @@ pub fn intern(s: &str) -> Name {
     n
 }
 
-fn intern_keys<'de, D, V>(d: D) -> Result<IndexMap<Name, V>, D::Error>
+fn intern_keys<'de, D, V>(d: D) -> Result<IndexMap<Name, V, foldhash::fast::RandomState>, D::Error>
 where
     D: serde::Deserializer<'de>,
     V: Deserialize<'de>,
@@ -132,6 +132,11 @@ where
 
 /// The instances of one attribute: usually one, kept inline.
 pub type Instances = SmallVec<[Attribute; 1]>;
+
+/// An entity's attributes by expanded name, in insertion order. Queries look attributes up by
+/// name on every candidate, so the map hashes with a seeded fast hash (foldhash) rather than
+/// SipHash; names are long IRIs.
+pub type AttrMap = IndexMap<Name, Instances, foldhash::fast::RandomState>;
 
 /// Members of an attribute most instances do not have, kept out of line.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -341,7 +346,7 @@ pub struct Entity {
     pub scope: Option<Vec<String>>,
     /// Attribute instances by expanded name; the default instance (no datasetId) first when present.
     #[serde(deserialize_with = "intern_keys")]
-    pub attrs: IndexMap<Name, Instances>,
+    pub attrs: AttrMap,
     pub created_at: i64,
     pub modified_at: i64,
 }

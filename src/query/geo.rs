@@ -286,6 +286,15 @@ fn fast_point(text: &str) -> Option<Geometry<f64>> {
     (p.kind == "Point").then(|| Geometry::Point(geo::Point::new(p.coordinates[0], p.coordinates[1])))
 }
 
+/// The lon/lat position of a stored two-dimensional Point (its JSON text), exactly as
+/// [`ResolvedGeo::near_distance`] reads it; `None` for any other geometry.
+pub fn point_of(text: &str) -> Option<[f64; 2]> {
+    match fast_point(text)? {
+        Geometry::Point(p) => Some([p.x(), p.y()]),
+        _ => None,
+    }
+}
+
 impl ResolvedGeo {
     /// The expanded name of the GeoProperty the query tests.
     pub fn geoproperty(&self) -> &str {
@@ -406,6 +415,30 @@ impl ResolvedGeo {
 /// The distance in metres between two lon/lat points, as near-queries measure it.
 pub fn point_distance(a: [f64; 2], b: [f64; 2]) -> f64 {
     Haversine.distance(Point::new(a[0], a[1]), Point::new(b[0], b[1]))
+}
+
+/// Distances from one point to many, bit for bit those of [`point_distance`] (the same
+/// haversine formula, operation for operation) with the origin's cosine computed once.
+#[derive(Debug, Clone, Copy)]
+pub struct DistanceFrom {
+    origin: [f64; 2],
+    cos_lat: f64,
+}
+
+impl DistanceFrom {
+    pub fn new(origin: [f64; 2]) -> DistanceFrom {
+        DistanceFrom { origin, cos_lat: origin[1].to_radians().cos() }
+    }
+
+    /// The distance in metres to `p`.
+    pub fn to(&self, p: [f64; 2]) -> f64 {
+        let theta2 = p[1].to_radians();
+        let delta_theta = (p[1] - self.origin[1]).to_radians();
+        let delta_lambda = (p[0] - self.origin[0]).to_radians();
+        let a = (delta_theta / 2.0).sin().powi(2) + self.cos_lat * theta2.cos() * (delta_lambda / 2.0).sin().powi(2);
+        let c = 2.0 * a.sqrt().asin();
+        Haversine.radius() * c
+    }
 }
 
 fn distance_to(p: Point<f64>, g: &Geometry<f64>) -> f64 {
@@ -716,7 +749,6 @@ mod tests {
     use crate::error::ErrorKind;
     use crate::jsonld::CORE;
     use crate::model::Attribute;
-    use indexmap::IndexMap;
     use proptest::prelude::*;
 
     const LOCATION: &str = "https://uri.etsi.org/ngsi-ld/location";
@@ -731,7 +763,7 @@ mod tests {
 
     /// An entity whose `location` has the given instances.
     fn entity(instances: Vec<Attribute>) -> Entity {
-        let mut attrs = IndexMap::new();
+        let mut attrs = crate::model::AttrMap::default();
         if !instances.is_empty() {
             attrs.insert(crate::model::intern(LOCATION), instances.into_iter().collect());
         }
@@ -1204,6 +1236,20 @@ mod tests {
             let g = q(&format!("near;maxDistance=={max}"), &point([a.0, a.1]));
             let d = Haversine.distance(Point::new(a.0, a.1), Point::new(b.0, b.1));
             prop_assert_eq!(g.matches(&located(point([b.0, b.1]))), d <= max);
+        }
+    }
+
+    proptest! {
+        /// The hoisted distance equals the one the general plan computes, bit for bit.
+        #[test]
+        fn distance_from_matches_point_distance(
+            a in (-180.0f64..180.0, -90.0f64..90.0),
+            b in (-180.0f64..180.0, -90.0f64..90.0),
+        ) {
+            let (a, b) = ([a.0, a.1], [b.0, b.1]);
+            prop_assert_eq!(DistanceFrom::new(a).to(b).to_bits(), point_distance(a, b).to_bits());
+            let near = [a[0] + (b[0] - a[0]) * 1e-4, a[1] + (b[1] - a[1]) * 1e-4];
+            prop_assert_eq!(DistanceFrom::new(a).to(near).to_bits(), point_distance(a, near).to_bits());
         }
     }
 }

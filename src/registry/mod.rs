@@ -749,16 +749,19 @@ mod tests {
             |id: &str| json!({"id": id, "mode": "redirect", "information": [{"entities": [{"type": "Drone"}]}]});
         register(&r, "t", redirect2("urn:r:f")).await.unwrap();
         register(&r, "t", redirect2("urn:r:g")).await.unwrap();
-        // Local data does not block a registration: the source serves the attribute from then on.
+        // Local data the registration would shadow blocks it (§5.9.2.4): an exclusive one naming
+        // an attribute the entity has; another attribute is free.
         put_entity(&store, "v", "urn:robot:9", "Robot", "position").await;
-        register(
+        let e = register(
             &r,
             "v",
             json!({"mode": "exclusive",
                    "information": [{"entities": [{"id": "urn:robot:9", "type": "Robot"}], "propertyNames": ["position"]}]}),
         )
         .await
-        .unwrap();
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::AlreadyExists);
+        assert!(e.detail.contains("urn:robot:9"), "{}", e.detail);
         register(
             &r,
             "v",

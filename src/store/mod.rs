@@ -126,6 +126,33 @@ pub struct NumRange {
     pub hi: std::ops::Bound<f64>,
 }
 
+impl NumRange {
+    /// Whether `x` lies inside the range.
+    pub fn contains(&self, x: f64) -> bool {
+        use std::ops::Bound::*;
+        let above = match self.lo {
+            Included(l) => x >= l,
+            Excluded(l) => x > l,
+            Unbounded => true,
+        };
+        let below = match self.hi {
+            Included(h) => x <= h,
+            Excluded(h) => x < h,
+            Unbounded => true,
+        };
+        above && below
+    }
+
+    /// A cheap necessary condition for a match, tested on the stored text before the
+    /// predicate: false only when the entity lacks the attribute or every instance's value is
+    /// a plain number outside the range. Any other value (string, array, object) is left to the
+    /// predicate.
+    pub fn may_hold(&self, e: &Entity) -> bool {
+        let Some(instances) = e.attrs.get(self.attr.as_str()) else { return false };
+        instances.iter().any(|a| a.value_text().parse::<f64>().map_or(true, |x| self.contains(x)))
+    }
+}
+
 impl fmt::Debug for EntityFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EntityFilter")

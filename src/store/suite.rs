@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use indexmap::IndexMap;
-
 use super::{EntityFilter, Mutation, Store, Write};
 use crate::error::{ErrorKind, NgsiError};
 use crate::model::Entity;
@@ -14,7 +12,7 @@ fn entity(id: &str, ty: &str, created: i64) -> Entity {
         id: id.to_owned(),
         types: vec![ty.to_owned()],
         scope: None,
-        attrs: IndexMap::new(),
+        attrs: Default::default(),
         created_at: created,
         modified_at: created,
     }
