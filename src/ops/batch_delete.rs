@@ -1,7 +1,8 @@
 //! Batch Entity Delete (GS CIM 009 §5.6.10): the body is a list of entity ids. Context sources
 //! registered for `deleteBatch` on some of the entities delete them too (§4.3.6): an entity a
 //! source deleted counts as deleted even when the broker did not hold it, and the refusal of
-//! an exclusive or redirect source (which holds the entity) is that entity's error.
+//! an exclusive or redirect source (which holds part of the entity) is that entity's error,
+//! while the broker still deletes its own copy (§5.6.6.4: each part goes on its own).
 
 use serde_json::Value;
 
@@ -37,9 +38,13 @@ pub async fn run(b: &Broker, tenant: &str, body: &Value, dist: &crate::forward::
     let tenant_exists = b.store.tenant_exists(tenant).await?;
     let mut writes = Vec::new();
     let mut deleted_remotely = Vec::new();
+    let mut refused_by_source: Vec<(String, NgsiError)> = Vec::new();
     for (id, (deleted, refused)) in ids.into_iter().zip(remote) {
         if let Some(e) = refused {
-            out.errors.push((id.to_owned(), e));
+            refused_by_source.push((id.to_owned(), e));
+            if tenant_exists {
+                writes.push(delete_write(id));
+            }
             continue;
         }
         if deleted {
@@ -60,5 +65,10 @@ pub async fn run(b: &Broker, tenant: &str, body: &Value, dist: &crate::forward::
         .partition(|(id, e)| e.kind == ErrorKind::ResourceNotFound && deleted_remotely.contains(&id.as_str()));
     out.success.extend(found.into_iter().map(|(id, _)| id));
     out.errors.append(&mut errors);
+    // An entity a source refused is that entity's error, whatever became of the broker's copy.
+    let refused = |id: &str| refused_by_source.iter().any(|(r, _)| r == id);
+    out.success.retain(|id| !refused(id));
+    out.errors.retain(|(id, _)| !refused(id));
+    out.errors.extend(refused_by_source);
     Ok(out)
 }

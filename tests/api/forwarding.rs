@@ -523,8 +523,8 @@ async fn batch_upsert_and_delete_reach_a_second_broker() {
     assert_eq!(b.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:2").await.status(), 200);
 }
 
-/// An exclusive source that refuses a batch delete keeps the entity here too: it is that
-/// entity's error.
+/// An exclusive source that refuses a batch delete makes it that entity's error; the broker
+/// still deletes its own copy (each part goes on its own, §5.6.6.4).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_delete_refused_by_an_exclusive_source_is_that_entitys_error() {
     let app = spawn_app().await;
@@ -547,7 +547,7 @@ async fn batch_delete_refused_by_an_exclusive_source_is_that_entitys_error() {
     assert_eq!(out["success"], json!(["urn:ngsi-ld:Vehicle:2"]), "{out}");
     assert_eq!(out["errors"][0]["entityId"], "urn:ngsi-ld:Vehicle:1");
     assert!(out["errors"][0]["error"]["detail"].as_str().unwrap().contains("maintenance"), "{out}");
-    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.status(), 200);
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true").await.status(), 404);
     assert_eq!(seen(&src), [("POST".to_owned(), "/ngsi-ld/v1/entityOperations/delete".to_owned())]);
     assert_eq!(src.got.lock()[0].body, json!(["urn:ngsi-ld:Vehicle:1"]));
 }
