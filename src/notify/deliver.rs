@@ -1,6 +1,9 @@
 //! Delivery: notifications queued in memory, sent per subscription in order, retried with
-//! exponential backoff while the receiver fails, for at most the retry window; every attempt
-//! is counted in the subscription's status, nothing is dropped silently.
+//! exponential backoff while the receiver fails, for at most the retry window; nothing is
+//! dropped silently. The subscription's status counts notifications, not attempts (`timesSent`
+//! once per notification, `timesFailed` once per notification that failed, as Orion-LD, which
+//! does not retry, counts them and the ETSI suite expects, 047_06); every attempt updates
+//! `lastNotification`, `lastSuccess`/`lastFailure` and `status`.
 //!
 //! Memory is bounded: at most `queue` notifications are held in memory. Beyond that a
 //! notification is only in the durable outbox (where the store put it with the write that
@@ -292,6 +295,7 @@ async fn deliver(n: &Notifier, job: &Job, senders: &Senders, in_flight: &Semapho
     let k = key(&job.tenant, &job.sub);
     let kind = job.kind();
     let mut backoff = Duration::from_millis(250);
+    let mut first = true;
     loop {
         let Some(compiled) = n.registry.read().of(kind).get(&k).map(|e| e.compiled.clone()) else {
             // The subscription is gone: nobody is waiting for this notification any more.
@@ -325,7 +329,8 @@ async fn deliver(n: &Notifier, job: &Job, senders: &Senders, in_flight: &Semapho
             Err(e) => Err(e),
         };
         let ok = result.is_ok();
-        record(n, kind, &k, now, result.err());
+        record(n, kind, &k, now, result.err(), first);
+        first = false;
         if ok {
             return;
         }
@@ -338,12 +343,15 @@ async fn deliver(n: &Notifier, job: &Job, senders: &Senders, in_flight: &Semapho
     }
 }
 
-/// Counts one delivery attempt in the subscription's status.
-pub(crate) fn record(n: &Notifier, kind: Kind, k: &str, now: i64, err: Option<SendError>) {
+/// Records one delivery attempt in the subscription's status; `first`: the notification's
+/// first attempt, the only one counted in `timesSent` and `timesFailed`.
+pub(crate) fn record(n: &Notifier, kind: Kind, k: &str, now: i64, err: Option<SendError>, first: bool) {
     let mut reg = n.registry.write();
     let Some(e) = reg.of_mut(kind).get_mut(k) else { return };
     let s = &mut e.doc.stats;
-    s.times_sent += 1;
+    if first {
+        s.times_sent += 1;
+    }
     s.last_notification = Some(now);
     match err {
         None => {
@@ -353,7 +361,9 @@ pub(crate) fn record(n: &Notifier, kind: Kind, k: &str, now: i64, err: Option<Se
         }
         Some(err) => {
             tracing::debug!(sub = %e.doc.id, error = %err, "notification failed");
-            s.times_failed += 1;
+            if first {
+                s.times_failed += 1;
+            }
             s.last_failure = Some(now);
             s.consecutive_errors += 1;
             s.last_error = Some(err.0);

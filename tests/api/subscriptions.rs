@@ -385,11 +385,10 @@ async fn a_receiver_that_fails_gets_every_notification_once_it_recovers() {
     let got: Value = app.get(&format!("{SUBS}/{id}")).await.json().await.unwrap();
     let n = &got["notification"];
     assert_eq!(n["status"], "ok");
-    assert_eq!(
-        n["timesSent"].as_u64().unwrap(),
-        5 + n["timesFailed"].as_u64().unwrap(),
-        "every attempt is counted: {n}"
-    );
+    // Notifications are counted, not attempts: five sent, the first of them failed at least.
+    assert_eq!(n["timesSent"], 5, "{n}");
+    let failed = n["timesFailed"].as_u64().unwrap();
+    assert!((1..=5).contains(&failed), "{n}");
 }
 
 #[tokio::test]
