@@ -442,24 +442,37 @@ async fn proxied_registration_rules() {
     b.json(Method::POST, &regs_path(), Some(&t), &auxiliary).await.expect_problem(400, "BadRequestData");
 }
 
-/// §4.3.6.3 as the ETSI distributed tests read it (D011_01_exc and others): a broker that holds
-/// an entity may still register a source for it; the registration is created (201).
+/// §5.9.2.4 (ETSI TP 5922_01): a registration that would shadow what the broker holds is a
+/// Conflict (409): an exclusive one naming an attribute the broker's entity has, a redirect one
+/// covering an entity the broker holds. An exclusive registration of an attribute the entity
+/// does not have is created (ETSI D011_01_exc registers entities the broker holds that way).
 #[tokio::test]
-async fn registrations_may_cover_local_entities() {
+async fn registrations_shadowing_local_data_are_conflicts() {
     let b = Broker::get();
     let t = unique_tenant();
     let ty = unique_type("Building");
     let id = unique_id("Building");
     b.must_create(Some(&t), &json!({"id": id, "type": ty, "subCategory": {"type": "Property", "value": "office"}}))
         .await;
-    let exclusive = registration(
+    let exclusive = |attr: &str| {
+        registration(
+            &ty,
+            json!({"mode": "exclusive", "operations": ["retrieveOps"],
+                "information": [{"entities": [{"id": id, "type": ty}], "propertyNames": [attr]}]}),
+        )
+    };
+    let r = b.json(Method::POST, &regs_path(), Some(&t), &exclusive("subCategory")).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    let redirect = registration(
         &ty,
-        json!({"mode": "exclusive", "operations": ["retrieveOps"],
-            "information": [{"entities": [{"id": id, "type": ty}], "propertyNames": ["subCategory"]}]}),
+        json!({"mode": "redirect", "operations": ["retrieveOps"], "information": [{"entities": [{"type": ty}]}]}),
     );
-    let r = b.json(Method::POST, &regs_path(), Some(&t), &exclusive).await;
+    let r = b.json(Method::POST, &regs_path(), Some(&t), &redirect).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    let free = exclusive("height");
+    let r = b.json(Method::POST, &regs_path(), Some(&t), &free).await;
     assert_eq!(r.status, 201, "{}", r.text);
-    b.get_json(&reg_path(exclusive["id"].as_str().unwrap()), Some(&t)).await.expect(200);
+    b.get_json(&reg_path(free["id"].as_str().unwrap()), Some(&t)).await.expect(200);
 }
 
 // ---------------------------------------------------------------------------------------------
