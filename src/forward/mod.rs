@@ -29,13 +29,20 @@ const LD_CONTEXT_REL: &str = "http://www.w3.org/ns/json-ld#context";
 /// The `NGSILD-Warning` values (GS CIM 009 §6.3.17) gathered while a request was distributed:
 /// each `<code> <registration id> "<text>"`. Shared between the request's `Dist` and its
 /// extensions, where the HTTP layer reads them into the response header; at most 32 are kept.
+/// The default collects nothing (a request that cannot be distributed costs no allocation).
 #[derive(Debug, Clone, Default)]
-pub struct Warnings(Arc<parking_lot::Mutex<Vec<String>>>);
+pub struct Warnings(Option<Arc<parking_lot::Mutex<Vec<String>>>>);
 
 impl Warnings {
+    /// Warnings that are recorded.
+    pub fn collecting() -> Warnings {
+        Warnings(Some(Arc::default()))
+    }
+
     /// Records a warning about a registration's source (110/111 revalidation, 199, 299).
     pub fn add(&self, code: u16, registration: &str, text: &str) {
-        let mut w = self.0.lock();
+        let Some(w) = &self.0 else { return };
+        let mut w = w.lock();
         if w.len() < 32 {
             w.push(format!("{code} {registration} \"{}\"", text.replace(['"', '\\', '\r', '\n'], "'")));
         }
@@ -43,7 +50,7 @@ impl Warnings {
 
     /// The header value, if anything went wrong.
     pub fn header(&self) -> Option<String> {
-        let w = self.0.lock();
+        let w = self.0.as_ref()?.lock();
         (!w.is_empty()).then(|| w.join(", "))
     }
 }
@@ -1024,12 +1031,8 @@ impl Forwarder {
             parts.push(Part { proxied: t.reg.mode.is_proxied(), result });
         }
         for reg in self.registry.proxied_without(tenant, id, types, Op::DeleteEntity) {
-            let detail = format!(
-                "registration {} ({}) holds part of {id} and does not serve deleteEntity",
-                reg.id,
-                reg.mode.name()
-            );
-            parts.push(Part { proxied: false, result: Err(NgsiError::new(ErrorKind::Conflict, detail)) });
+            let conflict = crate::registry::Registrations::unserved(&reg, id, Op::DeleteEntity);
+            parts.push(Part { proxied: false, result: Err(conflict) });
         }
         parts
     }

@@ -229,16 +229,23 @@ pub fn dist(req: &HttpRequest, state: &AppState, local: bool) -> Result<crate::f
         )
         .into());
     }
-    // Kept for contextSourceInfo values that copy a header of the triggering request.
-    let headers = req
-        .headers()
-        .iter()
-        .take(64)
-        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
-    // The response middleware reads the warnings the forwarding gathers (`NGSILD-Warning`).
-    let warnings = crate::forward::Warnings::default();
-    req.extensions_mut().insert(warnings.clone());
+    // Only a request that may be distributed (some registration exists, no local=true) keeps
+    // the headers contextSourceInfo values may copy and collects the sources' warnings, which
+    // the response middleware reads (`NGSILD-Warning`).
+    let (headers, warnings) = match !local && state.broker.registry.count() > 0 {
+        true => {
+            let headers = req
+                .headers()
+                .iter()
+                .take(64)
+                .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                .collect();
+            let warnings = crate::forward::Warnings::collecting();
+            req.extensions_mut().insert(warnings.clone());
+            (headers, warnings)
+        }
+        false => (Vec::new(), crate::forward::Warnings::default()),
+    };
     Ok(crate::forward::Dist {
         local_only: local,
         via,

@@ -161,18 +161,21 @@ pub fn check_unserved(
             Some(held) => names.iter().any(|n| held.contains(n)),
         };
         if clash {
-            return Err(NgsiError::new(
-                ErrorKind::Conflict,
-                format!(
-                    "registration {} ({}) holds part of {id} and does not serve {}",
-                    reg.id,
-                    reg.mode.name(),
-                    op.name()
-                ),
-            ));
+            return Err(crate::registry::Registrations::unserved(&reg, id, op));
         }
     }
     Ok(())
+}
+
+/// The outcome of a single-attribute operation once the broker did its own part: when an
+/// inclusive source applied the operation, the broker's failure makes a partial success (207,
+/// the failure listed) rather than the answer.
+pub fn with_local_part(local: NgsiResult<()>, done_remotely: bool) -> NgsiResult<Vec<NgsiError>> {
+    match local {
+        Ok(()) => Ok(Vec::new()),
+        Err(e) if done_remotely => Ok(vec![e]),
+        Err(e) => Err(e),
+    }
 }
 
 /// One batch element after the distributed part of a batch operation (§4.3.6).

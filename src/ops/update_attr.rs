@@ -92,10 +92,5 @@ pub async fn run(
         Ok(())
     }
     .await;
-    // An inclusive source applied it: the broker's failure makes a partial success (207).
-    match local {
-        Ok(()) => Ok(Vec::new()),
-        Err(e) if done_remotely => Ok(vec![e]),
-        Err(e) => Err(e),
-    }
+    super::with_local_part(local, done_remotely)
 }

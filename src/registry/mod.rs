@@ -415,6 +415,20 @@ impl Registrations {
             .collect()
     }
 
+    /// The Conflict of an operation that cannot reach the part of `entity_id` a registration
+    /// from [`Registrations::proxied_without`] holds.
+    pub fn unserved(reg: &CompiledRegistration, entity_id: &str, op: Op) -> NgsiError {
+        NgsiError::new(
+            ErrorKind::Conflict,
+            format!(
+                "registration {} ({}) holds part of {entity_id} and does not serve {}",
+                reg.id,
+                reg.mode.name(),
+                op.name()
+            ),
+        )
+    }
+
     /// Whether a tenant has any registration (a fast check before a lookup).
     pub fn has_any(&self, tenant: &str) -> bool {
         self.tenants.read().get(tenant).is_some_and(|t| !t.regs.is_empty())
