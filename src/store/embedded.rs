@@ -1,12 +1,12 @@
 //! The default store: all current state in memory with indexes, every acknowledged write first
-//! made durable in a redb file.
+//! made durable in the log directory (`log`).
 //!
-//! One writer thread owns the database. It takes every write waiting in its (bounded) queue,
-//! runs their mutations in order against the current state, commits them in *one* redb
-//! transaction with immediate durability, then publishes the new state and answers all the
-//! callers: concurrent writers share one fsync (group commit). Readers never wait for the disk:
-//! they read the in-memory state, which only ever shows committed data. Indexes (by creation
-//! order, by type) are rebuilt from the file at start.
+//! One writer thread owns the log. It takes every write waiting in its (bounded) queue, runs
+//! their mutations in order against the current state, appends them to the log as one group
+//! with one `fdatasync`, then publishes the new state and answers all the callers: concurrent
+//! writers share one fsync (group commit). Readers never wait for the disk: they read the
+//! in-memory state, which only ever shows durable data. Indexes (by creation order, by type,
+//! values, geometry) are rebuilt from the log at start.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -15,13 +15,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use indexmap::IndexMap;
 use parking_lot::RwLock;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, Envelope, ParentNode, RTree, RTreeNode};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::wal::{DiskOp, Wal};
+use super::log::{DiskOp, Log, LogConfig, SnapshotSource};
 use super::{
     AttrStat, Catalogue, Change, ChangeObserver, DEFAULT_TENANT, EntityFilter, Mutation, Page, Store, StoreError,
     TypeStat, Write,
@@ -29,6 +29,7 @@ use super::{
 use crate::error::{ErrorKind, NgsiError};
 use crate::model::{AttrKind, Entity, Name};
 
+// The tables of the redb file earlier versions kept their state in; read once, to convert.
 const ENTITIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entities");
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -344,35 +345,11 @@ struct State {
 type WriteReply = oneshot::Sender<Result<Vec<Result<Change, NgsiError>>, StoreError>>;
 
 enum Job {
-    Write {
-        tenant: String,
-        create_tenant: bool,
-        writes: Vec<Write>,
-        reply: WriteReply,
-    },
-    PutMeta {
-        key: String,
-        collection: String,
-        doc: Value,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    DeleteMeta {
-        key: String,
-        collection: String,
-        reply: oneshot::Sender<Result<bool, StoreError>>,
-    },
-    PutMetaMany {
-        docs: Vec<(String, Value)>,
-        collection: String,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    DeleteMetaMany {
-        keys: Vec<String>,
-        collection: String,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    /// Sent every second: checkpoints the log when the writer has been idle.
-    Tick,
+    Write { tenant: String, create_tenant: bool, writes: Vec<Write>, reply: WriteReply },
+    PutMeta { key: String, collection: String, doc: Value, reply: oneshot::Sender<Result<(), StoreError>> },
+    DeleteMeta { key: String, collection: String, reply: oneshot::Sender<Result<bool, StoreError>> },
+    PutMetaMany { docs: Vec<(String, Value)>, collection: String, reply: oneshot::Sender<Result<(), StoreError>> },
+    DeleteMetaMany { keys: Vec<String>, collection: String, reply: oneshot::Sender<Result<(), StoreError>> },
 }
 
 /// Removes a document. Collections keep insertion order, except the unordered ones (`outbox*`,
@@ -385,104 +362,68 @@ fn remove_meta(m: &mut IndexMap<String, Value>, collection: &str, key: &str) {
     }
 }
 
-/// Log size after which the writer checkpoints, whatever the load.
-const CHECKPOINT_BYTES: u64 = 4 * 1024 * 1024;
-
-/// The durable side of the store: the redb checkpoint and the write-ahead log in front of it.
+/// The durable side of the store: the log directory, and when a compaction is due, the
+/// capture of the state it snapshots.
 struct Disk {
-    db: Database,
-    wal: Wal,
-    /// Keys changed since the last checkpoint. The checkpoint writes their current state from
-    /// memory, so the log's bytes need not be kept, and an entity updated many times is
-    /// written once.
-    dirty_entities: HashSet<String>,
-    dirty_tenants: HashSet<String>,
-    dirty_meta: HashSet<String>,
-    /// Whether a write arrived since the last tick.
-    busy: bool,
+    log: Log,
 }
 
 impl Disk {
     /// Makes a group's operations durable in the log.
     fn log(&mut self, ops: Vec<DiskOp>) -> Result<(), StoreError> {
-        self.wal.append(&ops).map_err(io)?;
-        for op in ops {
-            match op {
-                DiskOp::PutEntity { key, .. } | DiskOp::DelEntity { key } => {
-                    self.dirty_entities.insert(key);
-                }
-                DiskOp::PutTenant { name } => {
-                    self.dirty_tenants.insert(name);
-                }
-                DiskOp::PutMeta { key, .. } | DiskOp::DelMeta { key } => {
-                    self.dirty_meta.insert(key);
-                }
-            }
-        }
-        self.busy = true;
-        Ok(())
+        self.log.append(&ops).map_err(io)
     }
 
-    fn has_pending(&self) -> bool {
-        !(self.dirty_entities.is_empty() && self.dirty_tenants.is_empty() && self.dirty_meta.is_empty())
-    }
-
-    /// Writes the current state of every changed key to redb in one transaction, then empties
-    /// the log. Runs on the writer thread between groups, so the state is exactly what the log
-    /// describes.
-    fn checkpoint(&mut self, state: &RwLock<State>) -> Result<(), StoreError> {
-        if !self.has_pending() {
-            return Ok(());
+    /// Starts a compaction when one is due. Runs on the writer thread between groups, so the
+    /// captured state is exactly what the closed segments describe.
+    fn maybe_compact(&mut self, state: &RwLock<State>) {
+        if !self.log.compaction_due() {
+            return;
         }
-        let txn = self.db.begin_write().map_err(io)?;
-        {
-            let mut entities = txn.open_table(ENTITIES).map_err(io)?;
-            let mut tenants = txn.open_table(TENANTS).map_err(io)?;
-            let mut meta = txn.open_table(META).map_err(io)?;
-            let st = state.read();
-            for key in &self.dirty_entities {
-                let (tenant, id) = key.split_once('\u{0}').unwrap_or(("", key));
-                match st.tenants.get(tenant).and_then(|t| t.entities.get(id)) {
-                    Some(e) => {
-                        let bytes = serde_json::to_vec(e.as_ref()).map_err(io)?;
-                        entities.insert(key.as_str(), bytes.as_slice()).map_err(io)?;
-                    }
-                    None => {
-                        entities.remove(key.as_str()).map_err(io)?;
-                    }
-                }
-            }
-            for name in &self.dirty_tenants {
-                tenants.insert(name.as_str(), &[][..]).map_err(io)?;
-            }
-            for key in &self.dirty_meta {
-                let (coll, k) = key.split_once('\u{0}').unwrap_or(("", key));
-                match st.meta.get(coll).and_then(|m| m.get(k)) {
-                    Some(doc) => {
-                        let bytes = serde_json::to_vec(doc).map_err(io)?;
-                        meta.insert(key.as_str(), bytes.as_slice()).map_err(io)?;
-                    }
-                    None => {
-                        meta.remove(key.as_str()).map_err(io)?;
-                    }
-                }
-            }
+        if let Err(e) = self.log.compact(capture(state)) {
+            tracing::error!(error = %e, "could not start a log compaction");
         }
-        txn.commit().map_err(io)?;
-        self.wal.reset().map_err(io)?;
-        self.dirty_entities = HashSet::new();
-        self.dirty_tenants.clear();
-        self.dirty_meta.clear();
-        Ok(())
     }
 }
 
+/// The current state as a snapshot source: entities are shared immutable values, so this
+/// copies pointers, and the compaction thread serializes them.
+fn capture(state: &RwLock<State>) -> SnapshotSource {
+    let st = state.read();
+    let tenants: Vec<(String, Vec<Arc<Entity>>)> =
+        st.tenants.iter().map(|(name, ts)| (name.clone(), ts.entities.values().cloned().collect())).collect();
+    let meta: Vec<(String, Vec<(String, Value)>)> = st
+        .meta
+        .iter()
+        .map(|(coll, docs)| (coll.clone(), docs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+        .collect();
+    drop(st);
+    Box::new(move |w| {
+        for (name, entities) in tenants {
+            if name != DEFAULT_TENANT {
+                w(DiskOp::PutTenant { name: name.clone() })?;
+            }
+            for e in entities {
+                let bytes = serde_json::to_vec(e.as_ref()).map_err(std::io::Error::other)?;
+                w(DiskOp::PutEntity { key: entity_key(&name, &e.id), bytes })?;
+            }
+        }
+        for (coll, docs) in meta {
+            for (key, doc) in docs {
+                let bytes = serde_json::to_vec(&doc).map_err(std::io::Error::other)?;
+                w(DiskOp::PutMeta { key: format!("{coll}\u{0}{key}"), bytes })?;
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Applies a replayed log operation to the in-memory state.
-fn replay(state: &mut State, op: &DiskOp) -> Result<(), StoreError> {
+fn replay(state: &mut State, op: DiskOp) -> Result<(), StoreError> {
     match op {
         DiskOp::PutEntity { key, bytes } => {
             let tenant = key.split('\u{0}').next().unwrap_or_default().to_owned();
-            let e: Entity = serde_json::from_slice(bytes)
+            let e: Entity = serde_json::from_slice(&bytes)
                 .map_err(|e| StoreError::Corrupt(format!("logged entity {key:?}: {e}")))?;
             state.tenants.entry(tenant).or_default().insert(Arc::new(e));
         }
@@ -494,22 +435,56 @@ fn replay(state: &mut State, op: &DiskOp) -> Result<(), StoreError> {
             }
         }
         DiskOp::PutTenant { name } => {
-            state.tenants.entry(name.clone()).or_default();
+            state.tenants.entry(name).or_default();
         }
         DiskOp::PutMeta { key, bytes } => {
-            let (coll, k) = key.split_once('\u{0}').unwrap_or(("", key));
+            let (coll, k) = key.split_once('\u{0}').unwrap_or(("", &key));
             let doc: Value =
-                serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("logged meta {key:?}: {e}")))?;
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(format!("logged meta {key:?}: {e}")))?;
             state.meta.entry(coll.to_owned()).or_default().insert(k.to_owned(), doc);
         }
         DiskOp::DelMeta { key } => {
-            let (coll, k) = key.split_once('\u{0}').unwrap_or(("", key));
+            let (coll, k) = key.split_once('\u{0}').unwrap_or(("", &key));
             if let Some(m) = state.meta.get_mut(coll) {
                 remove_meta(m, coll, k);
             }
         }
     }
     Ok(())
+}
+
+/// Loads the state of a data directory written by an earlier version: a redb file, and the
+/// write-ahead log of the writes after its last checkpoint.
+fn load_legacy(dir: &Path, state: &mut State) -> Result<(), StoreError> {
+    let db = redb::Database::open(dir.join("orbis.redb")).map_err(io)?;
+    let read = db.begin_read().map_err(io)?;
+    if let Ok(tenants) = read.open_table(TENANTS) {
+        for item in tenants.iter().map_err(io)? {
+            let (k, _) = item.map_err(io)?;
+            state.tenants.entry(k.value().to_owned()).or_default();
+        }
+    }
+    if let Ok(entities) = read.open_table(ENTITIES) {
+        for item in entities.iter().map_err(io)? {
+            let (k, v) = item.map_err(io)?;
+            replay(state, DiskOp::PutEntity { key: k.value().to_owned(), bytes: v.value().to_vec() })?;
+        }
+    }
+    if let Ok(meta) = read.open_table(META) {
+        for item in meta.iter().map_err(io)? {
+            let (k, v) = item.map_err(io)?;
+            replay(state, DiskOp::PutMeta { key: k.value().to_owned(), bytes: v.value().to_vec() })?;
+        }
+    }
+    let mut failure = None;
+    super::log::read_legacy(&dir.join("orbis.wal"), &mut |op| {
+        replay(state, op).map_err(|e| {
+            let msg = e.to_string();
+            failure = Some(e);
+            std::io::Error::other(msg)
+        })
+    })
+    .map_err(|e| failure.take().unwrap_or_else(|| io(e)))
 }
 
 /// The embedded store. Cheap to clone handles are not needed: share it in an `Arc`.
@@ -542,65 +517,38 @@ fn entity_key(tenant: &str, id: &str) -> String {
 impl EmbeddedStore {
     /// Opens (or creates) the store in `dir`, loading every entity into memory.
     pub fn open(dir: &Path) -> Result<EmbeddedStore, StoreError> {
+        EmbeddedStore::open_with(dir, LogConfig::default())
+    }
+
+    /// [`EmbeddedStore::open`] with explicit segment and compaction sizes (tests use small ones).
+    pub fn open_with(dir: &Path, config: LogConfig) -> Result<EmbeddedStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(io)?;
-        // The page cache only serves the writer (reads come from memory), so it stays small.
-        let db = redb::Builder::new().set_cache_size(8 * 1024 * 1024).create(dir.join("orbis.redb")).map_err(io)?;
         let mut state = State::default();
         state.tenants.insert(DEFAULT_TENANT.to_owned(), TenantState::default());
-        {
-            let txn = db.begin_write().map_err(io)?;
-            txn.open_table(ENTITIES).map_err(io)?;
-            txn.open_table(TENANTS).map_err(io)?;
-            txn.open_table(META).map_err(io)?;
-            txn.commit().map_err(io)?;
+        let legacy = dir.join("orbis.redb");
+        let converting = legacy.exists();
+        if converting {
+            load_legacy(dir, &mut state)?;
         }
-        {
-            let read = db.begin_read().map_err(io)?;
-            let tenants = read.open_table(TENANTS).map_err(io)?;
-            for item in tenants.iter().map_err(io)? {
-                let (k, _) = item.map_err(io)?;
-                state.tenants.entry(k.value().to_owned()).or_default();
-            }
-            let entities = read.open_table(ENTITIES).map_err(io)?;
-            for item in entities.iter().map_err(io)? {
-                let (k, v) = item.map_err(io)?;
-                let key = k.value();
-                let tenant = key.split('\u{0}').next().unwrap_or_default().to_owned();
-                let e: Entity = serde_json::from_slice(v.value())
-                    .map_err(|e| StoreError::Corrupt(format!("entity {key:?}: {e}")))?;
-                state.tenants.entry(tenant).or_default().insert(Arc::new(e));
-            }
-            let meta = read.open_table(META).map_err(io)?;
-            for item in meta.iter().map_err(io)? {
-                let (k, v) = item.map_err(io)?;
-                let (coll, key) = k.value().split_once('\u{0}').unwrap_or(("", k.value()));
-                let doc: Value =
-                    serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt(format!("meta {key:?}: {e}")))?;
-                state.meta.entry(coll.to_owned()).or_default().insert(key.to_owned(), doc);
-            }
-        }
-        // Writes acknowledged after the last checkpoint are in the log: replay, then checkpoint.
-        let (wal, logged) = Wal::open(&dir.join("orbis.wal")).map_err(io)?;
-        for op in &logged {
-            replay(&mut state, op)?;
-        }
+        let mut failure = None;
+        let mut log = Log::open(dir, config, &mut |op| {
+            replay(&mut state, op).map_err(|e| {
+                let msg = e.to_string();
+                failure = Some(e);
+                std::io::Error::other(msg)
+            })
+        })
+        .map_err(|e| failure.take().unwrap_or_else(|| io(e)))?;
         let state = Arc::new(RwLock::new(state));
-        let mut disk = Disk {
-            db,
-            wal,
-            dirty_entities: HashSet::new(),
-            dirty_tenants: HashSet::new(),
-            dirty_meta: HashSet::new(),
-            busy: false,
-        };
-        for op in logged {
-            match op {
-                DiskOp::PutEntity { key, .. } | DiskOp::DelEntity { key } => disk.dirty_entities.insert(key),
-                DiskOp::PutTenant { name } => disk.dirty_tenants.insert(name),
-                DiskOp::PutMeta { key, .. } | DiskOp::DelMeta { key } => disk.dirty_meta.insert(key),
-            };
+        if converting {
+            // The data directory of an earlier version: its state becomes the first snapshot,
+            // then the old files go.
+            log.compact_now(capture(&state)).map_err(io)?;
+            std::fs::remove_file(&legacy).map_err(io)?;
+            let _ = std::fs::remove_file(dir.join("orbis.wal"));
+            tracing::info!(dir = %dir.display(), "converted the data directory to the log format");
         }
-        disk.checkpoint(&state)?;
+        let disk = Disk { log };
         let (jobs, rx) = mpsc::channel(QUEUE);
         // No consumer reads these yet, and the buffer is allocated whole up front (about 90
         // bytes a slot): a lagging receiver is told it missed events.
@@ -611,19 +559,6 @@ impl EmbeddedStore {
             .name("orbis-store-writer".into())
             .spawn(move || writer(disk, rx, writer_state, writer_changes))
             .map_err(io)?;
-        // The ticker holds only a weak sender, so closing the store ends it.
-        let weak = jobs.downgrade();
-        std::thread::Builder::new()
-            .name("orbis-store-ticker".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(std::time::Duration::from_secs(1));
-                    let Some(tx) = weak.upgrade() else { return };
-                    // A full queue means the writer is busy: skipping a tick is fine.
-                    let _ = tx.try_send(Job::Tick);
-                }
-            })
-            .map_err(io)?;
         Ok(EmbeddedStore { state, jobs, changes, writer: Some(handle) })
     }
 
@@ -633,8 +568,8 @@ impl EmbeddedStore {
     }
 }
 
-/// The writer loop: group commit of everything queued, checkpoints when the log is large or
-/// the writer idle, and a last checkpoint when the store closes.
+/// The writer loop: group commit of everything queued, and a compaction of the log when one
+/// is due. When the store closes the log already holds everything acknowledged.
 fn writer(mut disk: Disk, mut rx: mpsc::Receiver<Job>, state: Arc<RwLock<State>>, changes: broadcast::Sender<Change>) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
@@ -644,21 +579,8 @@ fn writer(mut disk: Disk, mut rx: mpsc::Receiver<Job>, state: Arc<RwLock<State>>
                 Err(_) => break,
             }
         }
-        let ticked = jobs.iter().any(|j| matches!(j, Job::Tick));
-        jobs.retain(|j| !matches!(j, Job::Tick));
-        if !jobs.is_empty() {
-            commit_group(&mut disk, jobs, &state, &changes);
-        }
-        let idle = ticked && !std::mem::take(&mut disk.busy);
-        if ((idle && disk.has_pending()) || disk.wal.len() >= CHECKPOINT_BYTES)
-            && let Err(e) = disk.checkpoint(&state)
-        {
-            // The log still holds everything: nothing acknowledged is lost, retry later.
-            tracing::error!(error = %e, "checkpoint failed; the write-ahead log keeps the writes");
-        }
-    }
-    if let Err(e) = disk.checkpoint(&state) {
-        tracing::error!(error = %e, "final checkpoint failed; the write-ahead log keeps the writes");
+        commit_group(&mut disk, jobs, &state, &changes);
+        disk.maybe_compact(&state);
     }
 }
 
@@ -744,7 +666,6 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
                         meta_ops.push((collection, key, Some(doc)));
                         outcomes.push(Outcome::Meta(reply));
                     }
-                    Job::Tick => {}
                     Job::PutMetaMany { docs, collection, reply } => {
                         for (key, doc) in docs {
                             let bytes = serde_json::to_vec(&doc).map_err(io)?;
@@ -1505,5 +1426,96 @@ mod tests {
             s
         })
         .await;
+    }
+
+    /// Sizes small enough that segments rotate and compactions run within a test.
+    fn tiny() -> LogConfig {
+        LogConfig { first_segment: 4096, max_segment: 16384, compact_min: 8192 }
+    }
+
+    #[tokio::test]
+    async fn embedded_store_passes_the_shared_suite_while_compacting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        crate::store::suite::run(move || {
+            let s: Arc<dyn Store> = Arc::new(EmbeddedStore::open_with(&path, tiny()).unwrap());
+            s
+        })
+        .await;
+    }
+
+    /// Every entity, tenant and document, as a comparable listing.
+    async fn dump(store: &EmbeddedStore) -> (Vec<String>, Vec<(String, Value)>) {
+        let mut entities = Vec::new();
+        for t in store.tenants().await.unwrap() {
+            let page = store.query(&t, &EntityFilter::default(), 0, usize::MAX, true).await.unwrap();
+            entities
+                .extend(page.entities.iter().map(|e| format!("{t}/{}", serde_json::to_string(e.as_ref()).unwrap())));
+        }
+        entities.sort();
+        (entities, store.list_meta("subs").await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_exactly_the_live_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open_with(dir.path(), tiny()).unwrap();
+        for round in 0..40i64 {
+            let tenant = if round % 2 == 0 { "" } else { "t1" };
+            let writes = (0..20)
+                .map(|i| {
+                    let e = located(i, round as f64, 1.0, "A");
+                    match (round + i as i64) % 5 {
+                        0 => Write::new(e.id.clone(), |_| Ok(Mutation::Delete)),
+                        _ => Write::new(e.id.clone(), move |_| Ok(Mutation::Put(e.clone()))),
+                    }
+                })
+                .collect();
+            store.write(tenant, true, writes).await.unwrap();
+            store.put_meta("subs", &format!("s{}", round % 7), serde_json::json!({ "round": round })).await.unwrap();
+            if round % 3 == 0 {
+                store.delete_meta("subs", &format!("s{}", (round + 1) % 7)).await.unwrap();
+            }
+        }
+        let before = dump(&store).await;
+        drop(store);
+        let snapshots = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".snap"))
+            .count();
+        assert_eq!(snapshots, 1, "the log was compacted");
+        let store = EmbeddedStore::open_with(dir.path(), tiny()).unwrap();
+        assert_eq!(dump(&store).await, before);
+        assert!(store.tenant_exists("t1").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_data_directory_of_an_earlier_version_is_converted() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = located(7, 1.0, 2.0, "A");
+        {
+            // The earlier layout: a redb checkpoint and a write-ahead log after it.
+            let db = redb::Database::create(dir.path().join("orbis.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(ENTITIES).unwrap();
+                t.insert("t1\u{0}urn:p:7", serde_json::to_vec(&e).unwrap().as_slice()).unwrap();
+                txn.open_table(TENANTS).unwrap().insert("t1", &[][..]).unwrap();
+                txn.open_table(META).unwrap().insert("subs\u{0}a", &b"{\"x\":1}"[..]).unwrap();
+            }
+            txn.commit().unwrap();
+            let mut wal = Vec::new();
+            DiskOp::PutMeta { key: "subs\u{0}b".into(), bytes: b"2".to_vec() }.encode_for_test(&mut wal);
+            std::fs::write(dir.path().join("orbis.wal"), wal).unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.get("t1", "urn:p:7").await.unwrap().as_deref(), Some(&e));
+        let docs = store.list_meta("subs").await.unwrap();
+        assert_eq!(docs, vec![("a".to_owned(), serde_json::json!({"x": 1})), ("b".to_owned(), serde_json::json!(2))]);
+        assert!(!dir.path().join("orbis.redb").exists() && !dir.path().join("orbis.wal").exists());
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.get("t1", "urn:p:7").await.unwrap().as_deref(), Some(&e));
+        assert_eq!(store.list_meta("subs").await.unwrap().len(), 2);
     }
 }

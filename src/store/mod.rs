@@ -7,9 +7,9 @@
 //! store holds expanded IRIs only and knows nothing of HTTP or of the operations above it.
 
 pub mod embedded;
+pub mod log;
 #[cfg(test)]
 pub mod suite;
-pub mod wal;
 
 use std::fmt;
 use std::sync::Arc;
