@@ -156,6 +156,7 @@ pub struct Log {
     poisoned: bool,
     compaction: Arc<Compaction>,
     compactor: Option<std::thread::JoinHandle<()>>,
+    spare: Option<Spare>,
 }
 
 fn segment_path(dir: &Path, no: u64) -> PathBuf {
@@ -256,29 +257,53 @@ fn read_file(
     }
 }
 
-/// Creates a segment file zero-filled to `cap` bytes, with its header, under a temporary name
-/// first so a crash never leaves a half-made segment under a real name.
-fn create_segment(dir: &Path, no: u64, cap: u64) -> std::io::Result<File> {
-    let tmp = dir.join(format!("orbis-{no:016}.log.tmp"));
-    {
-        let f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-        let mut w = BufWriter::with_capacity(1 << 20, &f);
-        w.write_all(LOG_MAGIC)?;
-        let zeros = vec![0u8; 1 << 20];
-        let mut left = cap.saturating_sub(8);
-        while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            w.write_all(&zeros[..n])?;
-            left -= n as u64;
-        }
-        w.flush()?;
-        drop(w);
-        f.sync_all()?;
+/// Makes segment `no` zero-filled to `cap` bytes, with its header, under a temporary name, so a
+/// crash never leaves a half-made segment under a real name.
+fn prepare_segment(dir: &Path, no: u64, cap: u64) -> std::io::Result<()> {
+    let f = OpenOptions::new().write(true).create(true).truncate(true).open(spare_path(dir, no))?;
+    let mut w = BufWriter::with_capacity(1 << 20, &f);
+    w.write_all(LOG_MAGIC)?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = cap.saturating_sub(8);
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        w.write_all(&zeros[..n])?;
+        left -= n as u64;
     }
+    w.flush()?;
+    drop(w);
+    f.sync_all()
+}
+
+fn spare_path(dir: &Path, no: u64) -> PathBuf {
+    dir.join(format!("orbis-{no:016}.log.tmp"))
+}
+
+/// Gives a prepared segment its real name and opens it.
+fn install_segment(dir: &Path, no: u64) -> std::io::Result<File> {
     let path = segment_path(dir, no);
-    std::fs::rename(&tmp, &path)?;
+    std::fs::rename(spare_path(dir, no), &path)?;
     sync_dir(dir)?;
     OpenOptions::new().read(true).write(true).open(&path)
+}
+
+/// The next segment, zero-filled by a background thread while the active one fills, so a
+/// rotation does not stall the writers queued behind it.
+struct Spare {
+    no: u64,
+    cap: u64,
+    ready: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl Spare {
+    fn start(dir: &Path, no: u64, cap: u64) -> Option<Spare> {
+        let dir = dir.to_owned();
+        let ready = std::thread::Builder::new()
+            .name("orbis-store-segment".into())
+            .spawn(move || prepare_segment(&dir, no, cap))
+            .ok()?;
+        Some(Spare { no, cap, ready })
+    }
 }
 
 /// Writes snapshot `no` from `source`, makes it durable under its real name, then deletes the
@@ -353,7 +378,9 @@ impl Log {
         }
         let active_no = last.max(logs.last().copied().unwrap_or(0)) + 1;
         let cap = config.first_segment.max(64);
-        let active = create_segment(dir, active_no, cap)?;
+        prepare_segment(dir, active_no, cap)?;
+        let active = install_segment(dir, active_no)?;
+        let next_cap = (cap * 2).min(config.max_segment.max(cap));
         let compaction = Arc::new(Compaction::default());
         compaction.snapshot_bytes.store(snapshot_bytes, Ordering::Relaxed);
         compaction.since_snapshot.store(since_snapshot, Ordering::Relaxed);
@@ -364,10 +391,11 @@ impl Log {
             active_no,
             pos: 8,
             cap,
-            next_cap: (cap * 2).min(config.max_segment.max(cap)),
+            next_cap,
             poisoned: false,
             compaction,
             compactor: None,
+            spare: Spare::start(dir, active_no + 1, next_cap),
         })
     }
 
@@ -402,11 +430,23 @@ impl Log {
     /// Closes the active segment and opens the next one.
     fn rotate(&mut self) -> std::io::Result<()> {
         let no = self.active_no + 1;
-        self.active = create_segment(&self.dir, no, self.next_cap)?;
+        let prepared = match self.spare.take() {
+            Some(spare) if spare.no == no && spare.cap == self.next_cap => spare.ready.join().ok().and_then(Result::ok),
+            Some(spare) => {
+                let _ = spare.ready.join();
+                None
+            }
+            None => None,
+        };
+        if prepared.is_none() {
+            prepare_segment(&self.dir, no, self.next_cap)?;
+        }
+        self.active = install_segment(&self.dir, no)?;
         self.active_no = no;
         self.pos = 8;
         self.cap = self.next_cap;
         self.next_cap = (self.next_cap * 2).min(self.config.max_segment.max(self.cap));
+        self.spare = Spare::start(&self.dir, no + 1, self.next_cap);
         Ok(())
     }
 
@@ -468,10 +508,14 @@ impl Log {
 }
 
 impl Drop for Log {
-    /// Waits for a running compaction, so the directory is complete when the store closes.
+    /// Waits for a running compaction and the spare segment, so the directory is complete and
+    /// released when the store closes.
     fn drop(&mut self) {
         if let Some(h) = self.compactor.take() {
             let _ = h.join();
+        }
+        if let Some(spare) = self.spare.take() {
+            let _ = spare.ready.join();
         }
     }
 }
