@@ -21,7 +21,7 @@ use rstar::{AABB, Envelope, ParentNode, RTree, RTreeNode};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::log::{DiskOp, Log, LogConfig, SnapshotSource};
+use super::log::{DiskOp, Log, LogConfig, SnapshotSource, supersedes};
 use super::{
     AttrStat, Catalogue, Change, ChangeObserver, DEFAULT_TENANT, EntityFilter, Mutation, Page, Store, StoreError,
     TypeStat, Write,
@@ -370,8 +370,8 @@ struct Disk {
 
 impl Disk {
     /// Makes a group's operations durable in the log.
-    fn log(&mut self, ops: Vec<DiskOp>) -> Result<(), StoreError> {
-        self.log.append(&ops).map_err(io)
+    fn log(&mut self, ops: Vec<DiskOp>, superseded: u64) -> Result<(), StoreError> {
+        self.log.append(&ops, superseded).map_err(io)
     }
 
     /// Starts a compaction when one is due. Runs on the writer thread between groups, so the
@@ -419,38 +419,53 @@ fn capture(state: &RwLock<State>) -> SnapshotSource {
 }
 
 /// Applies a replayed log operation to the in-memory state.
-fn replay(state: &mut State, op: DiskOp) -> Result<(), StoreError> {
-    match op {
+/// Applies a read-back log operation to the in-memory state; says whether it replaced or
+/// deleted what its key held (which makes the older record obsolete).
+fn replay(state: &mut State, op: DiskOp) -> Result<bool, StoreError> {
+    Ok(match op {
         DiskOp::PutEntity { key, bytes } => {
             let tenant = key.split('\u{0}').next().unwrap_or_default().to_owned();
             let e: Entity = serde_json::from_slice(&bytes)
                 .map_err(|e| StoreError::Corrupt(format!("logged entity {key:?}: {e}")))?;
-            state.tenants.entry(tenant).or_default().insert(Arc::new(e));
+            let ts = state.tenants.entry(tenant).or_default();
+            let existed = ts.entities.contains_key(e.id.as_str());
+            ts.insert(Arc::new(e));
+            existed
         }
-        DiskOp::DelEntity { key } => {
-            if let Some((tenant, id)) = key.split_once('\u{0}')
-                && let Some(ts) = state.tenants.get_mut(tenant)
-            {
-                ts.remove(id);
-            }
-        }
+        DiskOp::DelEntity { key } => match key.split_once('\u{0}') {
+            Some((tenant, id)) => match state.tenants.get_mut(tenant) {
+                Some(ts) => {
+                    let existed = ts.entities.contains_key(id);
+                    ts.remove(id);
+                    existed
+                }
+                None => false,
+            },
+            None => false,
+        },
         DiskOp::PutTenant { name } => {
+            let existed = state.tenants.contains_key(&name);
             state.tenants.entry(name).or_default();
+            existed
         }
         DiskOp::PutMeta { key, bytes } => {
             let (coll, k) = key.split_once('\u{0}').unwrap_or(("", &key));
             let doc: Value =
                 serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(format!("logged meta {key:?}: {e}")))?;
-            state.meta.entry(coll.to_owned()).or_default().insert(k.to_owned(), doc);
+            state.meta.entry(coll.to_owned()).or_default().insert(k.to_owned(), doc).is_some()
         }
         DiskOp::DelMeta { key } => {
             let (coll, k) = key.split_once('\u{0}').unwrap_or(("", &key));
-            if let Some(m) = state.meta.get_mut(coll) {
-                remove_meta(m, coll, k);
+            match state.meta.get_mut(coll) {
+                Some(m) => {
+                    let existed = m.contains_key(k);
+                    remove_meta(m, coll, k);
+                    existed
+                }
+                None => false,
             }
         }
-    }
-    Ok(())
+    })
 }
 
 /// Loads the state of a data directory written by an earlier version: a redb file, and the
@@ -601,6 +616,8 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
     let mut observed: Vec<(String, String, Value)> = Vec::new();
 
     let mut ops: Vec<DiskOp> = Vec::new();
+    // What this group makes obsolete in the log (estimated), for deciding when to compact.
+    let mut superseded = 0u64;
     let result: Result<(), StoreError> = (|| {
         {
             let snapshot = state.read();
@@ -636,7 +653,11 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
                                     // Entities live long in memory: drop the growth slack.
                                     e.attrs.shrink_to_fit();
                                     let bytes = serde_json::to_vec(&e).map_err(io)?;
-                                    ops.push(DiskOp::PutEntity { key: entity_key(&tenant, &w.id), bytes });
+                                    let op = DiskOp::PutEntity { key: entity_key(&tenant, &w.id), bytes };
+                                    if current.is_some() {
+                                        superseded += supersedes(&op);
+                                    }
+                                    ops.push(op);
                                     let new = Arc::new(e);
                                     overlay.insert(okey, Some(new.clone()));
                                     changed_any = true;
@@ -645,7 +666,9 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
                                     results.push(Ok(c));
                                 }
                                 Ok(Mutation::Delete) => {
-                                    ops.push(DiskOp::DelEntity { key: entity_key(&tenant, &w.id) });
+                                    let op = DiskOp::DelEntity { key: entity_key(&tenant, &w.id) };
+                                    superseded += supersedes(&op);
+                                    ops.push(op);
                                     overlay.insert(okey, None);
                                     changed_any = true;
                                     let c = Change { tenant: tenant.clone(), id: w.id, old: current, new: None };
@@ -662,21 +685,31 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
                     }
                     Job::PutMeta { key, collection, doc, reply } => {
                         let bytes = serde_json::to_vec(&doc).map_err(io)?;
-                        ops.push(DiskOp::PutMeta { key: format!("{collection}\u{0}{key}"), bytes });
+                        let op = DiskOp::PutMeta { key: format!("{collection}\u{0}{key}"), bytes };
+                        if snapshot.meta.get(&collection).is_some_and(|m| m.contains_key(&key)) {
+                            superseded += supersedes(&op);
+                        }
+                        ops.push(op);
                         meta_ops.push((collection, key, Some(doc)));
                         outcomes.push(Outcome::Meta(reply));
                     }
                     Job::PutMetaMany { docs, collection, reply } => {
                         for (key, doc) in docs {
                             let bytes = serde_json::to_vec(&doc).map_err(io)?;
-                            ops.push(DiskOp::PutMeta { key: format!("{collection}\u{0}{key}"), bytes });
+                            let op = DiskOp::PutMeta { key: format!("{collection}\u{0}{key}"), bytes };
+                            if snapshot.meta.get(&collection).is_some_and(|m| m.contains_key(&key)) {
+                                superseded += supersedes(&op);
+                            }
+                            ops.push(op);
                             meta_ops.push((collection.clone(), key, Some(doc)));
                         }
                         outcomes.push(Outcome::Meta(reply));
                     }
                     Job::DeleteMetaMany { keys, collection, reply } => {
                         for key in keys {
-                            ops.push(DiskOp::DelMeta { key: format!("{collection}\u{0}{key}") });
+                            let op = DiskOp::DelMeta { key: format!("{collection}\u{0}{key}") };
+                            superseded += supersedes(&op);
+                            ops.push(op);
                             meta_ops.push((collection.clone(), key, None));
                         }
                         outcomes.push(Outcome::Meta(reply));
@@ -687,7 +720,11 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
                             Some((_, _, doc)) => doc.is_some(),
                             None => snapshot.meta.get(&collection).is_some_and(|m| m.contains_key(&key)),
                         };
-                        ops.push(DiskOp::DelMeta { key: format!("{collection}\u{0}{key}") });
+                        let op = DiskOp::DelMeta { key: format!("{collection}\u{0}{key}") };
+                        if existed {
+                            superseded += supersedes(&op);
+                        }
+                        ops.push(op);
                         meta_ops.push((collection, key, None));
                         outcomes.push(Outcome::MetaDelete(reply, existed));
                     }
@@ -704,7 +741,7 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
                 meta_ops.push((coll.clone(), key.clone(), Some(doc.clone())));
             }
         }
-        disk.log(ops)?;
+        disk.log(ops, superseded)?;
         Ok(())
     })();
 

@@ -86,6 +86,17 @@ impl DiskOp {
     }
 }
 
+/// How many log bytes an operation makes obsolete when it replaces or deletes what a key held:
+/// the old record's size is not known, so a put is taken to replace a record of its own size,
+/// and a delete one of a typical entity or document.
+pub fn supersedes(op: &DiskOp) -> u64 {
+    match op {
+        DiskOp::PutEntity { .. } | DiskOp::PutMeta { .. } | DiskOp::PutTenant { .. } => op.size() as u64 + 17,
+        DiskOp::DelEntity { .. } => 512,
+        DiskOp::DelMeta { .. } => 256,
+    }
+}
+
 /// `[payload length][crc32 of payload][tag, length-prefixed a, length-prefixed b]`.
 fn encode_record(tag: u8, a: &[u8], b: &[u8], out: &mut Vec<u8>) {
     let len = 9 + a.len() + b.len();
@@ -138,6 +149,8 @@ struct Compaction {
     snapshot_bytes: AtomicU64,
     /// Bytes of the segments the newest complete snapshot does not cover.
     since_snapshot: AtomicU64,
+    /// The part of all that (snapshot and segments) later records made obsolete, estimated.
+    garbage: AtomicU64,
 }
 
 /// The log directory, owned by the store's writer thread.
@@ -214,7 +227,8 @@ enum Ending {
 fn read_file(
     path: &Path,
     magic: Option<&[u8; 8]>,
-    apply: &mut dyn FnMut(DiskOp) -> std::io::Result<()>,
+    apply: &mut dyn FnMut(DiskOp) -> std::io::Result<bool>,
+    garbage: &mut u64,
 ) -> std::io::Result<(u64, Ending)> {
     let file = File::open(path)?;
     let size = file.metadata()?.len();
@@ -251,7 +265,12 @@ fn read_file(
             return Ok((pos, Ending::End));
         }
         match DiskOp::decode(&payload) {
-            Some(op) => apply(op)?,
+            Some(op) => {
+                let estimate = supersedes(&op);
+                if apply(op)? {
+                    *garbage += estimate;
+                }
+            }
             None => return Ok((pos - 8 - len, Ending::Torn)),
         }
     }
@@ -343,11 +362,12 @@ fn write_snapshot(dir: &Path, no: u64, source: SnapshotSource) -> std::io::Resul
 
 impl Log {
     /// Opens the log directory: reads the newest snapshot and every later segment in order,
-    /// passing their operations to `apply`, then opens a new segment for this run's writes.
+    /// passing their operations to `apply` (which says whether the operation replaced or deleted
+    /// what its key held), then opens a new segment for this run's writes.
     pub fn open(
         dir: &Path,
         config: LogConfig,
-        apply: &mut dyn FnMut(DiskOp) -> std::io::Result<()>,
+        apply: &mut dyn FnMut(DiskOp) -> std::io::Result<bool>,
     ) -> std::io::Result<Log> {
         std::fs::create_dir_all(dir)?;
         let (logs, snaps) = list(dir, true)?;
@@ -355,18 +375,18 @@ impl Log {
         let mut snapshot_bytes = 0u64;
         if let Some(&snap) = snaps.last() {
             let path = snapshot_path(dir, snap);
-            let (size, ending) = read_file(&path, Some(SNAP_MAGIC), apply)?;
+            let (size, ending) = read_file(&path, Some(SNAP_MAGIC), apply, &mut 0)?;
             if ending != Ending::End {
                 return Err(corrupt(format!("snapshot {} is incomplete", path.display())));
             }
             snapshot_bytes = size;
             last = snap;
         }
-        let mut since_snapshot = 0u64;
+        let (mut since_snapshot, mut garbage) = (0u64, 0u64);
         let after = last;
         for &no in logs.iter().filter(|n| **n > after) {
             let path = segment_path(dir, no);
-            let (read, ending) = read_file(&path, Some(LOG_MAGIC), apply)?;
+            let (read, ending) = read_file(&path, Some(LOG_MAGIC), apply, &mut garbage)?;
             if ending == Ending::Torn {
                 tracing::warn!(segment = %path.display(), valid = read, "ignoring a torn group at the end of a log segment");
             }
@@ -384,6 +404,7 @@ impl Log {
         let compaction = Arc::new(Compaction::default());
         compaction.snapshot_bytes.store(snapshot_bytes, Ordering::Relaxed);
         compaction.since_snapshot.store(since_snapshot, Ordering::Relaxed);
+        compaction.garbage.store(garbage, Ordering::Relaxed);
         Ok(Log {
             dir: dir.to_owned(),
             config,
@@ -399,8 +420,9 @@ impl Log {
         })
     }
 
-    /// Appends the operations and makes them durable (one `fdatasync`).
-    pub fn append(&mut self, ops: &[DiskOp]) -> std::io::Result<()> {
+    /// Appends the operations and makes them durable (one `fdatasync`). `superseded` is what
+    /// they make obsolete (the sum of [`supersedes`] over those replacing or deleting a key).
+    pub fn append(&mut self, ops: &[DiskOp], superseded: u64) -> std::io::Result<()> {
         if ops.is_empty() {
             return Ok(());
         }
@@ -417,6 +439,7 @@ impl Log {
         }
         self.pos += buf.len() as u64;
         self.compaction.since_snapshot.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.compaction.garbage.fetch_add(superseded, Ordering::Relaxed);
         if self.pos >= self.cap
             && let Err(e) = self.rotate()
         {
@@ -450,14 +473,14 @@ impl Log {
         Ok(())
     }
 
-    /// Whether the segments since the last snapshot have outgrown it, and no compaction runs.
+    /// Whether obsolete records make up more than `compact_min` and more than half of the
+    /// directory, and no compaction runs. Creates alone never make a compaction due: there is
+    /// nothing to drop, and rewriting would only double the writes.
     pub fn compaction_due(&self) -> bool {
         let c = &self.compaction;
-        let since = c.since_snapshot.load(Ordering::Relaxed);
-        !self.poisoned
-            && !c.running.load(Ordering::Acquire)
-            && since > self.config.compact_min
-            && since > c.snapshot_bytes.load(Ordering::Relaxed)
+        let garbage = c.garbage.load(Ordering::Relaxed);
+        let total = c.snapshot_bytes.load(Ordering::Relaxed) + c.since_snapshot.load(Ordering::Relaxed);
+        !self.poisoned && !c.running.load(Ordering::Acquire) && garbage > self.config.compact_min && garbage * 2 > total
     }
 
     /// Starts a compaction: closes the active segment, so the snapshot `source` describes
@@ -472,6 +495,7 @@ impl Log {
         let c = self.compaction.clone();
         c.running.store(true, Ordering::Release);
         let covered_bytes = c.since_snapshot.swap(0, Ordering::Relaxed);
+        let covered_garbage = c.garbage.swap(0, Ordering::Relaxed);
         let dir = self.dir.clone();
         let handle = std::thread::Builder::new().name("orbis-store-compactor".into()).spawn(move || {
             match write_snapshot(&dir, covered, source) {
@@ -480,6 +504,7 @@ impl Log {
                     // The segments stay: nothing is lost, the next compaction covers them too.
                     tracing::error!(error = %e, "log compaction failed");
                     c.since_snapshot.fetch_add(covered_bytes, Ordering::Relaxed);
+                    c.garbage.fetch_add(covered_garbage, Ordering::Relaxed);
                 }
             }
             c.running.store(false, Ordering::Release);
@@ -492,6 +517,7 @@ impl Log {
             Err(e) => {
                 self.compaction.running.store(false, Ordering::Release);
                 self.compaction.since_snapshot.fetch_add(covered_bytes, Ordering::Relaxed);
+                self.compaction.garbage.fetch_add(covered_garbage, Ordering::Relaxed);
                 Err(e)
             }
         }
@@ -522,9 +548,9 @@ impl Drop for Log {
 
 /// Reads the write-ahead log of earlier versions (records without a file header), passing its
 /// operations to `apply`.
-pub fn read_legacy(path: &Path, apply: &mut dyn FnMut(DiskOp) -> std::io::Result<()>) -> std::io::Result<()> {
+pub fn read_legacy(path: &Path, apply: &mut dyn FnMut(DiskOp) -> std::io::Result<bool>) -> std::io::Result<()> {
     if path.exists() {
-        read_file(path, None, apply)?;
+        read_file(path, None, apply, &mut 0)?;
     }
     Ok(())
 }
@@ -551,7 +577,7 @@ mod tests {
         let mut seen = Vec::new();
         let log = Log::open(dir, config, &mut |op| {
             seen.push(op);
-            Ok(())
+            Ok(false)
         })
         .unwrap();
         (log, seen)
@@ -563,14 +589,14 @@ mod tests {
         let (mut log, seen) = reopen(dir.path(), small());
         assert!(seen.is_empty());
         for _ in 0..20 {
-            log.append(&ops()).unwrap();
+            log.append(&ops(), 0).unwrap();
         }
         assert!(log.active_no > 1, "small segments rotate");
         drop(log);
         let (mut log, seen) = reopen(dir.path(), small());
         assert_eq!(seen.len(), 100);
         assert_eq!(&seen[..5], &ops()[..]);
-        log.append(&ops()[..1]).unwrap();
+        log.append(&ops()[..1], 0).unwrap();
         drop(log);
         let (_, seen) = reopen(dir.path(), small());
         assert_eq!(seen.len(), 101, "a restart writes to a new segment, after the old ones");
@@ -581,7 +607,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig { first_segment: 1 << 16, ..small() };
         let (mut log, _) = reopen(dir.path(), config);
-        log.append(&ops()).unwrap();
+        log.append(&ops(), 0).unwrap();
         let (path, pos) = (segment_path(dir.path(), log.active_no), log.pos);
         drop(log);
         // A crash in the middle of the next group: its first record is cut short, and a whole
@@ -594,7 +620,7 @@ mod tests {
         OpenOptions::new().write(true).open(&path).unwrap().write_all_at(&torn, pos).unwrap();
         let (mut log, seen) = reopen(dir.path(), config);
         assert_eq!(seen, ops(), "reading stops at the torn record");
-        log.append(&ops()[2..3]).unwrap();
+        log.append(&ops()[2..3], 0).unwrap();
         drop(log);
         let (_, seen) = reopen(dir.path(), config);
         assert_eq!(seen.len(), 6, "later segments are still read");
@@ -607,15 +633,19 @@ mod tests {
         let (mut log, _) = reopen(dir.path(), small());
         let mut n = 0;
         while !log.compaction_due() {
-            log.append(&[DiskOp::PutMeta { key: format!("c\u{0}{}", n % 3), bytes: vec![b'x'; 40] }]).unwrap();
+            let op = DiskOp::PutMeta { key: format!("c\u{0}{}", n % 3), bytes: vec![b'x'; 40] };
+            // The first three documents are new; every later put replaces one.
+            let superseded = if n < 3 { 0 } else { supersedes(&op) };
+            log.append(&[op], superseded).unwrap();
             n += 1;
         }
+        assert!(n > 3);
         // The live state is three documents; the snapshot holds them alone.
         let live: Vec<DiskOp> =
             (0..3).map(|i| DiskOp::PutMeta { key: format!("c\u{0}{i}"), bytes: vec![b'y'; 40] }).collect();
         let copy = live.clone();
         log.compact(Box::new(move |w| copy.into_iter().try_for_each(w))).unwrap();
-        log.append(&[DiskOp::DelMeta { key: "c\u{0}1".into() }]).unwrap();
+        log.append(&[DiskOp::DelMeta { key: "c\u{0}1".into() }], 256).unwrap();
         drop(log);
         let (logs, snaps) = list(dir.path(), false).unwrap();
         assert_eq!(snaps.len(), 1);
@@ -627,18 +657,44 @@ mod tests {
     }
 
     #[test]
+    fn new_keys_alone_never_make_a_compaction_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = reopen(dir.path(), small());
+        for n in 0..200 {
+            log.append(&[DiskOp::PutMeta { key: format!("c\u{0}{n}"), bytes: vec![b'x'; 40] }], 0).unwrap();
+        }
+        assert!(!log.compaction_due());
+    }
+
+    #[test]
+    fn obsolete_records_read_back_count_towards_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = reopen(dir.path(), small());
+        let op = DiskOp::PutMeta { key: "c\u{0}k".into(), bytes: vec![b'x'; 40] };
+        while !log.compaction_due() {
+            log.append(std::slice::from_ref(&op), supersedes(&op)).unwrap();
+        }
+        drop(log);
+        let log = Log::open(dir.path(), small(), &mut |_| Ok(true)).unwrap();
+        assert!(log.compaction_due(), "a restart does not forget what is obsolete");
+        drop(log);
+        let log = Log::open(dir.path(), small(), &mut |_| Ok(false)).unwrap();
+        assert!(!log.compaction_due());
+    }
+
+    #[test]
     fn a_failed_write_refuses_later_ones() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = reopen(dir.path(), small());
         log.poisoned = true;
-        assert!(log.append(&ops()).is_err());
+        assert!(log.append(&ops(), 0).is_err());
     }
 
     #[test]
     fn an_interrupted_snapshot_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = reopen(dir.path(), small());
-        log.append(&ops()).unwrap();
+        log.append(&ops(), 0).unwrap();
         drop(log);
         std::fs::write(dir.path().join("orbis-0000000000000009.snap.tmp"), b"ORBSNP01junk").unwrap();
         let (_, seen) = reopen(dir.path(), small());
