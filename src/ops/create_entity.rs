@@ -87,6 +87,6 @@ async fn local(b: &Broker, tenant: &str, body: &Value, ctx: &Context, now: i64) 
 pub fn create_write(entity: crate::model::Entity) -> Write {
     Write::new(entity.id.clone(), move |cur| match cur {
         Some(_) => Err(NgsiError::new(ErrorKind::AlreadyExists, format!("entity {} already exists", entity.id))),
-        None => Ok(Mutation::Put(entity.clone())),
+        None => Ok(Mutation::Put(entity)),
     })
 }

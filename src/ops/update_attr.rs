@@ -65,7 +65,7 @@ pub async fn run(
                     )));
                 }
                 // A fragment without a type keeps the attribute's kind.
-                let mut fragment = body.clone();
+                let mut fragment = body;
                 if let Some(o) = fragment.as_object_mut()
                     && !o.contains_key("type")
                 {

@@ -607,7 +607,7 @@ enum Outcome {
 
 fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes: &broadcast::Sender<Change>) {
     // Entity states decided in this group, by (tenant, id); None = deleted.
-    let mut overlay: HashMap<(String, String), Option<Arc<Entity>>> = HashMap::new();
+    let mut overlay: HashMap<(String, String), Option<Arc<Entity>>, foldhash::fast::RandomState> = HashMap::default();
     let mut new_tenants: HashSet<String> = HashSet::new();
     let mut meta_ops: Vec<(String, String, Option<Value>)> = Vec::new();
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(jobs.len());
@@ -792,8 +792,13 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
     {
         obs.committed(&published, observed);
     }
+    // Without receivers, sending would only keep the last changes (and the entities they hold)
+    // alive in the channel's ring.
+    if changes.receiver_count() == 0 {
+        return;
+    }
     for c in published {
-        // No receiver yet is fine; receivers that lag are told by the channel.
+        // Receivers that lag are told by the channel.
         let _ = changes.send(c);
     }
 }

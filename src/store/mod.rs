@@ -33,7 +33,8 @@ pub enum Mutation {
 }
 
 /// A mutation function: gets the current entity (if any), returns the new state or a rejection.
-pub type MutateFn = Box<dyn Fn(Option<&Entity>) -> Result<Mutation, NgsiError> + Send + Sync>;
+/// A store calls it once, so it may move what it captured into the new state.
+pub type MutateFn = Box<dyn FnOnce(Option<&Entity>) -> Result<Mutation, NgsiError> + Send + Sync>;
 
 /// One write on one entity.
 pub struct Write {
@@ -44,7 +45,7 @@ pub struct Write {
 impl Write {
     pub fn new(
         id: impl Into<String>,
-        f: impl Fn(Option<&Entity>) -> Result<Mutation, NgsiError> + Send + Sync + 'static,
+        f: impl FnOnce(Option<&Entity>) -> Result<Mutation, NgsiError> + Send + Sync + 'static,
     ) -> Write {
         Write { id: id.into(), mutate: Box::new(f) }
     }
