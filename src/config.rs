@@ -46,6 +46,11 @@ pub struct Settings {
     pub entity_maps_max: usize,
     /// Entity ids in one entity map (a query matching more cannot make a map).
     pub entity_map_max_ids: usize,
+    /// Largest log segment of the embedded store, in bytes (segments are zero-filled up front).
+    pub store_segment_max_bytes: u64,
+    /// Obsolete log records the embedded store keeps before it compacts, in bytes (it also waits
+    /// until they are over half of the data directory).
+    pub store_compact_min_bytes: u64,
 }
 
 /// Where a setting came from, for warnings.
@@ -194,6 +199,14 @@ impl Settings {
             "entity_map_max_lifetime_secs" => self.entity_map_max_lifetime_secs = num(value)?.max(1),
             "entity_maps_max" => self.entity_maps_max = (num(value)? as usize).max(1),
             "entity_map_max_ids" => self.entity_map_max_ids = (num(value)? as usize).max(1),
+            "store_segment_max_bytes" => {
+                self.store_segment_max_bytes =
+                    (parse_size(value).ok_or(format!("{key}: {value:?} is not a size"))? as u64).max(4096)
+            }
+            "store_compact_min_bytes" => {
+                self.store_compact_min_bytes =
+                    parse_size(value).ok_or(format!("{key}: {value:?} is not a size"))? as u64
+            }
             _ => return Err(format!("unknown setting {key}")),
         }
         Ok(())
@@ -217,6 +230,16 @@ impl Settings {
             max_lifetime_ms: ms(self.entity_map_max_lifetime_secs),
             max_maps: self.entity_maps_max,
             max_ids: self.entity_map_max_ids,
+        }
+    }
+
+    /// The embedded store's log sizes.
+    pub fn log_config(&self) -> crate::store::log::LogConfig {
+        let max_segment = self.store_segment_max_bytes;
+        crate::store::log::LogConfig {
+            first_segment: crate::store::log::LogConfig::default().first_segment.min(max_segment),
+            max_segment,
+            compact_min: self.store_compact_min_bytes,
         }
     }
 
@@ -362,7 +385,8 @@ Settings (defaults in config/default.toml), lowest precedence first:
 Keys: host, port, data_dir, multiservice, log_level, page_size, max_body_bytes, cors_origin,
       cors_max_age, context_timeout_ms, public_url, workers, notification_timeout_ms,
       notification_retry_window_secs, notification_queue, notification_concurrency, forward_timeout_ms,
-      entity_map_lifetime_secs, entity_map_max_lifetime_secs, entity_maps_max, entity_map_max_ids
+      entity_map_lifetime_secs, entity_map_max_lifetime_secs, entity_maps_max, entity_map_max_ids,
+      store_segment_max_bytes, store_compact_min_bytes
 Other Orion-LD flags (-dbhost, -db, -experimental, ...) are accepted with a warning.";
 
 #[cfg(test)]

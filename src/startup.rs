@@ -26,7 +26,7 @@ pub struct Application {
 impl Application {
     /// Opens everything and binds the listener (port 0 picks a free port).
     pub async fn build(mut settings: Settings) -> Result<Application, String> {
-        let store = EmbeddedStore::open(&settings.data_dir)
+        let store = EmbeddedStore::open_with(&settings.data_dir, settings.log_config())
             .map_err(|e| format!("cannot open the store in {}: {e}", settings.data_dir.display()))?;
         let resolver = Resolver::new(ResolverSettings {
             fetch_timeout: Duration::from_millis(settings.context_timeout_ms.max(1)),
