@@ -170,6 +170,8 @@ pub struct Context {
     pub original: Value,
     /// Compaction results, since every response compacts the same few names again.
     compacted: RwLock<HashMap<Box<str>, Box<str>, foldhash::fast::RandomState>>,
+    /// Expansions to interned names, since every write expands the same few terms again.
+    expanded: RwLock<HashMap<Box<str>, crate::model::Name, foldhash::fast::RandomState>>,
 }
 
 /// How many compaction results a context remembers before it starts over.
@@ -181,7 +183,12 @@ pub static CORE: LazyLock<Arc<Context>> =
 
 impl Context {
     pub fn new(user: TermMap, original: Value) -> Context {
-        Context { user, original, compacted: RwLock::new(HashMap::default()) }
+        Context {
+            user,
+            original,
+            compacted: RwLock::new(HashMap::default()),
+            expanded: RwLock::new(HashMap::default()),
+        }
     }
 
     /// The context a response should advertise: the one the client used, or the core URL.
@@ -226,6 +233,20 @@ impl Context {
     /// Compacts an IRI back to the shortest term the context offers.
     pub fn compact(&self, iri: &str) -> String {
         self.with_compact(iri, str::to_owned)
+    }
+
+    /// [`Context::expand`] as the interned name stored entities share, remembered per term.
+    pub fn expand_name(&self, term: &str) -> crate::model::Name {
+        if let Some(hit) = self.expanded.read().get(term) {
+            return hit.clone();
+        }
+        let name = crate::model::intern(&self.expand(term));
+        let mut cache = self.expanded.write();
+        if cache.len() >= COMPACT_CACHE {
+            cache.clear();
+        }
+        cache.insert(term.into(), name.clone());
+        name
     }
 
     /// Hands the compacted form of an IRI to `f` without allocating when it is cached (the

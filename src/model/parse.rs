@@ -1,10 +1,12 @@
 //! Validated construction of entities and attributes from client JSON (normalized or concise
 //! form), expanding names and types with the request's context.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::geo::{looks_like_geometry, validate_geometry};
-use super::{AttrKind, Attribute, Entity, Instances, NULL_URN, intern, parse_datetime};
+use super::{AttrKind, Attribute, Entity, Instances, NULL_URN, parse_datetime};
 use crate::error::{NgsiError, NgsiResult};
 use crate::jsonld::{Coercion, Context};
 
@@ -132,9 +134,8 @@ pub fn parse_entity(v: &Value, ctx: &Context, purpose: Purpose, now: i64) -> Ngs
         if !valid_name(key) {
             return Err(NgsiError::bad_data(format!("{key:?} is not a valid attribute name")));
         }
-        let name = ctx.expand(key);
         let instances = parse_attribute_instances(key, value, ctx, now)?;
-        attrs.insert(intern(&name), instances);
+        attrs.insert(ctx.expand_name(key), instances);
     }
     Ok(EntityInput { id, types, scope, scope_null, attrs })
 }
@@ -265,8 +266,8 @@ pub fn parse_attribute(key: &str, v: &Value, ctx: &Context, now: i64) -> NgsiRes
     };
     let value_key = kind.value_key();
     let raw = match obj.get(value_key) {
-        Some(v) => v.clone(),
-        None if obj.get("type").is_none() && infer_kind(obj).is_none() => v.clone(),
+        Some(v) => v,
+        None if obj.get("type").is_none() && infer_kind(obj).is_none() => v,
         None => {
             return Err(bad(&format!("a {} needs a {value_key} member", kind.name())));
         }
@@ -302,33 +303,37 @@ pub fn parse_attribute(key: &str, v: &Value, ctx: &Context, now: i64) -> NgsiRes
                     return Err(bad(&format!("{k:?} is not a valid sub-attribute name")));
                 }
                 let sub = parse_attribute(k, member, ctx, now)?;
-                attr.insert_sub(intern(&ctx.expand(k)), sub);
+                attr.insert_sub(ctx.expand_name(k), sub);
             }
         }
     }
     Ok(attr)
 }
 
-fn validate_value(kind: AttrKind, v: Value, ctx: &Context) -> Result<Value, String> {
+/// Checks a value for its kind; only a VocabProperty's value changes (its terms are expanded),
+/// so the others are passed through without a copy.
+fn validate_value<'a>(kind: AttrKind, v: &'a Value, ctx: &Context) -> Result<Cow<'a, Value>, String> {
     match kind {
         AttrKind::Property => {
             if v.is_null() {
                 return Err("value must not be null".into());
             }
-            Ok(v)
+            Ok(Cow::Borrowed(v))
         }
         AttrKind::GeoProperty => {
-            if let Value::String(s) = &v
+            if let Value::String(s) = v
                 && s == NULL_URN
             {
-                return Ok(v);
+                return Ok(Cow::Borrowed(v));
             }
             validate_geometry(&v)?;
-            Ok(v)
+            Ok(Cow::Borrowed(v))
         }
-        AttrKind::Relationship => match &v {
-            Value::String(s) if is_uri(s) => Ok(v),
-            Value::Array(a) if !a.is_empty() && a.iter().all(|x| x.as_str().is_some_and(is_uri)) => Ok(v),
+        AttrKind::Relationship => match v {
+            Value::String(s) if is_uri(s) => Ok(Cow::Borrowed(v)),
+            Value::Array(a) if !a.is_empty() && a.iter().all(|x| x.as_str().is_some_and(is_uri)) => {
+                Ok(Cow::Borrowed(v))
+            }
             _ => Err("object must be a URI".into()),
         },
         AttrKind::LanguageProperty => {
@@ -349,21 +354,21 @@ fn validate_value(kind: AttrKind, v: Value, ctx: &Context) -> Result<Value, Stri
                     return Err("languageMap values must be strings".into());
                 }
             }
-            Ok(v)
+            Ok(Cow::Borrowed(v))
         }
         AttrKind::VocabProperty => {
             let ok = v.is_string() || v.as_array().is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_string));
             if !ok {
                 return Err("vocab must be a string or a list of strings".into());
             }
-            Ok(ctx.expand_vocab_value(&v))
+            Ok(Cow::Owned(ctx.expand_vocab_value(v)))
         }
-        AttrKind::JsonProperty => Ok(v),
+        AttrKind::JsonProperty => Ok(Cow::Borrowed(v)),
         AttrKind::ListProperty => {
             if !v.is_array() {
                 return Err("valueList must be an array".into());
             }
-            Ok(v)
+            Ok(Cow::Borrowed(v))
         }
         AttrKind::ListRelationship => {
             let a = v.as_array().ok_or("objectList must be an array")?;
@@ -375,7 +380,7 @@ fn validate_value(kind: AttrKind, v: Value, ctx: &Context) -> Result<Value, Stri
             if !ok {
                 return Err("objectList must contain URIs".into());
             }
-            Ok(v)
+            Ok(Cow::Borrowed(v))
         }
     }
 }
