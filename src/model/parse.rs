@@ -326,7 +326,7 @@ fn validate_value<'a>(kind: AttrKind, v: &'a Value, ctx: &Context) -> Result<Cow
             {
                 return Ok(Cow::Borrowed(v));
             }
-            validate_geometry(&v)?;
+            validate_geometry(v)?;
             Ok(Cow::Borrowed(v))
         }
         AttrKind::Relationship => match v {
