@@ -435,6 +435,11 @@ fn push_key(out: &mut Vec<u8>, key: &str) {
 /// Appends a timestamp as NGSI-LD renders DateTime values.
 fn push_millis(out: &mut Vec<u8>, ms: i64) {
     out.push(b'"');
+    if let Some(text) = crate::model::stamp::format(ms) {
+        out.extend_from_slice(&text);
+        out.push(b'"');
+        return;
+    }
     match chrono::DateTime::from_timestamp_millis(ms) {
         Some(t) => {
             use std::io::Write as _;
@@ -554,7 +559,8 @@ fn write_attribute(a: &Attribute, ctx: &Context, o: &RenderOpts, out: &mut Vec<u
         out.extend_from_slice(value);
         return;
     }
-    let (dataset, observed, unit) = (a.dataset_id(), a.observed_at(), a.unit_code());
+    let observed = a.observed_at();
+    let (dataset, observed, unit) = (a.dataset_id(), observed.as_deref(), a.unit_code());
     if o.format == Format::Concise {
         // Concise drops `type`; a lone value is written bare unless it is an object or an
         // array (a GeoProperty's geometry is always bare).

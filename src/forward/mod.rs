@@ -400,7 +400,9 @@ pub fn merge(into: &mut Entity, from: Entity, mode: Mode) {
             (Some(mine), Mode::Inclusive) => {
                 let stamp = |i: &crate::model::Instances| {
                     i.iter()
-                        .map(|a| a.observed_at().and_then(crate::model::parse_datetime).unwrap_or(a.modified_at))
+                        .map(|a| {
+                            a.observed_at().and_then(|t| crate::model::parse_datetime(&t)).unwrap_or(a.modified_at)
+                        })
                         .max()
                         .unwrap_or(0)
                 };
