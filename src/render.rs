@@ -238,7 +238,7 @@ fn choose_lang<'a>(map: &'a Map<String, Value>, prefs: &[String]) -> Option<(&'a
 pub fn entity(e: &Entity, ctx: &Context, o: &RenderOpts) -> Value {
     let mut out = Map::new();
     if o.keeps("id") {
-        out.insert("id".into(), Value::String(e.id.clone()));
+        out.insert("id".into(), Value::String(e.id.to_string()));
     }
     if o.keeps("type") {
         let types: Vec<Value> = e.types.iter().map(|t| Value::String(ctx.compact(t))).collect();
@@ -312,7 +312,7 @@ pub fn entity(e: &Entity, ctx: &Context, o: &RenderOpts) -> Value {
 pub fn flat(roots: &[&Entity], ctx: &Context, o: &RenderOpts) -> Vec<Value> {
     let linked = o.linked.clone().unwrap_or_default();
     let mut out = Vec::new();
-    let mut seen: HashSet<&str> = roots.iter().map(|e| e.id.as_str()).collect();
+    let mut seen: HashSet<&str> = roots.iter().map(|e| &*e.id).collect();
     let mut queue: VecDeque<(&Entity, RenderOpts)> = roots.iter().map(|e| (*e, o.clone())).collect();
     while let Some((ent, opts)) = queue.pop_front() {
         let mut plain = opts.clone();
@@ -330,7 +330,7 @@ pub fn flat(roots: &[&Entity], ctx: &Context, o: &RenderOpts) -> Vec<Value> {
                     continue;
                 }
                 if let Some(target) = a.value().as_str().and_then(|t| linked.get(t))
-                    && seen.insert(target.id.as_str())
+                    && seen.insert(&*target.id)
                 {
                     queue.push_back((target, opts.for_linked(name)));
                 }
@@ -650,7 +650,7 @@ mod tests {
         let mut o = RenderOpts {
             join: Some(Join::Inline),
             join_level: 1,
-            linked: Some(Arc::new(HashMap::from([(c.id.clone(), c.clone())]))),
+            linked: Some(Arc::new(HashMap::from([(c.id.to_string(), c.clone())]))),
             ..Default::default()
         };
         let inline = entity(&b, &ctx, &o);

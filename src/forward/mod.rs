@@ -814,7 +814,7 @@ impl Forwarder {
             let Some(remote) = found.and_then(|b| entity_from(b, &cs)) else {
                 continue;
             };
-            if remote.id != id {
+            if *remote.id != *id {
                 continue;
             }
             // Only what the registration provides counts.
@@ -1003,7 +1003,7 @@ impl Forwarder {
         let mut out = Vec::new();
         for item in &items {
             let Some(mut remote) = entity_from(item, ctx) else { continue };
-            if !ids.contains(&remote.id) {
+            if !ids.iter().any(|i| **i == *remote.id) {
                 continue;
             }
             if let Some(attrs) = &t.attrs {

@@ -100,11 +100,11 @@ impl AttrMap {
         self.entries.iter_mut().map(|(k, v)| (&*k, v))
     }
 
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &Name> + ExactSizeIterator {
+    pub fn keys(&self) -> Keys<'_> {
         self.entries.iter().map(|(k, _)| k)
     }
 
-    pub fn values(&self) -> impl DoubleEndedIterator<Item = &Instances> + ExactSizeIterator {
+    pub fn values(&self) -> Values<'_> {
         self.entries.iter().map(|(_, v)| v)
     }
 
@@ -131,6 +131,9 @@ impl AttrMap {
 }
 
 pub type Iter<'a> = std::iter::Map<std::slice::Iter<'a, (Name, Instances)>, fn(Pair<'a>) -> (&'a Name, &'a Instances)>;
+
+pub type Keys<'a> = std::iter::Map<std::slice::Iter<'a, (Name, Instances)>, fn(Pair<'a>) -> &'a Name>;
+pub type Values<'a> = std::iter::Map<std::slice::Iter<'a, (Name, Instances)>, fn(Pair<'a>) -> &'a Instances>;
 
 pub struct Entry<'a> {
     map: &'a mut AttrMap,

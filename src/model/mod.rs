@@ -63,6 +63,18 @@ pub enum AttrKind {
 }
 
 impl AttrKind {
+    /// Every kind, in declaration order (`ALL[k as usize] == k`).
+    pub const ALL: [AttrKind; 8] = [
+        AttrKind::Property,
+        AttrKind::Relationship,
+        AttrKind::GeoProperty,
+        AttrKind::LanguageProperty,
+        AttrKind::VocabProperty,
+        AttrKind::JsonProperty,
+        AttrKind::ListProperty,
+        AttrKind::ListRelationship,
+    ];
+
     pub fn parse(s: &str) -> Option<AttrKind> {
         Some(match s {
             "Property" | "https://uri.etsi.org/ngsi-ld/Property" => AttrKind::Property,
@@ -435,7 +447,8 @@ pub const NULL_URN: &str = "urn:ngsi-ld:null";
 /// An entity as stored: expanded names and types.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entity {
-    pub id: String,
+    /// Shared with the store's index keys.
+    pub id: Arc<str>,
     pub types: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Vec<String>>,

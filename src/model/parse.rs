@@ -94,7 +94,7 @@ impl EntityInput {
         // (about 160 bytes less for five attributes).
         let mut attrs = self.attrs;
         attrs.shrink_to_fit();
-        Entity { id, types: self.types, scope: self.scope, attrs, created_at: now, modified_at: now }
+        Entity { id: id.into(), types: self.types, scope: self.scope, attrs, created_at: now, modified_at: now }
     }
 }
 

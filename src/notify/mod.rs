@@ -669,7 +669,7 @@ impl Notifier {
                             .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
                             .unwrap_or_default();
                         let gone = crate::model::Entity {
-                            id: id.to_owned(),
+                            id: id.into(),
                             types,
                             scope: None,
                             attrs: Default::default(),

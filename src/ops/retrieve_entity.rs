@@ -64,7 +64,7 @@ pub async fn entity_map(
             }
         }
     }
-    let entries = [(e.id.clone(), holders)].into_iter().collect();
+    let entries = [(e.id.to_string(), holders)].into_iter().collect();
     Ok(b.entity_maps.insert(tenant, entries, serde_json::Map::new(), lifetime).id)
 }
 

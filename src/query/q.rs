@@ -495,7 +495,7 @@ fn numeric_fast_path(e: &Entity, p: &ResolvedPath, op: Op, rhs: &Rhs) -> Option<
 pub(crate) fn collect(e: &Entity, p: &ResolvedPath) -> Vec<(Value, bool)> {
     if p.system {
         return match p.attr.as_str() {
-            "id" => vec![(Value::String(e.id.clone()), false)],
+            "id" => vec![(Value::String(e.id.to_string()), false)],
             "type" => e.types.iter().map(|t| (Value::String(t.clone()), true)).collect(),
             "createdAt" => vec![(Value::String(format_millis(e.created_at)), false)],
             "modifiedAt" => vec![(Value::String(format_millis(e.modified_at)), false)],

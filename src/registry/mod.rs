@@ -722,7 +722,7 @@ mod tests {
 
     async fn put_entity(store: &Arc<dyn Store>, tenant: &str, id: &str, ty: &str, attr: &str) {
         let e = Entity {
-            id: id.to_owned(),
+            id: id.into(),
             types: vec![x(ty)],
             scope: None,
             attrs: Default::default(),

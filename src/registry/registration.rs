@@ -1005,7 +1005,7 @@ pub fn compile(
 /// Source Properties under their stored (expanded) names, geometries as GeoProperties.
 fn properties(id: &str, body: &Map<String, Value>, now: i64) -> Entity {
     let mut e = Entity {
-        id: id.to_owned(),
+        id: id.into(),
         types: vec![CORE.expand(REG_TYPE)],
         scope: body.get("scope").and_then(|s| parse_scope(s).ok()),
         attrs: Default::default(),

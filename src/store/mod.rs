@@ -174,7 +174,7 @@ impl EntityFilter {
     /// Whether an entity passes every part of the filter.
     pub fn matches(&self, e: &Entity) -> bool {
         if let Some(ids) = &self.ids
-            && !ids.iter().any(|i| i == &e.id)
+            && !ids.iter().any(|i| **i == *e.id)
         {
             return false;
         }
