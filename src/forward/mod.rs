@@ -732,7 +732,7 @@ impl Forwarder {
         if !self.active(tenant, dist) {
             return local;
         }
-        let types: Vec<String> = local.as_ref().map(|e| e.types.clone()).unwrap_or_default();
+        let types: Vec<String> = local.as_ref().map(|e| e.type_names()).unwrap_or_default();
         let mut targets: Vec<(Target, Op)> = self
             .targets(tenant, Some(id), &types, None, Op::RetrieveEntity)
             .into_iter()

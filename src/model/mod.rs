@@ -444,12 +444,21 @@ impl Attribute {
 /// The NGSI-LD null, used by merge operations to delete.
 pub const NULL_URN: &str = "urn:ngsi-ld:null";
 
+/// An entity's types: interned, the usual single one inline.
+pub type Types = SmallVec<[Name; 1]>;
+
+fn intern_types<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Types, D::Error> {
+    let raw: SmallVec<[std::borrow::Cow<'de, str>; 1]> = SmallVec::deserialize(d)?;
+    Ok(raw.iter().map(|t| intern(t)).collect())
+}
+
 /// An entity as stored: expanded names and types.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entity {
     /// Shared with the store's index keys.
     pub id: Arc<str>,
-    pub types: Vec<String>,
+    #[serde(deserialize_with = "intern_types")]
+    pub types: Types,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Vec<String>>,
     /// Attribute instances by expanded name; the default instance (no datasetId) first when present.
@@ -503,10 +512,19 @@ impl Entity {
     /// Adds types not yet present (merge semantics keep existing types).
     pub fn add_types(&mut self, types: &[String]) {
         for t in types {
-            if !self.types.contains(t) {
-                self.types.push(t.clone());
+            if !self.has_type(t) {
+                self.types.push(intern(t));
             }
         }
+    }
+
+    pub fn has_type(&self, t: &str) -> bool {
+        self.types.iter().any(|x| **x == *t)
+    }
+
+    /// The types as strings.
+    pub fn type_names(&self) -> Vec<String> {
+        self.types.iter().map(|t| t.to_string()).collect()
     }
 }
 

@@ -67,7 +67,7 @@ impl TenantIndex {
                 out.extend(v.iter().map(String::as_str));
             }
             for t in &e.types {
-                if let Some(v) = self.by_type.get(t) {
+                if let Some(v) = self.by_type.get(&**t) {
                     out.extend(v.iter().map(String::as_str));
                 }
             }

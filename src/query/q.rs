@@ -496,7 +496,7 @@ pub(crate) fn collect(e: &Entity, p: &ResolvedPath) -> Vec<(Value, bool)> {
     if p.system {
         return match p.attr.as_str() {
             "id" => vec![(Value::String(e.id.to_string()), false)],
-            "type" => e.types.iter().map(|t| (Value::String(t.clone()), true)).collect(),
+            "type" => e.types.iter().map(|t| (Value::String(t.to_string()), true)).collect(),
             "createdAt" => vec![(Value::String(format_millis(e.created_at)), false)],
             "modifiedAt" => vec![(Value::String(format_millis(e.modified_at)), false)],
             "scope" => e.scope.iter().flatten().map(|s| (Value::String(s.clone()), false)).collect(),

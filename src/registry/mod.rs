@@ -723,7 +723,7 @@ mod tests {
     async fn put_entity(store: &Arc<dyn Store>, tenant: &str, id: &str, ty: &str, attr: &str) {
         let e = Entity {
             id: id.into(),
-            types: vec![x(ty)],
+            types: [crate::model::intern(&x(ty))].into_iter().collect(),
             scope: None,
             attrs: Default::default(),
             created_at: 0,

@@ -1006,7 +1006,7 @@ pub fn compile(
 fn properties(id: &str, body: &Map<String, Value>, now: i64) -> Entity {
     let mut e = Entity {
         id: id.into(),
-        types: vec![CORE.expand(REG_TYPE)],
+        types: [crate::model::intern(&CORE.expand(REG_TYPE))].into_iter().collect(),
         scope: body.get("scope").and_then(|s| parse_scope(s).ok()),
         attrs: Default::default(),
         created_at: now,

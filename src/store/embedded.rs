@@ -61,7 +61,7 @@ fn kinds_of(counts: &KindCounts) -> impl Iterator<Item = AttrKind> + '_ {
 #[derive(Default)]
 struct Counters {
     /// Type → (entities, attribute → kind → entities).
-    types: FastMap<String, (usize, FastMap<Name, KindCounts>)>,
+    types: FastMap<Name, (usize, FastMap<Name, KindCounts>)>,
     /// Attribute → (entities, kind → entities).
     attrs: FastMap<Name, (usize, KindCounts)>,
 }
@@ -76,23 +76,23 @@ fn bump_kinds(counts: &mut KindCounts, mask: u8, up: bool) {
 
 impl Counters {
     /// Counts (or uncounts) an entity of `types`, attributes aside.
-    fn entity(&mut self, types: &[String], up: bool) {
+    fn entity(&mut self, types: &[Name], up: bool) {
         for t in types {
             if up {
                 self.types.entry(t.clone()).or_default().0 += 1;
-            } else if let Some(entry) = self.types.get_mut(t.as_str()) {
+            } else if let Some(entry) = self.types.get_mut(t) {
                 entry.0 = entry.0.saturating_sub(1);
                 if entry.0 == 0 {
-                    self.types.remove(t.as_str());
+                    self.types.remove(t);
                 }
             }
         }
     }
 
     /// Counts (or uncounts) one attribute of an entity of `types`, with the kinds in `mask`.
-    fn attr(&mut self, types: &[String], name: &Name, mask: u8, up: bool) {
+    fn attr(&mut self, types: &[Name], name: &Name, mask: u8, up: bool) {
         for t in types {
-            let Some(entry) = self.types.get_mut(t.as_str()) else { continue };
+            let Some(entry) = self.types.get_mut(t) else { continue };
             if up {
                 bump_kinds(entry.1.entry(name.clone()).or_default(), mask, true);
             } else if let Some(per) = entry.1.get_mut(name) {
@@ -137,7 +137,7 @@ struct TenantState {
     /// is the entity's id allocation.
     entities: FastMap<Arc<str>, Arc<Entity>>,
     order: BTreeSet<OrderKey>,
-    by_type: HashMap<String, BTreeSet<OrderKey>>,
+    by_type: FastMap<Name, BTreeSet<OrderKey>>,
     /// An R-tree of bounding boxes per GeoProperty name.
     geo: HashMap<Name, RTree<GeoEntry>>,
     /// Numeric values per attribute name, sorted, for selective `q` ranges.
@@ -878,7 +878,7 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
 /// stop early, so there the index wins whenever it offers fewer candidates than the scan).
 fn index_cap(ts: &TenantState, filter: &EntityFilter, want: usize, count: bool) -> usize {
     let scanned: usize = match &filter.types {
-        Some(types) => types.iter().filter_map(|t| ts.by_type.get(t)).map(BTreeSet::len).sum(),
+        Some(types) => types.iter().filter_map(|t| ts.by_type.get(t.as_str())).map(BTreeSet::len).sum(),
         None => ts.entities.len(),
     };
     if count || filter.sort.is_some() || filter.sort_key.is_some() {
@@ -939,7 +939,7 @@ fn column_plan<'a>(ts: &'a TenantState, filter: &'a EntityFilter) -> Option<(&'a
         return None;
     }
     let scanned: usize = match &filter.types {
-        Some(types) => types.iter().filter_map(|t| ts.by_type.get(t)).map(BTreeSet::len).sum(),
+        Some(types) => types.iter().filter_map(|t| ts.by_type.get(t.as_str())).map(BTreeSet::len).sum(),
         None => ts.entities.len(),
     };
     (column.values.len() <= scanned.saturating_mul(8)).then_some((range, column))
@@ -1164,12 +1164,13 @@ impl Store for EmbeddedStore {
             }
         } else if let Some(types) = &filter.types {
             let keys: Box<dyn Iterator<Item = &OrderKey>> = if types.len() == 1 {
-                match ts.by_type.get(&types[0]) {
+                match ts.by_type.get(types[0].as_str()) {
                     Some(set) => Box::new(set.iter()),
                     None => Box::new(std::iter::empty()),
                 }
             } else {
-                let union: BTreeSet<&OrderKey> = types.iter().filter_map(|t| ts.by_type.get(t)).flatten().collect();
+                let union: BTreeSet<&OrderKey> =
+                    types.iter().filter_map(|t| ts.by_type.get(t.as_str())).flatten().collect();
                 Box::new(union.into_iter())
             };
             for (_, id) in keys {
@@ -1225,9 +1226,9 @@ impl Store for EmbeddedStore {
                 attrs: attrs.iter().map(|(a, kinds)| (a.to_string(), kinds_of(kinds).collect())).collect(),
             };
             for a in attrs.keys() {
-                cat.attrs.entry(a.to_string()).or_insert_with(AttrStat::default).types.insert(t.clone());
+                cat.attrs.entry(a.to_string()).or_insert_with(AttrStat::default).types.insert(t.to_string());
             }
-            cat.types.insert(t.clone(), stat);
+            cat.types.insert(t.to_string(), stat);
         }
         for (a, (n, kinds)) in &ts.counters.attrs {
             let stat = cat.attrs.entry(a.to_string()).or_default();

@@ -184,7 +184,7 @@ impl EntityFilter {
             return false;
         }
         if let Some(types) = &self.types
-            && !e.types.iter().any(|t| types.contains(t))
+            && !types.iter().any(|t| e.has_type(t))
         {
             return false;
         }

@@ -10,7 +10,7 @@ use crate::model::Entity;
 fn entity(id: &str, ty: &str, created: i64) -> Entity {
     Entity {
         id: id.into(),
-        types: vec![ty.to_owned()],
+        types: [crate::model::intern(ty)].into_iter().collect(),
         scope: None,
         attrs: Default::default(),
         created_at: created,
@@ -137,7 +137,7 @@ pub async fn run<F: Fn() -> Arc<dyn Store>>(open: F) {
     drop(changes);
     drop(store);
     let store = open();
-    assert_eq!(store.get("", "urn:e:1").await.unwrap().unwrap().types, vec!["T", "U"]);
+    assert_eq!(store.get("", "urn:e:1").await.unwrap().unwrap().type_names(), vec!["T", "U"]);
     assert!(store.tenant_exists("t1").await.unwrap());
     assert_eq!(store.query("q", &EntityFilter::default(), 0, 100, true).await.unwrap().total, Some(29));
     assert_eq!(store.query("c", &EntityFilter::default(), 0, 100, true).await.unwrap().total, Some(50));
