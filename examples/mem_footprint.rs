@@ -27,6 +27,15 @@ fn rss() -> usize {
 
 fn vehicle(i: usize) -> serde_json::Value {
     let x = (i * 7919 % 1000) as f64;
+    let mut v = vehicle0(i, x);
+    if let Ok(drop) = std::env::var("DROP") {
+        for d in drop.split(',') {
+            v.as_object_mut().unwrap().remove(d);
+        }
+    }
+    v
+}
+fn vehicle0(i: usize, x: f64) -> serde_json::Value {
     serde_json::json!({"id": format!("urn:ngsi-ld:Vehicle:m{i}"), "type": "Vehicle",
       "speed": {"type": "Property", "value": x / 10.0, "unitCode": "KMH", "observedAt": "2026-01-15T10:00:00.000Z"},
       "brandName": {"type": "Property", "value": "Ford"},

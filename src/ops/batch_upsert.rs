@@ -66,6 +66,8 @@ pub async fn run(
             } else {
                 e = input.clone().into_entity(owned.clone(), now);
                 e.created_at = cur.created_at;
+                // The store's index keys share the stored id's allocation.
+                e.id = cur.id.clone();
             }
             Ok(Mutation::Put(e))
         }));

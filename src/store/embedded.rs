@@ -131,11 +131,56 @@ impl Counters {
 /// One GeoProperty instance's bounding box in the spatial index.
 type GeoEntry = GeomWithData<Rectangle<[f64; 2]>, OrderKey>;
 
+/// A tenant's entities by id: a hash table of the entities themselves (8 bytes an entry), hashed
+/// by id with a seeded fast hash, since every visited candidate costs one lookup here.
+#[derive(Default)]
+struct Entities {
+    table: hashbrown::HashTable<Arc<Entity>>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Entities {
+    #[inline]
+    fn hash(&self, id: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(id)
+    }
+
+    #[inline]
+    fn get(&self, id: &str) -> Option<&Arc<Entity>> {
+        self.table.find(self.hash(id), |e| *e.id == *id)
+    }
+
+    /// Puts an entity, replacing the one with its id.
+    fn insert(&mut self, e: Arc<Entity>) {
+        let h = self.hash(&e.id);
+        let hasher = &self.hasher;
+        match self.table.entry(h, |x| x.id == e.id, |x| std::hash::BuildHasher::hash_one(hasher, &*x.id)) {
+            hashbrown::hash_table::Entry::Occupied(mut o) => *o.get_mut() = e,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(e);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Arc<Entity>> {
+        let h = self.hash(id);
+        self.table.find_entry(h, |e| *e.id == *id).ok().map(|o| o.remove().0)
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    #[cfg(test)]
+    fn values(&self) -> impl Iterator<Item = &Arc<Entity>> {
+        self.table.iter()
+    }
+}
+
 #[derive(Default)]
 struct TenantState {
-    /// By id, with a seeded fast hash: every visited candidate costs one lookup here. The key
-    /// is the entity's id allocation.
-    entities: FastMap<Arc<str>, Arc<Entity>>,
+    entities: Entities,
     order: BTreeSet<OrderKey>,
     by_type: FastMap<Name, BTreeSet<OrderKey>>,
     /// An R-tree of bounding boxes per GeoProperty name.
@@ -228,19 +273,18 @@ impl TenantState {
     /// attributes whose instances changed (kind or value): most updates change one attribute,
     /// and removing from an R-tree is costly.
     fn insert(&mut self, e: Arc<Entity>) {
-        let Some((id, old)) = self.entities.get_key_value(&*e.id) else {
+        let Some(old) = self.entities.get(&e.id).cloned() else {
             self.add(e);
             return;
         };
-        if old.created_at != e.created_at || old.types != e.types {
-            let id = id.clone();
-            self.remove(&id);
+        // The index entries of an entity share its id allocation (the spatial plan compares
+        // them by pointer): a replacement made with another allocation is indexed anew.
+        if old.created_at != e.created_at || old.types != e.types || !Arc::ptr_eq(&old.id, &e.id) {
+            self.remove(&old.id);
             self.add(e);
             return;
         }
-        // The index keys keep the id allocation they were made with.
-        let (id, old) = (id.clone(), old.clone());
-        let key = (e.created_at, id.clone());
+        let key = (e.created_at, e.id.clone());
         for (name, list) in &old.attrs {
             let now = e.attrs.get(name);
             if !same_indexed(Some(list), now) {
@@ -263,7 +307,7 @@ impl TenantState {
                 }
             }
         }
-        self.entities.insert(id, e);
+        self.entities.insert(e);
     }
 
     /// Adds the index entries of one attribute's instances.
@@ -342,13 +386,13 @@ impl TenantState {
         for (name, list) in &e.attrs {
             self.list(name, list, &key);
         }
-        self.entities.insert(e.id.clone(), e);
+        self.entities.insert(e);
     }
 
     fn remove(&mut self, id: &str) {
-        let Some((id, old)) = self.entities.remove_entry(id) else { return };
+        let Some(old) = self.entities.remove(id) else { return };
         self.counters.apply(&old, false);
-        let key = (old.created_at, id);
+        let key = (old.created_at, old.id.clone());
         for (name, list) in &old.attrs {
             self.unlist(name, list, &key);
         }
@@ -1516,7 +1560,7 @@ mod tests {
         use std::collections::BTreeMap;
         let key = |k: &OrderKey| (k.0, k.1.to_string());
         let ids: Vec<String> = {
-            let mut v: Vec<String> = ts.entities.iter().map(|(k, e)| format!("{k}={}", e.id)).collect();
+            let mut v: Vec<String> = ts.entities.values().map(|e| e.id.to_string()).collect();
             v.sort();
             v
         };
