@@ -238,7 +238,7 @@ fn choose_lang<'a>(map: &'a Map<String, Value>, prefs: &[String]) -> Option<(&'a
 pub fn entity(e: &Entity, ctx: &Context, o: &RenderOpts) -> Value {
     let mut out = Map::new();
     if o.keeps("id") {
-        out.insert("id".into(), Value::String(e.id.clone()));
+        out.insert("id".into(), Value::String(e.id.to_string()));
     }
     if o.keeps("type") {
         let types: Vec<Value> = e.types.iter().map(|t| Value::String(ctx.compact(t))).collect();
@@ -312,7 +312,7 @@ pub fn entity(e: &Entity, ctx: &Context, o: &RenderOpts) -> Value {
 pub fn flat(roots: &[&Entity], ctx: &Context, o: &RenderOpts) -> Vec<Value> {
     let linked = o.linked.clone().unwrap_or_default();
     let mut out = Vec::new();
-    let mut seen: HashSet<&str> = roots.iter().map(|e| e.id.as_str()).collect();
+    let mut seen: HashSet<&str> = roots.iter().map(|e| &*e.id).collect();
     let mut queue: VecDeque<(&Entity, RenderOpts)> = roots.iter().map(|e| (*e, o.clone())).collect();
     while let Some((ent, opts)) = queue.pop_front() {
         let mut plain = opts.clone();
@@ -330,7 +330,7 @@ pub fn flat(roots: &[&Entity], ctx: &Context, o: &RenderOpts) -> Vec<Value> {
                     continue;
                 }
                 if let Some(target) = a.value().as_str().and_then(|t| linked.get(t))
-                    && seen.insert(target.id.as_str())
+                    && seen.insert(&*target.id)
                 {
                     queue.push_back((target, opts.for_linked(name)));
                 }
@@ -435,6 +435,11 @@ fn push_key(out: &mut Vec<u8>, key: &str) {
 /// Appends a timestamp as NGSI-LD renders DateTime values.
 fn push_millis(out: &mut Vec<u8>, ms: i64) {
     out.push(b'"');
+    if let Some(text) = crate::model::stamp::format(ms) {
+        out.extend_from_slice(&text);
+        out.push(b'"');
+        return;
+    }
     match chrono::DateTime::from_timestamp_millis(ms) {
         Some(t) => {
             use std::io::Write as _;
@@ -554,7 +559,8 @@ fn write_attribute(a: &Attribute, ctx: &Context, o: &RenderOpts, out: &mut Vec<u
         out.extend_from_slice(value);
         return;
     }
-    let (dataset, observed, unit) = (a.dataset_id(), a.observed_at(), a.unit_code());
+    let observed = a.observed_at();
+    let (dataset, observed, unit) = (a.dataset_id(), observed.as_deref(), a.unit_code());
     if o.format == Format::Concise {
         // Concise drops `type`; a lone value is written bare unless it is an object or an
         // array (a GeoProperty's geometry is always bare).
@@ -644,7 +650,7 @@ mod tests {
         let mut o = RenderOpts {
             join: Some(Join::Inline),
             join_level: 1,
-            linked: Some(Arc::new(HashMap::from([(c.id.clone(), c.clone())]))),
+            linked: Some(Arc::new(HashMap::from([(c.id.to_string(), c.clone())]))),
             ..Default::default()
         };
         let inline = entity(&b, &ctx, &o);

@@ -400,7 +400,9 @@ pub fn merge(into: &mut Entity, from: Entity, mode: Mode) {
             (Some(mine), Mode::Inclusive) => {
                 let stamp = |i: &crate::model::Instances| {
                     i.iter()
-                        .map(|a| a.observed_at().and_then(crate::model::parse_datetime).unwrap_or(a.modified_at))
+                        .map(|a| {
+                            a.observed_at().and_then(|t| crate::model::parse_datetime(&t)).unwrap_or(a.modified_at)
+                        })
                         .max()
                         .unwrap_or(0)
                 };
@@ -730,7 +732,7 @@ impl Forwarder {
         if !self.active(tenant, dist) {
             return local;
         }
-        let types: Vec<String> = local.as_ref().map(|e| e.types.clone()).unwrap_or_default();
+        let types: Vec<String> = local.as_ref().map(|e| e.type_names()).unwrap_or_default();
         let mut targets: Vec<(Target, Op)> = self
             .targets(tenant, Some(id), &types, None, Op::RetrieveEntity)
             .into_iter()
@@ -812,7 +814,7 @@ impl Forwarder {
             let Some(remote) = found.and_then(|b| entity_from(b, &cs)) else {
                 continue;
             };
-            if remote.id != id {
+            if *remote.id != *id {
                 continue;
             }
             // Only what the registration provides counts.
@@ -1001,7 +1003,7 @@ impl Forwarder {
         let mut out = Vec::new();
         for item in &items {
             let Some(mut remote) = entity_from(item, ctx) else { continue };
-            if !ids.contains(&remote.id) {
+            if !ids.iter().any(|i| **i == *remote.id) {
                 continue;
             }
             if let Some(attrs) = &t.attrs {

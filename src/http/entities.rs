@@ -251,7 +251,7 @@ async fn retrieve_answer(
 ) -> Result<HttpResponse, ApiError> {
     if let Some(types) = p.list("type") {
         let wanted: Vec<String> = types.iter().map(|x| ctx.expand(x)).collect();
-        if !e.types.iter().any(|t| wanted.contains(t)) {
+        if !wanted.iter().any(|t| e.has_type(t)) {
             return Err(crate::ops::entity_not_found(path).into());
         }
     }

@@ -5,8 +5,13 @@
 //! Constructors in `parse` validate everything a client sends; a value of these types is
 //! always a valid NGSI-LD entity. This module does no I/O.
 
+mod attr_map;
 pub mod geo;
 pub mod parse;
+pub mod stamp;
+
+pub use attr_map::AttrMap;
+pub use stamp::Stamp;
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
@@ -58,6 +63,18 @@ pub enum AttrKind {
 }
 
 impl AttrKind {
+    /// Every kind, in declaration order (`ALL[k as usize] == k`).
+    pub const ALL: [AttrKind; 8] = [
+        AttrKind::Property,
+        AttrKind::Relationship,
+        AttrKind::GeoProperty,
+        AttrKind::LanguageProperty,
+        AttrKind::VocabProperty,
+        AttrKind::JsonProperty,
+        AttrKind::ListProperty,
+        AttrKind::ListRelationship,
+    ];
+
     pub fn parse(s: &str) -> Option<AttrKind> {
         Some(match s {
             "Property" | "https://uri.etsi.org/ngsi-ld/Property" => AttrKind::Property,
@@ -121,24 +138,11 @@ pub fn intern(s: &str) -> Name {
     n
 }
 
-fn intern_keys<'de, D, V>(d: D) -> Result<IndexMap<Name, V, foldhash::fast::RandomState>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    V: Deserialize<'de>,
-{
-    let raw: IndexMap<String, V> = IndexMap::deserialize(d)?;
-    Ok(raw.into_iter().map(|(k, v)| (intern(&k), v)).collect())
-}
-
 /// The instances of one attribute: usually one, kept inline.
 pub type Instances = SmallVec<[Attribute; 1]>;
 
-/// An entity's attributes by expanded name, in insertion order. Queries look attributes up by
-/// name on every candidate, so the map hashes with a seeded fast hash (foldhash) rather than
-/// SipHash; names are long IRIs.
-pub type AttrMap = IndexMap<Name, Instances, foldhash::fast::RandomState>;
-
-/// Members of an attribute most instances do not have, kept out of line.
+/// Members of an attribute most instances do not have, kept out of line. `observed_at` holds
+/// only the text of an observedAt that does not pack (see [`stamp`]).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 struct AttrMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,14 +175,15 @@ impl AttrMeta {
 static EMPTY_MAP: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
 static EMPTY_SUB: LazyLock<IndexMap<Name, Attribute>> = LazyLock::new(IndexMap::new);
 
-/// One attribute instance (or sub-attribute). The value is kept as compact JSON text and
-/// the rare members out of line, so an attribute costs 48 bytes plus its text.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One attribute instance (or sub-attribute). The value is kept as compact JSON text, an
+/// observedAt in its usual spelling packed beside the kind, and the rare members out of line,
+/// so an attribute costs 48 bytes plus its text.
+#[derive(Debug, Clone)]
 pub struct Attribute {
     pub kind: AttrKind,
+    observed: stamp::Packed,
     /// The payload under [`AttrKind::value_key`]; VocabProperty values are expanded IRIs.
     value: Box<RawValue>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     meta: Option<Box<AttrMeta>>,
     pub created_at: i64,
     pub modified_at: i64,
@@ -187,10 +192,87 @@ pub struct Attribute {
 impl PartialEq for Attribute {
     fn eq(&self, other: &Self) -> bool {
         self.kind == other.kind
+            && self.observed == other.observed
             && self.value.get() == other.value.get()
             && self.meta == other.meta
             && self.created_at == other.created_at
             && self.modified_at == other.modified_at
+    }
+}
+
+/// The stored form, as the derived one of the earlier layout wrote it: a packed observedAt is
+/// written in `meta` as text.
+#[derive(Serialize)]
+struct AttrOut<'a> {
+    kind: AttrKind,
+    value: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<MetaOut<'a>>,
+    created_at: i64,
+    modified_at: i64,
+}
+
+#[derive(Serialize)]
+struct MetaOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dataset_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observed_at: Option<Stamp<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extra: Option<&'a Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a IndexMap<Name, Attribute>>,
+}
+
+#[derive(Deserialize)]
+struct AttrIn {
+    kind: AttrKind,
+    value: Box<RawValue>,
+    #[serde(default)]
+    meta: Option<Box<AttrMeta>>,
+    created_at: i64,
+    modified_at: i64,
+}
+
+impl Serialize for Attribute {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.meta.as_deref();
+        let meta = (m.is_some() || self.observed.is_set()).then(|| MetaOut {
+            dataset_id: m.and_then(|m| m.dataset_id.as_deref()),
+            observed_at: self.observed_at(),
+            unit_code: m.and_then(|m| m.unit_code.as_deref()),
+            extra: m.and_then(|m| m.extra.as_deref()),
+            sub: m.and_then(|m| m.sub.as_deref()),
+        });
+        AttrOut {
+            kind: self.kind,
+            value: &self.value,
+            meta,
+            created_at: self.created_at,
+            modified_at: self.modified_at,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Attribute {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Attribute, D::Error> {
+        let a = AttrIn::deserialize(d)?;
+        let mut attr = Attribute {
+            kind: a.kind,
+            observed: stamp::Packed::NONE,
+            value: a.value,
+            meta: a.meta,
+            created_at: a.created_at,
+            modified_at: a.modified_at,
+        };
+        if let Some(t) = attr.meta.as_mut().and_then(|m| m.observed_at.take()) {
+            attr.set_observed_at(Some(t.into()));
+        }
+        attr.tidy();
+        Ok(attr)
     }
 }
 
@@ -201,7 +283,14 @@ fn raw(v: &Value) -> Box<RawValue> {
 impl Attribute {
     /// A new instance with no optional members.
     pub fn new(kind: AttrKind, value: &Value, now: i64) -> Attribute {
-        Attribute { kind, value: raw(value), meta: None, created_at: now, modified_at: now }
+        Attribute {
+            kind,
+            observed: stamp::Packed::NONE,
+            value: raw(value),
+            meta: None,
+            created_at: now,
+            modified_at: now,
+        }
     }
 
     /// The value, parsed.
@@ -237,12 +326,24 @@ impl Attribute {
         self.tidy();
     }
 
-    pub fn observed_at(&self) -> Option<&str> {
-        self.meta.as_ref()?.observed_at.as_deref()
+    /// The observedAt exactly as the client sent it.
+    pub fn observed_at(&self) -> Option<Stamp<'_>> {
+        if self.observed.is_set() {
+            return self.observed.stamp();
+        }
+        Some(Stamp::Text(self.meta.as_ref()?.observed_at.as_deref()?))
     }
 
     pub fn set_observed_at(&mut self, v: Option<String>) {
-        self.meta_mut().observed_at = v.map(String::into_boxed_str);
+        let packed = v.as_deref().and_then(stamp::Packed::of);
+        self.observed = packed.unwrap_or(stamp::Packed::NONE);
+        if packed.is_some() {
+            if let Some(m) = self.meta.as_mut() {
+                m.observed_at = None;
+            }
+        } else if v.is_some() || self.meta.is_some() {
+            self.meta_mut().observed_at = v.map(String::into_boxed_str);
+        }
         self.tidy();
     }
 
@@ -294,8 +395,14 @@ impl Attribute {
     pub fn merge_from(&mut self, patch: Attribute, now: i64) {
         self.kind = patch.kind;
         self.value = patch.value.clone();
-        if let Some(t) = patch.observed_at() {
-            self.set_observed_at(Some(t.to_owned()));
+        if patch.observed.is_set() {
+            self.observed = patch.observed;
+            if let Some(m) = self.meta.as_mut() {
+                m.observed_at = None;
+            }
+            self.tidy();
+        } else if let Some(t) = patch.observed_at() {
+            self.set_observed_at(Some(t.to_string()));
         }
         if let Some(u) = patch.unit_code() {
             self.set_unit_code(Some(u.to_owned()));
@@ -337,15 +444,24 @@ impl Attribute {
 /// The NGSI-LD null, used by merge operations to delete.
 pub const NULL_URN: &str = "urn:ngsi-ld:null";
 
+/// An entity's types: interned, the usual single one inline.
+pub type Types = SmallVec<[Name; 1]>;
+
+fn intern_types<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Types, D::Error> {
+    let raw: SmallVec<[std::borrow::Cow<'de, str>; 1]> = SmallVec::deserialize(d)?;
+    Ok(raw.iter().map(|t| intern(t)).collect())
+}
+
 /// An entity as stored: expanded names and types.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entity {
-    pub id: String,
-    pub types: Vec<String>,
+    /// Shared with the store's index keys.
+    pub id: Arc<str>,
+    #[serde(deserialize_with = "intern_types")]
+    pub types: Types,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Vec<String>>,
     /// Attribute instances by expanded name; the default instance (no datasetId) first when present.
-    #[serde(deserialize_with = "intern_keys")]
     pub attrs: AttrMap,
     pub created_at: i64,
     pub modified_at: i64,
@@ -396,10 +512,19 @@ impl Entity {
     /// Adds types not yet present (merge semantics keep existing types).
     pub fn add_types(&mut self, types: &[String]) {
         for t in types {
-            if !self.types.contains(t) {
-                self.types.push(t.clone());
+            if !self.has_type(t) {
+                self.types.push(intern(t));
             }
         }
+    }
+
+    pub fn has_type(&self, t: &str) -> bool {
+        self.types.iter().any(|x| **x == *t)
+    }
+
+    /// The types as strings.
+    pub fn type_names(&self) -> Vec<String> {
+        self.types.iter().map(|t| t.to_string()).collect()
     }
 }
 

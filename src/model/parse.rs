@@ -96,7 +96,14 @@ impl EntityInput {
         // (about 160 bytes less for five attributes).
         let mut attrs = self.attrs;
         attrs.shrink_to_fit();
-        Entity { id, types: self.types, scope: self.scope, attrs, created_at: now, modified_at: now }
+        Entity {
+            id: id.into(),
+            types: self.types.iter().map(|t| super::intern(t)).collect(),
+            scope: self.scope,
+            attrs,
+            created_at: now,
+            modified_at: now,
+        }
     }
 }
 

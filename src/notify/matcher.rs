@@ -63,11 +63,11 @@ impl TenantIndex {
     /// The subscriptions that may match a change of this entity (old and new states).
     pub fn candidates<'a>(&'a self, old: Option<&Entity>, new: Option<&Entity>, out: &mut HashSet<&'a str>) {
         for e in [old, new].into_iter().flatten() {
-            if let Some(v) = self.by_id.get(e.id.as_str()) {
+            if let Some(v) = self.by_id.get(&*e.id) {
                 out.extend(v.iter().map(String::as_str));
             }
             for t in &e.types {
-                if let Some(v) = self.by_type.get(t) {
+                if let Some(v) = self.by_type.get(&**t) {
                     out.extend(v.iter().map(String::as_str));
                 }
             }

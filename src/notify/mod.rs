@@ -664,12 +664,12 @@ impl Notifier {
                 match current {
                     Some(e) => fired.push(Fired::current(e)),
                     None => {
-                        let types: Vec<String> = item["types"]
+                        let types: crate::model::Types = item["types"]
                             .as_array()
-                            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+                            .map(|a| a.iter().filter_map(|t| t.as_str().map(crate::model::intern)).collect())
                             .unwrap_or_default();
                         let gone = crate::model::Entity {
-                            id: id.to_owned(),
+                            id: id.into(),
                             types,
                             scope: None,
                             attrs: Default::default(),

@@ -62,6 +62,8 @@ pub async fn run(
             } else {
                 let mut e = input.into_entity(owned, now);
                 e.created_at = cur.created_at;
+                // The store's index keys share the stored id's allocation.
+                e.id = cur.id.clone();
                 e
             };
             Ok(Mutation::Put(e))
@@ -89,7 +91,7 @@ pub async fn run(
 /// ones go last), but without copying the instances that are replaced: an upsert usually
 /// sends every attribute again.
 fn merged(cur: &Entity, mut input: AttrMap) -> Entity {
-    let mut attrs = AttrMap::with_capacity_and_hasher(cur.attrs.len() + input.len(), Default::default());
+    let mut attrs = AttrMap::with_capacity(cur.attrs.len() + input.len());
     for (name, list) in &cur.attrs {
         let Some(new) = input.shift_remove(name) else {
             attrs.insert(name.clone(), list.clone());

@@ -85,7 +85,7 @@ async fn local(b: &Broker, tenant: &str, body: &Value, ctx: &Context, now: i64) 
 
 /// The write that creates `entity` unless its id exists.
 pub fn create_write(entity: crate::model::Entity) -> Write {
-    Write::new(entity.id.clone(), move |cur| match cur {
+    Write::new(entity.id.to_string(), move |cur| match cur {
         Some(_) => Err(NgsiError::new(ErrorKind::AlreadyExists, format!("entity {} already exists", entity.id))),
         None => Ok(Mutation::Put(entity)),
     })

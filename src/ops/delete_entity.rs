@@ -17,7 +17,7 @@ pub async fn run(b: &Broker, tenant: &str, id: &str, dist: &crate::forward::Dist
         return Ok(Vec::new());
     }
     let local = b.store.get(tenant, id).await?;
-    let types = local.as_ref().map(|e| e.types.clone()).unwrap_or_default();
+    let types = local.as_ref().map(|e| e.type_names()).unwrap_or_default();
     let parts = b.forwarder.delete(dist, tenant, id, &types).await;
     if parts.is_empty() {
         b.require_tenant(tenant).await?;

@@ -107,7 +107,7 @@ pub async fn fragment_for(
 
 /// The types of an entity the broker holds (to match registrations), none if it holds none.
 pub async fn local_types(b: &Broker, tenant: &str, id: &str) -> NgsiResult<Vec<String>> {
-    Ok(b.store.get(tenant, id).await?.map(|e| e.types.clone()).unwrap_or_default())
+    Ok(b.store.get(tenant, id).await?.map(|e| e.type_names()).unwrap_or_default())
 }
 
 /// The distributed part of an operation carrying a fragment of an existing entity (§4.3.6):

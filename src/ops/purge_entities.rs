@@ -61,7 +61,7 @@ pub async fn run(
         let mut writes = Vec::with_capacity(n);
         for e in &page.entities {
             let (q, what) = (query.clone(), what.clone());
-            writes.push(Write::new(e.id.clone(), move |cur| {
+            writes.push(Write::new(e.id.to_string(), move |cur| {
                 let Some(cur) = cur else { return Ok(Mutation::Keep) };
                 if !q.matches(cur) {
                     return Ok(Mutation::Keep);

@@ -253,7 +253,7 @@ pub async fn make_map(
         return Err(too_many());
     }
     let mut entries: indexmap::IndexMap<String, Vec<String>> =
-        local.iter().map(|e| (e.id.clone(), vec![crate::entity_maps::LOCAL.to_owned()])).collect();
+        local.iter().map(|e| (e.id.to_string(), vec![crate::entity_maps::LOCAL.to_owned()])).collect();
     if q.forwarding {
         for (reg, ids) in b.forwarder.query_ids(dist, tenant, &q.types, q.attrs.as_deref(), ctx, max).await {
             for id in ids {
@@ -318,7 +318,7 @@ async fn check(
             }
             match remote.get(s.as_str()) {
                 Some(Some((entities, mode))) => {
-                    if let Some(e) = entities.iter().find(|e| &e.id == id) {
+                    if let Some(e) = entities.iter().find(|e| *e.id == **id) {
                         match &mut merged {
                             Some(m) => crate::forward::merge(m, e.clone(), *mode),
                             None => merged = Some(e.clone()),

@@ -44,6 +44,8 @@ pub async fn run(
                 e.types = cur.types.clone();
             }
             e.created_at = cur.created_at;
+            // The store's index keys share the stored id's allocation.
+            e.id = cur.id.clone();
             Ok(Mutation::Put(e))
         }),
     )

@@ -57,14 +57,14 @@ pub async fn entity_map(
     }
     if b.forwarder.active(tenant, dist) {
         for op in [Op::RetrieveEntity, Op::QueryEntity, Op::QueryBatch] {
-            for t in b.forwarder.targets(tenant, Some(&e.id), &e.types, None, op) {
+            for t in b.forwarder.targets(tenant, Some(&e.id), &e.type_names(), None, op) {
                 if !holders.contains(&t.reg.id) {
                     holders.push(t.reg.id.clone());
                 }
             }
         }
     }
-    let entries = [(e.id.clone(), holders)].into_iter().collect();
+    let entries = [(e.id.to_string(), holders)].into_iter().collect();
     Ok(b.entity_maps.insert(tenant, entries, serde_json::Map::new(), lifetime).id)
 }
 

@@ -29,7 +29,7 @@ pub async fn run(
     // Attributes registered by context sources go to them (IoT agent commands, §4.3.6).
     let mut done_remotely = false;
     if b.forwarder.active(tenant, dist) {
-        let types = b.store.get(tenant, id).await?.map(|e| e.types.clone()).unwrap_or_default();
+        let types = b.store.get(tenant, id).await?.map(|e| e.type_names()).unwrap_or_default();
         let f = b.forwarder.update_attr(dist, tenant, id, &types, &ctx.expand(attr), body, ctx).await?;
         if !f.keep_local {
             return Ok(Vec::new());

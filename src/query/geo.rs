@@ -767,7 +767,14 @@ mod tests {
         if !instances.is_empty() {
             attrs.insert(crate::model::intern(LOCATION), instances.into_iter().collect());
         }
-        Entity { id: "urn:e:1".into(), types: vec!["T".into()], scope: None, attrs, created_at: 0, modified_at: 0 }
+        Entity {
+            id: "urn:e:1".into(),
+            types: [crate::model::intern("T")].into_iter().collect(),
+            scope: None,
+            attrs,
+            created_at: 0,
+            modified_at: 0,
+        }
     }
 
     fn located(v: Value) -> Entity {

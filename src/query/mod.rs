@@ -40,7 +40,7 @@ pub struct Selector {
 
 impl Selector {
     pub fn matches(&self, e: &Entity) -> bool {
-        self.ids.as_ref().is_none_or(|ids| ids.iter().any(|i| i == &e.id))
+        self.ids.as_ref().is_none_or(|ids| ids.iter().any(|i| **i == *e.id))
             && self.id_pattern.as_ref().is_none_or(|p| p.is_match(&e.id))
             && self.types.as_ref().is_none_or(|t| t.matches(&e.types))
     }

@@ -127,7 +127,7 @@ mod tests {
             let o = parse(spec, &CORE).unwrap();
             let mut v = [&a, &b, &c];
             v.sort_by(|x, y| o.compare(x, y));
-            v.iter().map(|x| x.id.as_str()).collect::<Vec<_>>()
+            v.iter().map(|x| &*x.id).collect::<Vec<_>>()
         };
         assert_eq!(sort("name"), ["urn:b", "urn:a", "urn:c"]);
         assert_eq!(sort("name;desc"), ["urn:a", "urn:b", "urn:c"]);

@@ -495,8 +495,8 @@ fn numeric_fast_path(e: &Entity, p: &ResolvedPath, op: Op, rhs: &Rhs) -> Option<
 pub(crate) fn collect(e: &Entity, p: &ResolvedPath) -> Vec<(Value, bool)> {
     if p.system {
         return match p.attr.as_str() {
-            "id" => vec![(Value::String(e.id.clone()), false)],
-            "type" => e.types.iter().map(|t| (Value::String(t.clone()), true)).collect(),
+            "id" => vec![(Value::String(e.id.to_string()), false)],
+            "type" => e.types.iter().map(|t| (Value::String(t.to_string()), true)).collect(),
             "createdAt" => vec![(Value::String(format_millis(e.created_at)), false)],
             "modifiedAt" => vec![(Value::String(format_millis(e.modified_at)), false)],
             "scope" => e.scope.iter().flatten().map(|s| (Value::String(s.clone()), false)).collect(),
@@ -505,7 +505,7 @@ pub(crate) fn collect(e: &Entity, p: &ResolvedPath) -> Vec<(Value, bool)> {
                 .attrs
                 .values()
                 .flatten()
-                .filter_map(|a| a.observed_at().map(str::to_owned))
+                .filter_map(|a| a.observed_at().map(|s| s.to_string()))
                 .map(|t| (Value::String(t), false))
                 .collect(),
         };
@@ -521,7 +521,7 @@ pub(crate) fn collect(e: &Entity, p: &ResolvedPath) -> Vec<(Value, bool)> {
 fn attr_values(a: &Attribute, sub: &[String], json: &[String], out: &mut Vec<(Value, bool)>) {
     if let Some((first, rest)) = sub.split_first() {
         let meta = match first.as_str() {
-            "observedAt" => a.observed_at().map(|s| Value::String(s.to_owned())),
+            "observedAt" => a.observed_at().map(|s| Value::String(s.to_string())),
             "unitCode" => a.unit_code().map(|s| Value::String(s.to_owned())),
             "datasetId" => a.dataset_id().map(|s| Value::String(s.to_owned())),
             "createdAt" => Some(Value::String(format_millis(a.created_at))),

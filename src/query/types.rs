@@ -85,10 +85,10 @@ pub fn parse(src: &str, ctx: &Context) -> NgsiResult<TypeSel> {
 }
 
 impl TypeSel {
-    pub fn matches(&self, types: &[String]) -> bool {
+    pub fn matches<T: AsRef<str>>(&self, types: &[T]) -> bool {
         match self {
             TypeSel::Any => true,
-            TypeSel::Is(t) => types.contains(t),
+            TypeSel::Is(t) => types.iter().any(|x| x.as_ref() == t),
             TypeSel::All(v) => v.iter().all(|s| s.matches(types)),
             TypeSel::OneOf(v) => v.iter().any(|s| s.matches(types)),
         }

@@ -722,8 +722,8 @@ mod tests {
 
     async fn put_entity(store: &Arc<dyn Store>, tenant: &str, id: &str, ty: &str, attr: &str) {
         let e = Entity {
-            id: id.to_owned(),
-            types: vec![x(ty)],
+            id: id.into(),
+            types: [crate::model::intern(&x(ty))].into_iter().collect(),
             scope: None,
             attrs: Default::default(),
             created_at: 0,

@@ -1005,8 +1005,8 @@ pub fn compile(
 /// Source Properties under their stored (expanded) names, geometries as GeoProperties.
 fn properties(id: &str, body: &Map<String, Value>, now: i64) -> Entity {
     let mut e = Entity {
-        id: id.to_owned(),
-        types: vec![CORE.expand(REG_TYPE)],
+        id: id.into(),
+        types: [crate::model::intern(&CORE.expand(REG_TYPE))].into_iter().collect(),
         scope: body.get("scope").and_then(|s| parse_scope(s).ok()),
         attrs: Default::default(),
         created_at: now,

@@ -175,7 +175,7 @@ impl EntityFilter {
     /// Whether an entity passes every part of the filter.
     pub fn matches(&self, e: &Entity) -> bool {
         if let Some(ids) = &self.ids
-            && !ids.iter().any(|i| i == &e.id)
+            && !ids.iter().any(|i| **i == *e.id)
         {
             return false;
         }
@@ -185,7 +185,7 @@ impl EntityFilter {
             return false;
         }
         if let Some(types) = &self.types
-            && !e.types.iter().any(|t| types.contains(t))
+            && !types.iter().any(|t| e.has_type(t))
         {
             return false;
         }

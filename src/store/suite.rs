@@ -9,8 +9,8 @@ use crate::model::Entity;
 
 fn entity(id: &str, ty: &str, created: i64) -> Entity {
     Entity {
-        id: id.to_owned(),
-        types: vec![ty.to_owned()],
+        id: id.into(),
+        types: [crate::model::intern(ty)].into_iter().collect(),
         scope: None,
         attrs: Default::default(),
         created_at: created,
@@ -19,7 +19,7 @@ fn entity(id: &str, ty: &str, created: i64) -> Entity {
 }
 
 fn create(e: Entity) -> Write {
-    Write::new(e.id.clone(), move |cur| match cur {
+    Write::new(e.id.to_string(), move |cur| match cur {
         Some(_) => Err(NgsiError::new(ErrorKind::AlreadyExists, "exists")),
         None => Ok(Mutation::Put(e.clone())),
     })
@@ -62,7 +62,7 @@ pub async fn run<F: Fn() -> Arc<dyn Store>>(open: F) {
     store.write("q", true, writes).await.unwrap();
     let all = store.query("q", &EntityFilter::default(), 0, 1000, true).await.unwrap();
     assert_eq!(all.total, Some(30));
-    let ids: Vec<&str> = all.entities.iter().map(|e| e.id.as_str()).collect();
+    let ids: Vec<&str> = all.entities.iter().map(|e| &*e.id).collect();
     let mut sorted = ids.clone();
     sorted.sort();
     assert_eq!(ids, sorted, "creation order");
@@ -75,7 +75,7 @@ pub async fn run<F: Fn() -> Arc<dyn Store>>(open: F) {
     assert!(p1.entities.iter().all(|e| !p2.entities.iter().any(|x| x.id == e.id)));
     let f = EntityFilter { ids: Some(vec!["urn:q:05".into(), "urn:q:01".into()]), ..Default::default() };
     let p = store.query("q", &f, 0, 10, false).await.unwrap();
-    assert_eq!(p.entities.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["urn:q:01", "urn:q:05"]);
+    assert_eq!(p.entities.iter().map(|e| &*e.id).collect::<Vec<_>>(), vec!["urn:q:01", "urn:q:05"]);
     let f = EntityFilter { id_pattern: Some(regex::Regex::new("0[0-3]$").unwrap()), ..Default::default() };
     assert_eq!(store.query("q", &f, 0, 10, true).await.unwrap().total, Some(4));
 
@@ -137,7 +137,7 @@ pub async fn run<F: Fn() -> Arc<dyn Store>>(open: F) {
     drop(changes);
     drop(store);
     let store = open();
-    assert_eq!(store.get("", "urn:e:1").await.unwrap().unwrap().types, vec!["T", "U"]);
+    assert_eq!(store.get("", "urn:e:1").await.unwrap().unwrap().type_names(), vec!["T", "U"]);
     assert!(store.tenant_exists("t1").await.unwrap());
     assert_eq!(store.query("q", &EntityFilter::default(), 0, 100, true).await.unwrap().total, Some(29));
     assert_eq!(store.query("c", &EntityFilter::default(), 0, 100, true).await.unwrap().total, Some(50));
