@@ -232,7 +232,7 @@ fn read_file(
 ) -> std::io::Result<(u64, Ending)> {
     let file = File::open(path)?;
     let size = file.metadata()?.len();
-    let mut r = BufReader::with_capacity(1 << 20, file);
+    let mut r = BufReader::with_capacity(256 << 10, file);
     let mut pos = 0u64;
     if let Some(magic) = magic {
         let mut head = [0u8; 8];
@@ -279,18 +279,15 @@ fn read_file(
 /// Makes segment `no` zero-filled to `cap` bytes, with its header, under a temporary name, so a
 /// crash never leaves a half-made segment under a real name.
 fn prepare_segment(dir: &Path, no: u64, cap: u64) -> std::io::Result<()> {
-    let f = OpenOptions::new().write(true).create(true).truncate(true).open(spare_path(dir, no))?;
-    let mut w = BufWriter::with_capacity(1 << 20, &f);
-    w.write_all(LOG_MAGIC)?;
-    let zeros = vec![0u8; 1 << 20];
+    let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(spare_path(dir, no))?;
+    f.write_all(LOG_MAGIC)?;
+    let zeros = vec![0u8; 64 << 10];
     let mut left = cap.saturating_sub(8);
     while left > 0 {
         let n = left.min(zeros.len() as u64) as usize;
-        w.write_all(&zeros[..n])?;
+        f.write_all(&zeros[..n])?;
         left -= n as u64;
     }
-    w.flush()?;
-    drop(w);
     f.sync_all()
 }
 
@@ -416,7 +413,9 @@ impl Log {
             poisoned: false,
             compaction,
             compactor: None,
-            spare: Spare::start(dir, active_no + 1, next_cap),
+            // The first spare is made at the first rotation: a broker that stays idle never
+            // starts the thread (each thread costs about a MiB of resident memory).
+            spare: None,
         })
     }
 
