@@ -149,12 +149,18 @@ struct AttrMeta {
     dataset_id: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     observed_at: Option<Box<str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    unit_code: Option<Box<str>>,
+    /// Interned: entities of a kind share their units.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "intern_opt")]
+    unit_code: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     extra: Option<Box<Map<String, Value>>>,
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "intern_sub")]
     sub: Option<Box<IndexMap<Name, Attribute>>>,
+}
+
+fn intern_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Name>, D::Error> {
+    let raw: Option<std::borrow::Cow<'de, str>> = Option::deserialize(d)?;
+    Ok(raw.map(|s| intern(&s)))
 }
 
 fn intern_sub<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<IndexMap<Name, Attribute>>>, D::Error> {
@@ -352,7 +358,7 @@ impl Attribute {
     }
 
     pub fn set_unit_code(&mut self, v: Option<String>) {
-        self.meta_mut().unit_code = v.map(String::into_boxed_str);
+        self.meta_mut().unit_code = v.map(|u| intern(&u));
         self.tidy();
     }
 
@@ -460,7 +466,7 @@ pub struct Entity {
     #[serde(deserialize_with = "intern_types")]
     pub types: Types,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<Vec<String>>,
+    pub scope: Option<Box<Vec<String>>>,
     /// Attribute instances by expanded name; the default instance (no datasetId) first when present.
     pub attrs: AttrMap,
     pub created_at: i64,
@@ -516,6 +522,11 @@ impl Entity {
                 self.types.push(intern(t));
             }
         }
+    }
+
+    /// The scopes, when there are any.
+    pub fn scopes(&self) -> Option<&[String]> {
+        self.scope.as_deref().map(Vec::as_slice)
     }
 
     pub fn has_type(&self, t: &str) -> bool {

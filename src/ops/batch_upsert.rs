@@ -55,7 +55,7 @@ pub async fn run(
             if update {
                 e.add_types(&input.types);
                 if let Some(s) = &input.scope {
-                    e.scope = Some(s.clone());
+                    e.scope = Some(Box::new(s.clone()));
                 }
                 for (name, instances) in &input.attrs {
                     for inst in instances {
