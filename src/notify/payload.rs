@@ -145,7 +145,7 @@ fn item(f: &Fired, c: &Compiled, ctx: &Context, o: &render::RenderOpts, now: i64
     if normalized || o.format == Format::Concise {
         for (name, before) in &markers {
             let ds =
-                if f.new.as_ref().is_some_and(|n| n.attrs.contains_key(*name)) { before.dataset_id() } else { None };
+                if f.new.as_ref().is_some_and(|n| n.attrs.contains_key(name)) { before.dataset_id() } else { None };
             let Some(rendered) = out.get_mut(&ctx.compact(name)) else { continue };
             let Some(m) = instance_mut(rendered, ds) else { continue };
             if o.sys_attrs {
