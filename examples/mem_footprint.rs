@@ -1,8 +1,11 @@
 //! Memory per stored entity, measured as the broker allocates (mimalloc, size-class rounding
-//! included): builds the five-attribute Vehicles of the load test, then stores them in an
-//! embedded store, and reports the resident memory each step adds, per entity.
+//! included): the five-attribute Vehicles of the load test, either built and held in a vector
+//! (`entities`: what an entity and its attributes cost) or written to an embedded store
+//! (`store`: entities, indexes, and what the writer keeps), reported as resident memory added
+//! per entity. `MEM_DROP=location,speed` leaves attributes out, to see what each one costs.
 //!
-//! `cargo run --release --example mem_footprint [-- N]` (default 100,000 entities).
+//! `cargo run --release --example mem_footprint -- [N] [entities|store]` (default 100,000,
+//! store).
 
 use std::sync::Arc;
 
@@ -27,21 +30,18 @@ fn rss() -> usize {
 
 fn vehicle(i: usize) -> serde_json::Value {
     let x = (i * 7919 % 1000) as f64;
-    let mut v = vehicle0(i, x);
-    if let Ok(drop) = std::env::var("DROP") {
-        for d in drop.split(',') {
-            v.as_object_mut().unwrap().remove(d);
-        }
-    }
-    v
-}
-fn vehicle0(i: usize, x: f64) -> serde_json::Value {
-    serde_json::json!({"id": format!("urn:ngsi-ld:Vehicle:m{i}"), "type": "Vehicle",
+    let mut v = serde_json::json!({"id": format!("urn:ngsi-ld:Vehicle:m{i}"), "type": "Vehicle",
       "speed": {"type": "Property", "value": x / 10.0, "unitCode": "KMH", "observedAt": "2026-01-15T10:00:00.000Z"},
       "brandName": {"type": "Property", "value": "Ford"},
       "isParked": {"type": "Relationship", "object": format!("urn:ngsi-ld:OffStreetParking:{i}"), "observedAt": "2026-01-15T10:00:00.000Z"},
       "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [-3.8 + x / 5000.0, 40.35 + x / 7000.0]}, "observedAt": "2026-01-15T10:00:00.000Z"},
-      "category": {"type": "Property", "value": ["commercial", "municipalServices"]}})
+      "category": {"type": "Property", "value": ["commercial", "municipalServices"]}});
+    if let (Ok(names), Some(members)) = (std::env::var("MEM_DROP"), v.as_object_mut()) {
+        for name in names.split(',') {
+            members.remove(name);
+        }
+    }
+    v
 }
 
 fn entity(i: usize) -> Entity {

@@ -141,20 +141,42 @@ pub fn intern(s: &str) -> Name {
 /// The instances of one attribute: usually one, kept inline.
 pub type Instances = SmallVec<[Attribute; 1]>;
 
-/// Members of an attribute most instances do not have, kept out of line. `observed_at` holds
-/// only the text of an observedAt that does not pack (see [`stamp`]).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// Members of an attribute most instances do not have, kept out of line (40 bytes): a datasetId
+/// and a unitCode (interned: entities of a kind share their units), the rarer ones one box
+/// further.
+#[derive(Debug, Clone, PartialEq, Default)]
 struct AttrMeta {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     dataset_id: Option<Box<str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unit_code: Option<Name>,
+    rare: Option<Box<Rare>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Rare {
+    /// The text of an observedAt that does not pack (see [`stamp`]).
     observed_at: Option<Box<str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    unit_code: Option<Box<str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     extra: Option<Box<Map<String, Value>>>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "intern_sub")]
     sub: Option<Box<IndexMap<Name, Attribute>>>,
+}
+
+/// The stored `meta` member as it is read.
+#[derive(Deserialize)]
+struct MetaIn {
+    #[serde(default)]
+    dataset_id: Option<Box<str>>,
+    #[serde(default)]
+    observed_at: Option<Box<str>>,
+    #[serde(default, deserialize_with = "intern_opt")]
+    unit_code: Option<Name>,
+    #[serde(default)]
+    extra: Option<Box<Map<String, Value>>>,
+    #[serde(default, deserialize_with = "intern_sub")]
+    sub: Option<Box<IndexMap<Name, Attribute>>>,
+}
+
+fn intern_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Name>, D::Error> {
+    let raw: Option<std::borrow::Cow<'de, str>> = Option::deserialize(d)?;
+    Ok(raw.map(|s| intern(&s)))
 }
 
 fn intern_sub<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<IndexMap<Name, Attribute>>>, D::Error> {
@@ -164,11 +186,17 @@ fn intern_sub<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<Index
 
 impl AttrMeta {
     fn is_empty(&self) -> bool {
-        self.dataset_id.is_none()
-            && self.observed_at.is_none()
-            && self.unit_code.is_none()
-            && self.extra.is_none()
-            && self.sub.is_none()
+        self.dataset_id.is_none() && self.unit_code.is_none() && self.rare.is_none()
+    }
+
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Default::default)
+    }
+}
+
+impl Rare {
+    fn is_empty(&self) -> bool {
+        self.observed_at.is_none() && self.extra.is_none() && self.sub.is_none()
     }
 }
 
@@ -231,7 +259,7 @@ struct AttrIn {
     kind: AttrKind,
     value: Box<RawValue>,
     #[serde(default)]
-    meta: Option<Box<AttrMeta>>,
+    meta: Option<MetaIn>,
     created_at: i64,
     modified_at: i64,
 }
@@ -243,8 +271,8 @@ impl Serialize for Attribute {
             dataset_id: m.and_then(|m| m.dataset_id.as_deref()),
             observed_at: self.observed_at(),
             unit_code: m.and_then(|m| m.unit_code.as_deref()),
-            extra: m.and_then(|m| m.extra.as_deref()),
-            sub: m.and_then(|m| m.sub.as_deref()),
+            extra: m.and_then(|m| m.rare.as_ref()?.extra.as_deref()),
+            sub: m.and_then(|m| m.rare.as_ref()?.sub.as_deref()),
         });
         AttrOut {
             kind: self.kind,
@@ -264,12 +292,20 @@ impl<'de> Deserialize<'de> for Attribute {
             kind: a.kind,
             observed: stamp::Packed::NONE,
             value: a.value,
-            meta: a.meta,
+            meta: None,
             created_at: a.created_at,
             modified_at: a.modified_at,
         };
-        if let Some(t) = attr.meta.as_mut().and_then(|m| m.observed_at.take()) {
-            attr.set_observed_at(Some(t.into()));
+        if let Some(m) = a.meta {
+            let rare = Rare { observed_at: None, extra: m.extra, sub: m.sub };
+            attr.meta = Some(Box::new(AttrMeta {
+                dataset_id: m.dataset_id,
+                unit_code: m.unit_code,
+                rare: (!rare.is_empty()).then(|| Box::new(rare)),
+            }));
+            if let Some(t) = m.observed_at {
+                attr.set_observed_at(Some(t.into()));
+            }
         }
         attr.tidy();
         Ok(attr)
@@ -312,6 +348,11 @@ impl Attribute {
     }
 
     fn tidy(&mut self) {
+        if let Some(m) = self.meta.as_mut()
+            && m.rare.as_ref().is_some_and(|r| r.is_empty())
+        {
+            m.rare = None;
+        }
         if self.meta.as_ref().is_some_and(|m| m.is_empty()) {
             self.meta = None;
         }
@@ -331,18 +372,19 @@ impl Attribute {
         if self.observed.is_set() {
             return self.observed.stamp();
         }
-        Some(Stamp::Text(self.meta.as_ref()?.observed_at.as_deref()?))
+        Some(Stamp::Text(self.meta.as_ref()?.rare.as_ref()?.observed_at.as_deref()?))
     }
 
     pub fn set_observed_at(&mut self, v: Option<String>) {
         let packed = v.as_deref().and_then(stamp::Packed::of);
         self.observed = packed.unwrap_or(stamp::Packed::NONE);
-        if packed.is_some() {
-            if let Some(m) = self.meta.as_mut() {
-                m.observed_at = None;
+        match v.filter(|_| packed.is_none()) {
+            Some(text) => self.meta_mut().rare_mut().observed_at = Some(text.into_boxed_str()),
+            None => {
+                if let Some(r) = self.meta.as_mut().and_then(|m| m.rare.as_mut()) {
+                    r.observed_at = None;
+                }
             }
-        } else if v.is_some() || self.meta.is_some() {
-            self.meta_mut().observed_at = v.map(String::into_boxed_str);
         }
         self.tidy();
     }
@@ -352,39 +394,39 @@ impl Attribute {
     }
 
     pub fn set_unit_code(&mut self, v: Option<String>) {
-        self.meta_mut().unit_code = v.map(String::into_boxed_str);
+        self.meta_mut().unit_code = v.map(|u| intern(&u));
         self.tidy();
     }
 
     /// Other members kept verbatim (`objectType`, `lang`, …).
     pub fn extra(&self) -> &Map<String, Value> {
-        self.meta.as_ref().and_then(|m| m.extra.as_deref()).unwrap_or(&EMPTY_MAP)
+        self.meta.as_ref().and_then(|m| m.rare.as_ref()?.extra.as_deref()).unwrap_or(&EMPTY_MAP)
     }
 
     pub fn insert_extra(&mut self, k: String, v: Value) {
-        self.meta_mut().extra.get_or_insert_with(Default::default).insert(k, v);
+        self.meta_mut().rare_mut().extra.get_or_insert_with(Default::default).insert(k, v);
     }
 
     /// Sub-attributes by expanded name.
     pub fn sub(&self) -> &IndexMap<Name, Attribute> {
-        self.meta.as_ref().and_then(|m| m.sub.as_deref()).unwrap_or(&EMPTY_SUB)
+        self.meta.as_ref().and_then(|m| m.rare.as_ref()?.sub.as_deref()).unwrap_or(&EMPTY_SUB)
     }
 
     pub fn insert_sub(&mut self, name: Name, a: Attribute) {
-        self.meta_mut().sub.get_or_insert_with(Default::default).insert(name, a);
+        self.meta_mut().rare_mut().sub.get_or_insert_with(Default::default).insert(name, a);
     }
 
     pub fn sub_mut(&mut self, name: &str) -> Option<&mut Attribute> {
-        self.meta.as_mut()?.sub.as_mut()?.get_mut(name)
+        self.meta.as_mut()?.rare.as_mut()?.sub.as_mut()?.get_mut(name)
     }
 
     pub fn remove_sub(&mut self, name: &str) {
-        if let Some(sub) = self.meta.as_mut().and_then(|m| m.sub.as_mut()) {
+        if let Some(rare) = self.meta.as_mut().and_then(|m| m.rare.as_mut())
+            && let Some(sub) = rare.sub.as_mut()
+        {
             sub.shift_remove(name);
-            if sub.is_empty()
-                && let Some(m) = self.meta.as_mut()
-            {
-                m.sub = None;
+            if sub.is_empty() {
+                rare.sub = None;
             }
         }
         self.tidy();
@@ -397,8 +439,8 @@ impl Attribute {
         self.value = patch.value.clone();
         if patch.observed.is_set() {
             self.observed = patch.observed;
-            if let Some(m) = self.meta.as_mut() {
-                m.observed_at = None;
+            if let Some(r) = self.meta.as_mut().and_then(|m| m.rare.as_mut()) {
+                r.observed_at = None;
             }
             self.tidy();
         } else if let Some(t) = patch.observed_at() {
@@ -460,7 +502,7 @@ pub struct Entity {
     #[serde(deserialize_with = "intern_types")]
     pub types: Types,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<Vec<String>>,
+    pub scope: Option<Box<Vec<String>>>,
     /// Attribute instances by expanded name; the default instance (no datasetId) first when present.
     pub attrs: AttrMap,
     pub created_at: i64,
@@ -518,6 +560,11 @@ impl Entity {
         }
     }
 
+    /// The scopes, when there are any.
+    pub fn scopes(&self) -> Option<&[String]> {
+        self.scope.as_deref().map(Vec::as_slice)
+    }
+
     pub fn has_type(&self, t: &str) -> bool {
         self.types.iter().any(|x| **x == *t)
     }
@@ -533,5 +580,42 @@ impl Attribute {
     /// which expansion leaves untouched).
     pub fn value_for_patch(&self) -> Value {
         self.value()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entities written before the compact layout (derived serde of the earlier structs) read
+    /// back to the same values and are written again byte for byte.
+    #[test]
+    fn stored_form_is_unchanged() {
+        let sub = r#"{"https://x/s":{"kind":"Property","value":1,"created_at":1,"modified_at":1}}"#;
+        for meta in [
+            r#"{"observed_at":"2026-01-15T10:00:00.000Z"}"#.to_owned(),
+            r#"{"observed_at":"2026-01-15T10:00:00Z","unit_code":"KMH"}"#.to_owned(),
+            format!(
+                r#"{{"dataset_id":"urn:d","observed_at":"2026-01-15T10:00:00.000Z","unit_code":"KMH","extra":{{"lang":"en"}},"sub":{sub}}}"#
+            ),
+            r#"{"dataset_id":"urn:d"}"#.to_owned(),
+            format!(r#"{{"sub":{sub}}}"#),
+        ] {
+            let text = format!(
+                r#"{{"id":"urn:e:1","types":["https://x/T"],"scope":["/a"],"attrs":{{"https://x/p":[{{"kind":"Property","value":[1,"x"],"meta":{meta},"created_at":1,"modified_at":2}},{{"kind":"GeoProperty","value":{{"type":"Point","coordinates":[1,2]}},"created_at":1,"modified_at":2}}]}},"created_at":1,"modified_at":2}}"#
+            );
+            let e: Entity = serde_json::from_str(&text).unwrap();
+            assert_eq!(serde_json::to_string(&e).unwrap(), text);
+            let again: Entity = serde_json::from_str(&text).unwrap();
+            assert_eq!(e, again);
+        }
+        let e: Entity = serde_json::from_str(
+            r#"{"id":"urn:e:1","types":["T"],"attrs":{"p":[{"kind":"Property","value":1,"meta":{"observed_at":"2026-01-15T10:00:00.000Z","unit_code":"KMH"},"created_at":1,"modified_at":2}]},"created_at":1,"modified_at":2}"#,
+        )
+        .unwrap();
+        let p = &e.attrs["p"][0];
+        assert_eq!(p.observed_at().unwrap().as_str(), "2026-01-15T10:00:00.000Z");
+        assert_eq!(p.unit_code(), Some("KMH"));
+        assert!(p.meta.as_ref().is_some_and(|m| m.rare.is_none()));
     }
 }

@@ -99,7 +99,7 @@ impl EntityInput {
         Entity {
             id: id.into(),
             types: self.types.iter().map(|t| super::intern(t)).collect(),
-            scope: self.scope,
+            scope: self.scope.map(Box::new),
             attrs,
             created_at: now,
             modified_at: now,

@@ -164,7 +164,7 @@ pub fn matches(c: &Compiled, reg: &CompiledRegistration, now: i64) -> bool {
     matching_info(c, reg).into_iter().any(|m| m)
         && c.q.as_ref().is_none_or(|q| q.matches(&reg.props))
         && f.csf.as_ref().is_none_or(|q| q.matches(&reg.props))
-        && c.scope.as_ref().is_none_or(|s| s.matches(reg.props.scope.as_deref()))
+        && c.scope.as_ref().is_none_or(|s| s.matches(reg.props.scopes()))
         && c.geo.as_ref().is_none_or(|g| g.matches(&reg.props))
 }
 

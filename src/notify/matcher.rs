@@ -149,7 +149,7 @@ impl Fired {
 pub fn selects(c: &Compiled, e: &Entity) -> bool {
     (c.selectors.is_empty() || c.selectors.iter().any(|s| s.matches(e)))
         && c.q.as_ref().is_none_or(|q| q.matches(e))
-        && c.scope.as_ref().is_none_or(|s| s.matches(e.scope.as_deref()))
+        && c.scope.as_ref().is_none_or(|s| s.matches(e.scopes()))
         && c.geo.as_ref().is_none_or(|g| g.matches(e))
 }
 

@@ -69,7 +69,7 @@ async fn local(
                         }
                     }
                 }
-                (Some(given), _) => e.scope = Some(given.clone()),
+                (Some(given), _) => e.scope = Some(Box::new(given.clone())),
                 (None, _) => {}
             }
             for (name, instances) in &input.attrs {

@@ -55,7 +55,7 @@ pub async fn run(
                 let mut e = merged(cur, input.attrs);
                 e.add_types(&input.types);
                 if let Some(s) = input.scope {
-                    e.scope = Some(s);
+                    e.scope = Some(Box::new(s));
                 }
                 e.modified_at = now;
                 e

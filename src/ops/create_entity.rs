@@ -87,6 +87,13 @@ async fn local(b: &Broker, tenant: &str, body: &Value, ctx: &Context, now: i64) 
 pub fn create_write(entity: crate::model::Entity) -> Write {
     Write::new(entity.id.to_string(), move |cur| match cur {
         Some(_) => Err(NgsiError::new(ErrorKind::AlreadyExists, format!("entity {} already exists", entity.id))),
-        None => Ok(Mutation::Put(entity)),
+        None => {
+            // The mutation runs on the store's writer thread: a copy made there keeps the stored
+            // entity out of the request thread's memory, among the request's garbage, where it
+            // would keep whole pages resident after the request.
+            let mut e = entity.clone();
+            e.id = std::sync::Arc::from(&*entity.id);
+            Ok(Mutation::Put(e))
+        }
     })
 }

@@ -56,7 +56,7 @@ pub fn apply_merge(e: &mut Entity, input: &EntityInput, now: i64) {
     if input.scope_null {
         e.scope = None;
     } else if let Some(s) = &input.scope {
-        e.scope = Some(s.clone());
+        e.scope = Some(Box::new(s.clone()));
     }
     for (name, instances) in &input.attrs {
         for inst in instances {

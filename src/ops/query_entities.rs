@@ -178,8 +178,7 @@ pub async fn run(
             b.forwarder.query(&dist, tenant, &q.types, q.attrs.as_deref(), page.entities, q.limit, ctx).await;
         if let Some((qq, scope)) = &q.split {
             merged.retain(|e| {
-                qq.as_ref().is_none_or(|qq| qq.matches(e))
-                    && scope.as_ref().is_none_or(|s| s.matches(e.scope.as_deref()))
+                qq.as_ref().is_none_or(|qq| qq.matches(e)) && scope.as_ref().is_none_or(|s| s.matches(e.scopes()))
             });
         }
         merged

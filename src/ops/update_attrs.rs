@@ -102,7 +102,7 @@ pub fn apply_update(e: &mut Entity, input: &EntityInput) -> AttrOutcome {
     e.add_types(&input.types);
     if input.scope.is_some() || input.scope_null {
         if e.scope.is_some() {
-            e.scope = if input.scope_null { None } else { input.scope.clone() };
+            e.scope = if input.scope_null { None } else { input.scope.clone().map(Box::new) };
             result.updated.push("scope".into());
         } else {
             result.not_updated.push(("scope".into(), "the entity has no scope to update".into()));
@@ -174,9 +174,9 @@ mod tests {
         assert_eq!(e.types.len(), 2);
         assert_eq!(e.scope, None);
         assert_eq!(out.not_updated.len(), 1);
-        e.scope = Some(vec!["/x".into()]);
+        e.scope = Some(Box::new(vec!["/x".into()]));
         let out = apply_update(&mut e, &fragment(json!({"scope": "/a"})));
-        assert_eq!(e.scope, Some(vec!["/a".into()]));
+        assert_eq!(e.scopes(), Some(&["/a".to_owned()][..]));
         assert!(out.not_updated.is_empty());
     }
 }

@@ -69,7 +69,7 @@ impl EntityQuery {
         (self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches(e)))
             && self.attrs.as_ref().is_none_or(|a| a.iter().any(|n| e.attrs.contains_key(n.as_str())))
             && self.q.as_ref().is_none_or(|q| q.matches(e))
-            && self.scope.as_ref().is_none_or(|s| s.matches(e.scope.as_deref()))
+            && self.scope.as_ref().is_none_or(|s| s.matches(e.scopes()))
     }
 
     /// Whether the query says what kind of entities it looks for, as Query Entities requires

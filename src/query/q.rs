@@ -499,7 +499,7 @@ pub(crate) fn collect(e: &Entity, p: &ResolvedPath) -> Vec<(Value, bool)> {
             "type" => e.types.iter().map(|t| (Value::String(t.to_string()), true)).collect(),
             "createdAt" => vec![(Value::String(format_millis(e.created_at)), false)],
             "modifiedAt" => vec![(Value::String(format_millis(e.modified_at)), false)],
-            "scope" => e.scope.iter().flatten().map(|s| (Value::String(s.clone()), false)).collect(),
+            "scope" => e.scopes().into_iter().flatten().map(|s| (Value::String(s.clone()), false)).collect(),
             // Entity-level observedAt: any attribute's.
             _ => e
                 .attrs

@@ -1007,7 +1007,7 @@ fn properties(id: &str, body: &Map<String, Value>, now: i64) -> Entity {
     let mut e = Entity {
         id: id.into(),
         types: [crate::model::intern(&CORE.expand(REG_TYPE))].into_iter().collect(),
-        scope: body.get("scope").and_then(|s| parse_scope(s).ok()),
+        scope: body.get("scope").and_then(|s| parse_scope(s).ok()).map(Box::new),
         attrs: Default::default(),
         created_at: now,
         modified_at: now,
@@ -1131,7 +1131,7 @@ impl Discovery {
         }
         self.q.as_ref().is_none_or(|q| q.matches(&c.props))
             && self.csf.as_ref().is_none_or(|q| q.matches(&c.props))
-            && self.scope.as_ref().is_none_or(|s| s.matches(c.props.scope.as_deref()))
+            && self.scope.as_ref().is_none_or(|s| s.matches(c.props.scopes()))
             && self.geo.as_ref().is_none_or(|g| g.matches(&c.props))
     }
 }
