@@ -516,7 +516,7 @@ fn write_direct(e: &Entity, ctx: &Context, o: &RenderOpts, out: &mut Vec<u8>) ->
         }
         names.push(key);
         out.push(b':');
-        match instances.as_slice() {
+        match &instances[..] {
             [only] => write_attribute(only, ctx, o, out),
             // Multi-attributes (an array, or keyValues' datasets) take the general path.
             _ => push_json(out, &entity_member(instances, ctx, o)),

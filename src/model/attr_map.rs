@@ -1,7 +1,7 @@
 //! An entity's attributes by expanded name, in insertion order: a plain vector of entries.
 //!
 //! Entities hold a handful of attributes, and every stored entity keeps its map for as long
-//! as it lives, so the map is one exactly sized allocation (72 bytes an attribute) with no hash
+//! as it lives, so the map is one exactly sized allocation (64 bytes an attribute) with no hash
 //! table beside it. A lookup compares lengths first, then bytes: names are interned, so the
 //! pointer of an interned name is tried before its text.
 
@@ -121,11 +121,7 @@ impl AttrMap {
             self.entries = exact;
         }
         for (_, list) in &mut self.entries {
-            if list.spilled() && list.capacity() > list.len() {
-                let exact: Instances = list.drain(..).collect();
-                *list = exact;
-                list.shrink_to_fit();
-            }
+            list.shrink_to_fit();
         }
     }
 }

@@ -7,10 +7,12 @@
 
 mod attr_map;
 pub mod geo;
+mod instances;
 pub mod parse;
 pub mod stamp;
 
 pub use attr_map::AttrMap;
+pub use instances::Instances;
 pub use stamp::Stamp;
 
 use std::collections::HashSet;
@@ -137,9 +139,6 @@ pub fn intern(s: &str) -> Name {
     set.insert(n.clone());
     n
 }
-
-/// The instances of one attribute: usually one, kept inline.
-pub type Instances = SmallVec<[Attribute; 1]>;
 
 /// Members of an attribute most instances do not have, kept out of line (40 bytes): a datasetId
 /// and a unitCode (interned: entities of a kind share their units), the rarer ones one box

@@ -218,7 +218,7 @@ pub fn parse_attribute_instances(key: &str, v: &Value, ctx: &Context, now: i64) 
             return Err(NgsiError::bad_data(format!("attribute {key} is an empty array")));
         }
     }
-    Ok(smallvec::smallvec![parse_attribute(key, v, ctx, now)?])
+    Ok(Instances::one(parse_attribute(key, v, ctx, now)?))
 }
 
 fn infer_kind(obj: &Map<String, Value>) -> Option<AttrKind> {

@@ -86,7 +86,11 @@ pub async fn run<F: Fn() -> Arc<dyn Store>>(open: F) {
     let mut with_attr = entity("urn:q:attr", "A", 999);
     with_attr.attrs.insert(
         "p".into(),
-        smallvec::smallvec![crate::model::Attribute::new(crate::model::AttrKind::Property, &serde_json::json!(1), 0)],
+        crate::model::Instances::one(crate::model::Attribute::new(
+            crate::model::AttrKind::Property,
+            &serde_json::json!(1),
+            0,
+        )),
     );
     store.write("q", false, vec![create(with_attr)]).await.unwrap();
     let cat = store.catalogue("q").await.unwrap();
