@@ -170,6 +170,9 @@ pub struct Log {
     compaction: Arc<Compaction>,
     compactor: Option<std::thread::JoinHandle<()>>,
     spare: Option<Spare>,
+    /// Holds an exclusive lock on `orbis.lock` while the log is open: two brokers writing one
+    /// directory would interleave their segments.
+    _lock: File,
 }
 
 fn segment_path(dir: &Path, no: u64) -> PathBuf {
@@ -367,6 +370,13 @@ impl Log {
         apply: &mut dyn FnMut(DiskOp) -> std::io::Result<bool>,
     ) -> std::io::Result<Log> {
         std::fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new().write(true).create(true).truncate(false).open(dir.join("orbis.lock"))?;
+        if lock.try_lock().is_err() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                format!("the data directory {} is in use by another process", dir.display()),
+            ));
+        }
         let (logs, snaps) = list(dir, true)?;
         let mut last = 0u64;
         let mut snapshot_bytes = 0u64;
@@ -389,6 +399,16 @@ impl Log {
             }
             since_snapshot += read;
             last = no;
+            // The segment is never appended to again: a segment with no records goes, and the
+            // zero-filled (or torn) tail of the others is given back, so restarts do not pile
+            // up preallocated space.
+            if read <= 8 {
+                std::fs::remove_file(&path)?;
+            } else if std::fs::metadata(&path)?.len() > read {
+                let f = OpenOptions::new().write(true).open(&path)?;
+                f.set_len(read)?;
+                f.sync_all()?;
+            }
         }
         for &no in logs.iter().filter(|n| Some(*n) <= snaps.last()) {
             std::fs::remove_file(segment_path(dir, no))?;
@@ -416,6 +436,7 @@ impl Log {
             // The first spare is made at the first rotation: a broker that stays idle never
             // starts the thread (each thread costs about a MiB of resident memory).
             spare: None,
+            _lock: lock,
         })
     }
 
@@ -679,6 +700,37 @@ mod tests {
         drop(log);
         let log = Log::open(dir.path(), small(), &mut |_| Ok(false)).unwrap();
         assert!(!log.compaction_due());
+    }
+
+    #[test]
+    fn restarts_give_back_preallocated_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { first_segment: 1 << 16, ..small() };
+        for _ in 0..5 {
+            let (log, _) = reopen(dir.path(), config);
+            drop(log);
+        }
+        let (mut log, _) = reopen(dir.path(), config);
+        log.append(&ops(), 0).unwrap();
+        drop(log);
+        let (_, seen) = reopen(dir.path(), config);
+        assert_eq!(seen, ops(), "the records survive the trimming");
+        let (logs, _) = list(dir.path(), false).unwrap();
+        // The active segment of the last open, and the trimmed one holding the records.
+        assert_eq!(logs.len(), 2, "{logs:?}");
+        let sizes: Vec<u64> =
+            logs.iter().map(|n| std::fs::metadata(segment_path(dir.path(), *n)).unwrap().len()).collect();
+        assert!(sizes[0] < 1 << 10, "the segment holding records was trimmed: {sizes:?}");
+    }
+
+    #[test]
+    fn a_directory_is_opened_by_one_log_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = reopen(dir.path(), small());
+        let second = Log::open(dir.path(), small(), &mut |_| Ok(false));
+        assert!(second.is_err_and(|e| e.to_string().contains("in use by another process")));
+        drop(log);
+        assert!(Log::open(dir.path(), small(), &mut |_| Ok(false)).is_ok(), "the lock goes with the log");
     }
 
     #[test]
