@@ -69,6 +69,22 @@ impl Instances {
         }
     }
 
+    /// Puts an instance: it replaces the one with the same datasetId, keeping that one's
+    /// `createdAt` (returns true), or goes last.
+    pub fn put(&mut self, mut attr: Attribute) -> bool {
+        match self.iter_mut().find(|a| a.dataset_id() == attr.dataset_id()) {
+            Some(existing) => {
+                attr.created_at = existing.created_at;
+                *existing = attr;
+                true
+            }
+            None => {
+                self.push(attr);
+                false
+            }
+        }
+    }
+
     pub fn retain(&mut self, f: impl FnMut(&Attribute) -> bool) {
         let mut v = std::mem::take(self).into_vec();
         v.retain(f);

@@ -511,16 +511,8 @@ pub struct Entity {
 impl Entity {
     /// Puts one instance, replacing the instance with the same datasetId. Returns true when an
     /// instance was replaced.
-    pub fn put_instance(&mut self, name: &str, mut attr: Attribute) -> bool {
-        let list = self.attrs.entry(intern(name)).or_default();
-        if let Some(existing) = list.iter_mut().find(|a| a.dataset_id() == attr.dataset_id()) {
-            attr.created_at = existing.created_at;
-            *existing = attr;
-            true
-        } else {
-            list.push(attr);
-            false
-        }
+    pub fn put_instance(&mut self, name: &str, attr: Attribute) -> bool {
+        self.attrs.entry(intern(name)).or_default().put(attr)
     }
 
     /// The instance of `name` with `dataset_id`.

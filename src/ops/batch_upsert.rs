@@ -112,12 +112,16 @@ fn merged(cur: &Entity, mut input: AttrMap) -> Entity {
                 None => out.push(a.clone()),
             }
         }
-        new.into_iter().flatten().for_each(|n| put_into(&mut out, n));
+        new.into_iter().flatten().for_each(|n| {
+            out.put(n);
+        });
         attrs.insert(name.clone(), out);
     }
     for (name, list) in input {
         let mut out = Instances::new();
-        list.into_iter().for_each(|n| put_into(&mut out, n));
+        list.into_iter().for_each(|n| {
+            out.put(n);
+        });
         attrs.insert(name, out);
     }
     Entity {
@@ -127,17 +131,6 @@ fn merged(cur: &Entity, mut input: AttrMap) -> Entity {
         attrs,
         created_at: cur.created_at,
         modified_at: cur.modified_at,
-    }
-}
-
-/// Puts one instance into a list the way [`Entity::put_instance`] does.
-fn put_into(list: &mut Instances, mut attr: Attribute) {
-    match list.iter_mut().find(|a| a.dataset_id() == attr.dataset_id()) {
-        Some(existing) => {
-            attr.created_at = existing.created_at;
-            *existing = attr;
-        }
-        None => list.push(attr),
     }
 }
 

@@ -453,7 +453,6 @@ type WriteReply = oneshot::Sender<Result<Vec<Result<Change, NgsiError>>, StoreEr
 
 enum Job {
     Write { tenant: String, create_tenant: bool, writes: Vec<Write>, reply: WriteReply },
-    PutMeta { key: String, collection: String, doc: Value, reply: oneshot::Sender<Result<(), StoreError>> },
     DeleteMeta { key: String, collection: String, reply: oneshot::Sender<Result<bool, StoreError>> },
     PutMetaMany { docs: Vec<(String, Value)>, collection: String, reply: oneshot::Sender<Result<(), StoreError>> },
     DeleteMetaMany { keys: Vec<String>, collection: String, reply: oneshot::Sender<Result<(), StoreError>> },
@@ -598,8 +597,17 @@ fn load_legacy(dir: &Path, state: &mut State) -> Result<(), StoreError> {
             replay(state, DiskOp::PutMeta { key: k.value().to_owned(), bytes: v.value().to_vec() })?;
         }
     }
+    read_back(state, |apply| super::log::read_legacy(&dir.join("orbis.wal"), apply))
+}
+
+/// Runs a log reader that passes each operation to [`replay`] over `state`, keeping a replay
+/// error as it is (a corrupt record) rather than as the I/O error the reader wraps it in.
+fn read_back<R>(
+    state: &mut State,
+    read: impl FnOnce(&mut dyn FnMut(DiskOp) -> std::io::Result<bool>) -> std::io::Result<R>,
+) -> Result<R, StoreError> {
     let mut failure = None;
-    super::log::read_legacy(&dir.join("orbis.wal"), &mut |op| {
+    read(&mut |op| {
         replay(state, op).map_err(|e| {
             let msg = e.to_string();
             failure = Some(e);
@@ -652,15 +660,7 @@ impl EmbeddedStore {
         if converting {
             load_legacy(dir, &mut state)?;
         }
-        let mut failure = None;
-        let mut log = Log::open(dir, config, &mut |op| {
-            replay(&mut state, op).map_err(|e| {
-                let msg = e.to_string();
-                failure = Some(e);
-                std::io::Error::other(msg)
-            })
-        })
-        .map_err(|e| failure.take().unwrap_or_else(|| io(e)))?;
+        let mut log = read_back(&mut state, |apply| Log::open(dir, config, apply))?;
         let state = Arc::new(RwLock::new(state));
         if converting {
             // The data directory of an earlier version: its state becomes the first snapshot,
@@ -789,16 +789,6 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
                             new_tenants.insert(tenant);
                         }
                         outcomes.push(Outcome::Write(reply, Ok(results)));
-                    }
-                    Job::PutMeta { key, collection, doc, reply } => {
-                        let bytes = serde_json::to_vec(&doc).map_err(io)?;
-                        let op = DiskOp::PutMeta { key: format!("{collection}\u{0}{key}"), bytes };
-                        if snapshot.meta.get(&collection).is_some_and(|m| m.contains_key(&key)) {
-                            superseded += supersedes(&op);
-                        }
-                        ops.push(op);
-                        meta_ops.push((collection, key, Some(doc)));
-                        outcomes.push(Outcome::Meta(reply));
                     }
                     Job::PutMetaMany { docs, collection, reply } => {
                         for (key, doc) in docs {
@@ -1280,7 +1270,9 @@ impl Store for EmbeddedStore {
 
     async fn put_meta(&self, collection: &str, key: &str, doc: Value) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.submit(Job::PutMeta { key: key.to_owned(), collection: collection.to_owned(), doc, reply }, rx).await
+        // One document is a batch of one.
+        let docs = vec![(key.to_owned(), doc)];
+        self.submit(Job::PutMetaMany { docs, collection: collection.to_owned(), reply }, rx).await
     }
 
     async fn delete_meta(&self, collection: &str, key: &str) -> Result<bool, StoreError> {
