@@ -96,6 +96,10 @@ impl NgsiError {
     pub fn invalid(detail: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidRequest, detail)
     }
+    /// A request body that is not JSON.
+    pub fn not_json(e: serde_json::Error) -> Self {
+        Self::invalid(format!("the body is not valid JSON: {e}"))
+    }
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(ErrorKind::ResourceNotFound, detail)
     }

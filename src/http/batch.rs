@@ -5,20 +5,52 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::extract::{Params, batch_contexts, body_media, read_json, tenant};
+use std::sync::Arc;
+
+use super::extract::{
+    BodyMedia, Params, batch_contexts, body_media, element_error, header_context, link_context, read_body, read_json,
+    tenant,
+};
 use super::{State, respond};
-use crate::ops::{batch_create, batch_delete, batch_merge, batch_update, batch_upsert};
+use crate::error::NgsiResult;
+use crate::jsonld::Context;
+use crate::ops::{BatchBody, batch_create, batch_delete, batch_merge, batch_update, batch_upsert};
 
 async fn input(
     req: &HttpRequest,
     payload: Payload,
     state: &State,
-) -> Result<(String, Value, Vec<crate::error::NgsiResult<std::sync::Arc<crate::jsonld::Context>>>), ApiError> {
+) -> Result<(String, Value, Vec<NgsiResult<Arc<Context>>>), ApiError> {
     let media = body_media(req, false)?;
     let t = tenant(req, state)?;
     let body = read_json(payload, state.settings.max_body_bytes).await?;
     let ctxs = batch_contexts(req, state, media, &body).await?;
     Ok((t, body, ctxs))
+}
+
+/// A parsed batch body and its elements' contexts.
+type Tree = Option<(Value, Vec<NgsiResult<Arc<Context>>>)>;
+
+/// The body of a batch create or upsert. An `application/json` body with a well-formed `Link`
+/// header, for a tenant with no context sources to consult, stays text and is read straight
+/// into the model; anything else is parsed into `tree`, each element with its own context.
+async fn entities<'a>(
+    req: &HttpRequest,
+    state: &State,
+    t: &str,
+    dist: &crate::forward::Dist,
+    bytes: &'a [u8],
+    tree: &'a mut Tree,
+) -> Result<BatchBody<'a>, ApiError> {
+    let media = body_media(req, false)?;
+    if media == BodyMedia::Json && link_context(req).is_ok() && !state.broker.forwarder.active(t, dist) {
+        let items = crate::model::text::batch_elements(bytes)?;
+        return Ok(BatchBody::Text(items, header_context(req, state).await.map_err(element_error)));
+    }
+    let body: Value = serde_json::from_slice(bytes).map_err(crate::error::NgsiError::not_json)?;
+    let ctxs = batch_contexts(req, state, media, &body).await?;
+    let (body, ctxs) = tree.insert((body, ctxs));
+    Ok(BatchBody::Tree(body, ctxs))
 }
 
 fn no_content_or_207(out: &crate::ops::BatchOutcome) -> HttpResponse {
@@ -30,8 +62,12 @@ fn no_content_or_207(out: &crate::ops::BatchOutcome) -> HttpResponse {
 pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, &["local"])?;
     let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
-    let (t, body, ctxs) = input(&req, payload, &state).await?;
-    let out = batch_create::run(&state.broker, &t, &body, &ctxs, &dist).await?;
+    body_media(&req, false)?;
+    let t = tenant(&req, &state)?;
+    let bytes = read_body(payload, state.settings.max_body_bytes).await?;
+    let mut tree = None;
+    let body = entities(&req, &state, &t, &dist, &bytes, &mut tree).await?;
+    let out = batch_create::run(&state.broker, &t, &body, &dist).await?;
     if out.errors.is_empty() {
         return Ok(HttpResponse::Created()
             .content_type("application/json")
@@ -47,8 +83,12 @@ pub async fn upsert(req: HttpRequest, payload: Payload, state: State) -> Result<
     let opts = p.options(&["update", "replace"])?;
     let update = opts.iter().any(|o| o == "update");
     let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
-    let (t, body, ctxs) = input(&req, payload, &state).await?;
-    let out = batch_upsert::run(&state.broker, &t, &body, &ctxs, update, &dist).await?;
+    body_media(&req, false)?;
+    let t = tenant(&req, &state)?;
+    let bytes = read_body(payload, state.settings.max_body_bytes).await?;
+    let mut tree = None;
+    let body = entities(&req, &state, &t, &dist, &bytes, &mut tree).await?;
+    let out = batch_upsert::run(&state.broker, &t, &body, update, &dist).await?;
     if !out.errors.is_empty() {
         return Ok(respond::batch_207(&out));
     }

@@ -5,9 +5,13 @@ use actix_web::web::{Path, Payload};
 use actix_web::{HttpRequest, HttpResponse, http::header};
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::error::ApiError;
-use super::extract::{Accept, Params, accept, body_context, body_media, header_context, read_json, tenant};
+use super::extract::{
+    Accept, BodyMedia, Params, accept, body_context, body_media, element_error, header_context, link_context,
+    read_body, read_json, tenant,
+};
 use super::{State, respond};
 use crate::error::NgsiError;
 use crate::ops::purge_entities::Purge;
@@ -23,9 +27,23 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
     let p = Params::parse(&req, &["local"])?;
     let media = body_media(&req, false)?;
     let t = tenant(&req, &state)?;
-    let body = read_json(payload, state.settings.max_body_bytes).await?;
+    let bytes = read_body(payload, state.settings.max_body_bytes).await?;
+    let not_object = || NgsiError::invalid("the body of Create Entity must be a JSON object");
+    // An application/json body for a tenant with no context sources is read straight into the
+    // model (model::text); anything else is parsed first.
+    if media == BodyMedia::Json && link_context(&req).is_ok() && !state.broker.forwarder.registry.has_any(&t) {
+        let item: &RawValue = serde_json::from_slice(&bytes).map_err(NgsiError::not_json)?;
+        if !item.get().starts_with('{') {
+            return Err(not_object().into());
+        }
+        let ctx = header_context(&req, &state).await.map_err(element_error);
+        super::extract::dist(&req, &state, p.bool("local")?)?;
+        let id = create_entity::run_json(&state.broker, &t, item, &ctx).await?;
+        return Ok(created_response(&id, t));
+    }
+    let body: Value = serde_json::from_slice(&bytes).map_err(NgsiError::not_json)?;
     if !body.is_object() {
-        return Err(NgsiError::invalid("the body of Create Entity must be a JSON object").into());
+        return Err(not_object().into());
     }
     let ctx = body_context(&req, &state, media, &body).await?;
     let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
@@ -39,13 +57,17 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
         };
         return Ok(respond::batch_207(&out));
     }
-    let id = created.id;
+    Ok(created_response(&created.id, t))
+}
+
+/// 201 naming the new entity (and its tenant).
+fn created_response(id: &str, t: String) -> HttpResponse {
     let mut resp = HttpResponse::Created();
     resp.insert_header((header::LOCATION, format!("/ngsi-ld/v1/entities/{id}")));
     if !t.is_empty() {
         resp.insert_header(("NGSILD-Tenant", t));
     }
-    Ok(resp.finish())
+    resp.finish()
 }
 
 /// Query Entities (§5.7.2).

@@ -81,7 +81,13 @@ pub fn body_media(req: &HttpRequest, merge_patch: bool) -> Result<BodyMedia, Api
 }
 
 /// Reads the body up to `limit` bytes (413 beyond) and parses it as JSON (400 InvalidRequest).
-pub async fn read_json(mut payload: Payload, limit: usize) -> Result<Value, ApiError> {
+pub async fn read_json(payload: Payload, limit: usize) -> Result<Value, ApiError> {
+    let buf = read_body(payload, limit).await?;
+    serde_json::from_slice(&buf).map_err(|e| NgsiError::not_json(e).into())
+}
+
+/// A request body of at most `limit` bytes, not empty.
+pub async fn read_body(mut payload: Payload, limit: usize) -> Result<BytesMut, ApiError> {
     let mut buf = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk: Bytes = chunk.map_err(|e| NgsiError::invalid(format!("reading the body failed: {e}")))?;
@@ -93,7 +99,7 @@ pub async fn read_json(mut payload: Payload, limit: usize) -> Result<Value, ApiE
     if buf.is_empty() {
         return Err(NgsiError::invalid("the request body is empty").into());
     }
-    serde_json::from_slice(&buf).map_err(|e| NgsiError::invalid(format!("the body is not valid JSON: {e}")).into())
+    Ok(buf)
 }
 
 /// The context URL from a `Link` header with the JSON-LD context relation.
@@ -159,7 +165,7 @@ pub async fn body_context(
     match media {
         BodyMedia::Json => {
             if inline.is_some() {
-                return Err(NgsiError::bad_data("a body with @context must be sent as application/ld+json").into());
+                return Err(NgsiError::bad_data(crate::model::text::CONTEXT_IN_JSON).into());
             }
             match link {
                 Some(url) => Ok(state.broker.resolver.from_url(&url).await?),
@@ -208,12 +214,17 @@ pub async fn batch_contexts(
         } else {
             header_context(req, state).await
         };
-        out.push(ctx.map_err(|e| match e {
-            ApiError::Ngsi(e) => e,
-            other => NgsiError::bad_data(other.to_string()),
-        }));
+        out.push(ctx.map_err(element_error));
     }
     Ok(out)
+}
+
+/// The error of a batch element whose context failed.
+pub fn element_error(e: ApiError) -> NgsiError {
+    match e {
+        ApiError::Ngsi(e) => e,
+        other => NgsiError::bad_data(other.to_string()),
+    }
 }
 
 /// Whether a request may be forwarded to context sources: not with `local=true`, and not when

@@ -10,6 +10,7 @@ pub mod geo;
 mod instances;
 pub mod parse;
 pub mod stamp;
+pub mod text;
 
 pub use attr_map::AttrMap;
 pub use instances::Instances;
@@ -374,11 +375,32 @@ impl Attribute {
         Some(Stamp::Text(self.meta.as_ref()?.rare.as_ref()?.observed_at.as_deref()?))
     }
 
+    /// Sets observedAt from its text; `false`, and nothing set, when the text is no DateTime.
+    /// The usual spelling is packed without parsing it twice or copying it.
+    pub fn set_observed_text(&mut self, text: &str) -> bool {
+        match stamp::Packed::of(text) {
+            Some(p) => self.set_stamp(p, None),
+            None if parse_datetime(text).is_some() => self.set_stamp(stamp::Packed::NONE, Some(text.into())),
+            None => return false,
+        }
+        true
+    }
+
     pub fn set_observed_at(&mut self, v: Option<String>) {
-        let packed = v.as_deref().and_then(stamp::Packed::of);
-        self.observed = packed.unwrap_or(stamp::Packed::NONE);
-        match v.filter(|_| packed.is_none()) {
-            Some(text) => self.meta_mut().rare_mut().observed_at = Some(text.into_boxed_str()),
+        match v {
+            None => self.set_stamp(stamp::Packed::NONE, None),
+            Some(t) => match stamp::Packed::of(&t) {
+                Some(p) => self.set_stamp(p, None),
+                None => self.set_stamp(stamp::Packed::NONE, Some(t.into_boxed_str())),
+            },
+        }
+    }
+
+    /// The packed observedAt, or the text of one that does not pack.
+    fn set_stamp(&mut self, packed: stamp::Packed, text: Option<Box<str>>) {
+        self.observed = packed;
+        match text {
+            Some(t) => self.meta_mut().rare_mut().observed_at = Some(t),
             None => {
                 if let Some(r) = self.meta.as_mut().and_then(|m| m.rare.as_mut()) {
                     r.observed_at = None;

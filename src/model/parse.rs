@@ -3,10 +3,11 @@
 
 use std::borrow::Cow;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::geo::{looks_like_geometry, validate_geometry};
-use super::{AttrKind, Attribute, Entity, Instances, NULL_URN, parse_datetime};
+use super::{AttrKind, Attribute, Entity, Instances, NULL_URN};
 use crate::error::{NgsiError, NgsiResult};
 use crate::jsonld::{Coercion, Context};
 
@@ -110,38 +111,85 @@ impl EntityInput {
 /// Validates and expands an entity payload.
 pub fn parse_entity(v: &Value, ctx: &Context, purpose: Purpose, now: i64) -> NgsiResult<EntityInput> {
     let obj = v.as_object().ok_or_else(|| NgsiError::bad_data("an entity must be a JSON object"))?;
-    let id = match obj.get("id").or_else(|| obj.get("@id")) {
-        None => None,
-        Some(Value::String(s)) if is_uri(s) => Some(s.clone()),
-        Some(Value::String(s)) => {
-            return Err(NgsiError::bad_data(format!("entity id {s:?} is not a URI")));
+    entity_from(
+        |k| obj.get(k).map(Member::Tree),
+        obj.iter().map(|(k, v)| (k.as_str(), Member::Tree(v))),
+        ctx,
+        purpose,
+        now,
+    )
+}
+
+/// A member of a client object: parsed into a tree, or still JSON text (see [`super::text`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Member<'a> {
+    Tree(&'a Value),
+    Text(&'a RawValue),
+}
+
+impl<'a> Member<'a> {
+    fn value(self) -> Cow<'a, Value> {
+        match self {
+            Member::Tree(v) => Cow::Borrowed(v),
+            // Member text was checked to be JSON when it was read.
+            Member::Text(r) => Cow::Owned(serde_json::from_str(r.get()).unwrap_or(Value::Null)),
         }
-        Some(_) => return Err(NgsiError::bad_data("entity id must be a string")),
+    }
+
+    fn instances(self, key: &str, ctx: &Context, now: i64) -> NgsiResult<Instances> {
+        match self {
+            Member::Tree(v) => parse_attribute_instances(key, v, ctx, now),
+            Member::Text(r) => super::text::attribute_instances(key, r, ctx, now),
+        }
+    }
+}
+
+/// The entity made of an object's members: `get` finds one by name, `members` lists them in
+/// order. Both forms of client JSON go through here, so they are validated alike.
+pub(crate) fn entity_from<'a>(
+    get: impl Fn(&str) -> Option<Member<'a>>,
+    members: impl Iterator<Item = (&'a str, Member<'a>)>,
+    ctx: &Context,
+    purpose: Purpose,
+    now: i64,
+) -> NgsiResult<EntityInput> {
+    let id = match get("id").or_else(|| get("@id")).map(Member::value) {
+        None => None,
+        Some(v) => match v.as_ref() {
+            Value::String(s) if is_uri(s) => Some(s.clone()),
+            Value::String(s) => {
+                return Err(NgsiError::bad_data(format!("entity id {s:?} is not a URI")));
+            }
+            _ => return Err(NgsiError::bad_data("entity id must be a string")),
+        },
     };
-    if purpose == Purpose::Create && id.is_none() && !obj.contains_key("type") {
+    let has_type = get("type").is_some();
+    if purpose == Purpose::Create && id.is_none() && !has_type {
         return Err(NgsiError::bad_data("an entity needs an id and a type"));
     }
-    let types = match obj.get("type").or_else(|| obj.get("@type")) {
+    let types = match get("type").or_else(|| get("@type")) {
         None if purpose == Purpose::Create => {
             return Err(NgsiError::bad_data("an entity needs a type"));
         }
         None => Vec::new(),
-        Some(t) => parse_types(t, ctx)?,
+        Some(t) => parse_types(&t.value(), ctx)?,
     };
-    let (scope, scope_null) = match obj.get("scope") {
+    let (scope, scope_null) = match get("scope").map(Member::value) {
         None => (None, false),
-        Some(Value::String(s)) if s == NULL_URN => (None, true),
-        Some(s) => (Some(parse_scope(s)?), false),
+        Some(v) => match v.as_ref() {
+            Value::String(s) if s == NULL_URN => (None, true),
+            s => (Some(parse_scope(s)?), false),
+        },
     };
     let mut attrs = crate::model::AttrMap::default();
-    for (key, value) in obj {
-        if ENTITY_RESERVED.contains(&key.as_str()) || key == "@id" || key == "@type" {
+    for (key, value) in members {
+        if ENTITY_RESERVED.contains(&key) || key == "@id" || key == "@type" {
             continue;
         }
         if !valid_name(key) {
             return Err(NgsiError::bad_data(format!("{key:?} is not a valid attribute name")));
         }
-        let instances = parse_attribute_instances(key, value, ctx, now)?;
+        let instances = value.instances(key, ctx, now)?;
         attrs.insert(ctx.expand_name(key), instances);
     }
     Ok(EntityInput { id, types, scope, scope_null, attrs })
@@ -288,17 +336,7 @@ pub fn parse_attribute(key: &str, v: &Value, ctx: &Context, now: i64) -> NgsiRes
         match k.as_str() {
             "type" | "createdAt" | "modifiedAt" | "deletedAt" | "instanceId" | "@context" => {}
             _ if k == value_key => {}
-            "observedAt" => {
-                let s = member.as_str().filter(|s| parse_datetime(s).is_some());
-                attr.set_observed_at(Some(s.ok_or_else(|| bad("observedAt must be a DateTime"))?.to_owned()));
-            }
-            "unitCode" => {
-                attr.set_unit_code(Some(member.as_str().ok_or_else(|| bad("unitCode must be a string"))?.to_owned()));
-            }
-            "datasetId" => match member.as_str() {
-                Some(s) if is_uri(s) => attr.set_dataset_id(Some(s.to_owned())),
-                _ => return Err(bad("datasetId must be a URI")),
-            },
+            "observedAt" | "unitCode" | "datasetId" => set_member(&mut attr, k, member.as_str()).map_err(bad)?,
             "value" | "object" | "languageMap" | "vocab" | "json" | "valueList" | "objectList" => {
                 return Err(bad(&format!("a {} cannot have a {k} member", kind.name())));
             }
@@ -317,9 +355,27 @@ pub fn parse_attribute(key: &str, v: &Value, ctx: &Context, now: i64) -> NgsiRes
     Ok(attr)
 }
 
+/// Sets `observedAt`, `unitCode` or `datasetId` (`name`) from the member's text, `None` when
+/// the member is not a string.
+pub(crate) fn set_member(attr: &mut Attribute, name: &str, text: Option<&str>) -> Result<(), &'static str> {
+    match name {
+        "observedAt" => {
+            if !text.is_some_and(|s| attr.set_observed_text(s)) {
+                return Err("observedAt must be a DateTime");
+            }
+        }
+        "unitCode" => attr.set_unit_code(Some(text.ok_or("unitCode must be a string")?.to_owned())),
+        _ => match text {
+            Some(s) if is_uri(s) => attr.set_dataset_id(Some(s.to_owned())),
+            _ => return Err("datasetId must be a URI"),
+        },
+    }
+    Ok(())
+}
+
 /// Checks a value for its kind; only a VocabProperty's value changes (its terms are expanded),
 /// so the others are passed through without a copy.
-fn validate_value<'a>(kind: AttrKind, v: &'a Value, ctx: &Context) -> Result<Cow<'a, Value>, String> {
+pub(crate) fn validate_value<'a>(kind: AttrKind, v: &'a Value, ctx: &Context) -> Result<Cow<'a, Value>, String> {
     match kind {
         AttrKind::Property => {
             if v.is_null() {

@@ -3,49 +3,28 @@
 //! updated (`options=update`). Entities and attributes registered for `upsertBatch` go to their
 //! context sources first (§4.3.6).
 
-use std::sync::Arc;
-
-use serde_json::Value;
-
-use super::{BatchOutcome, Broker, batch_items, element_context, element_id};
-use crate::error::{NgsiError, NgsiResult};
-use crate::jsonld::Context;
-use crate::model::parse::{Purpose, parse_entity};
+use super::{BatchBody, BatchOutcome, Broker};
+use crate::error::NgsiResult;
 use crate::model::{AttrMap, Attribute, Entity, Instances, now_millis};
 use crate::store::{Mutation, Write};
 
 pub async fn run(
     b: &Broker,
     tenant: &str,
-    body: &Value,
-    contexts: &[NgsiResult<Arc<Context>>],
+    body: &BatchBody<'_>,
     update: bool,
     dist: &crate::forward::Dist,
 ) -> NgsiResult<BatchOutcome> {
-    let items = batch_items(body)?;
     let op = crate::registry::registration::Op::UpsertBatch;
     let path = match update {
         true => "/ngsi-ld/v1/entityOperations/upsert?options=update",
         false => "/ngsi-ld/v1/entityOperations/upsert",
     };
-    let elements = super::distribute_batch(b, tenant, items, contexts, dist, op, path, true).await?;
     let now = now_millis();
     let mut out = BatchOutcome::default();
-    let mut writes = Vec::new();
-    for (i, (given, element)) in items.iter().zip(elements).enumerate() {
-        let Some(item) = out.settle(given, element, false) else { continue };
-        let item = &*item;
-        let input = match element_context(contexts, i).and_then(|ctx| parse_entity(item, ctx, Purpose::Create, now)) {
-            Ok(input) => input,
-            Err(e) => {
-                out.errors.push((element_id(item), e));
-                continue;
-            }
-        };
-        let Some(id) = input.id.clone() else {
-            out.errors.push((element_id(item), NgsiError::bad_data("an entity needs an id")));
-            continue;
-        };
+    let inputs = super::batch_entities(b, tenant, body, dist, op, path, false, &mut out, now).await?;
+    let mut writes = Vec::with_capacity(inputs.len());
+    for (id, input) in inputs {
         let owned = id.clone();
         writes.push(Write::new(id, move |cur| {
             let Some(cur) = cur else {

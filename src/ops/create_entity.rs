@@ -6,12 +6,13 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::Broker;
 use crate::error::{ErrorKind, NgsiError, NgsiResult};
 use crate::jsonld::Context;
 use crate::model::now_millis;
-use crate::model::parse::{Purpose, parse_entity};
+use crate::model::parse::{EntityInput, Purpose, parse_entity};
 use crate::store::{Mutation, Write};
 
 /// What a create did.
@@ -74,9 +75,19 @@ pub async fn run(
     Ok(Created { id, errors: Vec::new(), succeeded: true })
 }
 
+/// Creates the entity of an `application/json` body read as text ([`crate::model::text`]), for
+/// a tenant with no context sources; returns its id.
+pub async fn run_json(b: &Broker, tenant: &str, item: &RawValue, ctx: &NgsiResult<Arc<Context>>) -> NgsiResult<String> {
+    let now = now_millis();
+    store(b, tenant, crate::model::text::parse_json_entity(item, ctx, Purpose::Create, now)?, now).await
+}
+
 /// Creates the entity in the broker; returns its id.
 async fn local(b: &Broker, tenant: &str, body: &Value, ctx: &Context, now: i64) -> NgsiResult<String> {
-    let input = parse_entity(body, ctx, Purpose::Create, now)?;
+    store(b, tenant, parse_entity(body, ctx, Purpose::Create, now)?, now).await
+}
+
+async fn store(b: &Broker, tenant: &str, input: EntityInput, now: i64) -> NgsiResult<String> {
     let id = input.id.clone().ok_or_else(|| NgsiError::bad_data("an entity needs an id"))?;
     let entity = input.into_entity(id.clone(), now);
     b.write_one(tenant, true, create_write(entity)).await?;

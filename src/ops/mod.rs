@@ -44,11 +44,12 @@ pub mod update_subscription;
 use std::sync::Arc;
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::{ErrorKind, NgsiError, NgsiResult};
 use crate::jsonld::Context;
 use crate::jsonld::resolver::Resolver;
-use crate::model::parse::{Purpose, is_uri, valid_name};
+use crate::model::parse::{EntityInput, Purpose, is_uri, parse_entity, valid_name};
 use crate::store::{Change, Store, Write};
 
 /// What every operation needs: the store, the context resolver, the notifier and the registry
@@ -328,6 +329,66 @@ impl BatchOutcome {
 /// Reads the `id` of a batch element for error reports, whatever else is wrong with it.
 pub fn element_id(v: &Value) -> String {
     v.get("id").and_then(Value::as_str).unwrap_or("").to_owned()
+}
+
+/// A batch body of entities (create, upsert) as its handler read it.
+pub enum BatchBody<'a> {
+    /// Parsed, with each element's context; elements may go to context sources.
+    Tree(&'a Value, &'a [NgsiResult<Arc<Context>>]),
+    /// The elements' text and the one context of an `application/json` body, when no context
+    /// source can be concerned: read straight into the model ([`crate::model::text`]).
+    Text(Vec<&'a RawValue>, NgsiResult<Arc<Context>>),
+}
+
+/// The entities of a batch create or upsert, with their ids, in order. Elements that cannot
+/// be read, and those that context sources answered for (`created`: those count as created),
+/// are settled in `out`.
+#[allow(clippy::too_many_arguments)]
+pub async fn batch_entities(
+    b: &Broker,
+    tenant: &str,
+    body: &BatchBody<'_>,
+    dist: &crate::forward::Dist,
+    op: crate::registry::registration::Op,
+    path: &str,
+    created: bool,
+    out: &mut BatchOutcome,
+    now: i64,
+) -> NgsiResult<Vec<(String, EntityInput)>> {
+    fn take(
+        inputs: &mut Vec<(String, EntityInput)>,
+        out: &mut BatchOutcome,
+        parsed: NgsiResult<EntityInput>,
+        reported: impl Fn() -> String,
+    ) {
+        match parsed {
+            Ok(input) => match input.id.clone() {
+                Some(id) => inputs.push((id, input)),
+                None => out.errors.push((reported(), NgsiError::bad_data("an entity needs an id"))),
+            },
+            Err(e) => out.errors.push((reported(), e)),
+        }
+    }
+    let mut inputs = Vec::new();
+    match body {
+        BatchBody::Text(items, ctx) => {
+            for item in items {
+                let parsed = crate::model::text::parse_json_entity(item, ctx, Purpose::Create, now);
+                take(&mut inputs, out, parsed, || crate::model::text::element_id(item));
+            }
+        }
+        BatchBody::Tree(body, contexts) => {
+            let items = batch_items(body)?;
+            let elements = distribute_batch(b, tenant, items, contexts, dist, op, path, true).await?;
+            for (i, (given, element)) in items.iter().zip(elements).enumerate() {
+                let Some(item) = out.settle(given, element, created) else { continue };
+                let parsed =
+                    element_context(contexts, i).and_then(|ctx| parse_entity(&item, ctx, Purpose::Create, now));
+                take(&mut inputs, out, parsed, || element_id(&item));
+            }
+        }
+    }
+    Ok(inputs)
 }
 
 /// Parses a batch body: a non-empty JSON array.

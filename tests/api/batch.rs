@@ -110,3 +110,104 @@ async fn batch_update_merge_delete() {
     let r = app.post_json("/ngsi-ld/v1/entityOperations/delete", &json!([])).await;
     assert_eq!(r.status(), 400);
 }
+
+/// An application/json batch is read straight from its text (model::text): each element is
+/// still judged on its own, with the errors a parsed body gives.
+#[tokio::test]
+async fn json_batch_elements_are_judged_one_by_one() {
+    let app = spawn_app().await;
+    let good = json!({"id": "urn:j:1", "type": "T",
+        "speed": {"type": "Property", "value": 1.5, "unitCode": "KMH", "observedAt": "2026-01-15T10:00:00.000Z"},
+        "owner": {"type": "Relationship", "object": "urn:o:1", "datasetId": "urn:ds:1"}});
+    let body = json!([
+        good,
+        {"id": "urn:j:2", "type": "T", "@context": "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"},
+        7,
+        {"id": "urn:j:3", "type": "T", "speed": {"type": "Property", "value": null}},
+        {"id": "urn:j:4", "type": "T", "speed": {"type": "Property", "value": 1, "observedAt": "noon"}},
+        {"type": "T"},
+        {"id": "urn:j:\u{e9}", "type": "T", "name": {"type": "Property", "value": "caf\u{e9}"}}
+    ]);
+    let r = app.post_json("/ngsi-ld/v1/entityOperations/upsert", &body).await;
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["success"], json!(["urn:j:1", "urn:j:\u{e9}"]));
+    let errors: Vec<(String, String)> = out["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["entityId"].as_str().unwrap().to_owned(), e["error"]["detail"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(errors.len(), 5, "{errors:?}");
+    assert_eq!(errors[0], ("urn:j:2".into(), "a body with @context must be sent as application/ld+json".into()));
+    assert_eq!(errors[1], ("".into(), "an entity must be a JSON object".into()));
+    assert_eq!(errors[2], ("urn:j:3".into(), "attribute speed: value must not be null".into()));
+    assert_eq!(errors[3], ("urn:j:4".into(), "attribute speed: observedAt must be a DateTime".into()));
+    assert_eq!(errors[4], ("".into(), "an entity needs an id".into()));
+    for id in ["urn:j:2", "urn:j:3", "urn:j:4"] {
+        assert_eq!(app.get(&format!("/ngsi-ld/v1/entities/{id}")).await.status(), 404);
+    }
+    // What the text reader stored is what the parsed (JSON-LD) path stores for the same entity.
+    let mut ld = good.clone();
+    ld["id"] = json!("urn:j:ld");
+    ld["@context"] = json!("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld");
+    let r = app
+        .client
+        .post(app.url("/ngsi-ld/v1/entityOperations/create"))
+        .header("Content-Type", "application/ld+json")
+        .body(json!([ld]).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let get = |id: &'static str| {
+        let app = &app;
+        async move {
+            let mut e: Value = app.get(&format!("/ngsi-ld/v1/entities/{id}")).await.json().await.unwrap();
+            e.as_object_mut().unwrap().remove("id");
+            e
+        }
+    };
+    let (text, tree) = (get("urn:j:1").await, get("urn:j:ld").await);
+    assert_eq!(text["speed"]["unitCode"], "KMH");
+    assert_eq!(text, tree);
+}
+
+/// A Link header whose context cannot be fetched fails every element of a JSON batch (207),
+/// and a malformed body is refused whole.
+#[tokio::test]
+async fn json_batch_with_an_unavailable_context_or_bad_text() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .post(app.url("/ngsi-ld/v1/entityOperations/upsert"))
+        .header("Content-Type", "application/json")
+        .header("Link", r#"<http://127.0.0.1:9/none.jsonld>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json""#)
+        .body(r#"[{"id":"urn:k:1","type":"T"},{"id":"urn:k:2","type":"T"}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 207);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["errors"].as_array().unwrap().len(), 2);
+    assert_eq!(out["errors"][1]["entityId"], "urn:k:2");
+    assert_eq!(out["errors"][1]["error"]["type"], "https://uri.etsi.org/ngsi-ld/errors/LdContextNotAvailable");
+    for (text, detail) in [
+        (r#"[{"id":"urn:k:3","type":"T"},"#, "not valid JSON"),
+        ("[]", "at least one element"),
+        (r#"{"id":"urn:k:3"}"#, "must be a JSON array"),
+    ] {
+        let r = app
+            .client
+            .post(app.url("/ngsi-ld/v1/entityOperations/create"))
+            .header("Content-Type", "application/json")
+            .body(text)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{text}");
+        let p: Value = r.json().await.unwrap();
+        assert!(p["detail"].as_str().unwrap().contains(detail), "{p}");
+    }
+    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:k:3").await.status(), 404);
+}
