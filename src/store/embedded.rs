@@ -459,9 +459,10 @@ enum Job {
 }
 
 /// Removes a document. Collections keep insertion order, except the unordered ones (`outbox*`,
-/// many short-lived entries), where a swap removal keeps deletion O(1).
+/// many short-lived entries; `temporal*`, many entries whose order is decided by their
+/// timestamps), where a swap removal keeps deletion O(1).
 fn remove_meta(m: &mut IndexMap<String, Value>, collection: &str, key: &str) {
-    if collection.starts_with("outbox") {
+    if collection.starts_with("outbox") || collection.starts_with("temporal") {
         m.swap_remove(key);
     } else {
         m.shift_remove(key);
