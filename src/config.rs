@@ -53,6 +53,9 @@ pub struct Settings {
     pub store_compact_min_bytes: u64,
     /// Records the entity API's writes as temporal evolution (Orion-LD: -troe, ORIONLD_TROE).
     pub troe: bool,
+    /// The most attribute instances one temporal entity holds in an answer; beyond it the answer
+    /// is 206 with a Content-Range the client continues from (GS CIM 009 §6.3.10).
+    pub temporal_max_instances: usize,
 }
 
 /// Where a setting came from, for warnings.
@@ -206,6 +209,7 @@ impl Settings {
                 self.store_segment_max_bytes =
                     (parse_size(value).ok_or(format!("{key}: {value:?} is not a size"))? as u64).max(4096)
             }
+            "temporal_max_instances" => self.temporal_max_instances = (num(value)? as usize).max(1),
             "troe" => self.troe = parse_bool(value).ok_or(format!("{key}: {value:?} is not a boolean"))?,
             "store_compact_min_bytes" => {
                 self.store_compact_min_bytes =
@@ -390,7 +394,7 @@ Keys: host, port, data_dir, multiservice, log_level, page_size, max_body_bytes, 
       cors_max_age, context_timeout_ms, public_url, workers, notification_timeout_ms,
       notification_retry_window_secs, notification_queue, notification_concurrency, forward_timeout_ms,
       entity_map_lifetime_secs, entity_map_max_lifetime_secs, entity_maps_max, entity_map_max_ids,
-      store_segment_max_bytes, store_compact_min_bytes, troe
+      store_segment_max_bytes, store_compact_min_bytes, troe, temporal_max_instances
 Other Orion-LD flags (-dbhost, -db, -experimental, ...) are accepted with a warning.";
 
 #[cfg(test)]

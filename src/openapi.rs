@@ -55,6 +55,7 @@ use utoipa::OpenApi;
         crate::http::csource_subscriptions::delete,
         crate::http::temporal::create,
         crate::http::temporal::query,
+        crate::http::temporal::query_post,
         crate::http::temporal::retrieve,
         crate::http::temporal::delete,
         crate::http::temporal::append,

@@ -248,6 +248,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         vec![(M::POST, web::post().to(temporal::create)), (M::GET, web::get().to(temporal::query))],
     ))
     .service(resource(
+        &format!("{v1}/temporal/entityOperations/query"),
+        vec![(M::POST, web::post().to(temporal::query_post))],
+    ))
+    .service(resource(
         &format!("{v1}/temporal/entities/{{entityId}}"),
         vec![(M::GET, web::get().to(temporal::retrieve)), (M::DELETE, web::delete().to(temporal::delete))],
     ))

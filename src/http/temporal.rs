@@ -20,7 +20,7 @@ use crate::ops::{
     delete_temporal_instance, query_temporal_entities, retrieve_temporal_entity, update_temporal_instance,
 };
 use crate::render::parse_projection;
-use crate::temporal::query::{TimeProperty, TimeRel, parse_last_n};
+use crate::temporal::query::{TimeProperty, TimeRel, content_range, parse_last_n};
 use crate::temporal::render::{self as trender, TemporalRender};
 
 const BASE: &str = "/ngsi-ld/v1/temporal/entities";
@@ -70,7 +70,7 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
 }
 
 /// Query Temporal Evolution of Entities (§5.7.4).
-#[utoipa::path(get, path = "/ngsi-ld/v1/temporal/entities", tag = "Temporal", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header"), ("id" = Option<String>, Query, description = "Entity ids"), ("idPattern" = Option<String>, Query, description = "Id regular expression"), ("type" = Option<String>, Query, description = "Entity types"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("q" = Option<String>, Query, description = "NGSI-LD query: holds when one kept instance satisfies it"), ("scopeQ" = Option<String>, Query, description = "Scope filter"), ("georel" = Option<String>, Query, description = "Geo-relationship"), ("geometry" = Option<String>, Query, description = "Geometry of the geo-query"), ("coordinates" = Option<String>, Query, description = "Coordinates of the geo-query"), ("geoproperty" = Option<String>, Query, description = "GeoProperty of the geo-query"), ("timerel" = Option<String>, Query, description = "before, after or between"), ("timeAt" = Option<String>, Query, description = "DateTime the relation compares with"), ("endTimeAt" = Option<String>, Query, description = "End of a between relation"), ("timeproperty" = Option<String>, Query, description = "observedAt (default), createdAt, modifiedAt, deletedAt"), ("lastN" = Option<String>, Query, description = "Only the N most recent instances of each attribute"), ("options" = Option<String>, Query, description = "temporalValues, sysAttrs"), ("format" = Option<String>, Query, description = "temporalValues or normalized"), ("datasetId" = Option<String>, Query, description = "Instances to return (@none: the default ones)"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("local" = Option<String>, Query, description = "true: no selector needed")), responses((status = 200, description = "Temporal entities", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Nonexistent tenant", body = crate::http::error::ProblemDetails), (status = 406, description = "Not acceptable")))]
+#[utoipa::path(get, path = "/ngsi-ld/v1/temporal/entities", tag = "Temporal", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header"), ("id" = Option<String>, Query, description = "Entity ids"), ("idPattern" = Option<String>, Query, description = "Id regular expression"), ("type" = Option<String>, Query, description = "Entity types"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("q" = Option<String>, Query, description = "NGSI-LD query: holds when one kept instance satisfies it"), ("scopeQ" = Option<String>, Query, description = "Scope filter"), ("georel" = Option<String>, Query, description = "Geo-relationship"), ("geometry" = Option<String>, Query, description = "Geometry of the geo-query"), ("coordinates" = Option<String>, Query, description = "Coordinates of the geo-query"), ("geoproperty" = Option<String>, Query, description = "GeoProperty of the geo-query"), ("timerel" = Option<String>, Query, description = "before, after or between"), ("timeAt" = Option<String>, Query, description = "DateTime the relation compares with"), ("endTimeAt" = Option<String>, Query, description = "End of a between relation"), ("timeproperty" = Option<String>, Query, description = "observedAt (default), createdAt, modifiedAt, deletedAt"), ("lastN" = Option<String>, Query, description = "Only the N most recent instances of each attribute"), ("options" = Option<String>, Query, description = "temporalValues, sysAttrs"), ("format" = Option<String>, Query, description = "temporalValues or normalized"), ("datasetId" = Option<String>, Query, description = "Instances to return (@none: the default ones)"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("orderBy" = Option<String>, Query, description = "Sort: member[;asc|;desc],..."), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("local" = Option<String>, Query, description = "true: no selector needed")), responses((status = 200, description = "Temporal entities", body = serde_json::Value), (status = 206, description = "Some entity's instances were cut: Content-Range says up to where", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Nonexistent tenant", body = crate::http::error::ProblemDetails), (status = 406, description = "Not acceptable")))]
 pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let mut allowed = READ_PARAMS.to_vec();
     allowed.extend([
@@ -83,6 +83,7 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
         "geometry",
         "coordinates",
         "geoproperty",
+        "orderBy",
         "limit",
         "offset",
         "count",
@@ -91,16 +92,11 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
     let acc = accept(&req, false)?;
     let t = tenant(&req, &state)?;
     let ctx = header_context(&req, &state).await?;
-    let tq = temporal_query(&p)?;
+    let mut tq = temporal_query(&p)?;
+    tq.max_instances = Some(state.settings.temporal_max_instances);
     let opts = temporal_render(&p, &ctx, tq.timeproperty)?;
     let page = query_temporal_entities::run(&state.broker, &t, &tq, &ctx, state.settings.page_size).await?;
-    let items: Vec<Value> = page
-        .views
-        .iter()
-        .map(|v| trender::entity(v, &ctx, &opts))
-        .filter(|v| v.as_object().is_none_or(|m| !m.is_empty()))
-        .collect();
-    let mut resp = respond::rendered_list(items, &ctx, acc, page.total);
+    let mut resp = page_answer(&page, &tq, &ctx, acc, &opts);
     let pairs: Vec<(String, String)> =
         p.pairs().iter().filter(|(k, _)| !matches!(k.as_str(), "limit" | "offset")).cloned().collect();
     let limit = tq.params.limit.unwrap_or(state.settings.page_size);
@@ -110,16 +106,88 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
     Ok(resp)
 }
 
+/// Query Temporal Evolution of Entities via POST (§5.7.5): the Query body carries the
+/// selectors, attrs, q, scopeQ, geoQ and temporalQ; paging, lastN and rendering stay in the URL.
+#[utoipa::path(post, path = "/ngsi-ld/v1/temporal/entityOperations/query", tag = "Temporal", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies)"), ("lastN" = Option<String>, Query, description = "Only the N most recent instances of each attribute"), ("options" = Option<String>, Query, description = "temporalValues, sysAttrs"), ("format" = Option<String>, Query, description = "temporalValues or normalized"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "A Query with temporalQ"), responses((status = 200, description = "Temporal entities", body = serde_json::Value), (status = 206, description = "Some entity's instances were cut: Content-Range says up to where", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 415, description = "Unsupported media type")))]
+pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(&req, &["lastN", "options", "format", "pick", "omit", "limit", "offset", "count", "local"])?;
+    let media = body_media(&req, false)?;
+    let acc = accept(&req, false)?;
+    let t = tenant(&req, &state)?;
+    let body = read_json(payload, state.settings.max_body_bytes).await?;
+    let ctx = body_context(&req, &state, media, &body).await?;
+    let (mut params, lang) = crate::ops::query_entities::from_body(&body)?;
+    params.limit = p.usize("limit")?;
+    params.offset = p.usize("offset")?.unwrap_or(0);
+    params.count = p.bool("count")?;
+    params.local = p.bool("local")?;
+    let temporal = body.get("temporalQ");
+    let member = |k: &str| -> Result<Option<&str>, ApiError> {
+        match temporal.and_then(|q| q.get(k)) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(NgsiError::bad_data(format!("temporalQ.{k} must be a string")).into()),
+        }
+    };
+    let timeproperty = member("timeproperty")?.map(TimeProperty::parse).transpose()?.unwrap_or_default();
+    let tq = TemporalQuery {
+        params,
+        timerel: TimeRel::parse(member("timerel")?, member("timeAt")?, member("endTimeAt")?)?,
+        timeproperty,
+        last_n: parse_last_n(p.get("lastN"))?,
+        dataset_ids: None,
+        max_instances: Some(state.settings.temporal_max_instances),
+    };
+    let mut opts = temporal_render(&p, &ctx, timeproperty)?;
+    if let Some(l) = lang {
+        opts.lang = Some(crate::render::parse_lang(&l)?);
+    }
+    let page = query_temporal_entities::run(&state.broker, &t, &tq, &ctx, state.settings.page_size).await?;
+    Ok(page_answer(&page, &tq, &ctx, acc, &opts))
+}
+
+/// The answer of a temporal query: the rendered entities, their count when asked for, and a
+/// 206 with Content-Range when some entity's instances were cut.
+fn page_answer(
+    page: &query_temporal_entities::TemporalPage,
+    tq: &TemporalQuery,
+    ctx: &Context,
+    acc: Accept,
+    opts: &TemporalRender,
+) -> HttpResponse {
+    let items: Vec<Value> = page
+        .views
+        .iter()
+        .map(|v| trender::entity(v, ctx, opts))
+        .filter(|v| v.as_object().is_none_or(|m| !m.is_empty()))
+        .collect();
+    let mut resp = respond::rendered_list(items, ctx, acc, page.total);
+    partial(&mut resp, content_range(&page.views, &tq.selection(ctx)));
+    resp
+}
+
+/// Makes an answer 206 Partial Content with its Content-Range, when instances were cut.
+fn partial(resp: &mut HttpResponse, range: Option<String>) {
+    if let Some(r) = range
+        && let Ok(v) = header::HeaderValue::from_str(&r)
+    {
+        *resp.status_mut() = actix_web::http::StatusCode::PARTIAL_CONTENT;
+        resp.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+}
+
 /// Retrieve Temporal Evolution of an Entity (§5.7.3).
-#[utoipa::path(get, path = "/ngsi-ld/v1/temporal/entities/{entityId}", tag = "Temporal", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("timerel" = Option<String>, Query, description = "before, after or between"), ("timeAt" = Option<String>, Query, description = "DateTime the relation compares with"), ("endTimeAt" = Option<String>, Query, description = "End of a between relation"), ("timeproperty" = Option<String>, Query, description = "observedAt (default), createdAt, modifiedAt, deletedAt"), ("lastN" = Option<String>, Query, description = "Only the N most recent instances of each attribute"), ("options" = Option<String>, Query, description = "temporalValues, sysAttrs"), ("format" = Option<String>, Query, description = "temporalValues or normalized"), ("datasetId" = Option<String>, Query, description = "Instances to return (@none: the default ones)"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty")), responses((status = 200, description = "The temporal entity", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (temporal entity, attribute or tenant)", body = crate::http::error::ProblemDetails), (status = 406, description = "Not acceptable")))]
+#[utoipa::path(get, path = "/ngsi-ld/v1/temporal/entities/{entityId}", tag = "Temporal", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("timerel" = Option<String>, Query, description = "before, after or between"), ("timeAt" = Option<String>, Query, description = "DateTime the relation compares with"), ("endTimeAt" = Option<String>, Query, description = "End of a between relation"), ("timeproperty" = Option<String>, Query, description = "observedAt (default), createdAt, modifiedAt, deletedAt"), ("lastN" = Option<String>, Query, description = "Only the N most recent instances of each attribute"), ("options" = Option<String>, Query, description = "temporalValues, sysAttrs"), ("format" = Option<String>, Query, description = "temporalValues or normalized"), ("datasetId" = Option<String>, Query, description = "Instances to return (@none: the default ones)"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty")), responses((status = 200, description = "The temporal entity", body = serde_json::Value), (status = 206, description = "Instances were cut: Content-Range says up to where", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (temporal entity, attribute or tenant)", body = crate::http::error::ProblemDetails), (status = 406, description = "Not acceptable")))]
 pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, READ_PARAMS)?;
     let acc = accept(&req, false)?;
     let t = tenant(&req, &state)?;
     let ctx = header_context(&req, &state).await?;
-    let tq = temporal_query(&p)?;
+    let mut tq = temporal_query(&p)?;
+    tq.max_instances = Some(state.settings.temporal_max_instances);
     let opts = temporal_render(&p, &ctx, tq.timeproperty)?;
-    let view = retrieve_temporal_entity::run(&state.broker, &t, &path, &tq.selection(&ctx)).await?;
+    let sel = tq.selection(&ctx);
+    let view = retrieve_temporal_entity::run(&state.broker, &t, &path, &sel).await?;
     let body = trender::entity(&view, &ctx, &opts);
     // Nothing left after pick/omit: there is no such entity to show (GS CIM 009 §4.21).
     if body.as_object().is_some_and(|m| m.is_empty()) {
@@ -127,7 +195,9 @@ pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Res
             NgsiError::not_found(format!("temporal entity {} has no member left after pick/omit", view.id)).into()
         );
     }
-    Ok(respond::document(body, &ctx, acc))
+    let mut resp = respond::document(body, &ctx, acc);
+    partial(&mut resp, content_range(std::slice::from_ref(&view), &sel));
+    Ok(resp)
 }
 
 /// Delete Temporal Representation of an Entity (§5.6.16): 204.
@@ -215,6 +285,7 @@ fn temporal_query(p: &Params) -> Result<TemporalQuery, ApiError> {
         attrs: p.list("attrs"),
         q: p.get("q").map(str::to_owned),
         scope_q: p.get("scopeQ").map(str::to_owned),
+        order_by: p.get("orderBy").map(str::to_owned),
         geo: url_geo(p)?,
         limit: p.usize("limit")?,
         offset: p.usize("offset")?.unwrap_or(0),
@@ -228,6 +299,7 @@ fn temporal_query(p: &Params) -> Result<TemporalQuery, ApiError> {
         timeproperty: p.get("timeproperty").map(TimeProperty::parse).transpose()?.unwrap_or_default(),
         last_n: parse_last_n(p.get("lastN"))?,
         dataset_ids: p.list("datasetId"),
+        max_instances: None,
     })
 }
 

@@ -31,7 +31,7 @@ pub async fn run(b: &Broker, tenant: &str, id: &str, body: &Value, ctx: &Context
     let header = Header { id: id.to_owned(), types, scope: input.scope.or(scope), created_at, modified_at: now };
     let mut deltas = vec![Delta::Header { tenant: tenant.to_owned(), header }];
     for (attr, list) in input.attrs {
-        for inst in list {
+        for inst in b.temporal.placed(tenant, id, &attr, list) {
             deltas.push(Delta::Put { tenant: tenant.to_owned(), id: id.to_owned(), attr: attr.clone(), inst });
         }
     }

@@ -38,7 +38,7 @@ pub async fn run(b: &Broker, tenant: &str, body: &Value, ctx: &Context) -> NgsiR
     };
     let mut deltas = vec![Delta::Header { tenant: tenant.to_owned(), header }];
     for (attr, list) in input.attrs {
-        for inst in list {
+        for inst in b.temporal.placed(tenant, &id, &attr, list) {
             deltas.push(Delta::Put { tenant: tenant.to_owned(), id: id.clone(), attr: attr.clone(), inst });
         }
     }

@@ -20,6 +20,8 @@ pub struct TemporalQuery {
     pub timeproperty: TimeProperty,
     pub last_n: Option<usize>,
     pub dataset_ids: Option<Vec<String>>,
+    /// The most instances one entity's answer holds.
+    pub max_instances: Option<usize>,
 }
 
 /// One page of temporal entities.
@@ -39,6 +41,7 @@ impl TemporalQuery {
             last_n: self.last_n,
             attrs: self.params.attrs.as_ref().map(|a| a.iter().map(|n| ctx.expand(n)).collect()),
             dataset_ids: self.dataset_ids.clone(),
+            max_instances: self.max_instances,
         }
     }
 }
@@ -74,6 +77,8 @@ pub async fn run(
     let whole = query.q.is_some() || query.scope.is_some() || query.geo.is_some() || query.attrs.is_some();
     let (mut matched, mut views) = (0usize, Vec::new());
     let mut more = false;
+    // With orderBy every match is needed before the page can be cut.
+    let mut ordered: Vec<(Entity, View)> = Vec::new();
     b.temporal.scan(tenant, |e| {
         let head = Entity {
             id: e.id.as_str().into(),
@@ -90,15 +95,19 @@ pub async fn run(
         if needs_instances && view.attrs.is_empty() {
             return true;
         }
-        let ok = if whole {
-            query.matches(&view.as_entity())
-        } else {
-            query.scope.as_ref().is_none_or(|s| s.matches(head.scopes()))
+        let whole_entity = (whole || query.order.is_some()).then(|| view.as_entity());
+        let ok = match &whole_entity {
+            Some(full) => query.matches(full),
+            None => query.scope.as_ref().is_none_or(|s| s.matches(head.scopes())),
         };
         if !ok {
             return true;
         }
         matched += 1;
+        if query.order.is_some() {
+            ordered.push((whole_entity.unwrap_or(head), view));
+            return true;
+        }
         if matched > p.offset {
             if views.len() < limit {
                 views.push(view);
@@ -110,5 +119,10 @@ pub async fn run(
         }
         true
     });
+    if let Some(order) = &query.order {
+        ordered.sort_by(|a, b| order.compare(&a.0, &b.0));
+        more = ordered.len() > p.offset + limit;
+        views = ordered.into_iter().skip(p.offset).take(limit).map(|(_, v)| v).collect();
+    }
     Ok(TemporalPage { views, total: p.count.then_some(matched), more })
 }

@@ -214,6 +214,26 @@ impl TemporalStore {
         self.index.read().get(tenant).and_then(|t| t.entities.get(id)).map(f)
     }
 
+    /// Instances to add to an entity's attribute, each taking the place (instanceId, createdAt)
+    /// of an instance observed at the same time with the same datasetId: an observation posted
+    /// again updates the one recorded (ETSI 008_01) instead of recording it twice.
+    pub fn placed(&self, tenant: &str, id: &str, attr: &str, mut new: Vec<Instance>) -> Vec<Instance> {
+        let observed = |i: &Instance| i.attr.observed_at().and_then(|s| crate::model::parse_datetime(&s));
+        self.with_entity(tenant, id, |e| {
+            let Some(old) = e.attrs.get(attr) else { return };
+            for n in &mut new {
+                let Some(t) = observed(n) else { continue };
+                if let Some(o) =
+                    old.iter().find(|o| o.attr.dataset_id() == n.attr.dataset_id() && observed(o) == Some(t))
+                {
+                    n.instance_id = o.instance_id.clone();
+                    n.attr.created_at = o.attr.created_at;
+                }
+            }
+        });
+        new
+    }
+
     /// Runs `f` on every entity of a tenant, in creation order, until it returns false.
     pub fn scan(&self, tenant: &str, mut f: impl FnMut(&TemporalEntity) -> bool) {
         if let Some(t) = self.index.read().get(tenant) {

@@ -97,6 +97,9 @@ pub struct Selection {
     pub attrs: Option<Vec<String>>,
     /// datasetIds to keep (`@none`: the default instances).
     pub dataset_ids: Option<Vec<String>>,
+    /// The most instances one entity's answer holds (GS CIM 009 §6.3.10): beyond it the oldest
+    /// ones are kept (the most recent ones with `lastN`), whatever their attribute.
+    pub max_instances: Option<usize>,
 }
 
 /// The kept part of a temporal entity: attributes with their selected instances, oldest first.
@@ -107,7 +110,14 @@ pub struct View {
     pub scope: Option<Vec<String>>,
     pub created_at: i64,
     pub modified_at: i64,
+    /// Attributes with their kept instances; an attribute whose instances were all cut by
+    /// `max_instances` stays, empty.
     pub attrs: Vec<(String, Vec<Instance>)>,
+    /// Whether `max_instances` cut instances the selection would otherwise keep.
+    pub truncated: bool,
+    /// The earliest and the latest time (of the selection's time property) of the kept
+    /// instances that have one.
+    pub span: Option<(i64, i64)>,
 }
 
 impl View {
@@ -149,7 +159,8 @@ impl Selection {
 
     /// Copies out what the selection keeps of an entity's history.
     pub fn select(&self, e: &TemporalEntity) -> View {
-        let mut attrs = Vec::new();
+        // Per attribute, the kept instances with their times, oldest first.
+        let mut lists: Vec<(&String, Vec<(i64, &Instance)>)> = Vec::new();
         for (name, list) in &e.attrs {
             if self.attrs.as_ref().is_some_and(|a| !a.iter().any(|n| n == name)) {
                 continue;
@@ -160,6 +171,8 @@ impl Selection {
                 .filter_map(|i| match (self.timerel, self.timeproperty.of(i)) {
                     (Some(rel), Some(t)) => rel.contains(t).then_some((t, i)),
                     (Some(_), None) => None,
+                    // deletedAt asks for deletions: only tombstones have one.
+                    (None, None) if self.timeproperty == TimeProperty::DeletedAt => None,
                     // Without a time relation every instance is kept; those without the time
                     // property sort by their creation.
                     (None, t) => Some((t.unwrap_or(i.attr.created_at), i)),
@@ -170,10 +183,39 @@ impl Selection {
                 let skip = kept.len().saturating_sub(n);
                 kept.drain(..skip);
             }
-            if kept.is_empty() {
-                continue;
+            if !kept.is_empty() {
+                lists.push((name, kept));
             }
-            attrs.push((name.clone(), kept.into_iter().map(|(_, i)| i.clone()).collect()));
+        }
+        let total: usize = lists.iter().map(|(_, l)| l.len()).sum();
+        let truncated = self.max_instances.is_some_and(|max| total > max);
+        if let (true, Some(max)) = (truncated, self.max_instances) {
+            // The time from which (oldest first) or up to which (lastN: newest first) instances
+            // stay, across attributes; ties at the cut go by attribute order.
+            let mut all: Vec<(i64, usize, usize)> = Vec::with_capacity(total);
+            for (a, (_, l)) in lists.iter().enumerate() {
+                all.extend(l.iter().enumerate().map(|(k, (t, _))| (*t, a, k)));
+            }
+            all.sort_unstable();
+            let keep: std::collections::HashSet<(usize, usize)> = match self.last_n {
+                Some(_) => all.iter().rev().take(max).map(|&(_, a, k)| (a, k)).collect(),
+                None => all.iter().take(max).map(|&(_, a, k)| (a, k)).collect(),
+            };
+            for (a, (_, l)) in lists.iter_mut().enumerate() {
+                let mut k = 0;
+                l.retain(|_| {
+                    k += 1;
+                    keep.contains(&(a, k - 1))
+                });
+            }
+        }
+        let mut span: Option<(i64, i64)> = None;
+        for (_, l) in &lists {
+            for (_, i) in l {
+                if let Some(t) = self.timeproperty.of(i) {
+                    span = Some(span.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
+                }
+            }
         }
         View {
             id: e.id.clone(),
@@ -181,9 +223,34 @@ impl Selection {
             scope: e.scope.clone(),
             created_at: e.created_at,
             modified_at: e.modified_at,
-            attrs,
+            attrs: lists
+                .into_iter()
+                .map(|(n, l)| (n.clone(), l.into_iter().map(|(_, i)| i.clone()).collect()))
+                .collect(),
+            truncated,
+            span,
         }
     }
+}
+
+/// The `Content-Range` of a temporal answer that `max_instances` cut (GS CIM 009 §6.3.10):
+/// `date-time <start>-<end>/<size>`, from the time relation's bound the answer starts at (or
+/// its first instance) to the instance where it was cut, newest first with `lastN` (whose
+/// value is the size; `*` otherwise).
+pub fn content_range(views: &[View], sel: &Selection) -> Option<String> {
+    if !views.iter().any(|v| v.truncated) {
+        return None;
+    }
+    let (lo, hi) = views.iter().filter_map(|v| v.span).reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))?;
+    let fmt = crate::model::format_millis;
+    let (start, end) = match (sel.last_n, sel.timerel) {
+        (Some(_), Some(TimeRel::Before(t))) | (Some(_), Some(TimeRel::Between(_, t))) => (t, lo),
+        (Some(_), _) => (hi, lo),
+        (None, Some(TimeRel::After(t))) | (None, Some(TimeRel::Between(t, _))) => (t, hi),
+        (None, _) => (lo, hi),
+    };
+    let size = sel.last_n.map_or("*".to_owned(), |n| n.to_string());
+    Some(format!("date-time {}-{}/{size}", fmt(start), fmt(end)))
 }
 
 /// Parses `lastN`: a positive integer.
@@ -272,8 +339,29 @@ mod tests {
     }
 
     #[test]
+    fn max_instances_cut_across_attributes() {
+        let s = Selection { max_instances: Some(2), ..Default::default() };
+        let v = s.select(&entity());
+        assert!(v.truncated);
+        assert_eq!(values(&v, "p"), vec![1, 2]);
+        // The attribute whose instances were all cut stays, empty.
+        assert!(v.attrs.iter().any(|(n, l)| n == "q" && l.is_empty()));
+        let range = content_range(std::slice::from_ref(&v), &s).unwrap();
+        assert_eq!(range, "date-time 2020-01-01T00:01:00.000Z-2020-01-01T00:02:00.000Z/*");
+        let s = Selection { max_instances: Some(2), last_n: Some(3), ..Default::default() };
+        let v = s.select(&entity());
+        assert_eq!(values(&v, "p"), vec![3]);
+        assert_eq!(values(&v, "q"), vec![9]);
+        let range = content_range(std::slice::from_ref(&v), &s).unwrap();
+        assert_eq!(range, "date-time 2021-01-01T00:00:00.000Z-2020-01-01T00:03:00.000Z/3");
+        let s = Selection { max_instances: Some(4), ..Default::default() };
+        assert!(content_range(&[s.select(&entity())], &s).is_none());
+    }
+
+    #[test]
     fn a_view_is_queryable_as_an_entity() {
         let v = Selection::default().select(&entity());
+        assert!(!v.truncated);
         let e = v.as_entity();
         assert_eq!(e.attrs.get("p").map(|i| i.len()), Some(3));
         assert_eq!(v.instances(), 4);

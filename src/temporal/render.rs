@@ -173,6 +173,8 @@ mod tests {
                     vec![Instance { instance_id: "urn:i:2".into(), attr: r, deleted_at: None }],
                 ),
             ],
+            truncated: false,
+            span: None,
         }
     }
 

@@ -220,6 +220,85 @@ async fn queries_select_entities_and_page() {
 }
 
 #[tokio::test]
+async fn long_histories_are_cut_with_a_content_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.temporal_max_instances = 4;
+    let app = spawn_with(s, Some(dir)).await;
+    let speeds: Vec<Value> = (1..=5)
+        .map(|m| json!({"type": "Property", "value": m, "observedAt": format!("2020-01-01T00:0{m}:00Z")}))
+        .collect();
+    let fuel: Vec<Value> = (1..=5)
+        .map(|m| json!({"type": "Property", "value": 10 * m, "observedAt": format!("2020-01-02T00:0{m}:00Z")}))
+        .collect();
+    create(&app, &json!({"id": "urn:ngsi-ld:Vehicle:long", "type": "Vehicle", "speed": speeds, "fuel": fuel})).await;
+    let r = app.get(&format!("{T}/urn:ngsi-ld:Vehicle:long")).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "date-time 2020-01-01T00:01:00.000Z-2020-01-01T00:04:00.000Z/*");
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(values(&e["speed"]), vec![1, 2, 3, 4]);
+    assert_eq!(e["fuel"], json!([]), "the cut came before any fuel instance");
+    // The client continues after the cut.
+    let r = app.get(&format!("{T}/urn:ngsi-ld:Vehicle:long?timerel=after&timeAt=2020-01-01T00:04:30Z")).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "date-time 2020-01-01T00:04:30.000Z-2020-01-02T00:03:00.000Z/*");
+    // lastN takes the most recent instances first.
+    let r = app.get(&format!("{T}/urn:ngsi-ld:Vehicle:long?lastN=3")).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "date-time 2020-01-02T00:05:00.000Z-2020-01-01T00:05:00.000Z/3");
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(values(&e["fuel"]), vec![30, 40, 50]);
+    let r = app.get(&format!("{T}/urn:ngsi-ld:Vehicle:long?lastN=2")).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-range").is_none());
+    // Queries cut each entity the same way.
+    let r = app.get(&format!("{T}?type=Vehicle")).await;
+    assert_eq!(r.status(), 206);
+}
+
+#[tokio::test]
+async fn query_by_post_and_orderby() {
+    let app = spawn_app().await;
+    for (id, speed) in [("urn:ngsi-ld:Vehicle:b", 5), ("urn:ngsi-ld:Vehicle:a", 7), ("urn:ngsi-ld:Vehicle:c", 6)] {
+        create(
+            &app,
+            &json!({"id": id, "type": "Vehicle",
+                "speed": [{"type": "Property", "value": speed, "observedAt": "2020-08-01T12:00:00Z"}]}),
+        )
+        .await;
+    }
+    let q = json!({"type": "Query", "entities": [{"type": "Vehicle"}], "q": "speed>5",
+        "temporalQ": {"timerel": "before", "timeAt": "2020-08-02T00:00:00Z"}});
+    let r = app.post_json("/ngsi-ld/v1/temporal/entityOperations/query", &q).await;
+    assert_eq!(r.status(), 200);
+    let list: Value = r.json().await.unwrap();
+    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["urn:ngsi-ld:Vehicle:a", "urn:ngsi-ld:Vehicle:c"]);
+    let bad = json!({"type": "Query", "entities": [{"type": "Vehicle"}], "temporalQ": {"timerel": "after"}});
+    let r = app.post_json("/ngsi-ld/v1/temporal/entityOperations/query", &bad).await;
+    assert_problem(r, 400, "BadRequestData").await;
+    let list = get_json(&app, &format!("{T}?type=Vehicle&orderBy=id")).await;
+    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["urn:ngsi-ld:Vehicle:a", "urn:ngsi-ld:Vehicle:b", "urn:ngsi-ld:Vehicle:c"]);
+    let list = get_json(&app, &format!("{T}?type=Vehicle&orderBy=speed;desc&limit=2")).await;
+    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["urn:ngsi-ld:Vehicle:a", "urn:ngsi-ld:Vehicle:c"]);
+}
+
+#[tokio::test]
+async fn an_observation_posted_again_replaces_the_recorded_one() {
+    let app = spawn_app().await;
+    create(&app, &vehicle("urn:ngsi-ld:Vehicle:again")).await;
+    let mut again = vehicle("urn:ngsi-ld:Vehicle:again");
+    again["speed"][0]["value"] = json!(121);
+    let r = app.post_json(T, &again).await;
+    assert_eq!(r.status(), 204);
+    let e = get_json(&app, &format!("{T}/urn:ngsi-ld:Vehicle:again")).await;
+    assert_eq!(values(&e["speed"]), vec![121, 80, 100]);
+    assert_eq!(e["fuelLevel"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
 async fn contexts_compact_names_and_answer_json_ld() {
     let app = spawn_app().await;
     let ctx = json!({"speed": "https://example.org/vocab#speed", "Vehicle": "https://example.org/vocab#Vehicle"});
