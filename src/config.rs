@@ -51,6 +51,11 @@ pub struct Settings {
     /// Obsolete log records the embedded store keeps before it compacts, in bytes (it also waits
     /// until they are over half of the data directory).
     pub store_compact_min_bytes: u64,
+    /// Records the entity API's writes as temporal evolution (Orion-LD: -troe, ORIONLD_TROE).
+    pub troe: bool,
+    /// The most attribute instances one temporal entity holds in an answer; beyond it the answer
+    /// is 206 with a Content-Range the client continues from (GS CIM 009 §6.3.10).
+    pub temporal_max_instances: usize,
 }
 
 /// Where a setting came from, for warnings.
@@ -80,6 +85,7 @@ const ORION_FLAGS: &[(&str, &str, bool)] = &[
     ("ctxTimeout", "context_timeout_ms", true),
     ("httpTimeout", "notification_timeout_ms", true),
     ("distOpTimeout", "forward_timeout_ms", true),
+    ("troe", "troe", false),
     ("configFile", "config", true),
     // Orbis always runs in the foreground: -fg changes nothing and needs no warning.
     ("fg", "foreground", false),
@@ -107,7 +113,6 @@ const ORION_IGNORED: &[(&str, bool)] = &[
     ("forwarding", false),
     ("distributed", false),
     ("wip", true),
-    ("troe", false),
     ("troeHost", true),
     ("troePort", true),
     ("troeUser", true),
@@ -165,6 +170,7 @@ const ORION_ENV: &[(&str, &str)] = &[
     ("ORIONLD_CORS_ALLOWED_ORIGIN", "cors_origin"),
     ("ORIONLD_CORS_MAX_AGE", "cors_max_age"),
     ("ORIONLD_CONTEXT_DOWNLOAD_TIMEOUT", "context_timeout_ms"),
+    ("ORIONLD_TROE", "troe"),
 ];
 
 impl Settings {
@@ -203,6 +209,8 @@ impl Settings {
                 self.store_segment_max_bytes =
                     (parse_size(value).ok_or(format!("{key}: {value:?} is not a size"))? as u64).max(4096)
             }
+            "temporal_max_instances" => self.temporal_max_instances = (num(value)? as usize).max(1),
+            "troe" => self.troe = parse_bool(value).ok_or(format!("{key}: {value:?} is not a boolean"))?,
             "store_compact_min_bytes" => {
                 self.store_compact_min_bytes =
                     parse_size(value).ok_or(format!("{key}: {value:?} is not a size"))? as u64
@@ -380,13 +388,13 @@ Settings (defaults in config/default.toml), lowest precedence first:
   environment      ORIONLD_PORT, ORIONLD_PAGE_SIZE, ... and ORBIS_<KEY> (ORBIS_DATA_DIR, ...)
   flags            --<key> VALUE | --<key>=VALUE, or Orion-LD's -port, -localIp, -multiservice,
                    -logLevel, -pageSize, -inReqPayloadMaxSize, -corsOrigin, -corsMaxAge, -ctxTimeout,
-                   -httpTimeout
+                   -httpTimeout, -troe
 
 Keys: host, port, data_dir, multiservice, log_level, page_size, max_body_bytes, cors_origin,
       cors_max_age, context_timeout_ms, public_url, workers, notification_timeout_ms,
       notification_retry_window_secs, notification_queue, notification_concurrency, forward_timeout_ms,
       entity_map_lifetime_secs, entity_map_max_lifetime_secs, entity_maps_max, entity_map_max_ids,
-      store_segment_max_bytes, store_compact_min_bytes
+      store_segment_max_bytes, store_compact_min_bytes, troe, temporal_max_instances
 Other Orion-LD flags (-dbhost, -db, -experimental, ...) are accepted with a warning.";
 
 #[cfg(test)]
@@ -410,6 +418,7 @@ mod tests {
         let env = vec![
             ("ORIONLD_PAGE_SIZE".to_string(), "50".to_string()),
             ("ORIONLD_TROE".to_string(), "TRUE".to_string()),
+            ("ORIONLD_TROE_HOST".to_string(), "pg".to_string()),
             ("ORBIS_DATA_DIR".to_string(), "/tmp/x".to_string()),
             ("ORBIS_AGENT_MQTT_CONNECTIONS".to_string(), "8".to_string()),
             ("ORBIS_BIN".to_string(), "/usr/bin/orbis".to_string()),
@@ -426,9 +435,22 @@ mod tests {
         assert_eq!(l.settings.max_body_bytes, 2 * 1024 * 1024);
         assert_eq!(l.settings.data_dir, PathBuf::from("/tmp/x"));
         assert!(l.ignored.iter().any(|i| i.contains("dbhost")));
-        assert!(l.ignored.iter().any(|i| i.contains("ORIONLD_TROE")));
+        assert!(l.settings.troe);
+        assert!(l.ignored.iter().any(|i| i.contains("ORIONLD_TROE_HOST")));
         assert!(load(&args(&["-port", "abc"]), &[]).is_err());
         assert!(load(&args(&["--no-such-thing", "1"]), &[]).is_err());
+    }
+
+    #[test]
+    fn troe_flags() {
+        assert!(!Settings::default().troe);
+        assert!(load(&args(&["-troe"]), &[]).unwrap().settings.troe);
+        assert!(load(&args(&["--troe"]), &[]).unwrap().settings.troe);
+        assert!(!load(&args(&["--troe=false"]), &[]).unwrap().settings.troe);
+        let env = vec![("ORBIS_TROE".to_string(), "true".to_string())];
+        assert!(load(&[], &env).unwrap().settings.troe);
+        let l = load(&args(&["-troe", "-troeHost", "pg"]), &[]).unwrap();
+        assert!(l.settings.troe && l.ignored.iter().any(|i| i.contains("troeHost")));
     }
 
     #[test]

@@ -16,3 +16,4 @@ pub mod registry;
 pub mod render;
 pub mod startup;
 pub mod store;
+pub mod temporal;

@@ -50,7 +50,15 @@ impl Application {
             Duration::from_millis(settings.forward_timeout_ms.max(1)),
         ));
         let entity_maps = Arc::new(crate::entity_maps::EntityMaps::new(settings.entity_map_settings()));
-        let broker = Broker { store, resolver, notifier, registry, forwarder, entity_maps };
+        let temporal = crate::temporal::TemporalStore::load(store.clone(), settings.troe)
+            .await
+            .map_err(|e| format!("cannot load the temporal history: {e}"))?;
+        if settings.troe {
+            // History is recorded beside the notifications, in the same group commits; without
+            // troe the notifier stays the store's only observer.
+            store.set_observer(Arc::new(crate::store::Observers::new(vec![notifier.clone(), temporal.clone()])));
+        }
+        let broker = Broker { store, resolver, notifier, registry, forwarder, entity_maps, temporal };
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .map_err(|e| format!("cannot listen on {}:{}: {e}", settings.host, settings.port))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();

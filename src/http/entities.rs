@@ -476,7 +476,7 @@ pub async fn purge(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
 }
 
 /// The entity selector of a GET/DELETE query string (id, idPattern, type), if any.
-fn url_selectors(p: &Params) -> Vec<RawSelector> {
+pub(super) fn url_selectors(p: &Params) -> Vec<RawSelector> {
     if p.get("id").is_none() && p.get("idPattern").is_none() && p.get("type").is_none() {
         return Vec::new();
     }
@@ -487,6 +487,6 @@ fn url_selectors(p: &Params) -> Vec<RawSelector> {
     }]
 }
 
-fn url_geo(p: &Params) -> Result<Option<crate::query::geo::GeoQuery>, ApiError> {
+pub(super) fn url_geo(p: &Params) -> Result<Option<crate::query::geo::GeoQuery>, ApiError> {
     Ok(query_entities::geo_from_params(p.get("georel"), p.get("geometry"), p.get("coordinates"), p.get("geoproperty"))?)
 }

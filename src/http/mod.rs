@@ -1,6 +1,6 @@
 //! The HTTP edge: the only module that imports actix-web or knows status codes. Routes map to
 //! handlers grouped by resource (`entities`, `attrs`, `batch`, `contexts`, `subscriptions`,
-//! `registrations`, `csource_subscriptions`, `entity_maps`, `discovery`, `admin`); each handler parses and checks the request with
+//! `registrations`, `csource_subscriptions`, `entity_maps`, `discovery`, `temporal`, `admin`); each handler parses and checks the request with
 //! `extract`, calls one operation in `ops`, and answers through `respond`/`render`. Errors of every layer become ProblemDetails in `error`.
 
 pub mod admin;
@@ -17,6 +17,7 @@ pub mod extract;
 pub mod registrations;
 pub mod respond;
 pub mod subscriptions;
+pub mod temporal;
 
 use std::time::Instant;
 
@@ -240,6 +241,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             (M::GET, web::get().to(registrations::retrieve)),
             (M::PATCH, web::patch().to(registrations::update)),
             (M::DELETE, web::delete().to(registrations::delete)),
+        ],
+    ))
+    .service(resource(
+        &format!("{v1}/temporal/entities"),
+        vec![(M::POST, web::post().to(temporal::create)), (M::GET, web::get().to(temporal::query))],
+    ))
+    .service(resource(
+        &format!("{v1}/temporal/entityOperations/query"),
+        vec![(M::POST, web::post().to(temporal::query_post))],
+    ))
+    .service(resource(
+        &format!("{v1}/temporal/entities/{{entityId}}"),
+        vec![(M::GET, web::get().to(temporal::retrieve)), (M::DELETE, web::delete().to(temporal::delete))],
+    ))
+    .service(resource(
+        &format!("{v1}/temporal/entities/{{entityId}}/attrs"),
+        vec![(M::POST, web::post().to(temporal::append))],
+    ))
+    .service(resource(
+        &format!("{v1}/temporal/entities/{{entityId}}/attrs/{{attrId}}"),
+        vec![(M::DELETE, web::delete().to(temporal::delete_attr))],
+    ))
+    .service(resource(
+        &format!("{v1}/temporal/entities/{{entityId}}/attrs/{{attrId}}/{{instanceId}}"),
+        vec![
+            (M::PATCH, web::patch().to(temporal::update_instance)),
+            (M::DELETE, web::delete().to(temporal::delete_instance)),
         ],
     ))
     .service(resource(&format!("{v1}/types"), vec![(M::GET, web::get().to(discovery::types))]))

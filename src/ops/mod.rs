@@ -3,6 +3,7 @@
 //! domain values or [`NgsiError`]s. No HTTP types here.
 
 pub mod append_attrs;
+pub mod append_temporal_attrs;
 pub mod batch_create;
 pub mod batch_delete;
 pub mod batch_merge;
@@ -14,12 +15,16 @@ pub mod create_entity;
 pub mod create_entity_map;
 pub mod create_registration;
 pub mod create_subscription;
+pub mod create_temporal_entity;
 pub mod delete_attr;
 pub mod delete_csource_subscription;
 pub mod delete_entity;
 pub mod delete_entity_map;
 pub mod delete_registration;
 pub mod delete_subscription;
+pub mod delete_temporal_attr;
+pub mod delete_temporal_entity;
+pub mod delete_temporal_instance;
 pub mod discover;
 pub mod merge_entity;
 pub mod purge_entities;
@@ -27,6 +32,7 @@ pub mod query_csource_subscriptions;
 pub mod query_entities;
 pub mod query_registrations;
 pub mod query_subscriptions;
+pub mod query_temporal_entities;
 pub mod replace_attr;
 pub mod replace_entity;
 pub mod retrieve_csource_subscription;
@@ -34,12 +40,14 @@ pub mod retrieve_entity;
 pub mod retrieve_entity_map;
 pub mod retrieve_registration;
 pub mod retrieve_subscription;
+pub mod retrieve_temporal_entity;
 pub mod update_attr;
 pub mod update_attrs;
 pub mod update_csource_subscription;
 pub mod update_entity_map;
 pub mod update_registration;
 pub mod update_subscription;
+pub mod update_temporal_instance;
 
 use std::sync::Arc;
 
@@ -63,6 +71,8 @@ pub struct Broker {
     pub forwarder: Arc<crate::forward::Forwarder>,
     /// Entity maps of paginated queries (memory only).
     pub entity_maps: Arc<crate::entity_maps::EntityMaps>,
+    /// The temporal evolution of entities.
+    pub temporal: Arc<crate::temporal::TemporalStore>,
 }
 
 impl Broker {
@@ -84,6 +94,14 @@ impl Broker {
         let mut results = self.store.write(tenant, create_tenant, vec![w]).await?;
         results.pop().unwrap_or_else(|| Err(NgsiError::internal("the store returned no result")))
     }
+}
+
+/// Fails with NonexistentTenant unless the tenant has temporal entities or entities.
+pub async fn require_temporal_tenant(b: &Broker, tenant: &str) -> NgsiResult<()> {
+    if b.temporal.has_tenant(tenant) {
+        return Ok(());
+    }
+    b.require_tenant(tenant).await
 }
 
 /// The common start of the operations on one entity with a body (append, update, merge,

@@ -459,9 +459,10 @@ enum Job {
 }
 
 /// Removes a document. Collections keep insertion order, except the unordered ones (`outbox*`,
-/// many short-lived entries), where a swap removal keeps deletion O(1).
+/// many short-lived entries; `temporal*`, many entries whose order is decided by their
+/// timestamps), where a swap removal keeps deletion O(1).
 fn remove_meta(m: &mut IndexMap<String, Value>, collection: &str, key: &str) {
-    if collection.starts_with("outbox") {
+    if collection.starts_with("outbox") || collection.starts_with("temporal") {
         m.swap_remove(key);
     } else {
         m.shift_remove(key);
@@ -877,17 +878,19 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
             }
         }
     }
+    // The observer acts before the callers hear back, so what it keeps (the history of TRoE)
+    // is readable as soon as a write is acknowledged.
+    if let Some(obs) = &observer
+        && !published.is_empty()
+    {
+        obs.committed(&published, observed);
+    }
     for o in outcomes {
         match o {
             Outcome::Write(reply, res) => drop(reply.send(res)),
             Outcome::Meta(reply) => drop(reply.send(Ok(()))),
             Outcome::MetaDelete(reply, existed) => drop(reply.send(Ok(existed))),
         }
-    }
-    if let Some(obs) = &observer
-        && !published.is_empty()
-    {
-        obs.committed(&published, observed);
     }
     // Without receivers, sending would only keep the last changes (and the entities they hold)
     // alive in the channel's ring.

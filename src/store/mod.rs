@@ -73,6 +73,43 @@ pub trait ChangeObserver: Send + Sync {
     fn committed(&self, changes: &[Change], docs: Vec<(String, String, Value)>);
 }
 
+/// Several observers as one: each sees every group, in the order given, and gets back in
+/// `committed` the documents it returned from `prepare`, all of which are stored together.
+pub struct Observers {
+    observers: Vec<Arc<dyn ChangeObserver>>,
+    /// How many documents each observer returned for the group being committed.
+    counts: parking_lot::Mutex<Vec<usize>>,
+}
+
+impl Observers {
+    pub fn new(observers: Vec<Arc<dyn ChangeObserver>>) -> Observers {
+        Observers { observers, counts: parking_lot::Mutex::new(Vec::new()) }
+    }
+}
+
+impl ChangeObserver for Observers {
+    fn prepare(&self, changes: &[Change]) -> Vec<(String, String, Value)> {
+        let mut out = Vec::new();
+        let mut counts = Vec::with_capacity(self.observers.len());
+        for o in &self.observers {
+            let docs = o.prepare(changes);
+            counts.push(docs.len());
+            out.extend(docs);
+        }
+        *self.counts.lock() = counts;
+        out
+    }
+
+    fn committed(&self, changes: &[Change], docs: Vec<(String, String, Value)>) {
+        let counts = std::mem::take(&mut *self.counts.lock());
+        let mut docs = docs.into_iter();
+        for (i, o) in self.observers.iter().enumerate() {
+            let n = counts.get(i).copied().unwrap_or(0);
+            o.committed(changes, docs.by_ref().take(n).collect());
+        }
+    }
+}
+
 /// An in-memory refinement of a filter.
 pub type Predicate = Arc<dyn Fn(&Entity) -> bool + Send + Sync>;
 
@@ -279,7 +316,8 @@ pub trait Store: Send + Sync {
     async fn delete_meta_many(&self, collection: &str, keys: Vec<String>) -> Result<(), StoreError>;
     /// One document.
     async fn get_meta(&self, collection: &str, key: &str) -> Result<Option<Value>, StoreError>;
-    /// A collection's documents in insertion order (collections named `outbox*`: in no order).
+    /// A collection's documents in insertion order (collections named `outbox*` or `temporal*`:
+    /// in no order).
     async fn list_meta(&self, collection: &str) -> Result<Vec<(String, Value)>, StoreError>;
     /// A receiver of change events (bounded; a slow receiver misses events and is told so).
     fn changes(&self) -> tokio::sync::broadcast::Receiver<Change>;

@@ -15,4 +15,5 @@ mod persistence;
 mod query;
 mod registrations;
 mod subscriptions;
+mod temporal;
 mod tenants;
