@@ -319,14 +319,13 @@ fn raw(v: &Value) -> Box<RawValue> {
 impl Attribute {
     /// A new instance with no optional members.
     pub fn new(kind: AttrKind, value: &Value, now: i64) -> Attribute {
-        Attribute {
-            kind,
-            observed: stamp::Packed::NONE,
-            value: raw(value),
-            meta: None,
-            created_at: now,
-            modified_at: now,
-        }
+        Attribute::with_text(kind, raw(value), now)
+    }
+
+    /// A new instance whose value is given as compact JSON text, as [`Attribute::new`] would
+    /// write it.
+    pub fn with_text(kind: AttrKind, value: Box<RawValue>, now: i64) -> Attribute {
+        Attribute { kind, observed: stamp::Packed::NONE, value, meta: None, created_at: now, modified_at: now }
     }
 
     /// The value, parsed.

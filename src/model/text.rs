@@ -190,15 +190,47 @@ fn normalized(v: &RawValue, ctx: &Context, now: i64) -> Option<Attribute> {
     // Exactly the kind's own value member (another one is an error the tree parser reports).
     let given = values.iter().filter(|(_, v)| v.is_some()).count();
     let value = values.iter().find(|(k, _)| *k == kind.value_key()).and_then(|(_, v)| *v).filter(|_| given == 1)?;
-    let value: Value = serde_json::from_str(value.get()).ok()?;
-    let valid = validate_value(kind, &value, ctx).ok()?;
-    let mut attr = Attribute::new(kind, &valid, now);
+    let mut attr = match compact_scalar(kind, value) {
+        Some(text) => Attribute::with_text(kind, text.to_owned(), now),
+        None => {
+            let value: Value = serde_json::from_str(value.get()).ok()?;
+            let valid = validate_value(kind, &value, ctx).ok()?;
+            Attribute::new(kind, &valid, now)
+        }
+    };
     for (name, text) in [("observedAt", n.observed_at), ("unitCode", n.unit_code), ("datasetId", n.dataset_id)] {
         if text.is_some() {
             set_member(&mut attr, name, text).ok()?;
         }
     }
     Some(attr)
+}
+
+/// A valid Property or Relationship value whose text is already what parsing and writing it
+/// again would give: a string without escapes (a URI for a Relationship), an integer that
+/// stays one, `true`, `false`.
+fn compact_scalar(kind: AttrKind, v: &RawValue) -> Option<&RawValue> {
+    let t = v.get();
+    let plain = |s: &str| s.len() >= 2 && s.ends_with('"') && !s.contains('\\');
+    let ok = match kind {
+        AttrKind::Relationship => t.starts_with('"') && plain(t) && super::parse::is_uri(&t[1..t.len() - 1]),
+        AttrKind::Property => match t.as_bytes().first()? {
+            b'"' => plain(t),
+            b't' | b'f' => true,
+            _ => {
+                // Digits without a leading zero, short enough to stay an integer; "-0" is
+                // written as 0.
+                let digits = t.strip_prefix('-').unwrap_or(t);
+                let b = digits.as_bytes();
+                !b.is_empty()
+                    && b.len() <= 18
+                    && b.iter().all(u8::is_ascii_digit)
+                    && (b[0] != b'0' || digits == t && b.len() == 1)
+            }
+        },
+        _ => false,
+    };
+    ok.then_some(v)
 }
 
 /// The members [`normalized`] reads; any other member, a repeated one, or a member of the
@@ -297,6 +329,34 @@ mod tests {
         assert_eq!(a, b);
     }
 
+    #[test]
+    fn scalars_kept_as_text_are_what_writing_them_gives() {
+        for t in [
+            "\"plain\"",
+            "\"caf\u{e9}\"",
+            "true",
+            "false",
+            "0",
+            "-17",
+            "123456789012345678",
+            "-0",
+            "2.50",
+            "1e3",
+            "null",
+            "123456789012345678901234",
+        ] {
+            let raw: Box<RawValue> = serde_json::from_str(t).unwrap();
+            let compact = serde_json::to_string(&serde_json::from_str::<Value>(t).unwrap()).unwrap();
+            if let Some(kept) = compact_scalar(AttrKind::Property, &raw) {
+                assert_eq!(kept.get(), compact, "{t}");
+            }
+        }
+        let kept =
+            |t: &str| compact_scalar(AttrKind::Property, &serde_json::from_str::<Box<RawValue>>(t).unwrap()).is_some();
+        assert!(kept("\"plain\"") && kept("-17") && kept("true"));
+        assert!(!kept("-0") && !kept("2.50") && !kept("\"a\\u00e9\""));
+    }
+
     /// Attribute objects of every shape, valid and not, as JSON text.
     fn attribute() -> impl Strategy<Value = String> {
         let kind = prop::sample::select(vec![
@@ -316,6 +376,13 @@ mod tests {
             r#""value":"a\u00e9""#,
             r#""value":null"#,
             r#""value":1e3"#,
+            r#""value":"plain""#,
+            r#""value":-0"#,
+            r#""value":0"#,
+            r#""value":-17"#,
+            r#""value":123456789012345678901234"#,
+            r#""value":true"#,
+            r#""value":2.50"#,
             r#""value":[1,2]"#,
             r#""value":{"type":"Point","coordinates":[1,2]}"#,
             r#""value":{"type":"Point"}"#,
@@ -349,6 +416,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
         /// Whatever the client sends, reading the text gives what parsing the tree gives: the
         /// same entity, or the same error.
         #[test]
