@@ -5,7 +5,6 @@ use actix_web::web::{Path, Payload};
 use actix_web::{HttpRequest, HttpResponse, http::header};
 
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use super::error::ApiError;
 use super::extract::{
@@ -14,6 +13,7 @@ use super::extract::{
 };
 use super::{State, respond};
 use crate::error::NgsiError;
+use crate::model::text::Element;
 use crate::ops::purge_entities::Purge;
 use crate::ops::query_entities::{QueryParams, RawSelector};
 use crate::ops::{
@@ -32,13 +32,13 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
     // An application/json body for a tenant with no context sources is read straight into the
     // model (model::text); anything else is parsed first.
     if media == BodyMedia::Json && link_context(&req).is_ok() && !state.broker.forwarder.registry.has_any(&t) {
-        let item: &RawValue = serde_json::from_slice(&bytes).map_err(NgsiError::not_json)?;
-        if !item.get().starts_with('{') {
+        let item: Element = serde_json::from_slice(&bytes).map_err(NgsiError::not_json)?;
+        if matches!(item, Element::Other) {
             return Err(not_object().into());
         }
         let ctx = header_context(&req, &state).await.map_err(element_error);
         super::extract::dist(&req, &state, p.bool("local")?)?;
-        let id = create_entity::run_json(&state.broker, &t, item, &ctx).await?;
+        let id = create_entity::run_json(&state.broker, &t, &item, &ctx).await?;
         return Ok(created_response(&id, t));
     }
     let body: Value = serde_json::from_slice(&bytes).map_err(NgsiError::not_json)?;

@@ -24,19 +24,12 @@ use crate::error::{NgsiError, NgsiResult};
 use crate::jsonld::Context;
 
 /// A JSON object's members in order, names borrowed where they hold no escapes.
+#[derive(Debug)]
 pub struct Members<'a> {
     list: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
 
 impl<'a> Members<'a> {
-    /// The object `text` holds, or `None` when it is not an object.
-    pub fn of(text: &'a RawValue) -> Option<Members<'a>> {
-        if !text.get().starts_with('{') {
-            return None;
-        }
-        serde_json::from_str(text.get()).ok()
-    }
-
     /// The member named `name` (the last one, as a parsed tree keeps it).
     pub fn get(&self, name: &str) -> Option<&'a RawValue> {
         self.list.iter().rev().find(|(k, _)| k == name).map(|(_, v)| *v)
@@ -61,16 +54,20 @@ impl<'de> Deserialize<'de> for Members<'de> {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
-                let mut list = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(k) = map.next_key::<Name<'de>>()? {
-                    list.push((k.0, map.next_value::<&'de RawValue>()?));
-                }
-                Ok(Members { list })
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Members<'de>, A::Error> {
+                members(map)
             }
         }
         d.deserialize_map(V)
     }
+}
+
+fn members<'de, A: MapAccess<'de>>(mut map: A) -> Result<Members<'de>, A::Error> {
+    let mut list = Vec::with_capacity(map.size_hint().unwrap_or(8));
+    while let Some(k) = map.next_key::<Name<'de>>()? {
+        list.push((k.0, map.next_value::<&'de RawValue>()?));
+    }
+    Ok(Members { list })
 }
 
 /// A member name: borrowed from the input unless it holds escapes.
@@ -95,10 +92,56 @@ impl<'de> Deserialize<'de> for Name<'de> {
     }
 }
 
-/// The elements of a batch body as JSON text: a non-empty array, with the errors
-/// [`crate::ops::batch_items`] gives for a parsed one.
-pub fn batch_elements(body: &[u8]) -> NgsiResult<Vec<&RawValue>> {
-    let items: Vec<&RawValue> = match serde_json::from_slice(body) {
+/// A batch element or request body read as text: an object's members, or something else
+/// (which no entity can be).
+#[derive(Debug)]
+pub enum Element<'a> {
+    Object(Members<'a>),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Element<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Element<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Element<'de>, A::Error> {
+                members(map).map(Element::Object)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Element<'de>, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(Element::Other)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Element<'de>, E> {
+                Ok(Element::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Element<'de>, E> {
+                Ok(Element::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Element<'de>, E> {
+                Ok(Element::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Element<'de>, E> {
+                Ok(Element::Other)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Element<'de>, E> {
+                Ok(Element::Other)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Element<'de>, E> {
+                Ok(Element::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The elements of a batch body: a non-empty array, with the errors
+/// [`crate::ops::batch_items`] gives for a parsed one. The body is scanned once.
+pub fn batch_elements(body: &[u8]) -> NgsiResult<Vec<Element<'_>>> {
+    let items: Vec<Element> = match serde_json::from_slice(body) {
         Ok(items) => items,
         // Malformed JSON is told as such wherever it is; well-formed JSON is no array.
         Err(e) => match serde_json::from_slice::<&RawValue>(body) {
@@ -114,11 +157,9 @@ pub fn batch_elements(body: &[u8]) -> NgsiResult<Vec<&RawValue>> {
 
 /// The id a batch result reports for an element (empty when it has none), as
 /// [`crate::ops::element_id`] reads it from a parsed element.
-pub fn element_id(item: &RawValue) -> String {
-    Members::of(item)
-        .and_then(|m| serde_json::from_str::<Cow<str>>(m.get("id")?.get()).ok())
-        .map(Cow::into_owned)
-        .unwrap_or_default()
+pub fn element_id(item: &Element) -> String {
+    let Element::Object(m) = item else { return String::new() };
+    m.get("id").and_then(|v| serde_json::from_str::<Cow<str>>(v.get()).ok()).map(Cow::into_owned).unwrap_or_default()
 }
 
 /// What an `application/json` body with an `@context` member is told: its context belongs in
@@ -127,35 +168,32 @@ pub const CONTEXT_IN_JSON: &str = "a body with @context must be sent as applicat
 
 /// The entity of an `application/json` element, whose context is the `Link` header's (`ctx`).
 pub fn parse_json_entity(
-    item: &RawValue,
+    item: &Element,
     ctx: &NgsiResult<Arc<Context>>,
     purpose: Purpose,
     now: i64,
 ) -> NgsiResult<EntityInput> {
-    let members = Members::of(item);
-    if members.as_ref().is_some_and(|m| m.get("@context").is_some()) {
+    if let Element::Object(m) = item
+        && m.get("@context").is_some()
+    {
         return Err(NgsiError::bad_data(CONTEXT_IN_JSON));
     }
-    entity_of(item, members, ctx.as_ref().map_err(Clone::clone)?, purpose, now)
+    parse_entity(item, ctx.as_ref().map_err(Clone::clone)?, purpose, now)
 }
 
-/// [`super::parse::parse_entity`] of the JSON text `item`.
-pub fn parse_entity(item: &RawValue, ctx: &Context, purpose: Purpose, now: i64) -> NgsiResult<EntityInput> {
-    entity_of(item, Members::of(item), ctx, purpose, now)
-}
-
-fn entity_of(
-    item: &RawValue,
-    members: Option<Members<'_>>,
-    ctx: &Context,
-    purpose: Purpose,
-    now: i64,
-) -> NgsiResult<EntityInput> {
-    match members.filter(|m| !m.has_duplicates()) {
-        Some(m) => {
+/// [`super::parse::parse_entity`] of an element read as text.
+pub fn parse_entity(item: &Element, ctx: &Context, purpose: Purpose, now: i64) -> NgsiResult<EntityInput> {
+    match item {
+        Element::Object(m) if !m.has_duplicates() => {
             entity_from(|k| m.get(k).map(Member::Text), m.iter().map(|(k, v)| (k, Member::Text(v))), ctx, purpose, now)
         }
-        None => super::parse::parse_entity(&tree(item), ctx, purpose, now),
+        // The tree a parser would make of the members: a repeated name keeps its first place
+        // and its last value.
+        Element::Object(m) => {
+            let tree: serde_json::Map<String, Value> = m.iter().map(|(k, v)| (k.to_owned(), tree(v))).collect();
+            super::parse::parse_entity(&Value::Object(tree), ctx, purpose, now)
+        }
+        Element::Other => Err(NgsiError::bad_data("an entity must be a JSON object")),
     }
 }
 
@@ -293,10 +331,10 @@ mod tests {
             r.map(|e| format!("{:?} {:?} {:?} {} {:?}", e.id, e.types, e.scope, e.scope_null, e.attrs))
                 .map_err(|e| format!("{e:?}"))
         };
-        let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+        let element: Element = serde_json::from_str(text).unwrap();
         let tree: Value = serde_json::from_str(text).unwrap();
         (
-            show(parse_entity(&raw, &CORE, Purpose::Create, 7)),
+            show(parse_entity(&element, &CORE, Purpose::Create, 7)),
             show(super::super::parse::parse_entity(&tree, &CORE, Purpose::Create, 7)),
         )
     }
@@ -318,8 +356,8 @@ mod tests {
             "speed":{"type":"Property","value":12.5,"unitCode":"KMH","observedAt":"2026-01-15T10:00:00.000Z"},
             "isParked":{"type":"Relationship","object":"urn:ngsi-ld:P:1","datasetId":"urn:ds:1"},
             "location":{"type":"GeoProperty","value":{"type":"Point","coordinates":[1.5,2]}}}"#;
-        let whole = serde_json::from_str::<Box<RawValue>>(text).unwrap();
-        for (_, v) in Members::of(&whole).unwrap().iter() {
+        let Element::Object(whole) = serde_json::from_str::<Element>(text).unwrap() else { panic!("an object") };
+        for (_, v) in whole.iter() {
             if v.get().starts_with('{') {
                 assert!(normalized(v, &CORE, 7).is_some(), "{}", v.get());
             }

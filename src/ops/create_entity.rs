@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use super::Broker;
 use crate::error::{ErrorKind, NgsiError, NgsiResult};
@@ -77,7 +76,12 @@ pub async fn run(
 
 /// Creates the entity of an `application/json` body read as text ([`crate::model::text`]), for
 /// a tenant with no context sources; returns its id.
-pub async fn run_json(b: &Broker, tenant: &str, item: &RawValue, ctx: &NgsiResult<Arc<Context>>) -> NgsiResult<String> {
+pub async fn run_json(
+    b: &Broker,
+    tenant: &str,
+    item: &crate::model::text::Element<'_>,
+    ctx: &NgsiResult<Arc<Context>>,
+) -> NgsiResult<String> {
     let now = now_millis();
     store(b, tenant, crate::model::text::parse_json_entity(item, ctx, Purpose::Create, now)?, now).await
 }

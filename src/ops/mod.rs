@@ -52,7 +52,6 @@ pub mod update_temporal_instance;
 use std::sync::Arc;
 
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::error::{ErrorKind, NgsiError, NgsiResult};
 use crate::jsonld::Context;
@@ -355,7 +354,7 @@ pub enum BatchBody<'a> {
     Tree(&'a Value, &'a [NgsiResult<Arc<Context>>]),
     /// The elements' text and the one context of an `application/json` body, when no context
     /// source can be concerned: read straight into the model ([`crate::model::text`]).
-    Text(Vec<&'a RawValue>, NgsiResult<Arc<Context>>),
+    Text(Vec<crate::model::text::Element<'a>>, NgsiResult<Arc<Context>>),
 }
 
 /// The entities of a batch create or upsert, with their ids, in order. Elements that cannot
