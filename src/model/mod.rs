@@ -10,6 +10,7 @@ pub mod geo;
 mod instances;
 pub mod parse;
 pub mod stamp;
+mod stored;
 pub mod text;
 
 pub use attr_map::AttrMap;
@@ -618,6 +619,7 @@ mod tests {
             );
             let e: Entity = serde_json::from_str(&text).unwrap();
             assert_eq!(serde_json::to_string(&e).unwrap(), text);
+            assert_eq!(e.stored(), text.as_bytes());
             let again: Entity = serde_json::from_str(&text).unwrap();
             assert_eq!(e, again);
         }

@@ -511,7 +511,7 @@ fn capture(state: &RwLock<State>) -> SnapshotSource {
                 w(DiskOp::PutTenant { name: name.clone() })?;
             }
             for e in entities {
-                let bytes = serde_json::to_vec(e.as_ref()).map_err(std::io::Error::other)?;
+                let bytes = e.stored();
                 w(DiskOp::PutEntity { key: entity_key(&name, &e.id), bytes })?;
             }
         }
@@ -760,7 +760,7 @@ fn commit_group(disk: &mut Disk, jobs: Vec<Job>, state: &RwLock<State>, changes:
                                 Ok(Mutation::Put(mut e)) => {
                                     // Entities live long in memory: drop the growth slack.
                                     e.attrs.shrink_to_fit();
-                                    let bytes = serde_json::to_vec(&e).map_err(io)?;
+                                    let bytes = e.stored();
                                     let op = DiskOp::PutEntity { key: entity_key(&tenant, &w.id), bytes };
                                     if current.is_some() {
                                         superseded += supersedes(&op);
