@@ -15,8 +15,10 @@
 //! operations run one at a time under [`TemporalStore::lock`] and persist their deltas before
 //! applying them; the TRoE recorder (`troe.rs`) is a [`ChangeObserver`](crate::store::ChangeObserver)
 //! whose deltas are stored in the same group commit as the entity writes that caused them.
-//! Parsing (`parse.rs`), time filters (`query.rs`) and rendering (`render.rs`) are pure.
+//! Parsing (`parse.rs`), time filters (`query.rs`), aggregation (`aggregate.rs`) and rendering
+//! (`render.rs`) are pure.
 
+pub mod aggregate;
 pub mod parse;
 pub mod query;
 pub mod render;
