@@ -20,13 +20,14 @@ use crate::ops::{
     delete_temporal_instance, query_temporal_entities, retrieve_temporal_entity, update_temporal_instance,
 };
 use crate::render::parse_projection;
+use crate::temporal::aggregate::Aggregation;
 use crate::temporal::query::{TimeProperty, TimeRel, content_range, parse_last_n};
 use crate::temporal::render::{self as trender, TemporalRender};
 
 const BASE: &str = "/ngsi-ld/v1/temporal/entities";
 
 /// The `options` the temporal read operations know.
-const TEMPORAL_OPTIONS: &[&str] = &["temporalValues", "sysAttrs", "normalized"];
+const TEMPORAL_OPTIONS: &[&str] = &["temporalValues", "aggregatedValues", "sysAttrs", "normalized"];
 
 /// The parameters Retrieve and Query share.
 const READ_PARAMS: &[&str] = &[
@@ -36,6 +37,8 @@ const READ_PARAMS: &[&str] = &[
     "endTimeAt",
     "timeproperty",
     "lastN",
+    "aggrMethods",
+    "aggrPeriodDuration",
     "options",
     "format",
     "datasetId",
@@ -70,7 +73,7 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
 }
 
 /// Query Temporal Evolution of Entities (§5.7.4).
-#[utoipa::path(get, path = "/ngsi-ld/v1/temporal/entities", tag = "Temporal", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header"), ("id" = Option<String>, Query, description = "Entity ids"), ("idPattern" = Option<String>, Query, description = "Id regular expression"), ("type" = Option<String>, Query, description = "Entity types"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("q" = Option<String>, Query, description = "NGSI-LD query: holds when one kept instance satisfies it"), ("scopeQ" = Option<String>, Query, description = "Scope filter"), ("georel" = Option<String>, Query, description = "Geo-relationship"), ("geometry" = Option<String>, Query, description = "Geometry of the geo-query"), ("coordinates" = Option<String>, Query, description = "Coordinates of the geo-query"), ("geoproperty" = Option<String>, Query, description = "GeoProperty of the geo-query"), ("timerel" = Option<String>, Query, description = "before, after or between"), ("timeAt" = Option<String>, Query, description = "DateTime the relation compares with"), ("endTimeAt" = Option<String>, Query, description = "End of a between relation"), ("timeproperty" = Option<String>, Query, description = "observedAt (default), createdAt, modifiedAt, deletedAt"), ("lastN" = Option<String>, Query, description = "Only the N most recent instances of each attribute"), ("options" = Option<String>, Query, description = "temporalValues, sysAttrs"), ("format" = Option<String>, Query, description = "temporalValues or normalized"), ("datasetId" = Option<String>, Query, description = "Instances to return (@none: the default ones)"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("orderBy" = Option<String>, Query, description = "Sort: member[;asc|;desc],..."), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("local" = Option<String>, Query, description = "true: no selector needed")), responses((status = 200, description = "Temporal entities", body = serde_json::Value), (status = 206, description = "Some entity's instances were cut: Content-Range says up to where", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Nonexistent tenant", body = crate::http::error::ProblemDetails), (status = 406, description = "Not acceptable")))]
+#[utoipa::path(get, path = "/ngsi-ld/v1/temporal/entities", tag = "Temporal", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header"), ("id" = Option<String>, Query, description = "Entity ids"), ("idPattern" = Option<String>, Query, description = "Id regular expression"), ("type" = Option<String>, Query, description = "Entity types"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("q" = Option<String>, Query, description = "NGSI-LD query: holds when one kept instance satisfies it"), ("scopeQ" = Option<String>, Query, description = "Scope filter"), ("georel" = Option<String>, Query, description = "Geo-relationship"), ("geometry" = Option<String>, Query, description = "Geometry of the geo-query"), ("coordinates" = Option<String>, Query, description = "Coordinates of the geo-query"), ("geoproperty" = Option<String>, Query, description = "GeoProperty of the geo-query"), ("timerel" = Option<String>, Query, description = "before, after or between"), ("timeAt" = Option<String>, Query, description = "DateTime the relation compares with"), ("endTimeAt" = Option<String>, Query, description = "End of a between relation"), ("timeproperty" = Option<String>, Query, description = "observedAt (default), createdAt, modifiedAt, deletedAt"), ("lastN" = Option<String>, Query, description = "Only the N most recent instances of each attribute"), ("aggrMethods" = Option<String>, Query, description = "Aggregation methods (aggregatedValues): totalCount, distinctCount, sum, avg, min, max, stddev, sumsq"), ("aggrPeriodDuration" = Option<String>, Query, description = "ISO 8601 duration of each aggregation period (default PT0S: the whole time range)"), ("options" = Option<String>, Query, description = "temporalValues, aggregatedValues, sysAttrs"), ("format" = Option<String>, Query, description = "temporalValues, aggregatedValues or normalized (wins over options)"), ("datasetId" = Option<String>, Query, description = "Instances to return (@none: the default ones)"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty"), ("orderBy" = Option<String>, Query, description = "Sort: member[;asc|;desc],..."), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header"), ("local" = Option<String>, Query, description = "true: no selector needed")), responses((status = 200, description = "Temporal entities", body = serde_json::Value), (status = 206, description = "Some entity's instances were cut: Content-Range says up to where", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Nonexistent tenant", body = crate::http::error::ProblemDetails), (status = 406, description = "Not acceptable")))]
 pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let mut allowed = READ_PARAMS.to_vec();
     allowed.extend([
@@ -93,8 +96,8 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
     let t = tenant(&req, &state)?;
     let ctx = header_context(&req, &state).await?;
     let mut tq = temporal_query(&p)?;
-    tq.max_instances = Some(state.settings.temporal_max_instances);
-    let opts = temporal_render(&p, &ctx, tq.timeproperty)?;
+    let opts = temporal_render(&p, &ctx, &tq, url_aggregation(&p))?;
+    tq.max_instances = opts.aggregation.is_none().then_some(state.settings.temporal_max_instances);
     let page = query_temporal_entities::run(&state.broker, &t, &tq, &ctx, state.settings.page_size).await?;
     let mut resp = page_answer(&page, &tq, &ctx, acc, &opts);
     let pairs: Vec<(String, String)> =
@@ -107,10 +110,26 @@ pub async fn query(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
 }
 
 /// Query Temporal Evolution of Entities via POST (§5.7.5): the Query body carries the
-/// selectors, attrs, q, scopeQ, geoQ and temporalQ; paging, lastN and rendering stay in the URL.
-#[utoipa::path(post, path = "/ngsi-ld/v1/temporal/entityOperations/query", tag = "Temporal", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies)"), ("lastN" = Option<String>, Query, description = "Only the N most recent instances of each attribute"), ("options" = Option<String>, Query, description = "temporalValues, sysAttrs"), ("format" = Option<String>, Query, description = "temporalValues or normalized"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "A Query with temporalQ"), responses((status = 200, description = "Temporal entities", body = serde_json::Value), (status = 206, description = "Some entity's instances were cut: Content-Range says up to where", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 415, description = "Unsupported media type")))]
+/// selectors, attrs, q, scopeQ, geoQ and temporalQ, and aggregation parameters in temporalQ or
+/// `aggrParams` (§5.2.44) over those of the URL; paging, lastN and rendering stay in the URL.
+#[utoipa::path(post, path = "/ngsi-ld/v1/temporal/entityOperations/query", tag = "Temporal", params(("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header (application/json bodies)"), ("lastN" = Option<String>, Query, description = "Only the N most recent instances of each attribute"), ("aggrMethods" = Option<String>, Query, description = "Aggregation methods (aggregatedValues): totalCount, distinctCount, sum, avg, min, max, stddev, sumsq"), ("aggrPeriodDuration" = Option<String>, Query, description = "ISO 8601 duration of each aggregation period (default PT0S: the whole time range)"), ("options" = Option<String>, Query, description = "temporalValues, aggregatedValues, sysAttrs"), ("format" = Option<String>, Query, description = "temporalValues, aggregatedValues or normalized (wins over options)"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("limit" = Option<String>, Query, description = "Page size (max 1000)"), ("offset" = Option<String>, Query, description = "Page offset"), ("count" = Option<String>, Query, description = "true: NGSILD-Results-Count header")), request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/ld+json")), description = "A Query with temporalQ"), responses((status = 200, description = "Temporal entities", body = serde_json::Value), (status = 206, description = "Some entity's instances were cut: Content-Range says up to where", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 415, description = "Unsupported media type")))]
 pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
-    let p = Params::parse(&req, &["lastN", "options", "format", "pick", "omit", "limit", "offset", "count", "local"])?;
+    let p = Params::parse(
+        &req,
+        &[
+            "lastN",
+            "aggrMethods",
+            "aggrPeriodDuration",
+            "options",
+            "format",
+            "pick",
+            "omit",
+            "limit",
+            "offset",
+            "count",
+            "local",
+        ],
+    )?;
     let media = body_media(&req, false)?;
     let acc = accept(&req, false)?;
     let t = tenant(&req, &state)?;
@@ -130,15 +149,28 @@ pub async fn query_post(req: HttpRequest, payload: Payload, state: State) -> Res
         }
     };
     let timeproperty = member("timeproperty")?.map(TimeProperty::parse).transpose()?.unwrap_or_default();
-    let tq = TemporalQuery {
+    let mut tq = TemporalQuery {
         params,
         timerel: TimeRel::parse(member("timerel")?, member("timeAt")?, member("endTimeAt")?)?,
         timeproperty,
         last_n: parse_last_n(p.get("lastN"))?,
         dataset_ids: None,
-        max_instances: Some(state.settings.temporal_max_instances),
+        max_instances: None,
     };
-    let mut opts = temporal_render(&p, &ctx, timeproperty)?;
+    let mut aggr = url_aggregation(&p);
+    // temporalQ, read last, wins over aggrParams.
+    for holder in [body.get("aggrParams"), temporal] {
+        if let Some(m) = holder.and_then(|h| h.get("aggrMethods")) {
+            aggr.0 = Some(body_methods(m)?);
+        }
+        match holder.and_then(|h| h.get("aggrPeriodDuration")) {
+            None => {}
+            Some(Value::String(d)) => aggr.1 = Some(d.clone()),
+            Some(_) => return Err(NgsiError::bad_data("aggrPeriodDuration must be a string").into()),
+        }
+    }
+    let mut opts = temporal_render(&p, &ctx, &tq, aggr)?;
+    tq.max_instances = opts.aggregation.is_none().then_some(state.settings.temporal_max_instances);
     if let Some(l) = lang {
         opts.lang = Some(crate::render::parse_lang(&l)?);
     }
@@ -177,15 +209,15 @@ fn partial(resp: &mut HttpResponse, range: Option<String>) {
 }
 
 /// Retrieve Temporal Evolution of an Entity (§5.7.3).
-#[utoipa::path(get, path = "/ngsi-ld/v1/temporal/entities/{entityId}", tag = "Temporal", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("timerel" = Option<String>, Query, description = "before, after or between"), ("timeAt" = Option<String>, Query, description = "DateTime the relation compares with"), ("endTimeAt" = Option<String>, Query, description = "End of a between relation"), ("timeproperty" = Option<String>, Query, description = "observedAt (default), createdAt, modifiedAt, deletedAt"), ("lastN" = Option<String>, Query, description = "Only the N most recent instances of each attribute"), ("options" = Option<String>, Query, description = "temporalValues, sysAttrs"), ("format" = Option<String>, Query, description = "temporalValues or normalized"), ("datasetId" = Option<String>, Query, description = "Instances to return (@none: the default ones)"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty")), responses((status = 200, description = "The temporal entity", body = serde_json::Value), (status = 206, description = "Instances were cut: Content-Range says up to where", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (temporal entity, attribute or tenant)", body = crate::http::error::ProblemDetails), (status = 406, description = "Not acceptable")))]
+#[utoipa::path(get, path = "/ngsi-ld/v1/temporal/entities/{entityId}", tag = "Temporal", params(("entityId" = String, Path, description = "Entity id (a URI)"), ("NGSILD-Tenant" = Option<String>, Header, description = "Tenant (Fiware-Service is equivalent)"), ("Link" = Option<String>, Header, description = "JSON-LD @context as a Link header"), ("attrs" = Option<String>, Query, description = "Attributes to return"), ("timerel" = Option<String>, Query, description = "before, after or between"), ("timeAt" = Option<String>, Query, description = "DateTime the relation compares with"), ("endTimeAt" = Option<String>, Query, description = "End of a between relation"), ("timeproperty" = Option<String>, Query, description = "observedAt (default), createdAt, modifiedAt, deletedAt"), ("lastN" = Option<String>, Query, description = "Only the N most recent instances of each attribute"), ("aggrMethods" = Option<String>, Query, description = "Aggregation methods (aggregatedValues): totalCount, distinctCount, sum, avg, min, max, stddev, sumsq"), ("aggrPeriodDuration" = Option<String>, Query, description = "ISO 8601 duration of each aggregation period (default PT0S: the whole time range)"), ("options" = Option<String>, Query, description = "temporalValues, aggregatedValues, sysAttrs"), ("format" = Option<String>, Query, description = "temporalValues, aggregatedValues or normalized (wins over options)"), ("datasetId" = Option<String>, Query, description = "Instances to return (@none: the default ones)"), ("pick" = Option<String>, Query, description = "Members to keep"), ("omit" = Option<String>, Query, description = "Members to drop"), ("lang" = Option<String>, Query, description = "Language preferences for LanguageProperty")), responses((status = 200, description = "The temporal entity", body = serde_json::Value), (status = 206, description = "Instances were cut: Content-Range says up to where", body = serde_json::Value), (status = 400, description = "Bad request data", body = crate::http::error::ProblemDetails), (status = 404, description = "Not found (temporal entity, attribute or tenant)", body = crate::http::error::ProblemDetails), (status = 406, description = "Not acceptable")))]
 pub async fn retrieve(req: HttpRequest, path: Path<String>, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, READ_PARAMS)?;
     let acc = accept(&req, false)?;
     let t = tenant(&req, &state)?;
     let ctx = header_context(&req, &state).await?;
     let mut tq = temporal_query(&p)?;
-    tq.max_instances = Some(state.settings.temporal_max_instances);
-    let opts = temporal_render(&p, &ctx, tq.timeproperty)?;
+    let opts = temporal_render(&p, &ctx, &tq, url_aggregation(&p))?;
+    tq.max_instances = opts.aggregation.is_none().then_some(state.settings.temporal_max_instances);
     let sel = tq.selection(&ctx);
     let view = retrieve_temporal_entity::run(&state.broker, &t, &path, &sel).await?;
     let body = trender::entity(&view, &ctx, &opts);
@@ -303,21 +335,59 @@ fn temporal_query(p: &Params) -> Result<TemporalQuery, ApiError> {
     })
 }
 
-/// The rendering a GET asks for: `options` and `format` (temporalValues, sysAttrs), pick/omit
-/// (or the older attrs), lang.
-fn temporal_render(p: &Params, ctx: &Context, timeproperty: TimeProperty) -> Result<TemporalRender, ApiError> {
-    let options = p.options(TEMPORAL_OPTIONS)?;
-    let mut temporal_values = options.iter().any(|o| o == "temporalValues");
-    match p.get("format") {
-        None => {}
-        Some("temporalValues" | "simplified") => temporal_values = true,
-        Some("normalized") => temporal_values = false,
-        Some(other) => {
-            return Err(
-                NgsiError::invalid(format!("format must be normalized or temporalValues, not {other:?}")).into()
-            );
-        }
+/// `aggrMethods` (split on commas) and `aggrPeriodDuration` as the URL gives them.
+type AggrParams = (Option<Vec<String>>, Option<String>);
+
+fn url_aggregation(p: &Params) -> AggrParams {
+    (p.list("aggrMethods"), p.get("aggrPeriodDuration").map(str::to_owned))
+}
+
+/// `aggrMethods` in a Query body (GS CIM 009 §5.2.21, §5.2.44): an array of strings or one
+/// comma-separated string.
+fn body_methods(v: &Value) -> Result<Vec<String>, ApiError> {
+    let bad = || ApiError::from(NgsiError::bad_data("aggrMethods must be a string or an array of strings"));
+    match v {
+        Value::String(s) => Ok(s.split(',').map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()).collect()),
+        Value::Array(a) => a.iter().map(|m| m.as_str().map(str::to_owned).ok_or_else(bad)).collect(),
+        _ => Err(bad()),
     }
+}
+
+/// The rendering a read asks for: `options` and `format` (temporalValues, aggregatedValues,
+/// sysAttrs; `format` wins over `options`, and aggregation methods without either ask for the
+/// aggregated representation), pick/omit (or the older attrs), lang. Aggregation parameters
+/// are checked whenever given.
+fn temporal_render(
+    p: &Params,
+    ctx: &Context,
+    tq: &TemporalQuery,
+    aggr: AggrParams,
+) -> Result<TemporalRender, ApiError> {
+    let options = p.options(TEMPORAL_OPTIONS)?;
+    let has = |o: &str| options.iter().any(|x| x == o);
+    let (temporal_values, aggregated) = match p.get("format") {
+        Some("temporalValues" | "simplified") => (true, false),
+        Some("normalized") => (false, false),
+        Some("aggregatedValues") => (false, true),
+        Some(other) => {
+            return Err(NgsiError::invalid(format!(
+                "format must be normalized, temporalValues or aggregatedValues, not {other:?}"
+            ))
+            .into());
+        }
+        None if has("aggregatedValues") => (false, true),
+        None if has("temporalValues") => (true, false),
+        None => (false, aggr.0.is_some() && !has("normalized")),
+    };
+    // Aggregation parameters are refused when wrong even if another representation won.
+    let parsed = match &aggr {
+        (None, Some(d)) if !aggregated => {
+            crate::temporal::aggregate::Duration::parse(d)?;
+            None
+        }
+        (None, None) if !aggregated => None,
+        (methods, period) => Some(Aggregation::parse(methods.as_deref(), period.as_deref())?),
+    };
     let expand = |n: &str| if matches!(n, "id" | "type" | "scope") { n.to_owned() } else { ctx.expand(n) };
     let pick = p.get("pick").map(|v| parse_projection(v, &expand)).transpose()?;
     let omit = p.get("omit").map(|v| parse_projection(v, &expand)).transpose()?;
@@ -329,10 +399,12 @@ fn temporal_render(p: &Params, ctx: &Context, timeproperty: TimeProperty) -> Res
     }
     Ok(TemporalRender {
         temporal_values,
-        sys_attrs: options.iter().any(|o| o == "sysAttrs"),
+        aggregation: if aggregated { parsed } else { None },
+        timerel: tq.timerel,
+        sys_attrs: has("sysAttrs"),
         pick: pick.map(|x| x.names()),
         omit: omit.map(|x| x.leaves()),
-        timeproperty,
+        timeproperty: tq.timeproperty,
         lang: p.get("lang").map(crate::render::parse_lang).transpose()?,
     })
 }

@@ -1,14 +1,16 @@
 //! Temporal representations of entities (GS CIM 009 §4.5.7, §4.5.9): the normalized one, where
 //! each attribute is an array of instances rendered like attributes of the entity API plus
 //! their `instanceId`, and the simplified one (`temporalValues`), where each attribute is its
-//! type and one array of `[value, time]` pairs. Names are compacted with the request's
-//! context. Pure.
+//! type and one array of `[value, time]` pairs, and the aggregated one (`aggregatedValues`,
+//! `aggregate.rs`), where each attribute is its type and per method one array of
+//! `[value, startAt, endAt]` triples. Names are compacted with the request's context. Pure.
 
 use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
 
-use super::query::{TimeProperty, View};
+use super::aggregate::{self, Aggregation, Range};
+use super::query::{TimeProperty, TimeRel, View};
 use crate::jsonld::Context;
 use crate::model::{AttrKind, format_millis};
 use crate::render::{self, RenderOpts};
@@ -28,6 +30,11 @@ pub struct TemporalRender {
     pub timeproperty: TimeProperty,
     /// Language preferences for LanguageProperty instances.
     pub lang: Option<Vec<String>>,
+    /// The aggregated temporal representation (`aggregatedValues`), which wins over
+    /// `temporal_values`.
+    pub aggregation: Option<Aggregation>,
+    /// The read's time relation, where aggregation periods start.
+    pub timerel: Option<TimeRel>,
 }
 
 impl TemporalRender {
@@ -66,13 +73,19 @@ pub fn entity(v: &View, ctx: &Context, o: &TemporalRender) -> Value {
         out.insert("scope".into(), if scope.len() == 1 { json!(scope[0]) } else { json!(scope) });
     }
     let opts = RenderOpts { sys_attrs: o.sys_attrs, lang: o.lang.clone(), ..Default::default() };
+    let range = Range::of(o.timerel, v.span);
     for (name, list) in &v.attrs {
         if !o.keeps(name) {
             continue;
         }
         let key = ctx.compact(name);
-        let value =
-            if o.temporal_values { simplified(list, ctx, o.timeproperty) } else { normalized(list, ctx, &opts) };
+        let value = match (&o.aggregation, range) {
+            (Some(a), Some(r)) => aggregate::attribute(list, a, r, o.timeproperty),
+            // Nothing kept has a time: there are no periods.
+            (Some(_), None) => continue,
+            (None, _) if o.temporal_values => simplified(list, ctx, o.timeproperty),
+            (None, _) => normalized(list, ctx, &opts),
+        };
         out.insert(key, value);
     }
     if o.sys_attrs {

@@ -159,7 +159,8 @@ async fn time_relations_last_n_and_temporal_values() {
         assert_problem(app.get(&format!("{base}?{q}")).await, 400, "BadRequestData").await;
     }
     assert_problem(app.get(&format!("{base}?format=keyValuesX")).await, 400, "InvalidRequest").await;
-    assert_problem(app.get(&format!("{base}?options=aggregatedValues")).await, 400, "InvalidRequest").await;
+    // The aggregated representation needs aggrMethods.
+    assert_problem(app.get(&format!("{base}?options=aggregatedValues")).await, 400, "BadRequestData").await;
 }
 
 #[tokio::test]
@@ -254,6 +255,138 @@ async fn long_histories_are_cut_with_a_content_range() {
     // Queries cut each entity the same way.
     let r = app.get(&format!("{T}?type=Vehicle")).await;
     assert_eq!(r.status(), 206);
+}
+
+/// A history for aggregation: `p` numbers across two hours, `name` strings.
+fn sensor(id: &str) -> Value {
+    json!({
+        "id": id,
+        "type": "Sensor",
+        "p": [
+            {"type": "Property", "value": 1, "observedAt": "2020-08-01T12:00:00Z"},
+            {"type": "Property", "value": 3, "observedAt": "2020-08-01T12:20:00Z"},
+            {"type": "Property", "value": 3, "observedAt": "2020-08-01T12:40:00Z"},
+            {"type": "Property", "value": 5, "observedAt": "2020-08-01T13:10:00Z"}
+        ],
+        "name": [
+            {"type": "Property", "value": "b", "observedAt": "2020-08-01T12:00:00Z"},
+            {"type": "Property", "value": "a", "observedAt": "2020-08-01T12:30:00Z"}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn aggregated_values_per_method_and_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    // Aggregation reads the whole history, whatever the cut of instance reads.
+    s.temporal_max_instances = 2;
+    let app = spawn_with(s, Some(dir)).await;
+    create(&app, &sensor("urn:ngsi-ld:Sensor:1")).await;
+    let base = format!("{T}/urn:ngsi-ld:Sensor:1");
+    assert_eq!(app.get(&base).await.status(), 206);
+
+    let all = "totalCount,distinctCount,sum,avg,min,max,stddev,sumsq";
+    let r = app.get(&format!("{base}?options=aggregatedValues&aggrMethods={all}&aggrPeriodDuration=PT1H")).await;
+    assert_eq!(r.status(), 200);
+    let e: Value = r.json().await.unwrap();
+    let p = &e["p"];
+    assert_eq!(p["type"], "Property");
+    let (h1, h2, h3) = ("2020-08-01T12:00:00Z", "2020-08-01T13:00:00Z", "2020-08-01T14:00:00Z");
+    assert_eq!(p["totalCount"], json!([[3, h1, h2], [1, h2, h3]]));
+    assert_eq!(p["distinctCount"], json!([[2, h1, h2], [1, h2, h3]]));
+    assert_eq!(p["sum"], json!([[7.0, h1, h2], [5.0, h2, h3]]));
+    assert_eq!(p["min"], json!([[1.0, h1, h2], [5.0, h2, h3]]));
+    assert_eq!(p["max"], json!([[3.0, h1, h2], [5.0, h2, h3]]));
+    assert_eq!(p["sumsq"], json!([[19.0, h1, h2], [25.0, h2, h3]]));
+    let avg = p["avg"][0][0].as_f64().unwrap();
+    assert!((avg - 7.0 / 3.0).abs() < 1e-9);
+    let stddev = p["stddev"][0][0].as_f64().unwrap();
+    assert!((stddev - (8.0f64 / 9.0).sqrt()).abs() < 1e-9);
+    assert_eq!(p["stddev"][1], json!([0.0, h2, h3]));
+    // Strings: counted, ordered by min and max, no number to add up.
+    let name = &e["name"];
+    assert_eq!(name["totalCount"], json!([[2, h1, h2]]));
+    assert_eq!(name["min"], json!([["a", h1, h2]]));
+    assert_eq!(name["max"], json!([["b", h1, h2]]));
+    assert_eq!(name["avg"], json!([[null, h1, h2]]));
+    assert!(e["p"].get("values").is_none() && e.get("createdAt").is_none());
+
+    // Without a duration the whole range is one period, from the first to the last instance.
+    let e = get_json(&app, &format!("{base}?format=aggregatedValues&aggrMethods=sum&attrs=p")).await;
+    assert_eq!(e["p"]["sum"], json!([[12.0, h1, "2020-08-01T13:10:00Z"]]));
+    assert!(e.get("name").is_none());
+    // Periods start at timeAt; `between` ends the whole range at endTimeAt.
+    let e = get_json(
+        &app,
+        &format!("{base}?options=aggregatedValues&aggrMethods=sum&aggrPeriodDuration=PT1H&timerel=after&timeAt=2020-08-01T11:30:00Z"),
+    )
+    .await;
+    assert_eq!(
+        e["p"]["sum"],
+        json!([
+            [4.0, "2020-08-01T11:30:00Z", "2020-08-01T12:30:00Z"],
+            [8.0, "2020-08-01T12:30:00Z", "2020-08-01T13:30:00Z"]
+        ])
+    );
+    let e = get_json(
+        &app,
+        &format!("{base}?aggrMethods=max&timerel=between&timeAt=2020-08-01T12:10:00Z&endTimeAt=2020-08-01T13:00:00Z"),
+    )
+    .await;
+    assert_eq!(
+        e["p"]["max"],
+        json!([[3.0, "2020-08-01T12:10:00Z", "2020-08-01T13:00:00Z"]]),
+        "aggrMethods alone asks for it"
+    );
+    // format wins over options (the instance read is cut at two instances).
+    let r = app.get(&format!("{base}?format=temporalValues&options=aggregatedValues&aggrMethods=sum")).await;
+    assert_eq!(r.status(), 206);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["p"]["values"].as_array().map(Vec::len), Some(1));
+
+    // Queries, by GET and by POST (aggrMethods in temporalQ or in aggrParams).
+    create(&app, &sensor("urn:ngsi-ld:Sensor:2")).await;
+    let list =
+        get_json(&app, &format!("{T}?type=Sensor&options=aggregatedValues&aggrMethods=min&aggrPeriodDuration=P1D"))
+            .await;
+    assert_eq!(list.as_array().map(Vec::len), Some(2));
+    assert_eq!(list[1]["p"]["min"], json!([[1.0, h1, "2020-08-02T12:00:00Z"]]));
+    let post = "/ngsi-ld/v1/temporal/entityOperations/query";
+    let q = json!({"type": "Query", "entities": [{"type": "Sensor"}],
+        "temporalQ": {"timerel": "after", "timeAt": "2020-08-01T12:00:00Z", "aggrMethods": ["avg"], "aggrPeriodDuration": "PT1H"}});
+    let r = app.post_json(post, &q).await;
+    assert_eq!(r.status(), 200);
+    let list: Value = r.json().await.unwrap();
+    assert_eq!(list[0]["p"]["avg"][1], json!([5.0, h2, h3]));
+    let q = json!({"type": "Query", "entities": [{"type": "Sensor"}],
+        "aggrParams": {"aggrMethods": "max,totalCount", "aggrPeriodDuration": "PT0S"}});
+    let list: Value = app.post_json(post, &q).await.json().await.unwrap();
+    assert_eq!(list[0]["p"]["totalCount"], json!([[4, h1, "2020-08-01T13:10:00Z"]]));
+
+    // Errors.
+    for q in [
+        "options=aggregatedValues",
+        "format=aggregatedValues&aggrPeriodDuration=PT1H",
+        "options=aggregatedValues&aggrMethods=median",
+        "options=aggregatedValues&aggrMethods=avg&aggrPeriodDuration=bogus",
+        "options=aggregatedValues&aggrMethods=avg&aggrPeriodDuration=P1H",
+        "aggrMethods=avg,bogus",
+        "aggrPeriodDuration=PT",
+    ] {
+        assert_problem(app.get(&format!("{base}?{q}")).await, 400, "BadRequestData").await;
+    }
+    for bad in [
+        json!({"aggrParams": {"aggrMethods": ["bogus"]}}),
+        json!({"aggrParams": {"aggrMethods": ["avg"], "aggrPeriodDuration": "bogus"}}),
+        json!({"temporalQ": {"aggrMethods": 5}}),
+    ] {
+        let mut q = json!({"type": "Query", "entities": [{"type": "Sensor"}]});
+        for (k, v) in bad.as_object().unwrap() {
+            q[k] = v.clone();
+        }
+        assert_problem(app.post_json(post, &q).await, 400, "BadRequestData").await;
+    }
 }
 
 #[tokio::test]
