@@ -222,7 +222,7 @@ fn period_of(a: &Aggregation, range: Range, t: i64) -> Option<(i64, i64, i64)> {
     }
     // A lower bound of a period's length (months count as 28 days), so the estimate is at or
     // after the true index; it is then walked back.
-    let approx = i64::from(d.months) * 28 * 86_400_000 + d.millis;
+    let approx = i64::from(d.months).saturating_mul(28 * 86_400_000).saturating_add(d.millis);
     let mut k = (t - range.start).div_euclid(approx.max(1));
     while d.step(range.start, k)? > t {
         k -= 1;
@@ -361,6 +361,17 @@ mod tests {
         assert_eq!(d("PT0S"), Some(Duration::default()));
         for bad in ["", "P", "PT", "bogus", "1H", "PT1", "P1H", "PTH", "P1.5D", "P1DT", "PT1S2"] {
             assert_eq!(d(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn extreme_periods_do_not_overflow() {
+        let t = 1_600_000_000_000;
+        let range = Range { start: t, end: t + 1000 };
+        for period in ["P1M106751991167D", "P10000Y", "P106751991167D", "PT0.001S"] {
+            let a = aggr("avg", Some(period));
+            let p = period_of(&a, range, t + 500);
+            assert!(p.is_none_or(|(_, s, e)| s <= t + 500 && t + 500 < e), "{period}: {p:?}");
         }
     }
 
