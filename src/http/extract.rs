@@ -368,12 +368,15 @@ impl Params {
         }
     }
 
+    /// A non-negative integer parameter. Values beyond 2^48 (more than any store holds) count
+    /// as 2^48, so that page arithmetic (`offset + limit`) cannot overflow.
     pub fn usize(&self, name: &str) -> Result<Option<usize>, ApiError> {
+        const CAP: u64 = 1 << 48;
         match self.get(name) {
             None => Ok(None),
             Some(v) => v
-                .parse::<usize>()
-                .map(Some)
+                .parse::<u64>()
+                .map(|n| Some(n.min(CAP) as usize))
                 .map_err(|_| NgsiError::bad_data(format!("{name} must be a non-negative integer, not {v:?}")).into()),
         }
     }

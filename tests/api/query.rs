@@ -304,3 +304,25 @@ async fn query_pages_carry_prev_and_next_links() {
         ]
     );
 }
+
+/// Page parameters of any size are answered, not overflowed: an offset past every entity gives
+/// an empty page (entities, temporal entities, subscriptions).
+#[tokio::test]
+async fn huge_offsets_give_empty_pages() {
+    let app = spawn_app().await;
+    app.create(json!({"id": "urn:o:1", "type": "T"})).await;
+    let huge = "18446744073709551615";
+    for path in [
+        format!("/ngsi-ld/v1/entities?type=T&offset={huge}"),
+        format!("/ngsi-ld/v1/entities?type=T&offset={huge}&orderBy=id&count=true"),
+        format!("/ngsi-ld/v1/temporal/entities?type=T&offset={huge}"),
+        format!("/ngsi-ld/v1/temporal/entities?type=T&offset={huge}&orderBy=id"),
+        format!("/ngsi-ld/v1/subscriptions?offset={huge}"),
+    ] {
+        let r = app.get(&path).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.json::<Value>().await.unwrap(), json!([]), "{path}");
+    }
+    let r = app.get("/ngsi-ld/v1/entities?type=T&offset=99999999999999999999999").await;
+    assert_eq!(r.status(), 400);
+}
