@@ -8,7 +8,7 @@ use super::error::ApiError;
 use std::sync::Arc;
 
 use super::extract::{
-    BodyMedia, Params, batch_contexts, body_media, element_error, header_context, link_context, read_body, read_json,
+    BodyMedia, Params, batch_contexts, body_media, element_error, header_context, read_body, read_json, reads_as_text,
     tenant,
 };
 use super::{State, respond};
@@ -37,13 +37,12 @@ type Tree = Option<(Value, Vec<NgsiResult<Arc<Context>>>)>;
 async fn entities<'a>(
     req: &HttpRequest,
     state: &State,
+    media: BodyMedia,
     t: &str,
-    dist: &crate::forward::Dist,
     bytes: &'a [u8],
     tree: &'a mut Tree,
 ) -> Result<BatchBody<'a>, ApiError> {
-    let media = body_media(req, false)?;
-    if media == BodyMedia::Json && link_context(req).is_ok() && !state.broker.forwarder.active(t, dist) {
+    if reads_as_text(req, state, media, t) {
         let items = crate::model::text::batch_elements(bytes)?;
         return Ok(BatchBody::Text(items, header_context(req, state).await.map_err(element_error)));
     }
@@ -62,11 +61,11 @@ fn no_content_or_207(out: &crate::ops::BatchOutcome) -> HttpResponse {
 pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(&req, &["local"])?;
     let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
-    body_media(&req, false)?;
+    let media = body_media(&req, false)?;
     let t = tenant(&req, &state)?;
     let bytes = read_body(payload, state.settings.max_body_bytes).await?;
     let mut tree = None;
-    let body = entities(&req, &state, &t, &dist, &bytes, &mut tree).await?;
+    let body = entities(&req, &state, media, &t, &bytes, &mut tree).await?;
     let out = batch_create::run(&state.broker, &t, &body, &dist).await?;
     if out.errors.is_empty() {
         return Ok(HttpResponse::Created()
@@ -83,11 +82,11 @@ pub async fn upsert(req: HttpRequest, payload: Payload, state: State) -> Result<
     let opts = p.options(&["update", "replace"])?;
     let update = opts.iter().any(|o| o == "update");
     let dist = super::extract::dist(&req, &state, p.bool("local")?)?;
-    body_media(&req, false)?;
+    let media = body_media(&req, false)?;
     let t = tenant(&req, &state)?;
     let bytes = read_body(payload, state.settings.max_body_bytes).await?;
     let mut tree = None;
-    let body = entities(&req, &state, &t, &dist, &bytes, &mut tree).await?;
+    let body = entities(&req, &state, media, &t, &bytes, &mut tree).await?;
     let out = batch_upsert::run(&state.broker, &t, &body, update, &dist).await?;
     if !out.errors.is_empty() {
         return Ok(respond::batch_207(&out));

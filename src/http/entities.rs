@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::extract::{
-    Accept, BodyMedia, Params, accept, body_context, body_media, element_error, header_context, link_context,
-    read_body, read_json, tenant,
+    Accept, Params, accept, body_context, body_media, element_error, header_context, read_body, read_json,
+    reads_as_text, tenant,
 };
 use super::{State, respond};
 use crate::error::NgsiError;
@@ -31,7 +31,7 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
     let not_object = || NgsiError::invalid("the body of Create Entity must be a JSON object");
     // An application/json body for a tenant with no context sources is read straight into the
     // model (model::text); anything else is parsed first.
-    if media == BodyMedia::Json && link_context(&req).is_ok() && !state.broker.forwarder.registry.has_any(&t) {
+    if reads_as_text(&req, &state, media, &t) {
         let item: Element = serde_json::from_slice(&bytes).map_err(NgsiError::not_json)?;
         if matches!(item, Element::Other) {
             return Err(not_object().into());

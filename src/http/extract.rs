@@ -219,6 +219,13 @@ pub async fn batch_contexts(
     Ok(out)
 }
 
+/// Whether an entity body is read straight from its text ([`crate::model::text`]):
+/// `application/json` with a well-formed (or no) `Link` header, for a tenant with no context
+/// source registrations (forwarding works on the parsed tree).
+pub fn reads_as_text(req: &HttpRequest, state: &AppState, media: BodyMedia, tenant: &str) -> bool {
+    media == BodyMedia::Json && link_context(req).is_ok() && !state.broker.forwarder.registry.has_any(tenant)
+}
+
 /// The error of a batch element whose context failed.
 pub fn element_error(e: ApiError) -> NgsiError {
     match e {

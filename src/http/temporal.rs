@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::entities::{url_geo, url_selectors};
 use super::error::ApiError;
 use super::extract::{Accept, Params, accept, body_context, body_media, header_context, read_json, tenant};
+use super::subscriptions::object_body;
 use super::{State, respond};
 use crate::error::NgsiError;
 use crate::jsonld::Context;
@@ -55,10 +56,7 @@ pub async fn create(req: HttpRequest, payload: Payload, state: State) -> Result<
     Params::parse(&req, &[])?;
     let media = body_media(&req, false)?;
     let t = tenant(&req, &state)?;
-    let body = read_json(payload, state.settings.max_body_bytes).await?;
-    if !body.is_object() {
-        return Err(NgsiError::invalid("the body of a temporal entity must be a JSON object").into());
-    }
+    let body = object_body(&req, payload, &state).await?;
     let ctx = body_context(&req, &state, media, &body).await?;
     let (id, outcome) = create_temporal_entity::run(&state.broker, &t, &body, &ctx).await?;
     if outcome == Outcome::Appended {
@@ -252,10 +250,7 @@ pub async fn append(
     Params::parse(&req, &[])?;
     let media = body_media(&req, false)?;
     let t = tenant(&req, &state)?;
-    let body = read_json(payload, state.settings.max_body_bytes).await?;
-    if !body.is_object() {
-        return Err(NgsiError::invalid("the body must be a JSON object of attributes").into());
-    }
+    let body = object_body(&req, payload, &state).await?;
     let ctx = body_context(&req, &state, media, &body).await?;
     append_temporal_attrs::run(&state.broker, &t, &path, &body, &ctx).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -131,8 +131,7 @@ impl<'a> Member<'a> {
     fn value(self) -> Cow<'a, Value> {
         match self {
             Member::Tree(v) => Cow::Borrowed(v),
-            // Member text was checked to be JSON when it was read.
-            Member::Text(r) => Cow::Owned(serde_json::from_str(r.get()).unwrap_or(Value::Null)),
+            Member::Text(r) => Cow::Owned(super::text::tree(r)),
         }
     }
 

@@ -205,8 +205,8 @@ pub(crate) fn attribute_instances(key: &str, v: &RawValue, ctx: &Context, now: i
     }
 }
 
-fn tree(v: &RawValue) -> Value {
-    // The text was checked to be JSON when it was read.
+/// The tree of member text (checked to be JSON when it was read).
+pub(crate) fn tree(v: &RawValue) -> Value {
     serde_json::from_str(v.get()).unwrap_or(Value::Null)
 }
 
