@@ -306,6 +306,16 @@ fn install_segment(dir: &Path, no: u64) -> std::io::Result<File> {
     OpenOptions::new().read(true).write(true).open(&path)
 }
 
+/// Lowers the calling thread's priority (nice 10). Zero-filling the next segment and writing
+/// snapshots are background work: under load they should mostly take the CPU time the writers
+/// leave idle (waiting on syncs), not time from requests. At nice 10 they still get about a
+/// tenth of a saturated core, so a spare segment is ready long before the active one fills.
+fn in_background() {
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
+        tracing::debug!(error = %e, "could not lower a background thread's priority");
+    }
+}
+
 /// The next segment, zero-filled by a background thread while the active one fills, so a
 /// rotation does not stall the writers queued behind it.
 struct Spare {
@@ -319,7 +329,10 @@ impl Spare {
         let dir = dir.to_owned();
         let ready = std::thread::Builder::new()
             .name("orbis-store-segment".into())
-            .spawn(move || prepare_segment(&dir, no, cap))
+            .spawn(move || {
+                in_background();
+                prepare_segment(&dir, no, cap)
+            })
             .ok()?;
         Some(Spare { no, cap, ready })
     }
@@ -518,6 +531,7 @@ impl Log {
         let covered_garbage = c.garbage.swap(0, Ordering::Relaxed);
         let dir = self.dir.clone();
         let handle = std::thread::Builder::new().name("orbis-store-compactor".into()).spawn(move || {
+            in_background();
             match write_snapshot(&dir, covered, source) {
                 Ok(size) => c.snapshot_bytes.store(size, Ordering::Relaxed),
                 Err(e) => {
