@@ -17,7 +17,7 @@ use indexmap::IndexMap;
 use parking_lot::RwLock;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use rstar::primitives::{GeomWithData, Rectangle};
-use rstar::{AABB, Envelope, ParentNode, RTree, RTreeNode};
+use rstar::{AABB, Envelope, ParentNode, RStarInsertionStrategy, RTree, RTreeNode, RTreeParams};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -132,6 +132,20 @@ impl Counters {
 /// One GeoProperty instance's bounding box in the spatial index.
 type GeoEntry = GeomWithData<Rectangle<[f64; 2]>, OrderKey>;
 
+/// The spatial index's node sizes. Every entity created with a location is one insertion, so
+/// insertion cost is what matters: wider nodes without forced reinsertion insert 1.4-1.7x
+/// faster than rstar's defaults (6 children, reinsertion) at 100,000-1,000,000 points, and
+/// box queries over the shallower tree are faster too (measured with city-sized clusters of
+/// random points).
+struct GeoParams;
+
+impl RTreeParams for GeoParams {
+    const MIN_SIZE: usize = 4;
+    const MAX_SIZE: usize = 16;
+    const REINSERTION_COUNT: usize = 0;
+    type DefaultInsertionStrategy = RStarInsertionStrategy;
+}
+
 /// A tenant's entities by id: a hash table of the entities themselves (8 bytes an entry), hashed
 /// by id with a seeded fast hash, since every visited candidate costs one lookup here.
 #[derive(Default)]
@@ -184,7 +198,7 @@ struct TenantState {
     order: BTreeSet<OrderKey>,
     by_type: FastMap<Name, BTreeSet<OrderKey>>,
     /// An R-tree of bounding boxes per GeoProperty name.
-    geo: HashMap<Name, RTree<GeoEntry>>,
+    geo: HashMap<Name, RTree<GeoEntry, GeoParams>>,
     /// Numeric values per attribute name, sorted, for selective `q` ranges.
     numbers: HashMap<Name, BTreeSet<(Num, OrderKey)>>,
     /// Plain numeric values per attribute name in creation order, for `q` ranges too wide for
