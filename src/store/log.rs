@@ -748,6 +748,20 @@ mod tests {
     }
 
     #[test]
+    fn background_work_runs_at_a_lower_priority_on_its_own_thread() {
+        let me = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        let before = me();
+        let lowered = std::thread::spawn(move || {
+            in_background();
+            me()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, before.max(10), "the background thread runs at nice 10");
+        assert_eq!(me(), before, "the threads that serve requests keep their priority");
+    }
+
+    #[test]
     fn a_failed_write_refuses_later_ones() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = reopen(dir.path(), small());
