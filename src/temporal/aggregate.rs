@@ -234,49 +234,31 @@ fn period_of(a: &Aggregation, range: Range, t: i64) -> Option<(i64, i64, i64)> {
 }
 
 /// The aggregated form of one attribute (its kept instances, oldest first): one object per
-/// datasetId (the default instances first), an array of them when there are several.
+/// datasetId (see [`super::render::per_dataset`]).
 pub fn attribute(list: &[Instance], a: &Aggregation, range: Range, prop: TimeProperty) -> Value {
-    let mut groups: Vec<(Option<&str>, Vec<&Instance>)> = Vec::new();
-    for i in list {
-        let d = i.attr.dataset_id();
-        match groups.iter_mut().find(|(k, _)| *k == d) {
-            Some((_, g)) => g.push(i),
-            None => groups.push((d, vec![i])),
+    super::render::per_dataset(list, |g| {
+        let mut m = Map::new();
+        m.insert("type".into(), json!(g[0].attr.kind.name()));
+        // Per period (in time order), its bounds and values.
+        let mut periods: Vec<(i64, i64, i64, Vec<Value>)> = Vec::new();
+        for i in g.iter().filter(|i| i.deleted_at.is_none()) {
+            let Some(t) = prop.of(i) else { continue };
+            let Some((k, start, end)) = period_of(a, range, t) else { continue };
+            match periods.iter_mut().find(|p| p.0 == k) {
+                Some(p) => p.3.push(i.attr.value()),
+                None => periods.push((k, start, end, vec![i.attr.value()])),
+            }
         }
-    }
-    groups.sort_by_key(|(d, _)| d.is_some());
-    let mut out: Vec<Value> = groups
-        .into_iter()
-        .map(|(d, g)| {
-            let mut m = Map::new();
-            m.insert("type".into(), json!(g[0].attr.kind.name()));
-            // Per period (in time order), its bounds and values.
-            let mut periods: Vec<(i64, i64, i64, Vec<Value>)> = Vec::new();
-            for i in g.iter().filter(|i| i.deleted_at.is_none()) {
-                let Some(t) = prop.of(i) else { continue };
-                let Some((k, start, end)) = period_of(a, range, t) else { continue };
-                match periods.iter_mut().find(|p| p.0 == k) {
-                    Some(p) => p.3.push(i.attr.value()),
-                    None => periods.push((k, start, end, vec![i.attr.value()])),
-                }
-            }
-            periods.sort_by_key(|p| p.0);
-            for method in &a.methods {
-                let triples: Vec<Value> = periods
-                    .iter()
-                    .map(|(_, start, end, values)| {
-                        json!([apply(*method, values), format_time(*start), format_time(*end)])
-                    })
-                    .collect();
-                m.insert(method.name().into(), Value::Array(triples));
-            }
-            if let Some(d) = d {
-                m.insert("datasetId".into(), json!(d));
-            }
-            Value::Object(m)
-        })
-        .collect();
-    if out.len() == 1 { out.pop().unwrap_or(Value::Null) } else { Value::Array(out) }
+        periods.sort_by_key(|p| p.0);
+        for method in &a.methods {
+            let triples: Vec<Value> = periods
+                .iter()
+                .map(|(_, start, end, values)| json!([apply(*method, values), format_time(*start), format_time(*end)]))
+                .collect();
+            m.insert(method.name().into(), Value::Array(triples));
+        }
+        m
+    })
 }
 
 /// A value as a number for the numeric methods: numbers, and booleans as 1 and 0.

@@ -112,9 +112,13 @@ fn normalized(list: &[super::Instance], ctx: &Context, opts: &RenderOpts) -> Val
     )
 }
 
-/// The simplified form of one attribute: one object per datasetId (the default instances
-/// first), an array of them when there are several.
-fn simplified(list: &[super::Instance], ctx: &Context, prop: TimeProperty) -> Value {
+/// One attribute's instances (oldest first) rendered per datasetId: `one` makes the object of
+/// each group, to which its datasetId is added; the default instances come first, and there is
+/// an array of objects only when there are several.
+pub(super) fn per_dataset<'a>(
+    list: &'a [super::Instance],
+    mut one: impl FnMut(&[&'a super::Instance]) -> Map<String, Value>,
+) -> Value {
     let mut groups: Vec<(Option<&str>, Vec<&super::Instance>)> = Vec::new();
     for i in list {
         let d = i.attr.dataset_id();
@@ -127,29 +131,7 @@ fn simplified(list: &[super::Instance], ctx: &Context, prop: TimeProperty) -> Va
     let mut out: Vec<Value> = groups
         .into_iter()
         .map(|(d, g)| {
-            let kind = g[0].attr.kind;
-            let (member, wrap) = simplified_key(kind);
-            let pairs: Vec<Value> = g
-                .iter()
-                .map(|i| {
-                    let value = match i.attr.kind {
-                        AttrKind::VocabProperty => ctx.compact_vocab_value(&i.attr.value()),
-                        _ => i.attr.value(),
-                    };
-                    let value = match wrap {
-                        Some(w) => json!({ w: value }),
-                        None => value,
-                    };
-                    let time = match prop {
-                        TimeProperty::ObservedAt => i.attr.observed_at().map(|s| json!(s.as_str())),
-                        _ => prop.of(i).map(|t| json!(format_millis(t))),
-                    };
-                    json!([value, time.unwrap_or(Value::Null)])
-                })
-                .collect();
-            let mut m = Map::new();
-            m.insert("type".into(), json!(kind.name()));
-            m.insert(member.into(), Value::Array(pairs));
+            let mut m = one(&g);
             if let Some(d) = d {
                 m.insert("datasetId".into(), json!(d));
             }
@@ -157,6 +139,36 @@ fn simplified(list: &[super::Instance], ctx: &Context, prop: TimeProperty) -> Va
         })
         .collect();
     if out.len() == 1 { out.pop().unwrap_or(Value::Null) } else { Value::Array(out) }
+}
+
+/// The simplified form of one attribute: one object per datasetId (see [`per_dataset`]).
+fn simplified(list: &[super::Instance], ctx: &Context, prop: TimeProperty) -> Value {
+    per_dataset(list, |g| {
+        let kind = g[0].attr.kind;
+        let (member, wrap) = simplified_key(kind);
+        let pairs: Vec<Value> = g
+            .iter()
+            .map(|i| {
+                let value = match i.attr.kind {
+                    AttrKind::VocabProperty => ctx.compact_vocab_value(&i.attr.value()),
+                    _ => i.attr.value(),
+                };
+                let value = match wrap {
+                    Some(w) => json!({ w: value }),
+                    None => value,
+                };
+                let time = match prop {
+                    TimeProperty::ObservedAt => i.attr.observed_at().map(|s| json!(s.as_str())),
+                    _ => prop.of(i).map(|t| json!(format_millis(t))),
+                };
+                json!([value, time.unwrap_or(Value::Null)])
+            })
+            .collect();
+        let mut m = Map::new();
+        m.insert("type".into(), json!(kind.name()));
+        m.insert(member.into(), Value::Array(pairs));
+        m
+    })
 }
 
 #[cfg(test)]
